@@ -1,0 +1,546 @@
+//! The heartbeat packet: layout, encoder and decoder.
+//!
+//! ```text
+//! offset size field
+//!  0      4   magic "TNDM"
+//!  4      1   version (1)
+//!  5      1   kind (1 heartbeat, 2 leave)
+//!  6      1   key id
+//!  7      1   link index the packet was sent on
+//!  8      4   cluster id
+//! 12      2   sender node id
+//! 14      2   body length (bytes of TLVs)
+//! 16      8   sender's boot incarnation
+//! 24      8   sequence number (per sender, link and incarnation)
+//! 32      n   TLVs: type u8 | length u16 | value
+//! 32+n   32   HMAC-SHA256 over bytes 0 .. 32+n
+//! ```
+//!
+//! All integers are big-endian. A TLV type with bit 0x80 set is critical: a
+//! receiver that does not know it rejects the packet; others are skipped.
+
+use crate::auth::{Keyring, MAC_LEN};
+
+/// First four bytes of every packet.
+pub const MAGIC: [u8; 4] = *b"TNDM";
+/// The protocol version this build speaks.
+pub const VERSION: u8 = 1;
+/// Size of the fixed header.
+pub const HEADER_LEN: usize = 32;
+/// Smallest valid packet: a header and a MAC.
+pub const MIN_PACKET: usize = HEADER_LEN + MAC_LEN;
+/// Largest packet sent or accepted; fits one Ethernet frame.
+pub const MAX_PACKET: usize = 1400;
+
+const TLV_STATE: u8 = 1;
+const TLV_VIEW: u8 = 2;
+const TLV_CONFIG_DIGEST: u8 = 3;
+const TLV_CRITICAL: u8 = 0x80;
+const VIEW_ENTRY_LEN: usize = 2 + 8 + 1;
+
+/// What a packet announces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketKind {
+    /// "I am alive": sent every keepalive on every link.
+    Heartbeat,
+    /// "I am shutting down cleanly": peers may stop waiting for deadtime.
+    Leave,
+}
+
+/// The sender's own state, as it summarises it to its peers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum NodeState {
+    /// Still within its start-up window (`initdead`).
+    #[default]
+    Starting,
+    /// Running normally.
+    Online,
+    /// Shutting down.
+    Leaving,
+}
+
+impl NodeState {
+    fn to_byte(self) -> u8 {
+        match self {
+            NodeState::Starting => 1,
+            NodeState::Online => 2,
+            NodeState::Leaving => 3,
+        }
+    }
+    fn from_byte(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => NodeState::Starting,
+            2 => NodeState::Online,
+            3 => NodeState::Leaving,
+            _ => return None,
+        })
+    }
+}
+
+/// One member of the sender's membership view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ViewEntry {
+    /// The member's node id.
+    pub node: u16,
+    /// The member's incarnation as the sender knows it.
+    pub incarnation: u64,
+    /// Whether the sender considers the member up.
+    pub up: bool,
+}
+
+/// A decoded (or to-be-encoded) heartbeat packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Packet {
+    /// What the packet announces.
+    pub kind: PacketKind,
+    /// Index of the link the sender sent it on; authenticated, so a capture
+    /// cannot be replayed onto another link.
+    pub link: u8,
+    /// Cluster id (see [`crate::cluster_id`]).
+    pub cluster: u32,
+    /// Sender node id.
+    pub sender: u16,
+    /// Sender's boot incarnation; grows at every daemon start.
+    pub incarnation: u64,
+    /// Sequence number, per sender, link and incarnation.
+    pub seq: u64,
+    /// Sender's own state.
+    pub state: NodeState,
+    /// Sender's membership view.
+    pub view: Vec<ViewEntry>,
+    /// Digest of the sender's configuration, to spot nodes with different files.
+    pub config_digest: u64,
+}
+
+/// Every way a datagram can fail to be a valid packet.
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Shorter than a header plus MAC, or shorter than its body length says.
+    #[error("truncated packet ({0} bytes)")]
+    Truncated(usize),
+    /// Longer than [`MAX_PACKET`] or longer than its body length says.
+    #[error("oversized packet ({0} bytes)")]
+    Oversized(usize),
+    /// Does not start with [`MAGIC`]: not a tandem packet.
+    #[error("not a tandem packet (bad magic)")]
+    BadMagic,
+    /// A protocol version this build does not speak.
+    #[error("unsupported protocol version {0}")]
+    UnsupportedVersion(u8),
+    /// From another cluster.
+    #[error("packet for another cluster (id {0:#010x})")]
+    WrongCluster(u32),
+    /// Signed with a key id this node does not have.
+    #[error("unknown key id {0}")]
+    UnknownKey(u8),
+    /// The MAC does not match: wrong key or tampered packet.
+    #[error("bad MAC (wrong key or tampered packet)")]
+    BadMac,
+    /// Authentic, but its content is not well formed.
+    #[error("malformed packet: {0}")]
+    Malformed(&'static str),
+    /// Carries a critical field this build does not understand.
+    #[error("unknown critical field type {0}")]
+    UnknownCritical(u8),
+}
+
+fn kind_byte(k: PacketKind) -> u8 {
+    match k {
+        PacketKind::Heartbeat => 1,
+        PacketKind::Leave => 2,
+    }
+}
+
+fn push_tlv(out: &mut Vec<u8>, ty: u8, value: &[u8]) {
+    out.push(ty);
+    // Values are bounded by the view size check in `encode`.
+    out.extend_from_slice(&(u16::try_from(value.len()).unwrap_or(u16::MAX)).to_be_bytes());
+    out.extend_from_slice(value);
+}
+
+/// Encodes and signs `packet` with the ring's sending key.
+///
+/// Views larger than fit in [`MAX_PACKET`] are truncated to what fits; with
+/// the 100-node limit of the configuration this never happens in practice.
+pub fn encode(packet: &Packet, keys: &Keyring) -> Vec<u8> {
+    let key = keys.send_key();
+    let max_view = (MAX_PACKET - MIN_PACKET - 3 * 3 - 1 - 8) / VIEW_ENTRY_LEN;
+    let view = &packet.view[..packet.view.len().min(max_view)];
+
+    let mut body = Vec::with_capacity(16 + view.len() * VIEW_ENTRY_LEN);
+    push_tlv(&mut body, TLV_STATE, &[packet.state.to_byte()]);
+    push_tlv(&mut body, TLV_CONFIG_DIGEST, &packet.config_digest.to_be_bytes());
+    let mut v = Vec::with_capacity(view.len() * VIEW_ENTRY_LEN);
+    for e in view {
+        v.extend_from_slice(&e.node.to_be_bytes());
+        v.extend_from_slice(&e.incarnation.to_be_bytes());
+        v.push(u8::from(e.up));
+    }
+    push_tlv(&mut body, TLV_VIEW, &v);
+
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len() + MAC_LEN);
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(kind_byte(packet.kind));
+    out.push(key.id());
+    out.push(packet.link);
+    out.extend_from_slice(&packet.cluster.to_be_bytes());
+    out.extend_from_slice(&packet.sender.to_be_bytes());
+    out.extend_from_slice(&(u16::try_from(body.len()).unwrap_or(u16::MAX)).to_be_bytes());
+    out.extend_from_slice(&packet.incarnation.to_be_bytes());
+    out.extend_from_slice(&packet.seq.to_be_bytes());
+    out.extend_from_slice(&body);
+    let tag = key.sign(&out);
+    out.extend_from_slice(&tag);
+    out
+}
+
+fn be_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn be_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn be_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_be_bytes(a)
+}
+
+/// Decodes and authenticates a datagram addressed to cluster `cluster`.
+///
+/// Checks are ordered cheapest first, and nothing past the header is parsed
+/// before the MAC is verified. Never panics; allocates at most one view
+/// bounded by the packet length.
+pub fn decode(data: &[u8], cluster: u32, keys: &Keyring) -> Result<Packet, DecodeError> {
+    if data.len() > MAX_PACKET {
+        return Err(DecodeError::Oversized(data.len()));
+    }
+    if data.len() < 4 || data[..4] != MAGIC {
+        return Err(if data.len() < 4 {
+            DecodeError::Truncated(data.len())
+        } else {
+            DecodeError::BadMagic
+        });
+    }
+    if data.len() < 5 {
+        return Err(DecodeError::Truncated(data.len()));
+    }
+    if data[4] != VERSION {
+        return Err(DecodeError::UnsupportedVersion(data[4]));
+    }
+    if data.len() < MIN_PACKET {
+        return Err(DecodeError::Truncated(data.len()));
+    }
+    let their_cluster = be_u32(data, 8);
+    if their_cluster != cluster {
+        return Err(DecodeError::WrongCluster(their_cluster));
+    }
+    let body_len = usize::from(be_u16(data, 14));
+    let expected = HEADER_LEN + body_len + MAC_LEN;
+    if data.len() < expected {
+        return Err(DecodeError::Truncated(data.len()));
+    }
+    if data.len() > expected {
+        return Err(DecodeError::Oversized(data.len()));
+    }
+    let key_id = data[6];
+    let key = keys.get(key_id).ok_or(DecodeError::UnknownKey(key_id))?;
+    let signed = expected - MAC_LEN;
+    if !key.verify(&data[..signed], &data[signed..]) {
+        return Err(DecodeError::BadMac);
+    }
+
+    let kind = match data[5] {
+        1 => PacketKind::Heartbeat,
+        2 => PacketKind::Leave,
+        _ => return Err(DecodeError::Malformed("unknown packet kind")),
+    };
+    let mut packet = Packet {
+        kind,
+        link: data[7],
+        cluster: their_cluster,
+        sender: be_u16(data, 12),
+        incarnation: be_u64(data, 16),
+        seq: be_u64(data, 24),
+        state: NodeState::Starting,
+        view: Vec::new(),
+        config_digest: 0,
+    };
+    let mut seen_state = false;
+    let body = &data[HEADER_LEN..signed];
+    let mut at = 0;
+    while at < body.len() {
+        if body.len() - at < 3 {
+            return Err(DecodeError::Malformed("truncated field header"));
+        }
+        let ty = body[at];
+        let len = usize::from(be_u16(body, at + 1));
+        at += 3;
+        if body.len() - at < len {
+            return Err(DecodeError::Malformed("field runs past the body"));
+        }
+        let value = &body[at..at + len];
+        at += len;
+        match ty {
+            TLV_STATE => {
+                if len != 1 {
+                    return Err(DecodeError::Malformed("state field length"));
+                }
+                packet.state = NodeState::from_byte(value[0])
+                    .ok_or(DecodeError::Malformed("unknown node state"))?;
+                seen_state = true;
+            }
+            TLV_CONFIG_DIGEST => {
+                if len != 8 {
+                    return Err(DecodeError::Malformed("config digest length"));
+                }
+                packet.config_digest = be_u64(value, 0);
+            }
+            TLV_VIEW => {
+                if len % VIEW_ENTRY_LEN != 0 {
+                    return Err(DecodeError::Malformed("view field length"));
+                }
+                packet.view = value
+                    .chunks_exact(VIEW_ENTRY_LEN)
+                    .map(|c| ViewEntry {
+                        node: be_u16(c, 0),
+                        incarnation: be_u64(c, 2),
+                        up: c[10] != 0,
+                    })
+                    .collect();
+            }
+            t if t & TLV_CRITICAL != 0 => return Err(DecodeError::UnknownCritical(t)),
+            _ => {}
+        }
+    }
+    if !seen_state {
+        return Err(DecodeError::Malformed("missing state field"));
+    }
+    Ok(packet)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Key;
+    use proptest::prelude::*;
+
+    fn ring() -> Keyring {
+        Keyring::single(Key::new(1, b"test key material").unwrap())
+    }
+
+    fn sample() -> Packet {
+        Packet {
+            kind: PacketKind::Heartbeat,
+            link: 1,
+            cluster: 0xdead_beef,
+            sender: 2,
+            incarnation: 1_700_000_000_000_000,
+            seq: 42,
+            state: NodeState::Online,
+            view: vec![
+                ViewEntry {
+                    node: 1,
+                    incarnation: 7,
+                    up: true,
+                },
+                ViewEntry {
+                    node: 2,
+                    incarnation: 1_700_000_000_000_000,
+                    up: true,
+                },
+            ],
+            config_digest: 0x0102_0304_0506_0708,
+        }
+    }
+
+    #[test]
+    fn golden_layout_v1() {
+        let bytes = encode(&sample(), &ring());
+        assert_eq!(&bytes[..4], b"TNDM");
+        assert_eq!(bytes[4], 1, "version");
+        assert_eq!(bytes[5], 1, "kind heartbeat");
+        assert_eq!(bytes[6], 1, "key id");
+        assert_eq!(bytes[7], 1, "link");
+        assert_eq!(&bytes[8..12], &[0xde, 0xad, 0xbe, 0xef]);
+        assert_eq!(&bytes[12..14], &[0, 2]);
+        // state (4) + digest (11) + view header (3) + 2 entries (22)
+        assert_eq!(&bytes[14..16], &[0, 40]);
+        assert_eq!(bytes.len(), 32 + 40 + 32);
+        assert_eq!(&bytes[32..36], &[1, 0, 1, 2], "state TLV");
+    }
+
+    #[test]
+    fn round_trip() {
+        let p = sample();
+        let bytes = encode(&p, &ring());
+        assert_eq!(decode(&bytes, 0xdead_beef, &ring()).unwrap(), p);
+    }
+
+    #[test]
+    fn rejections_are_typed() {
+        let keys = ring();
+        let bytes = encode(&sample(), &keys);
+        assert_eq!(
+            decode(&bytes, 1, &keys).unwrap_err(),
+            DecodeError::WrongCluster(0xdead_beef)
+        );
+        let other = Keyring::single(Key::new(1, b"another key").unwrap());
+        assert_eq!(
+            decode(&bytes, 0xdead_beef, &other).unwrap_err(),
+            DecodeError::BadMac
+        );
+        let other_id = Keyring::single(Key::new(9, b"test key material").unwrap());
+        assert_eq!(
+            decode(&bytes, 0xdead_beef, &other_id).unwrap_err(),
+            DecodeError::UnknownKey(1)
+        );
+        assert_eq!(
+            decode(&bytes[..40], 0xdead_beef, &keys).unwrap_err(),
+            DecodeError::Truncated(40)
+        );
+        assert_eq!(
+            decode(&bytes[..bytes.len() - 1], 0xdead_beef, &keys).unwrap_err(),
+            DecodeError::Truncated(bytes.len() - 1)
+        );
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(
+            decode(&long, 0xdead_beef, &keys).unwrap_err(),
+            DecodeError::Oversized(bytes.len() + 1)
+        );
+        assert_eq!(
+            decode(&vec![0u8; 2000], 0xdead_beef, &keys).unwrap_err(),
+            DecodeError::Oversized(2000)
+        );
+        let mut v2 = bytes.clone();
+        v2[4] = 2;
+        assert_eq!(
+            decode(&v2, 0xdead_beef, &keys).unwrap_err(),
+            DecodeError::UnsupportedVersion(2)
+        );
+        let mut magic = bytes.clone();
+        magic[0] = b'X';
+        assert_eq!(
+            decode(&magic, 0xdead_beef, &keys).unwrap_err(),
+            DecodeError::BadMagic
+        );
+        let mut tampered = bytes;
+        tampered[30] ^= 1;
+        assert_eq!(
+            decode(&tampered, 0xdead_beef, &keys).unwrap_err(),
+            DecodeError::BadMac
+        );
+    }
+
+    /// Builds a correctly signed packet around an arbitrary body, to test the
+    /// TLV parser behind the MAC.
+    fn signed_with_body(body: &[u8], keys: &Keyring) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&[VERSION, 1, 1, 0]);
+        out.extend_from_slice(&7u32.to_be_bytes());
+        out.extend_from_slice(&1u16.to_be_bytes());
+        out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        out.extend_from_slice(&[0; 16]);
+        out.extend_from_slice(body);
+        let tag = keys.send_key().sign(&out);
+        out.extend_from_slice(&tag);
+        out
+    }
+
+    #[test]
+    fn tlv_rules() {
+        let keys = ring();
+        // Unknown non-critical TLV is skipped.
+        let ok = signed_with_body(&[1, 0, 1, 2, 0x10, 0, 2, 9, 9], &keys);
+        assert_eq!(decode(&ok, 7, &keys).unwrap().state, NodeState::Online);
+        // Unknown critical TLV is refused.
+        let crit = signed_with_body(&[1, 0, 1, 2, 0x90, 0, 0], &keys);
+        assert_eq!(
+            decode(&crit, 7, &keys).unwrap_err(),
+            DecodeError::UnknownCritical(0x90)
+        );
+        // Missing state.
+        let none = signed_with_body(&[], &keys);
+        assert!(matches!(
+            decode(&none, 7, &keys).unwrap_err(),
+            DecodeError::Malformed(_)
+        ));
+        // Field running past the body.
+        let past = signed_with_body(&[1, 0, 9, 2], &keys);
+        assert!(matches!(
+            decode(&past, 7, &keys).unwrap_err(),
+            DecodeError::Malformed(_)
+        ));
+    }
+
+    fn arb_packet() -> impl Strategy<Value = Packet> {
+        (
+            any::<bool>(),
+            any::<u8>(),
+            any::<u16>(),
+            any::<u64>(),
+            any::<u64>(),
+            0u8..3,
+            proptest::collection::vec((any::<u16>(), any::<u64>(), any::<bool>()), 0..100),
+            any::<u64>(),
+        )
+            .prop_map(|(leave, link, sender, inc, seq, st, view, digest)| Packet {
+                kind: if leave {
+                    PacketKind::Leave
+                } else {
+                    PacketKind::Heartbeat
+                },
+                link,
+                cluster: 7,
+                sender,
+                incarnation: inc,
+                seq,
+                state: [NodeState::Starting, NodeState::Online, NodeState::Leaving]
+                    [usize::from(st)],
+                view: view
+                    .into_iter()
+                    .map(|(node, incarnation, up)| ViewEntry {
+                        node,
+                        incarnation,
+                        up,
+                    })
+                    .collect(),
+                config_digest: digest,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn encode_decode_round_trips(p in arb_packet()) {
+            let keys = ring();
+            let bytes = encode(&p, &keys);
+            prop_assert!(bytes.len() <= MAX_PACKET);
+            prop_assert_eq!(decode(&bytes, 7, &keys).unwrap(), p);
+        }
+
+        #[test]
+        fn decode_never_panics(data in proptest::collection::vec(any::<u8>(), 0..1600)) {
+            let _ = decode(&data, 7, &ring());
+        }
+
+        #[test]
+        fn any_single_bit_flip_is_rejected(p in arb_packet(), bit in 0usize..(64 * 8)) {
+            let keys = ring();
+            let mut bytes = encode(&p, &keys);
+            let bit = bit % (bytes.len() * 8);
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(decode(&bytes, 7, &keys).is_err());
+        }
+
+        #[test]
+        fn tlv_parser_never_panics_behind_a_valid_mac(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let keys = ring();
+            let _ = decode(&signed_with_body(&body, &keys), 7, &keys);
+        }
+    }
+}
