@@ -1,0 +1,286 @@
+use super::*;
+use tandem_wire::Key;
+
+const MS: u64 = 1_000_000;
+
+fn cfg(local: u16, incarnation: u64, secret: &[u8]) -> BrainConfig {
+    BrainConfig {
+        cluster: "t".into(),
+        cluster_id: 42,
+        local: NodeId(local),
+        nodes: vec![
+            NodeInfo {
+                id: NodeId(1),
+                name: "n1".into(),
+            },
+            NodeInfo {
+                id: NodeId(2),
+                name: "n2".into(),
+            },
+        ],
+        links: vec![
+            LinkInfo {
+                label: "eth0".into(),
+            },
+            LinkInfo {
+                label: "eth1".into(),
+            },
+        ],
+        timing: Timing::default(),
+        keys: Keyring::single(Key::new(1, secret).unwrap()),
+        incarnation,
+        config_digest: 7,
+    }
+}
+
+fn t(ms: u64) -> Timestamp {
+    Timestamp(ms * MS)
+}
+
+/// Runs `b`'s timers at `now` and returns what it sends.
+fn tick(b: &mut Brain, now: Timestamp) -> Vec<Transmit> {
+    b.handle_timeout(now);
+    std::iter::from_fn(|| b.poll_transmit()).collect()
+}
+
+fn events(b: &mut Brain) -> Vec<String> {
+    std::iter::from_fn(|| b.poll_event())
+        .map(|e| e.to_string())
+        .collect()
+}
+
+fn deliver(to: &mut Brain, now: Timestamp, tx: &[Transmit]) {
+    for t in tx {
+        to.handle_datagram(now, t.link, &t.payload);
+    }
+}
+
+#[test]
+fn two_nodes_see_each_other_then_one_dies() {
+    let mut a = Brain::new(cfg(1, 100, b"k"), t(0));
+    let mut b = Brain::new(cfg(2, 200, b"k"), t(0));
+    for step in 0..5 {
+        let now = t(step * 100);
+        let ta = tick(&mut a, now);
+        let tb = tick(&mut b, now);
+        assert_eq!(ta.len(), 2, "one heartbeat per link");
+        deliver(&mut b, now, &ta);
+        deliver(&mut a, now, &tb);
+    }
+    assert_eq!(a.members(), vec![NodeId(1), NodeId(2)]);
+    let ev = events(&mut a);
+    assert!(ev.contains(&"Link n2:eth0 up".to_string()), "{ev:?}");
+    assert!(ev.contains(&"Link n2:eth1 up".to_string()), "{ev:?}");
+    assert!(ev.contains(&"n2 is up (incarnation 200)".to_string()), "{ev:?}");
+
+    // b goes silent after t=400. a warns at 700 and declares death at 900.
+    let mut deaths = None;
+    let mut now = t(400);
+    while now < t(2000) {
+        now = a.poll_timeout().unwrap();
+        tick(&mut a, now);
+        for e in events(&mut a) {
+            if e.starts_with("n2 is dead") {
+                deaths = Some(now);
+            }
+        }
+        if deaths.is_some() {
+            break;
+        }
+    }
+    assert_eq!(deaths, Some(t(900)), "dead exactly deadtime after last heard");
+    assert_eq!(a.members(), vec![NodeId(1)]);
+    assert_eq!(a.peer_state(NodeId(2)), Some(PeerState::Dead));
+}
+
+#[test]
+fn warning_then_link_death_then_node_death_in_order() {
+    let mut a = Brain::new(cfg(1, 1, b"k"), t(0));
+    let mut b = Brain::new(cfg(2, 2, b"k"), t(0));
+    let tb = tick(&mut b, t(0));
+    tick(&mut a, t(0));
+    deliver(&mut a, t(0), &tb);
+    events(&mut a);
+    let mut log = Vec::new();
+    let mut now = t(0);
+    while now < t(600) {
+        now = a.poll_timeout().unwrap();
+        tick(&mut a, now);
+        log.extend(events(&mut a));
+    }
+    assert_eq!(
+        log,
+        vec![
+            "No heartbeat from n2 for 300 ms",
+            "Link n2:eth0 dead (silent for 500 ms)",
+            "Link n2:eth1 dead (silent for 500 ms)",
+            "n2 is dead (no heartbeat for 500 ms)",
+        ]
+    );
+}
+
+#[test]
+fn one_dead_link_does_not_kill_the_node() {
+    let mut a = Brain::new(cfg(1, 1, b"k"), t(0));
+    let mut b = Brain::new(cfg(2, 2, b"k"), t(0));
+    let mut log = Vec::new();
+    for step in 0..30 {
+        let now = t(step * 100);
+        tick(&mut a, now);
+        let tb = tick(&mut b, now);
+        // Link 1 (eth1) is cut after 1 s.
+        let kept: Vec<_> = tb
+            .into_iter()
+            .filter(|x| step < 10 || x.link == LinkId(0))
+            .collect();
+        deliver(&mut a, now, &kept);
+        log.extend(events(&mut a));
+    }
+    assert!(log.iter().any(|e| e.starts_with("Link n2:eth1 dead")), "{log:?}");
+    assert!(!log.iter().any(|e| e.starts_with("n2 is dead")), "{log:?}");
+    assert_eq!(a.peer_state(NodeId(2)), Some(PeerState::Online));
+}
+
+#[test]
+fn never_heard_peer_dies_after_initdead() {
+    let mut a = Brain::new(cfg(1, 1, b"k"), t(0));
+    let mut now = t(0);
+    let mut log = Vec::new();
+    while now < t(5000) && a.peer_state(NodeId(2)) == Some(PeerState::Pending) {
+        now = a.poll_timeout().unwrap();
+        tick(&mut a, now);
+        log.extend(events(&mut a));
+    }
+    assert_eq!(now, t(3000));
+    assert_eq!(
+        log,
+        vec!["n2 is dead (not heard within initdead 3.0 s of start-up)"]
+    );
+}
+
+#[test]
+fn restart_is_recognised_and_old_incarnation_refused() {
+    let mut a = Brain::new(cfg(1, 1, b"k"), t(0));
+    let mut b = Brain::new(cfg(2, 50, b"k"), t(0));
+    let old = tick(&mut b, t(0));
+    deliver(&mut a, t(0), &old);
+    let mut b2 = Brain::new(cfg(2, 60, b"k"), t(100));
+    let new = tick(&mut b2, t(100));
+    deliver(&mut a, t(100), &new);
+    let ev = events(&mut a);
+    assert!(ev.contains(&"n2 restarted (incarnation 50 -> 60)".to_string()), "{ev:?}");
+    // A capture from the old incarnation is now stale.
+    let mut later_old = Brain::new(cfg(2, 50, b"k"), t(0));
+    for _ in 0..3 {
+        tick(&mut later_old, t(0));
+    }
+    let replay = tick(&mut later_old, t(400));
+    deliver(&mut a, t(200), &replay);
+    assert_eq!(a.stats().stale, 2);
+    assert_eq!(a.peer_incarnation(NodeId(2)), Some(60));
+}
+
+#[test]
+fn replay_wrong_key_unknown_sender_are_counted() {
+    let mut a = Brain::new(cfg(1, 1, b"k"), t(0));
+    let mut b = Brain::new(cfg(2, 2, b"k"), t(0));
+    let tb = tick(&mut b, t(0));
+    deliver(&mut a, t(0), &tb);
+    deliver(&mut a, t(10), &tb);
+    assert_eq!(a.stats().accepted, 2);
+    assert_eq!(a.stats().replayed, 2);
+
+    let mut evil = Brain::new(cfg(2, 3, b"wrong"), t(0));
+    deliver(&mut a, t(20), &tick(&mut evil, t(0)));
+    assert_eq!(a.stats().bad_mac, 2);
+
+    let mut c = cfg(3, 9, b"k");
+    c.nodes.push(NodeInfo {
+        id: NodeId(3),
+        name: "n3".into(),
+    });
+    let mut stranger = Brain::new(c, t(0));
+    let ts = tick(&mut stranger, t(0));
+    let mut a2 = Brain::new(cfg(1, 1, b"k"), t(0));
+    deliver(&mut a2, t(0), &ts);
+    assert_eq!(a2.stats().unknown_sender, 2);
+
+    // A packet from link 0 delivered on link 1.
+    let mut b3 = Brain::new(cfg(2, 4, b"k"), t(0));
+    let x = tick(&mut b3, t(0));
+    a2.handle_datagram(t(0), LinkId(1), &x[0].payload);
+    assert_eq!(a2.stats().wrong_link, 1);
+    let ev = events(&mut a2);
+    assert!(
+        ev.iter().any(|e| e.starts_with("Rejected datagram on eth0: unknown sender (1 so far)")),
+        "{ev:?}"
+    );
+    assert_eq!(a2.stats().rejected(), 3);
+}
+
+#[test]
+fn leave_is_immediate_departure() {
+    let mut a = Brain::new(cfg(1, 1, b"k"), t(0));
+    let mut b = Brain::new(cfg(2, 2, b"k"), t(0));
+    deliver(&mut a, t(0), &tick(&mut b, t(0)));
+    b.leave(t(50));
+    let bye: Vec<_> = std::iter::from_fn(|| b.poll_transmit()).collect();
+    assert_eq!(bye.len(), 2);
+    deliver(&mut a, t(50), &bye);
+    assert_eq!(a.peer_state(NodeId(2)), Some(PeerState::Left));
+    assert!(events(&mut a).contains(&"n2 left the cluster (clean shutdown)".to_string()));
+    assert!(tick(&mut b, t(500)).is_empty(), "a leaving node sends nothing more");
+}
+
+#[test]
+fn a_stalled_node_notices_and_holds_back_deaths() {
+    let mut a = Brain::new(cfg(1, 1, b"k"), t(0));
+    let mut b = Brain::new(cfg(2, 2, b"k"), t(0));
+    for step in 0..5 {
+        let now = t(step * 100);
+        tick(&mut a, now);
+        deliver(&mut a, now, &tick(&mut b, now));
+    }
+    events(&mut a);
+    // a is frozen from 400 to 3400 ms; b keeps sending, and its packets are
+    // waiting in a's socket when a resumes.
+    let mut backlog = Vec::new();
+    for step in 5..34 {
+        backlog.extend(tick(&mut b, t(step * 100)));
+    }
+    tick(&mut a, t(3400));
+    let ev = events(&mut a);
+    assert!(ev[0].starts_with("This node was not scheduled for 3.0 s"), "{ev:?}");
+    assert!(!ev.iter().any(|e| e.contains("is dead")), "{ev:?}");
+    assert_eq!(a.stats().stalls, 1);
+    assert_eq!(a.stats().longest_stall_us, 3_000_000);
+    deliver(&mut a, t(3401), &backlog);
+    tick(&mut a, t(3600));
+    assert_eq!(a.peer_state(NodeId(2)), Some(PeerState::Online));
+}
+
+#[test]
+fn status_snapshot_names_everything() {
+    let mut a = Brain::new(cfg(1, 1, b"k"), t(0));
+    let mut b = Brain::new(cfg(2, 2, b"k"), t(0));
+    tick(&mut a, t(0));
+    deliver(&mut a, t(0), &tick(&mut b, t(0)));
+    let s = a.status(t(250));
+    assert_eq!(s.members, vec!["n1", "n2"]);
+    assert_eq!(s.nodes[1].last_heard_ms, Some(250));
+    assert_eq!(s.nodes[1].links[0].name, "eth0");
+    assert_eq!(s.nodes[1].sees, vec!["n2"], "b had heard nobody yet");
+    assert_eq!(s.uptime_ms, 250);
+}
+
+#[test]
+fn config_mismatch_is_reported_once() {
+    let mut a = Brain::new(cfg(1, 1, b"k"), t(0));
+    let mut other = cfg(2, 2, b"k");
+    other.config_digest = 8;
+    let mut b = Brain::new(other, t(0));
+    deliver(&mut a, t(0), &tick(&mut b, t(0)));
+    deliver(&mut a, t(100), &tick(&mut b, t(100)));
+    let ev = events(&mut a);
+    assert_eq!(ev.iter().filter(|e| e.contains("different configuration")).count(), 1);
+}

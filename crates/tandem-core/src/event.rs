@@ -1,0 +1,250 @@
+//! What the brain reports: membership changes and anomalies, worded the way
+//! Heartbeat users grep for them.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::time::human;
+
+/// Why a datagram was rejected; each reason has its own counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// Shorter than a packet can be.
+    Truncated,
+    /// Longer than allowed or than its header says.
+    Oversized,
+    /// Not a tandem packet.
+    BadMagic,
+    /// A protocol version this build does not speak.
+    UnsupportedVersion,
+    /// From another cluster.
+    WrongCluster,
+    /// Signed with a key id this node does not have.
+    UnknownKey,
+    /// MAC mismatch: wrong key or tampering.
+    BadMac,
+    /// Authentic but not well formed.
+    Malformed,
+    /// A sender id that is not in the configuration.
+    UnknownSender,
+    /// Sent on one link, received on another.
+    WrongLink,
+    /// A sequence number already accepted.
+    Replayed,
+    /// An older incarnation, or a sequence number behind the window.
+    Stale,
+}
+
+impl RejectReason {
+    /// A short phrase naming the reason, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Truncated => "truncated",
+            Self::Oversized => "oversized",
+            Self::BadMagic => "not a tandem packet",
+            Self::UnsupportedVersion => "unsupported protocol version",
+            Self::WrongCluster => "wrong cluster",
+            Self::UnknownKey => "unknown key id",
+            Self::BadMac => "bad MAC (wrong key or tampered)",
+            Self::Malformed => "malformed",
+            Self::UnknownSender => "unknown sender",
+            Self::WrongLink => "sent on another link",
+            Self::Replayed => "replayed or duplicate",
+            Self::Stale => "stale incarnation or sequence",
+        }
+    }
+
+    /// Maps a decoder error onto its counter.
+    pub fn from_decode(e: &tandem_wire::DecodeError) -> Self {
+        use tandem_wire::DecodeError as D;
+        match e {
+            D::Truncated(_) => Self::Truncated,
+            D::Oversized(_) => Self::Oversized,
+            D::BadMagic => Self::BadMagic,
+            D::UnsupportedVersion(_) => Self::UnsupportedVersion,
+            D::WrongCluster(_) => Self::WrongCluster,
+            D::UnknownKey(_) => Self::UnknownKey,
+            D::BadMac => Self::BadMac,
+            D::Malformed(_) | D::UnknownCritical(_) => Self::Malformed,
+        }
+    }
+}
+
+/// Something the brain noticed. `Display` gives the log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// First valid packet from `node` on `link` (or first after it died).
+    LinkUp {
+        /// Peer name.
+        node: String,
+        /// Link label (interface, or link name).
+        link: String,
+    },
+    /// No valid packet from `node` on `link` for deadtime.
+    LinkDead {
+        /// Peer name.
+        node: String,
+        /// Link label.
+        link: String,
+        /// How long the link was silent.
+        silent: Duration,
+    },
+    /// `node` is late: silent on every link for warntime.
+    Late {
+        /// Peer name.
+        node: String,
+        /// How long it has been silent.
+        silent: Duration,
+    },
+    /// A late node was heard again before deadtime.
+    Resumed {
+        /// Peer name.
+        node: String,
+        /// How long it was silent.
+        silent: Duration,
+    },
+    /// `node` was silent on every link for deadtime (or never heard within
+    /// initdead of start-up).
+    Dead {
+        /// Peer name.
+        node: String,
+        /// How long it was silent (since start-up if never heard).
+        silent: Duration,
+        /// True when it was never heard since this node started.
+        never_heard: bool,
+    },
+    /// A node is heard for the first time since this node started.
+    Joined {
+        /// Peer name.
+        node: String,
+        /// Its incarnation.
+        incarnation: u64,
+    },
+    /// A dead or departed node is heard again.
+    Back {
+        /// Peer name.
+        node: String,
+        /// Its incarnation.
+        incarnation: u64,
+    },
+    /// A node is heard with a newer incarnation: its daemon restarted.
+    Restarted {
+        /// Peer name.
+        node: String,
+        /// Incarnation before.
+        old: u64,
+        /// Incarnation now.
+        new: u64,
+    },
+    /// A node announced a clean shutdown.
+    Left {
+        /// Peer name.
+        node: String,
+    },
+    /// This node's brain was not run for `gap`: the daemon was frozen,
+    /// suspended or starved of CPU. Deaths are held back for two keepalives
+    /// so peers can be heard again first.
+    Stalled {
+        /// How long the brain went without input.
+        gap: Duration,
+    },
+    /// A peer's configuration digest differs from ours.
+    ConfigMismatch {
+        /// Peer name.
+        node: String,
+    },
+    /// Another process signs packets as this node: two nodes share a name.
+    DuplicateNode {
+        /// The node name both claim.
+        node: String,
+        /// The other process's incarnation.
+        incarnation: u64,
+    },
+    /// Datagrams are being rejected; reported at the 1st, 2nd, 4th, 8th …
+    /// occurrence of each reason so a flood cannot flood the log.
+    Rejected {
+        /// Why.
+        reason: RejectReason,
+        /// Link label it arrived on.
+        link: String,
+        /// How many of this reason so far.
+        count: u64,
+    },
+}
+
+impl Event {
+    /// Whether the event deserves a warning rather than an info line.
+    pub fn is_warning(&self) -> bool {
+        matches!(
+            self,
+            Event::LinkDead { .. }
+                | Event::Late { .. }
+                | Event::Dead { .. }
+                | Event::Stalled { .. }
+                | Event::ConfigMismatch { .. }
+                | Event::DuplicateNode { .. }
+                | Event::Rejected { .. }
+        )
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::LinkUp { node, link } => write!(f, "Link {node}:{link} up"),
+            Event::LinkDead { node, link, silent } => {
+                write!(f, "Link {node}:{link} dead (silent for {})", human(*silent))
+            }
+            Event::Late { node, silent } => {
+                write!(f, "No heartbeat from {node} for {}", human(*silent))
+            }
+            Event::Resumed { node, silent } => {
+                write!(f, "Heartbeat from {node} resumed after {}", human(*silent))
+            }
+            Event::Dead {
+                node,
+                silent,
+                never_heard,
+            } => {
+                if *never_heard {
+                    write!(f, "{node} is dead (not heard within initdead {} of start-up)", human(*silent))
+                } else {
+                    write!(f, "{node} is dead (no heartbeat for {})", human(*silent))
+                }
+            }
+            Event::Joined { node, incarnation } => {
+                write!(f, "{node} is up (incarnation {incarnation})")
+            }
+            Event::Back { node, incarnation } => {
+                write!(f, "{node} is back (incarnation {incarnation})")
+            }
+            Event::Restarted { node, old, new } => {
+                write!(f, "{node} restarted (incarnation {old} -> {new})")
+            }
+            Event::Left { node } => write!(f, "{node} left the cluster (clean shutdown)"),
+            Event::Stalled { gap } => write!(
+                f,
+                "This node was not scheduled for {} (frozen, suspended or starved of CPU); holding back deaths for two keepalives",
+                human(*gap)
+            ),
+            Event::ConfigMismatch { node } => write!(
+                f,
+                "{node} runs a different configuration (digest differs); make the files identical on every node"
+            ),
+            Event::DuplicateNode { node, incarnation } => write!(
+                f,
+                "Another process signs heartbeats as {node} (incarnation {incarnation}): two nodes share a name"
+            ),
+            Event::Rejected {
+                reason,
+                link,
+                count,
+            } => write!(
+                f,
+                "Rejected datagram on {link}: {} ({count} so far)",
+                reason.as_str()
+            ),
+        }
+    }
+}

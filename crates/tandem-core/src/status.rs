@@ -1,0 +1,140 @@
+//! The membership snapshot served to operators (`tandem status`) and the
+//! brain's counters.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::RejectReason;
+use crate::membership::{LinkState, PeerState};
+
+/// Counters kept by the brain; plain numbers, copied out by the daemon.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Heartbeat packets built for sending (one per link per keepalive).
+    pub sent: u64,
+    /// Datagrams accepted.
+    pub accepted: u64,
+    /// Our own packets heard back (broadcast/multicast loopback); ignored.
+    pub own: u64,
+    /// Rejected: too short.
+    pub truncated: u64,
+    /// Rejected: too long.
+    pub oversized: u64,
+    /// Rejected: not a tandem packet.
+    pub bad_magic: u64,
+    /// Rejected: protocol version not spoken.
+    pub unsupported_version: u64,
+    /// Rejected: another cluster's packet.
+    pub wrong_cluster: u64,
+    /// Rejected: unknown key id.
+    pub unknown_key: u64,
+    /// Rejected: MAC mismatch (wrong key or tampering).
+    pub bad_mac: u64,
+    /// Rejected: authentic but malformed.
+    pub malformed: u64,
+    /// Rejected: sender not in the configuration.
+    pub unknown_sender: u64,
+    /// Rejected: received on a different link than it was sent on.
+    pub wrong_link: u64,
+    /// Rejected: duplicate or replayed sequence number.
+    pub replayed: u64,
+    /// Rejected: older incarnation or sequence behind the window.
+    pub stale: u64,
+    /// Times the brain found it had not been run for over two keepalives.
+    pub stalls: u64,
+    /// Longest stall seen, in microseconds.
+    pub longest_stall_us: u64,
+    /// Worst lateness of a timer (how long after its deadline the brain was
+    /// woken), in microseconds: the heartbeat path's scheduling delay.
+    pub max_timer_lateness_us: u64,
+}
+
+impl Stats {
+    /// Increments the counter for `reason` and returns its new value.
+    pub fn count(&mut self, reason: RejectReason) -> u64 {
+        let c = match reason {
+            RejectReason::Truncated => &mut self.truncated,
+            RejectReason::Oversized => &mut self.oversized,
+            RejectReason::BadMagic => &mut self.bad_magic,
+            RejectReason::UnsupportedVersion => &mut self.unsupported_version,
+            RejectReason::WrongCluster => &mut self.wrong_cluster,
+            RejectReason::UnknownKey => &mut self.unknown_key,
+            RejectReason::BadMac => &mut self.bad_mac,
+            RejectReason::Malformed => &mut self.malformed,
+            RejectReason::UnknownSender => &mut self.unknown_sender,
+            RejectReason::WrongLink => &mut self.wrong_link,
+            RejectReason::Replayed => &mut self.replayed,
+            RejectReason::Stale => &mut self.stale,
+        };
+        *c += 1;
+        *c
+    }
+
+    /// Total datagrams rejected, all reasons.
+    pub fn rejected(&self) -> u64 {
+        self.truncated
+            + self.oversized
+            + self.bad_magic
+            + self.unsupported_version
+            + self.wrong_cluster
+            + self.unknown_key
+            + self.bad_mac
+            + self.malformed
+            + self.unknown_sender
+            + self.wrong_link
+            + self.replayed
+            + self.stale
+    }
+}
+
+/// One (peer, link) path in the snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkStatus {
+    /// Link label: the interface, or the link's name.
+    pub name: String,
+    /// Up, dead or unknown.
+    pub state: LinkState,
+    /// Milliseconds since a valid packet arrived on this link.
+    pub last_heard_ms: Option<u64>,
+}
+
+/// One node in the snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Node name.
+    pub name: String,
+    /// Node id on the wire.
+    pub id: u16,
+    /// True for the node answering.
+    pub local: bool,
+    /// Online, late, dead, left or pending (the local node is always online).
+    pub state: PeerState,
+    /// Boot incarnation, once heard.
+    pub incarnation: Option<u64>,
+    /// Milliseconds since last heard on any link.
+    pub last_heard_ms: Option<u64>,
+    /// Per-link paths to this node (empty for the local node).
+    pub links: Vec<LinkStatus>,
+    /// The node runs a different configuration.
+    pub config_mismatch: bool,
+    /// Names of the nodes this node reports as up in its heartbeats.
+    pub sees: Vec<String>,
+}
+
+/// The membership part of `tandem status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipStatus {
+    /// Cluster name.
+    pub cluster: String,
+    /// Name of the node answering.
+    pub local: String,
+    /// Its boot incarnation.
+    pub incarnation: u64,
+    /// Milliseconds since its brain started.
+    pub uptime_ms: u64,
+    /// Nodes currently members (online or late), local included.
+    pub members: Vec<String>,
+    /// Every configured node.
+    pub nodes: Vec<NodeStatus>,
+    /// Counters.
+    pub stats: Stats,
+}
