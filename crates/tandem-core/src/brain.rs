@@ -255,7 +255,13 @@ impl Brain {
         self.advance(now);
         let mut out = Vec::new();
         for peer in &mut self.peers {
-            peer.expire(now, self.started, self.hold_until, &self.cfg.timing, &mut out);
+            peer.expire(
+                now,
+                self.started,
+                self.hold_until,
+                &self.cfg.timing,
+                &mut out,
+            );
         }
         self.events.extend(out);
         self.update_own_state();

@@ -208,7 +208,11 @@ impl fmt::Display for Event {
                 never_heard,
             } => {
                 if *never_heard {
-                    write!(f, "{node} is dead (not heard within initdead {} of start-up)", human(*silent))
+                    write!(
+                        f,
+                        "{node} is dead (not heard within initdead {} of start-up)",
+                        human(*silent)
+                    )
                 } else {
                     write!(f, "{node} is dead (no heartbeat for {})", human(*silent))
                 }

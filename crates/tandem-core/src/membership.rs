@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use tandem_wire::{NodeState, ReplayVerdict, ReplayWindow, ViewEntry};
 
+use crate::NodeId;
 use crate::brain::Timing;
 use crate::event::Event;
 use crate::time::Timestamp;
-use crate::NodeId;
 
 /// What this node believes about a peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -4,7 +4,19 @@ use std::time::Duration;
 
 /// A point on the caller's monotonic clock, in nanoseconds since an
 /// arbitrary epoch (the daemon's start, or zero in a simulation).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
@@ -54,7 +66,10 @@ mod tests {
         let t = Timestamp(5);
         assert_eq!(t.since(Timestamp(9)), Duration::ZERO);
         assert_eq!(Timestamp(9).since(t), Duration::from_nanos(4));
-        assert_eq!(Timestamp(u64::MAX) + Duration::from_secs(1), Timestamp(u64::MAX));
+        assert_eq!(
+            Timestamp(u64::MAX) + Duration::from_secs(1),
+            Timestamp(u64::MAX)
+        );
         assert_eq!(human(Duration::from_millis(1234)), "1.2 s");
         assert_eq!(human(Duration::from_millis(250)), "250 ms");
     }

@@ -169,7 +169,11 @@ pub fn encode(packet: &Packet, keys: &Keyring) -> Vec<u8> {
 
     let mut body = Vec::with_capacity(16 + view.len() * VIEW_ENTRY_LEN);
     push_tlv(&mut body, TLV_STATE, &[packet.state.to_byte()]);
-    push_tlv(&mut body, TLV_CONFIG_DIGEST, &packet.config_digest.to_be_bytes());
+    push_tlv(
+        &mut body,
+        TLV_CONFIG_DIGEST,
+        &packet.config_digest.to_be_bytes(),
+    );
     let mut v = Vec::with_capacity(view.len() * VIEW_ENTRY_LEN);
     for e in view {
         v.extend_from_slice(&e.node.to_be_bytes());

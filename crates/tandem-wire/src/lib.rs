@@ -18,8 +18,8 @@ mod replay;
 
 pub use auth::{Key, KeyError, Keyring, MAC_LEN};
 pub use codec::{
-    DecodeError, HEADER_LEN, MAGIC, MAX_PACKET, MIN_PACKET, NodeState, Packet, PacketKind,
-    VERSION, ViewEntry, decode, encode,
+    DecodeError, HEADER_LEN, MAGIC, MAX_PACKET, MIN_PACKET, NodeState, Packet, PacketKind, VERSION,
+    ViewEntry, decode, encode,
 };
 pub use replay::{ReplayVerdict, ReplayWindow};
 

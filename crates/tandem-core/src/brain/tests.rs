@@ -71,7 +71,10 @@ fn two_nodes_see_each_other_then_one_dies() {
     let ev = events(&mut a);
     assert!(ev.contains(&"Link n2:eth0 up".to_string()), "{ev:?}");
     assert!(ev.contains(&"Link n2:eth1 up".to_string()), "{ev:?}");
-    assert!(ev.contains(&"n2 is up (incarnation 200)".to_string()), "{ev:?}");
+    assert!(
+        ev.contains(&"n2 is up (incarnation 200)".to_string()),
+        "{ev:?}"
+    );
 
     // b goes silent after t=400. a warns at 700 and declares death at 900.
     let mut deaths = None;
@@ -88,7 +91,11 @@ fn two_nodes_see_each_other_then_one_dies() {
             break;
         }
     }
-    assert_eq!(deaths, Some(t(900)), "dead exactly deadtime after last heard");
+    assert_eq!(
+        deaths,
+        Some(t(900)),
+        "dead exactly deadtime after last heard"
+    );
     assert_eq!(a.members(), vec![NodeId(1)]);
     assert_eq!(a.peer_state(NodeId(2)), Some(PeerState::Dead));
 }
@@ -136,7 +143,10 @@ fn one_dead_link_does_not_kill_the_node() {
         deliver(&mut a, now, &kept);
         log.extend(events(&mut a));
     }
-    assert!(log.iter().any(|e| e.starts_with("Link n2:eth1 dead")), "{log:?}");
+    assert!(
+        log.iter().any(|e| e.starts_with("Link n2:eth1 dead")),
+        "{log:?}"
+    );
     assert!(!log.iter().any(|e| e.starts_with("n2 is dead")), "{log:?}");
     assert_eq!(a.peer_state(NodeId(2)), Some(PeerState::Online));
 }
@@ -168,7 +178,10 @@ fn restart_is_recognised_and_old_incarnation_refused() {
     let new = tick(&mut b2, t(100));
     deliver(&mut a, t(100), &new);
     let ev = events(&mut a);
-    assert!(ev.contains(&"n2 restarted (incarnation 50 -> 60)".to_string()), "{ev:?}");
+    assert!(
+        ev.contains(&"n2 restarted (incarnation 50 -> 60)".to_string()),
+        "{ev:?}"
+    );
     // A capture from the old incarnation is now stale.
     let mut later_old = Brain::new(cfg(2, 50, b"k"), t(0));
     for _ in 0..3 {
@@ -212,7 +225,8 @@ fn replay_wrong_key_unknown_sender_are_counted() {
     assert_eq!(a2.stats().wrong_link, 1);
     let ev = events(&mut a2);
     assert!(
-        ev.iter().any(|e| e.starts_with("Rejected datagram on eth0: unknown sender (1 so far)")),
+        ev.iter()
+            .any(|e| e.starts_with("Rejected datagram on eth0: unknown sender (1 so far)")),
         "{ev:?}"
     );
     assert_eq!(a2.stats().rejected(), 3);
@@ -229,7 +243,10 @@ fn leave_is_immediate_departure() {
     deliver(&mut a, t(50), &bye);
     assert_eq!(a.peer_state(NodeId(2)), Some(PeerState::Left));
     assert!(events(&mut a).contains(&"n2 left the cluster (clean shutdown)".to_string()));
-    assert!(tick(&mut b, t(500)).is_empty(), "a leaving node sends nothing more");
+    assert!(
+        tick(&mut b, t(500)).is_empty(),
+        "a leaving node sends nothing more"
+    );
 }
 
 #[test]
@@ -250,7 +267,10 @@ fn a_stalled_node_notices_and_holds_back_deaths() {
     }
     tick(&mut a, t(3400));
     let ev = events(&mut a);
-    assert!(ev[0].starts_with("This node was not scheduled for 3.0 s"), "{ev:?}");
+    assert!(
+        ev[0].starts_with("This node was not scheduled for 3.0 s"),
+        "{ev:?}"
+    );
     assert!(!ev.iter().any(|e| e.contains("is dead")), "{ev:?}");
     assert_eq!(a.stats().stalls, 1);
     assert_eq!(a.stats().longest_stall_us, 3_000_000);
@@ -282,5 +302,10 @@ fn config_mismatch_is_reported_once() {
     deliver(&mut a, t(0), &tick(&mut b, t(0)));
     deliver(&mut a, t(100), &tick(&mut b, t(100)));
     let ev = events(&mut a);
-    assert_eq!(ev.iter().filter(|e| e.contains("different configuration")).count(), 1);
+    assert_eq!(
+        ev.iter()
+            .filter(|e| e.contains("different configuration"))
+            .count(),
+        1
+    );
 }

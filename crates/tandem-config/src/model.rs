@@ -1,0 +1,566 @@
+//! The validated configuration, and the checks that produce it.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tandem_core::Timing;
+use toml::Spanned;
+
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::duration::parse_duration;
+use crate::raw::{RawConfig, RawTime};
+use crate::{ConfigError, Loaded};
+
+/// UDP port used when a link names none: Heartbeat's IANA-registered 694.
+pub const DEFAULT_PORT: u16 = 694;
+/// Most nodes a cluster may have (Heartbeat's `MAXNODE`).
+pub const MAX_NODES: usize = 100;
+/// Most links a cluster may have.
+pub const MAX_LINKS: usize = 8;
+
+/// How a link carries heartbeats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkKind {
+    /// UDP unicast to each peer's address on the link.
+    Ucast,
+    /// UDP broadcast on the link's interface.
+    Bcast,
+    /// UDP multicast to `group` on the link's interface.
+    Mcast {
+        /// Multicast group.
+        group: IpAddr,
+        /// Time to live (hops); 1 keeps heartbeats on the local segment.
+        ttl: u32,
+    },
+}
+
+/// A heartbeat link (one network path between the nodes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// Name, used to key node addresses.
+    pub name: String,
+    /// Unicast, broadcast or multicast.
+    pub kind: LinkKind,
+    /// Interface to bind to, if named.
+    pub interface: Option<String>,
+    /// UDP port.
+    pub port: u16,
+}
+
+impl Link {
+    /// The label used in logs: the interface, or the link's name.
+    pub fn label(&self) -> &str {
+        self.interface.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// A cluster node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    /// Name (by default it must equal the host name of the machine).
+    pub name: String,
+    /// Its address on each link, in link order (`None` where not given).
+    pub addresses: Vec<Option<IpAddr>>,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Cluster name.
+    pub cluster: String,
+    /// Key file path (absolute, or relative to the working directory).
+    pub key_file: PathBuf,
+    /// Control socket path.
+    pub socket: PathBuf,
+    /// Directory for state that must survive restarts (the incarnation).
+    pub state_dir: PathBuf,
+    /// Run the heartbeat thread with real-time priority and locked memory.
+    pub realtime: bool,
+    /// Failure-detection timings.
+    pub timing: Timing,
+    /// Heartbeat links.
+    pub links: Vec<Link>,
+    /// Nodes, in wire-id order (id = position + 1).
+    pub nodes: Vec<Node>,
+}
+
+impl Config {
+    /// Digest of what must be identical on every node (cluster, timings,
+    /// links, nodes); carried in heartbeats to spot diverging files.
+    pub fn digest(&self) -> u64 {
+        let canonical = format!(
+            "{:?}|{:?}|{:?}|{:?}",
+            self.cluster, self.timing, self.links, self.nodes
+        );
+        let d = Sha256::digest(canonical.as_bytes());
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&d[..8]);
+        u64::from_be_bytes(b)
+    }
+
+    /// The node named `name`, with its wire id.
+    pub fn node(&self, name: &str) -> Option<(u16, &Node)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .find(|(_, n)| n.name == name)
+            .and_then(|(i, n)| Some((u16::try_from(i + 1).ok()?, n)))
+    }
+}
+
+struct Checker<'a> {
+    text: &'a str,
+    file: &'a Path,
+    out: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, at: usize, msg: impl Into<String>, hint: impl Into<Option<String>>) {
+        let d = Diagnostic::at(Severity::Error, self.file, self.text, at, msg, hint.into());
+        self.out.push(d);
+    }
+    fn warn(&mut self, at: usize, msg: impl Into<String>, hint: impl Into<Option<String>>) {
+        let d = Diagnostic::at(
+            Severity::Warning,
+            self.file,
+            self.text,
+            at,
+            msg,
+            hint.into(),
+        );
+        self.out.push(d);
+    }
+    fn time(&mut self, v: &Option<Spanned<RawTime>>, name: &str) -> Option<(Duration, usize)> {
+        let v = v.as_ref()?;
+        let at = v.span().start;
+        let parsed = match v.get_ref() {
+            RawTime::Int(i) if *i > 0 => Ok(Duration::from_secs(i.unsigned_abs())),
+            RawTime::Float(f) if *f > 0.0 && *f <= 86_400.0 => Ok(Duration::from_secs_f64(*f)),
+            RawTime::Int(_) | RawTime::Float(_) => Err("must be positive".to_string()),
+            RawTime::Text(s) => parse_duration(s),
+        };
+        match parsed {
+            Ok(d) if d.is_zero() => {
+                self.error(at, format!("{name} must be longer than zero"), None);
+                None
+            }
+            Ok(d) => Some((d, at)),
+            Err(e) => {
+                self.error(
+                    at,
+                    format!("invalid {name}: {e}"),
+                    Some("write a time such as \"2s\", \"500ms\" or 2 (seconds)".into()),
+                );
+                None
+            }
+        }
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn ms(d: Duration) -> String {
+    tandem_core::time::human(d)
+}
+
+pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let at = e.span().map_or(0, |s| s.start);
+            let msg = e.message().trim().to_string();
+            let hint = if msg.contains("unknown field") {
+                Some("check the spelling; `tandem config check --help` lists every key".into())
+            } else {
+                None
+            };
+            return Err(ConfigError::Invalid(vec![Diagnostic::at(
+                Severity::Error,
+                file,
+                text,
+                at,
+                msg,
+                hint,
+            )]));
+        }
+    };
+    let mut c = Checker {
+        text,
+        file,
+        out: Vec::new(),
+    };
+
+    let cluster = match &raw.cluster {
+        Some(s) if valid_name(s.get_ref()) => s.get_ref().clone(),
+        Some(s) => {
+            c.error(
+                s.span().start,
+                format!("invalid cluster name `{}`", s.get_ref()),
+                Some("use 1-64 letters, digits, '-', '_' or '.'".to_string()),
+            );
+            String::new()
+        }
+        None => {
+            c.error(
+                0,
+                "missing `cluster` (the cluster's name)",
+                Some("add a line such as: cluster = \"web\"".to_string()),
+            );
+            String::new()
+        }
+    };
+
+    let base = file.parent().unwrap_or(Path::new(""));
+    let key_file = match &raw.key_file {
+        Some(k) if !k.get_ref().is_empty() => base.join(k.get_ref()),
+        Some(k) => {
+            c.error(k.span().start, "key_file is empty", None);
+            PathBuf::new()
+        }
+        None => {
+            c.error(
+                0,
+                "missing `key_file` (the shared secret that signs heartbeats)",
+                Some(
+                    "add: key_file = \"/etc/tandem/authkey\" and create it with `tandem keygen /etc/tandem/authkey`"
+                        .to_string(),
+                ),
+            );
+            PathBuf::new()
+        }
+    };
+    let socket = raw.socket.as_ref().map_or_else(
+        || PathBuf::from("/run/tandem/tandem.sock"),
+        |s| base.join(s.get_ref()),
+    );
+    let state_dir = raw.state_dir.as_ref().map_or_else(
+        || PathBuf::from("/var/lib/tandem"),
+        |s| base.join(s.get_ref()),
+    );
+
+    // Timings: defaults derive from whatever the operator did set.
+    let t = &raw.timing;
+    let keepalive = c.time(&t.keepalive, "keepalive");
+    let deadtime = c.time(&t.deadtime, "deadtime");
+    let warntime = c.time(&t.warntime, "warntime");
+    let initdead = c.time(&t.initdead, "initdead");
+    let ka = keepalive.map_or(Duration::from_millis(100), |v| v.0);
+    let dt = deadtime.map_or(ka * 5, |v| v.0);
+    let wt = warntime.map_or(dt * 3 / 5, |v| v.0);
+    let id = initdead.map_or((dt * 2).max(Duration::from_secs(3)), |v| v.0);
+    let dt_at = deadtime.or(keepalive).map_or(0, |v| v.1);
+    if dt <= ka * 2 {
+        c.error(
+            dt_at,
+            format!(
+                "deadtime ({}) must be more than twice keepalive ({})",
+                ms(dt),
+                ms(ka)
+            ),
+            Some(format!(
+                "set deadtime to at least {} so a node survives a lost heartbeat or two",
+                ms(ka * 5)
+            )),
+        );
+    }
+    if wt <= ka || wt >= dt {
+        c.error(
+            warntime.or(deadtime).map_or(0, |v| v.1),
+            format!(
+                "warntime ({}) must lie between keepalive ({}) and deadtime ({})",
+                ms(wt),
+                ms(ka),
+                ms(dt)
+            ),
+            Some("remove warntime to get 3/5 of deadtime".to_string()),
+        );
+    }
+    if id < dt {
+        c.error(
+            initdead.map_or(0, |v| v.1),
+            format!(
+                "initdead ({}) must be at least deadtime ({})",
+                ms(id),
+                ms(dt)
+            ),
+            Some(
+                "initdead covers nodes booting at different speeds; make it 2 x deadtime or more"
+                    .to_string(),
+            ),
+        );
+    }
+    let timing = Timing {
+        keepalive: ka,
+        warntime: wt,
+        deadtime: dt,
+        initdead: id,
+    };
+
+    // Links.
+    let mut links = Vec::new();
+    if raw.links.is_empty() {
+        c.error(
+            text.len(),
+            "no heartbeat link is configured",
+            Some("add a [[link]] table, e.g. name = \"lan\", kind = \"ucast\"".to_string()),
+        );
+    }
+    if raw.links.len() > MAX_LINKS {
+        c.error(
+            raw.links[MAX_LINKS].span().start,
+            format!("at most {MAX_LINKS} links are supported"),
+            None,
+        );
+    }
+    for l in &raw.links {
+        let l = l.get_ref();
+        let name = l.name.get_ref().clone();
+        if !valid_name(&name) {
+            c.error(
+                l.name.span().start,
+                format!("invalid link name `{name}`"),
+                Some("use letters, digits, '-', '_' or '.'".to_string()),
+            );
+        }
+        if links.iter().any(|x: &Link| x.name == name) {
+            c.error(
+                l.name.span().start,
+                format!("link `{name}` is defined twice"),
+                None,
+            );
+        }
+        let interface = l.interface.as_ref().map(|i| i.get_ref().clone());
+        if let Some(i) = &l.interface {
+            if i.get_ref().is_empty() || i.get_ref().len() > 15 {
+                c.error(
+                    i.span().start,
+                    format!("invalid interface name `{}`", i.get_ref()),
+                    Some("Linux interface names have 1 to 15 characters".to_string()),
+                );
+            }
+        }
+        let port = match &l.port {
+            None => DEFAULT_PORT,
+            Some(p) => match u16::try_from(*p.get_ref()) {
+                Ok(v) if v > 0 => v,
+                _ => {
+                    c.error(
+                        p.span().start,
+                        format!("port {} is out of range", p.get_ref()),
+                        Some("use 1-65535; the default is 694".to_string()),
+                    );
+                    DEFAULT_PORT
+                }
+            },
+        };
+        let kind = match l.kind.get_ref().as_str() {
+            "ucast" => LinkKind::Ucast,
+            "bcast" => LinkKind::Bcast,
+            "mcast" => {
+                let group = match &l.group {
+                    None => {
+                        c.error(
+                            l.kind.span().start,
+                            format!("multicast link `{name}` needs a `group`"),
+                            Some(
+                                "add e.g. group = \"239.192.0.1\" (an organisation-local group)"
+                                    .to_string(),
+                            ),
+                        );
+                        None
+                    }
+                    Some(g) => {
+                        match g.get_ref().parse::<IpAddr>() {
+                            Ok(a) if a.is_multicast() => Some(a),
+                            _ => {
+                                c.error(g.span().start, format!("`{}` is not a multicast address", g.get_ref()), Some("use an address in 239.192.0.0/14 (IPv4) or ff12::/16 (IPv6)".to_string()));
+                                None
+                            }
+                        }
+                    }
+                };
+                let ttl = match &l.ttl {
+                    None => 1,
+                    Some(t) => match u32::try_from(*t.get_ref()) {
+                        Ok(v) if (1..=255).contains(&v) => v,
+                        _ => {
+                            c.error(
+                                t.span().start,
+                                "ttl must be 1-255",
+                                Some("1 keeps heartbeats on the local segment".to_string()),
+                            );
+                            1
+                        }
+                    },
+                };
+                LinkKind::Mcast {
+                    group: group.unwrap_or(IpAddr::from([239, 192, 0, 1])),
+                    ttl,
+                }
+            }
+            other => {
+                c.error(
+                    l.kind.span().start,
+                    format!("unknown link kind `{other}`"),
+                    Some("use \"ucast\", \"bcast\" or \"mcast\"".to_string()),
+                );
+                LinkKind::Ucast
+            }
+        };
+        if matches!(kind, LinkKind::Bcast | LinkKind::Mcast { .. }) && interface.is_none() {
+            c.error(
+                l.kind.span().start,
+                format!("{} link `{name}` needs an `interface`", l.kind.get_ref()),
+                Some("add e.g. interface = \"eth0\"".to_string()),
+            );
+        }
+        if !matches!(kind, LinkKind::Mcast { .. }) {
+            if let Some(g) = &l.group {
+                c.warn(
+                    g.span().start,
+                    "`group` is only used by mcast links; ignored",
+                    None,
+                );
+            }
+        }
+        links.push(Link {
+            name,
+            kind,
+            interface,
+            port,
+        });
+    }
+
+    // Nodes.
+    let mut nodes: Vec<Node> = Vec::new();
+    if raw.nodes.is_empty() {
+        c.error(
+            text.len(),
+            "no node is configured",
+            Some("add a [[node]] table per machine: name = \"n1\" and its addresses".to_string()),
+        );
+    } else if raw.nodes.len() == 1 {
+        c.warn(
+            raw.nodes[0].span().start,
+            "only one node is configured: nothing can fail over",
+            None,
+        );
+    }
+    if raw.nodes.len() > MAX_NODES {
+        c.error(
+            raw.nodes[MAX_NODES].span().start,
+            format!("at most {MAX_NODES} nodes are supported"),
+            None,
+        );
+    }
+    for n in &raw.nodes {
+        let node_at = n.span().start;
+        let n = n.get_ref();
+        let name = n.name.get_ref().clone();
+        if !valid_name(&name) {
+            c.error(
+                n.name.span().start,
+                format!("invalid node name `{name}`"),
+                Some(
+                    "use the machine's host name (`uname -n`): letters, digits, '-', '_' or '.'"
+                        .to_string(),
+                ),
+            );
+        }
+        if nodes.iter().any(|x| x.name == name) {
+            c.error(
+                n.name.span().start,
+                format!("node `{name}` is defined twice"),
+                None,
+            );
+        }
+        for (link, addr) in &n.addresses {
+            if !links.iter().any(|l| &l.name == link) {
+                let known: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
+                c.error(
+                    addr.span().start,
+                    format!("node `{name}` has an address on unknown link `{link}`"),
+                    Some(format!("known links: {}", known.join(", "))),
+                );
+            }
+        }
+        let mut addresses = Vec::with_capacity(links.len());
+        for l in &links {
+            let addr = match n.addresses.get(&l.name) {
+                None => {
+                    if l.kind == LinkKind::Ucast {
+                        c.error(node_at, format!("node `{name}` has no address on unicast link `{}`", l.name), Some(format!("add `addresses = {{ {} = \"198.18.0.11\" }}` with the node's real address", l.name)));
+                    }
+                    None
+                }
+                Some(a) => match a.get_ref().parse::<IpAddr>() {
+                    Ok(ip) if !ip.is_unspecified() && !ip.is_multicast() => Some(ip),
+                    _ => {
+                        c.error(
+                            a.span().start,
+                            format!("`{}` is not a usable IP address", a.get_ref()),
+                            Some(
+                                "write the node's own unicast address, e.g. \"198.18.0.11\""
+                                    .to_string(),
+                            ),
+                        );
+                        None
+                    }
+                },
+            };
+            if let Some(ip) = addr {
+                for (other, prev) in nodes.iter().filter_map(|o| {
+                    let i = links.iter().position(|x| x.name == l.name)?;
+                    Some((o, o.addresses.get(i).copied().flatten()?))
+                }) {
+                    if prev == ip {
+                        let at = n.addresses.get(&l.name).map_or(node_at, |a| a.span().start);
+                        c.error(
+                            at,
+                            format!(
+                                "address {ip} on link `{}` is also node `{}`'s",
+                                l.name, other.name
+                            ),
+                            None,
+                        );
+                    }
+                }
+            }
+            addresses.push(addr);
+        }
+        nodes.push(Node { name, addresses });
+    }
+
+    let (errors, warnings): (Vec<_>, Vec<_>) = c
+        .out
+        .into_iter()
+        .partition(|d| d.severity == Severity::Error);
+    if !errors.is_empty() {
+        let mut all = errors;
+        all.extend(warnings);
+        return Err(ConfigError::Invalid(all));
+    }
+    Ok(Loaded {
+        config: Config {
+            cluster,
+            key_file,
+            socket,
+            state_dir,
+            realtime: raw.realtime.unwrap_or(true),
+            timing,
+            links,
+            nodes,
+        },
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests;

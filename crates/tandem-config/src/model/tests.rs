@@ -1,0 +1,234 @@
+use super::*;
+use crate::{ConfigError, parse};
+
+const GOOD: &str = r#"
+cluster = "web"
+key_file = "authkey"
+
+[timing]
+keepalive = "100ms"
+deadtime = 1
+
+[[link]]
+name = "lan"
+kind = "ucast"
+port = 7694
+
+[[link]]
+name = "backup"
+kind = "mcast"
+interface = "eth1"
+group = "239.192.0.9"
+
+[[node]]
+name = "n1"
+addresses = { lan = "198.18.0.11" }
+
+[[node]]
+name = "n2"
+addresses = { lan = "198.18.0.12", backup = "198.18.1.12" }
+"#;
+
+fn errors(text: &str) -> Vec<Diagnostic> {
+    match parse(text, Path::new("/etc/tandem/tandem.toml")) {
+        Err(ConfigError::Invalid(d)) => d,
+        Err(e) => panic!("unexpected {e}"),
+        Ok(_) => panic!("accepted:\n{text}"),
+    }
+}
+
+#[test]
+fn good_file_with_derived_defaults() {
+    let l = parse(GOOD, Path::new("/etc/tandem/tandem.toml")).unwrap();
+    let c = l.config;
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    assert_eq!(c.cluster, "web");
+    assert_eq!(c.key_file, PathBuf::from("/etc/tandem/authkey"));
+    assert_eq!(c.timing.keepalive, Duration::from_millis(100));
+    assert_eq!(c.timing.deadtime, Duration::from_secs(1));
+    assert_eq!(c.timing.warntime, Duration::from_millis(600));
+    assert_eq!(c.timing.initdead, Duration::from_secs(3));
+    assert_eq!(c.links[0].port, 7694);
+    assert_eq!(c.links[1].port, DEFAULT_PORT);
+    assert_eq!(c.links[1].label(), "eth1");
+    assert_eq!(
+        c.links[1].kind,
+        LinkKind::Mcast {
+            group: "239.192.0.9".parse().unwrap(),
+            ttl: 1
+        }
+    );
+    assert_eq!(
+        c.nodes[0].addresses,
+        vec![Some("198.18.0.11".parse().unwrap()), None]
+    );
+    assert_eq!(c.node("n2").unwrap().0, 2);
+    assert_eq!(c.socket, PathBuf::from("/run/tandem/tandem.sock"));
+}
+
+#[test]
+fn defaults_are_sub_second() {
+    let text = GOOD.replace("keepalive = \"100ms\"\ndeadtime = 1\n", "");
+    let c = parse(&text, Path::new("t.toml")).unwrap().config;
+    assert_eq!(c.timing, tandem_core::Timing::default());
+    assert!(c.timing.deadtime < Duration::from_secs(1));
+}
+
+#[test]
+fn digest_ignores_comments_and_local_paths() {
+    let a = parse(GOOD, Path::new("/a/t.toml")).unwrap().config;
+    let b = parse(
+        &format!("# hello\n{GOOD}\nsocket = \"/tmp/x.sock\""),
+        Path::new("/b/t.toml"),
+    );
+    // `socket` after tables belongs to the last [[node]]: an error, not a digest change.
+    assert!(b.is_err());
+    let b = parse(
+        &format!("# hello\nsocket = \"/tmp/x.sock\"\n{GOOD}"),
+        Path::new("/b/t.toml"),
+    )
+    .unwrap()
+    .config;
+    assert_eq!(a.digest(), b.digest());
+    let c = parse(
+        &GOOD.replace("deadtime = 1", "deadtime = 2"),
+        Path::new("t.toml"),
+    )
+    .unwrap()
+    .config;
+    assert_ne!(a.digest(), c.digest());
+}
+
+#[test]
+fn syntax_error_has_line_and_column() {
+    let d = errors("cluster = \"web\"\nkey_file = \n");
+    assert_eq!(d[0].line, 2);
+    let s = d[0].to_string();
+    assert!(s.starts_with("/etc/tandem/tandem.toml:2:"), "{s}");
+}
+
+#[test]
+fn unknown_key_is_refused_with_hint() {
+    let d = errors(&GOOD.replace("cluster = \"web\"", "clustr = \"web\""));
+    let s = d[0].to_string();
+    assert!(s.contains("unknown field `clustr`"), "{s}");
+    assert!(s.contains("hint:"), "{s}");
+    assert_eq!(d[0].line, 2);
+}
+
+#[test]
+fn every_problem_is_reported_at_its_place() {
+    let bad = r#"cluster = "web"
+key_file = "k"
+[timing]
+keepalive = "1s"
+deadtime = "1500ms"
+[[link]]
+name = "lan"
+kind = "udp"
+[[link]]
+name = "m"
+kind = "mcast"
+interface = "eth0"
+group = "10.0.0.1"
+[[node]]
+name = "n1"
+addresses = { lan = "198.18.0.11", wan = "1.2.3.4" }
+[[node]]
+name = "n1"
+addresses = { lan = "banana" }
+"#;
+    let d = errors(bad);
+    let lines: Vec<(usize, &str)> = d.iter().map(|d| (d.line, d.message.as_str())).collect();
+    let has = |line: usize, needle: &str| {
+        assert!(
+            lines.iter().any(|(l, m)| *l == line && m.contains(needle)),
+            "no `{needle}` at line {line} in {lines:#?}"
+        )
+    };
+    has(
+        5,
+        "deadtime (1.5 s) must be more than twice keepalive (1.0 s)",
+    );
+    has(8, "unknown link kind `udp`");
+    has(13, "not a multicast address");
+    has(16, "unknown link `wan`");
+    has(18, "node `n1` is defined twice");
+    has(19, "not a usable IP address");
+}
+
+#[test]
+fn timing_rules() {
+    let with = |t: &str| GOOD.replace("keepalive = \"100ms\"\ndeadtime = 1\n", t);
+    let d = errors(&with("warntime = \"50ms\"\n"));
+    assert!(
+        d[0].message.contains("warntime (50 ms) must lie between"),
+        "{:?}",
+        d[0]
+    );
+    let d = errors(&with("initdead = \"100ms\"\n"));
+    assert!(
+        d[0].message
+            .contains("initdead (100 ms) must be at least deadtime"),
+        "{:?}",
+        d[0]
+    );
+    let d = errors(&with("keepalive = \"soon\"\n"));
+    assert!(d[0].message.contains("invalid keepalive"), "{:?}", d[0]);
+    assert_eq!(d[0].line, 6);
+    let d = errors(&with("keepalive = -1\n"));
+    assert!(d[0].message.contains("must be positive"), "{:?}", d[0]);
+    let ok = parse(
+        &with("keepalive = 2\ndeadtime = 10\ninitdead = 15\n"),
+        Path::new("t"),
+    )
+    .unwrap();
+    assert_eq!(ok.config.timing.warntime, Duration::from_secs(6));
+}
+
+#[test]
+fn missing_essentials() {
+    let d = errors("");
+    let msgs: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
+    assert!(
+        msgs.iter().any(|m| m.contains("missing `cluster`")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("missing `key_file`")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("no heartbeat link")),
+        "{msgs:?}"
+    );
+    assert!(msgs.iter().any(|m| m.contains("no node")), "{msgs:?}");
+}
+
+#[test]
+fn ucast_needs_addresses_bcast_needs_interface() {
+    let text = GOOD.replace("addresses = { lan = \"198.18.0.11\" }", "");
+    let d = errors(&text);
+    assert!(
+        d[0].message
+            .contains("node `n1` has no address on unicast link `lan`"),
+        "{:?}",
+        d[0]
+    );
+    let text = GOOD.replace("kind = \"ucast\"", "kind = \"bcast\"");
+    let d = errors(&text);
+    assert!(
+        d[0].message
+            .contains("bcast link `lan` needs an `interface`"),
+        "{:?}",
+        d[0]
+    );
+}
+
+#[test]
+fn single_node_is_a_warning() {
+    let text = GOOD.split("[[node]]\nname = \"n2\"").next().unwrap();
+    let l = parse(text, Path::new("t")).unwrap();
+    assert_eq!(l.warnings.len(), 1);
+    assert!(l.warnings[0].message.contains("only one node"));
+}
