@@ -1,1 +1,150 @@
-fn main() {}
+//! `tandem`: one binary for the daemon and every operator command.
+
+use tandem::{cli, daemon};
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Default configuration file.
+const DEFAULT_CONFIG: &str = "/etc/tandem/tandem.toml";
+
+/// Exit code when no daemon is running (as documented in the README).
+const EXIT_NOT_RUNNING: u8 = 3;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tandem",
+    version,
+    about = "High-availability cluster manager: authenticated heartbeats, membership, failover",
+    long_about = "tandem runs one daemon per node. The daemons exchange signed UDP heartbeats on every \
+configured link, agree on who is alive, and report it.\n\n\
+Quick start on two machines n1 and n2:\n  \
+tandem keygen /etc/tandem/authkey          # once, then copy the file to every node (mode 600)\n  \
+$EDITOR /etc/tandem/tandem.toml            # cluster name, [[link]]s and [[node]]s (see docs/configuration.md)\n  \
+tandem config check /etc/tandem/tandem.toml\n  \
+tandem daemon                              # on every node (the node name defaults to the host name)\n  \
+tandem status                              # who is online, late or dead, link by link\n\n\
+Exit codes: 0 success, 1 error, 2 usage error, 3 no daemon running."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the cluster daemon for this node (foreground; logs to stderr).
+    Daemon {
+        /// Configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Which configured node this is (default: the host name, as `uname -n`).
+        #[arg(long)]
+        node: Option<String>,
+        /// Control socket path (default: `socket` from the configuration).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Show the cluster as the local daemon sees it: nodes, links, counters.
+    Status {
+        /// Print JSON instead of a table (stable field names, for scripts and monitoring).
+        #[arg(long)]
+        json: bool,
+        /// Configuration file, used to find the control socket.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Control socket path (overrides the configuration).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Create a new random key file (mode 600) to copy to every node.
+    Keygen {
+        /// Where to write the key; refuses to overwrite an existing file.
+        file: PathBuf,
+    },
+    /// Start a throw-away two-node cluster on this machine's loopback and show
+    /// failure detection: status, a killed node declared dead, its return.
+    Demo,
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigAction {
+    /// Validate a configuration file and print every problem with file,
+    /// line, column and a hint. Exit status 1 when the file is refused.
+    ///
+    /// Keys: cluster, key_file, socket, state_dir, realtime; [timing] keepalive,
+    /// warntime, deadtime, initdead ("2", "2s", "500ms"); [[link]] name, kind
+    /// (ucast|bcast|mcast), interface, port, group, ttl; [[node]] name, addresses
+    /// = { LINK = "IP" }.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
+    // The heartbeat thread logs; a slow stderr must never block it, so log
+    // lines go through a bounded in-memory queue to a writer thread.
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    guard
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Daemon {
+            config,
+            node,
+            socket,
+        } => {
+            let _guard = init_logging();
+            let r = daemon::run(&daemon::Options {
+                config,
+                node,
+                socket,
+            });
+            if let Err(e) = &r {
+                tracing::error!("{e:#}");
+            }
+            r
+        }
+        Command::Status {
+            json,
+            config,
+            socket,
+        } => match cli::status::run(&config, socket.as_deref(), json) {
+            Err(e) if cli::status::is_not_running(&e) => {
+                eprintln!("tandem: {e:#}");
+                return ExitCode::from(EXIT_NOT_RUNNING);
+            }
+            r => r,
+        },
+        Command::Config {
+            action: ConfigAction::Check { file },
+        } => cli::config_check(&file),
+        Command::Keygen { file } => cli::keygen(&file),
+        Command::Demo => cli::demo::run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tandem: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

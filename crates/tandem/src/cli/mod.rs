@@ -1,0 +1,53 @@
+//! Operator commands other than the daemon.
+
+pub mod demo;
+pub mod status;
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+
+/// `tandem config check FILE`.
+pub fn config_check(file: &Path) -> anyhow::Result<()> {
+    match tandem_config::load(file) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                println!("{w}");
+            }
+            let c = &loaded.config;
+            println!(
+                "{}: OK — cluster `{}`, {} node(s), {} link(s); keepalive {}, warntime {}, deadtime {}, initdead {}",
+                file.display(),
+                c.cluster,
+                c.nodes.len(),
+                c.links.len(),
+                tandem_core::time::human(c.timing.keepalive),
+                tandem_core::time::human(c.timing.warntime),
+                tandem_core::time::human(c.timing.deadtime),
+                tandem_core::time::human(c.timing.initdead),
+            );
+            match tandem_config::keyfile::check_permissions(&c.key_file) {
+                Ok(()) => Ok(()),
+                Err(e) => bail!("{e}"),
+            }
+        }
+        Err(tandem_config::ConfigError::Invalid(d)) => {
+            bail!("{}", tandem_config::ConfigError::Invalid(d))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `tandem keygen FILE`: 32 random bytes, hex-encoded, mode 600.
+pub fn keygen(file: &Path) -> anyhow::Result<()> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    tandem_config::keyfile::write_key(file, hex.as_bytes())
+        .with_context(|| format!("writing {}", file.display()))?;
+    println!(
+        "wrote a new key to {} (mode 600); copy it to the same path on every node",
+        file.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! The heartbeat thread: owns the brain and the link sockets, and nothing
+//! else. It sleeps in one `poll` until a datagram arrives or the brain's
+//! next deadline, feeds the brain, sends what it asks, logs what it reports
+//! and publishes a status snapshot for the control thread. No agent, disk
+//! or API work ever runs here.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+use tandem_core::{Brain, MembershipStatus, Timestamp};
+use tandem_links::LinkSocket;
+
+/// Token of the waker that signals shutdown.
+pub const WAKE: Token = Token(usize::MAX);
+
+/// How often the status snapshot is refreshed when nothing happens.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+/// What the heartbeat thread shares with the control thread.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Latest membership snapshot and when it was taken.
+    pub snapshot: Mutex<Option<(MembershipStatus, Instant)>>,
+    /// Failed sends, total.
+    pub send_errors: std::sync::atomic::AtomicU64,
+}
+
+/// The running heartbeat loop's parts.
+pub struct Heartbeat {
+    /// The brain.
+    pub brain: Brain,
+    /// One socket per link, indexed like the brain's links.
+    pub links: Vec<LinkSocket>,
+    /// The poller the sockets are registered with.
+    pub poll: Poll,
+    /// The daemon's clock epoch: brain timestamps count from here.
+    pub epoch: Instant,
+    /// Set when the daemon must stop.
+    pub stop: Arc<AtomicBool>,
+    /// Where snapshots go.
+    pub shared: Arc<Shared>,
+}
+
+impl Heartbeat {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_nanos(u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// Sends what the brain queued and logs what it reported; returns
+    /// whether anything was reported (the snapshot is then refreshed at once).
+    fn flush(&mut self) -> bool {
+        while let Some(t) = self.brain.poll_transmit() {
+            if let Some(link) = self.links.get(usize::from(t.link.0)) {
+                let failed = link.send_all(&t.payload);
+                if failed > 0 {
+                    self.shared
+                        .send_errors
+                        .fetch_add(failed as u64, Ordering::Relaxed);
+                }
+            }
+        }
+        let mut reported = false;
+        while let Some(e) = self.brain.poll_event() {
+            reported = true;
+            if e.is_warning() {
+                tracing::warn!(target: "tandem::membership", "{e}");
+            } else {
+                tracing::info!(target: "tandem::membership", "{e}");
+            }
+        }
+        reported
+    }
+
+    fn publish(&self, now: Timestamp) {
+        let snap = self.brain.status(now);
+        if let Ok(mut guard) = self.shared.snapshot.lock() {
+            *guard = Some((snap, Instant::now()));
+        }
+    }
+
+    /// Registers the sockets and runs until `stop` is set, then sends a
+    /// `Leave` on every link.
+    pub fn run(mut self) -> std::io::Result<()> {
+        for (i, l) in self.links.iter_mut().enumerate() {
+            self.poll
+                .registry()
+                .register(&mut l.socket, Token(i), Interest::READABLE)?;
+        }
+        let mut events = Events::with_capacity(64);
+        let mut buf = vec![0u8; 2048];
+        let mut last_publish: Option<Instant> = None;
+        loop {
+            let now = self.now();
+            if self.stop.load(Ordering::Relaxed) {
+                self.brain.leave(now);
+                self.flush();
+                self.publish(now);
+                return Ok(());
+            }
+            if self.brain.poll_timeout().is_some_and(|d| d <= now) {
+                self.brain.handle_timeout(now);
+            }
+            let reported = self.flush();
+            if reported || last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY) {
+                self.publish(now);
+                last_publish = Some(Instant::now());
+            }
+            let wait = self
+                .brain
+                .poll_timeout()
+                .map(|d| Duration::from_nanos(d.as_nanos().saturating_sub(self.now().as_nanos())));
+            if let Err(e) = self.poll.poll(&mut events, wait) {
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let mut changed = false;
+            for ev in events.iter() {
+                let Some(link) = self.links.get(ev.token().0) else {
+                    continue;
+                };
+                let mut errors = 0;
+                while errors < 64 {
+                    match link.socket.recv_from(&mut buf) {
+                        Ok((n, _from)) => {
+                            let at = self.now();
+                            self.brain.handle_datagram(at, link.id, &buf[..n]);
+                            changed = true;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        // ICMP errors from earlier sends surface here once
+                        // each; they say nothing about queued datagrams, so
+                        // read on (the poller is edge-triggered).
+                        Err(_) => errors += 1,
+                    }
+                }
+            }
+            if changed && self.flush() {
+                self.publish(self.now());
+                last_publish = Some(Instant::now());
+            }
+        }
+    }
+}

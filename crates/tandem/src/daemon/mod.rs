@@ -1,0 +1,212 @@
+//! `tandem daemon`: loads the configuration, opens the links, and runs the
+//! heartbeat thread and the control socket side by side.
+
+pub mod heartbeat;
+pub mod incarnation;
+pub mod realtime;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use tandem_config::Config;
+use tandem_control::{DaemonInfo, Request, Response, Status};
+use tandem_core::{Brain, BrainConfig, LinkInfo, NodeId, NodeInfo, Timestamp};
+use tandem_wire::{Key, Keyring};
+
+use heartbeat::{Heartbeat, Shared, WAKE};
+
+/// What `tandem daemon` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Configuration file.
+    pub config: PathBuf,
+    /// Node name override (default: the host name).
+    pub node: Option<String>,
+    /// Control socket override.
+    pub socket: Option<PathBuf>,
+}
+
+/// This machine's host name, as `uname -n` prints it.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Resolves which configured node this process is.
+pub fn local_node(config: &Config, path: &Path, over: Option<&str>) -> anyhow::Result<String> {
+    let name = over.map_or_else(hostname, str::to_string);
+    if config.node(&name).is_some() {
+        return Ok(name);
+    }
+    let known: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
+    if over.is_some() {
+        bail!(
+            "node `{name}` is not in {} (nodes: {}); check --node",
+            path.display(),
+            known.join(", ")
+        );
+    }
+    bail!(
+        "this machine's host name `{name}` is not a node in {} (nodes: {}); name the node with --node NAME, or make the host name match as Heartbeat requires",
+        path.display(),
+        known.join(", ")
+    )
+}
+
+/// Builds the brain's configuration for node `local`.
+pub fn brain_config(config: &Config, local: &str, keys: Keyring, incarnation: u64) -> anyhow::Result<BrainConfig> {
+    let (id, _) = config
+        .node(local)
+        .ok_or_else(|| anyhow!("node `{local}` is not configured"))?;
+    Ok(BrainConfig {
+        cluster: config.cluster.clone(),
+        cluster_id: tandem_wire::cluster_id(&config.cluster),
+        local: NodeId(id),
+        nodes: config
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| NodeInfo {
+                id: NodeId(u16::try_from(i + 1).unwrap_or(u16::MAX)),
+                name: n.name.clone(),
+            })
+            .collect(),
+        links: config
+            .links
+            .iter()
+            .map(|l| LinkInfo {
+                label: l.label().to_string(),
+            })
+            .collect(),
+        timing: config.timing,
+        keys,
+        incarnation,
+        config_digest: config.digest(),
+    })
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(opts: &Options) -> anyhow::Result<()> {
+    let loaded = tandem_config::load(&opts.config)?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let config = loaded.config;
+    let local = local_node(&config, &opts.config, opts.node.as_deref())?;
+    let secret = tandem_config::keyfile::read_key(&config.key_file)?;
+    let keys = Keyring::single(Key::new(1, &secret).context("key file")?);
+    let (incarnation, warning) = incarnation::next(&config.state_dir);
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
+    let links = tandem_links::open_links(&config, &local)?;
+    let socket = opts.socket.clone().unwrap_or_else(|| config.socket.clone());
+
+    let epoch = Instant::now();
+    let brain = Brain::new(brain_config(&config, &local, keys, incarnation)?, Timestamp::ZERO);
+    let shared = Arc::new(Shared::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let poll = mio::Poll::new().context("create poller")?;
+    let waker = Arc::new(mio::Waker::new(poll.registry(), WAKE).context("create waker")?);
+
+    // Signals: set the stop flag and wake the heartbeat thread.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("install signal handlers")?;
+    {
+        let stop = stop.clone();
+        let waker = waker.clone();
+        std::thread::Builder::new()
+            .name("tandem-signals".into())
+            .spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    tracing::info!("signal {sig} received: leaving the cluster");
+                    stop.store(true, Ordering::Relaxed);
+                    let _ = waker.wake();
+                }
+            })
+            .context("spawn signal thread")?;
+    }
+
+    let want_rt = config.realtime;
+    let (sched_tx, sched_rx) = std::sync::mpsc::channel();
+    let hb = Heartbeat {
+        brain,
+        links,
+        poll,
+        epoch,
+        stop: stop.clone(),
+        shared: shared.clone(),
+    };
+    let heartbeat = std::thread::Builder::new()
+        .name("tandem-heartbeat".into())
+        .spawn(move || {
+            let sched = if want_rt {
+                realtime::enter()
+            } else {
+                "normal scheduling (realtime = false)".to_string()
+            };
+            let _ = sched_tx.send(sched);
+            hb.run()
+        })
+        .context("spawn heartbeat thread")?;
+    let scheduling = sched_rx
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap_or_else(|_| "unknown".into());
+    tracing::info!("heartbeat thread: {scheduling}");
+
+    let info = DaemonInfo {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        config: opts.config.display().to_string(),
+        scheduling,
+        send_errors: 0,
+    };
+    let handler_shared = shared.clone();
+    tandem_control::serve(&socket, move |req| match req {
+        Request::Status => status(&handler_shared, &info),
+    })?;
+    tracing::info!(
+        "tandem {} node {local} of cluster {} started (incarnation {incarnation}); control socket {}",
+        env!("CARGO_PKG_VERSION"),
+        config.cluster,
+        socket.display()
+    );
+
+    let result = heartbeat
+        .join()
+        .map_err(|_| anyhow!("the heartbeat thread panicked"))?;
+    let _ = std::fs::remove_file(&socket);
+    result.context("heartbeat loop")?;
+    tracing::info!("left the cluster; stopped");
+    Ok(())
+}
+
+fn status(shared: &Shared, info: &DaemonInfo) -> Response {
+    let snap = shared.snapshot.lock().ok().and_then(|g| g.clone());
+    let Some((mut membership, taken)) = snap else {
+        return Response::Error {
+            message: "the daemon is starting; try again in a moment".into(),
+        };
+    };
+    // The snapshot may be up to one refresh old: age its "ago" fields.
+    let age = u64::try_from(taken.elapsed().as_millis()).unwrap_or(0);
+    membership.uptime_ms += age;
+    for n in &mut membership.nodes {
+        if !n.local {
+            n.last_heard_ms = n.last_heard_ms.map(|v| v + age);
+            for l in &mut n.links {
+                l.last_heard_ms = l.last_heard_ms.map(|v| v + age);
+            }
+        }
+    }
+    let mut daemon = info.clone();
+    daemon.send_errors = shared.send_errors.load(Ordering::Relaxed);
+    Response::Status(Box::new(Status { daemon, membership }))
+}

@@ -1,0 +1,8 @@
+//! The `tandem` binary's library: the daemon's drivers around the brain,
+//! the operator commands, and a loopback cluster of real daemons used by the
+//! demo, the tests and the benchmarks.
+
+pub mod cli;
+pub mod daemon;
+pub mod localcluster;
+pub mod process;

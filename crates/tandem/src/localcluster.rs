@@ -1,0 +1,262 @@
+//! A cluster of real `tandem daemon` processes on this machine's loopback
+//! addresses (127.0.K.11, .12, …), each with its own control socket and
+//! log file in a private temporary directory. Needs no root. Used by
+//! `tandem demo`, the end-to-end tests and the heartbeat benchmark.
+//!
+//! Every child is ended by PID when the cluster is dropped.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use tandem_control::Status;
+
+/// One node of a [`LocalCluster`].
+#[derive(Debug)]
+pub struct LocalNode {
+    /// Node name (n1, n2, …).
+    pub name: String,
+    /// Its loopback address.
+    pub addr: String,
+    /// Its control socket.
+    pub socket: PathBuf,
+    /// Its log file (stderr of the daemon; appended across restarts).
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A loopback cluster of real daemons. See the module documentation.
+#[derive(Debug)]
+pub struct LocalCluster {
+    dir: tempfile::TempDir,
+    exe: PathBuf,
+    /// Configuration file shared by every node.
+    pub config: PathBuf,
+    /// Key file shared by every node.
+    pub key: PathBuf,
+    /// The nodes.
+    pub nodes: Vec<LocalNode>,
+    /// When set (e.g. by Ctrl-C), waits give up at once.
+    pub abort: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// Options for [`LocalCluster::new`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Third octet of the loopback addresses (keeps parallel clusters apart).
+    pub subnet: u8,
+    /// UDP port.
+    pub port: u16,
+    /// Extra `[timing]` lines, e.g. `keepalive = "50ms"`.
+    pub timing: String,
+    /// Extra nodes present in the configuration but not started by the
+    /// cluster (their addresses are 127.0.K.200+).
+    pub phantom_nodes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            nodes: 2,
+            subnet: 0,
+            port: 7694,
+            timing: String::new(),
+            phantom_nodes: 0,
+        }
+    }
+}
+
+impl LocalCluster {
+    /// Writes the configuration and key for a new cluster; starts nothing.
+    pub fn new(exe: &Path, opts: &Options) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("tandem-local-")
+            .tempdir()
+            .context("create a temporary directory")?;
+        let key = dir.path().join("authkey");
+        tandem_config::keyfile::write_key(&key, b"local-cluster-demo-key-0123456789")?;
+        let mut text = format!(
+            "cluster = \"local{}\"\nkey_file = \"authkey\"\nstate_dir = \"state\"\nrealtime = false\n\n[timing]\n{}\n\n[[link]]\nname = \"lo\"\nkind = \"ucast\"\nport = {}\n",
+            opts.subnet, opts.timing, opts.port
+        );
+        let mut nodes = Vec::new();
+        for i in 0..opts.nodes + opts.phantom_nodes {
+            let phantom = i >= opts.nodes;
+            let name = if phantom {
+                format!("x{}", i - opts.nodes + 1)
+            } else {
+                format!("n{}", i + 1)
+            };
+            let host = if phantom { 200 + i - opts.nodes } else { 11 + i };
+            let addr = format!("127.0.{}.{host}", opts.subnet);
+            text.push_str(&format!(
+                "\n[[node]]\nname = \"{name}\"\naddresses = {{ lo = \"{addr}\" }}\n"
+            ));
+            if !phantom {
+                nodes.push(LocalNode {
+                    socket: dir.path().join(format!("{name}.sock")),
+                    log: dir.path().join(format!("{name}.log")),
+                    name,
+                    addr,
+                    child: None,
+                });
+            }
+        }
+        let config = dir.path().join("tandem.toml");
+        std::fs::write(&config, text).context("write the configuration")?;
+        Ok(Self {
+            dir,
+            exe: exe.to_path_buf(),
+            config,
+            key,
+            nodes,
+            abort: None,
+        })
+    }
+
+    /// The temporary directory holding configuration, logs and sockets.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts (or restarts) node `i`.
+    pub fn start(&mut self, i: usize) -> anyhow::Result<()> {
+        let n = self.nodes.get_mut(i).ok_or_else(|| anyhow!("no node {i}"))?;
+        if let Some(c) = &mut n.child {
+            if c.try_wait()?.is_none() {
+                bail!("{} is already running", n.name);
+            }
+        }
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&n.log)
+            .context("open the node's log")?;
+        let child = Command::new(&self.exe)
+            .arg("daemon")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--node")
+            .arg(&n.name)
+            .arg("--socket")
+            .arg(&n.socket)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("start {}", self.exe.display()))?;
+        n.child = Some(child);
+        Ok(())
+    }
+
+    /// Starts every node.
+    pub fn start_all(&mut self) -> anyhow::Result<()> {
+        (0..self.nodes.len()).try_for_each(|i| self.start(i))
+    }
+
+    /// PID of node `i`, if running.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes.get(i)?.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `sig` to node `i`.
+    pub fn signal(&self, i: usize, sig: libc::c_int) -> anyhow::Result<()> {
+        let pid = self.pid(i).ok_or_else(|| anyhow!("node {i} is not running"))?;
+        crate::process::signal(pid, sig).context("signal")
+    }
+
+    /// Kills node `i` with SIGKILL (a crash) and reaps it.
+    pub fn kill(&mut self, i: usize) -> anyhow::Result<()> {
+        if let Some(mut c) = self.nodes.get_mut(i).and_then(|n| n.child.take()) {
+            c.kill()?;
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Stops node `i` cleanly with SIGTERM, waiting at most `timeout`.
+    pub fn stop(&mut self, i: usize, timeout: Duration) -> anyhow::Result<()> {
+        let Some(mut c) = self.nodes.get_mut(i).and_then(|n| n.child.take()) else {
+            return Ok(());
+        };
+        crate::process::signal(c.id(), libc::SIGTERM)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if c.try_wait()?.is_some() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                bail!("node {i} did not stop within {timeout:?} after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Asks node `i` for its status.
+    pub fn status(&self, i: usize) -> anyhow::Result<Status> {
+        let n = self.nodes.get(i).ok_or_else(|| anyhow!("no node {i}"))?;
+        crate::cli::status::fetch(&n.socket)
+    }
+
+    /// Polls node `i`'s status every 10 ms until `pred` holds or `timeout`
+    /// passes; the error says what was last observed.
+    pub fn wait_for(
+        &self,
+        i: usize,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Status) -> bool,
+    ) -> anyhow::Result<Status> {
+        let deadline = Instant::now() + timeout;
+        let mut last;
+        loop {
+            match self.status(i) {
+                Ok(s) if pred(&s) => return Ok(s),
+                Ok(s) => last = crate::cli::status::render(&s),
+                Err(e) => last = format!("{e:#}"),
+            }
+            if self
+                .abort
+                .as_ref()
+                .is_some_and(|a| a.load(std::sync::atomic::Ordering::Relaxed))
+            {
+                bail!("interrupted");
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default();
+                bail!(
+                    "timed out after {timeout:?} waiting for {what} on {}; last observed:\n{last}\nlog:\n{log}",
+                    self.nodes[i].name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The state node `i` reports for node `name`.
+    pub fn state_of(s: &Status, name: &str) -> Option<tandem_core::PeerState> {
+        s.membership
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .map(|n| n.state)
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
