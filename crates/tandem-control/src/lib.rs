@@ -66,13 +66,17 @@ pub enum Response {
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     /// No daemon listens on the socket.
-    #[error("no tandem daemon is running here (nothing listens on {path}); start one with `tandem daemon`, or point to its socket with --socket")]
+    #[error(
+        "no tandem daemon is running here (nothing listens on {path}); start one with `tandem daemon`, or point to its socket with --socket"
+    )]
     NotRunning {
         /// The socket path tried.
         path: PathBuf,
     },
     /// The socket exists but this user may not use it.
-    #[error("permission denied on {path}: the control socket is root-only; run the command as root (e.g. with sudo)")]
+    #[error(
+        "permission denied on {path}: the control socket is root-only; run the command as root (e.g. with sudo)"
+    )]
     PermissionDenied {
         /// The socket path.
         path: PathBuf,

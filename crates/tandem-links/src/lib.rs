@@ -26,7 +26,9 @@ pub enum LinkError {
         node: String,
     },
     /// The interface named by the link does not exist here.
-    #[error("link `{link}`: interface `{interface}` does not exist on this machine (see `ip link`)")]
+    #[error(
+        "link `{link}`: interface `{interface}` does not exist on this machine (see `ip link`)"
+    )]
     NoInterface {
         /// Link name.
         link: String,
@@ -157,8 +159,7 @@ pub fn open_links(config: &Config, local: &str) -> Result<Vec<LinkSocket>, LinkE
                     .collect()
             }
             LinkKind::Bcast => {
-                sock.set_broadcast(true)
-                    .map_err(err("enable broadcast"))?;
+                sock.set_broadcast(true).map_err(err("enable broadcast"))?;
                 sock.bind(&SocketAddr::new(any, link.port).into())
                     .map_err(err(&format!("bind port {}", link.port)))?;
                 vec![SocketAddr::new(Ipv4Addr::BROADCAST.into(), link.port)]
@@ -264,7 +265,10 @@ addresses = {{ lo = "127.0.0.22" }}
         let mut other = c.clone();
         other.nodes[0].addresses[0] = Some("198.18.250.1".parse().unwrap());
         let e = open_links(&other, "a").unwrap_err().to_string();
-        assert!(e.contains("link `lo`") && e.contains("not configured on this machine"), "{e}");
+        assert!(
+            e.contains("link `lo`") && e.contains("not configured on this machine"),
+            "{e}"
+        );
         let mut noif = c.clone();
         noif.links[0].interface = Some("nosuchif0".into());
         let e = open_links(&noif, "a").unwrap_err().to_string();

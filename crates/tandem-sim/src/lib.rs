@@ -1,1 +1,438 @@
-//! stub
+//! A deterministic simulator for tandem's cluster brain.
+//!
+//! [`Sim`] runs N [`Brain`]s against a simulated clock and network. The
+//! network drops, delays (and so reorders) and duplicates datagrams per
+//! link, can cut links and partition node pairs; nodes can crash, restart
+//! with a new incarnation, freeze (SIGSTOP: their datagrams queue up, as in
+//! a socket buffer) and thaw. Everything random comes from one seeded
+//! ChaCha generator, so a seed reproduces a run exactly.
+//!
+//! The loop is the one quinn-proto's tests use: jump the clock to the
+//! earliest of the next delivery and every running brain's
+//! [`Brain::poll_timeout`], process it, repeat.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tandem_core::{
+    Brain, BrainConfig, Event, LinkId, LinkInfo, NodeId, NodeInfo, Timestamp, Timing,
+};
+use tandem_wire::{Key, Keyring};
+
+/// Network behaviour of one link.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinkModel {
+    /// Probability that a datagram is lost.
+    pub loss: f64,
+    /// Probability that a delivered datagram arrives twice.
+    pub duplicate: f64,
+    /// Smallest one-way delay.
+    pub delay_min: Duration,
+    /// Largest one-way delay (delays are uniform in between, which reorders).
+    pub delay_max: Duration,
+    /// Whether the link carries anything at all.
+    pub up: bool,
+}
+
+impl Default for LinkModel {
+    fn default() -> Self {
+        Self {
+            loss: 0.0,
+            duplicate: 0.0,
+            delay_min: Duration::from_micros(100),
+            delay_max: Duration::from_millis(2),
+            up: true,
+        }
+    }
+}
+
+/// What the simulator recorded: every event of every node, with its time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// When.
+    pub at: Timestamp,
+    /// Which node (index, 0-based) reported it.
+    pub node: usize,
+    /// What.
+    pub event: Event,
+}
+
+#[derive(Debug)]
+struct SimNode {
+    brain: Option<Brain>,
+    frozen: bool,
+    inbox: Vec<(LinkId, Vec<u8>)>,
+    incarnation: u64,
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Delivery {
+    at: Timestamp,
+    order: u64,
+    to: usize,
+    link: u8,
+    bytes: Vec<u8>,
+}
+
+/// The simulated cluster. See the crate documentation.
+#[derive(Debug)]
+pub struct Sim {
+    rng: ChaCha8Rng,
+    now: Timestamp,
+    timing: Timing,
+    nodes: Vec<SimNode>,
+    links: Vec<LinkModel>,
+    /// `blocked[a][b]`: datagrams from a to b are dropped.
+    blocked: Vec<Vec<bool>>,
+    queue: BinaryHeap<Reverse<Delivery>>,
+    order: u64,
+    /// Everything every node reported.
+    pub log: Vec<Record>,
+    /// Datagrams dropped by loss, cuts or partitions.
+    pub dropped: u64,
+    /// Datagrams delivered (duplicates included).
+    pub delivered: u64,
+}
+
+/// Builds the brain configuration of node `idx` (0-based) of an `n`-node,
+/// `links`-link cluster.
+pub fn brain_config(
+    idx: usize,
+    n: usize,
+    links: usize,
+    timing: Timing,
+    incarnation: u64,
+) -> BrainConfig {
+    BrainConfig {
+        cluster: "sim".into(),
+        cluster_id: tandem_wire::cluster_id("sim"),
+        local: NodeId(u16::try_from(idx + 1).unwrap_or(u16::MAX)),
+        nodes: (0..n)
+            .map(|i| NodeInfo {
+                id: NodeId(u16::try_from(i + 1).unwrap_or(u16::MAX)),
+                name: format!("n{}", i + 1),
+            })
+            .collect(),
+        links: (0..links)
+            .map(|l| LinkInfo {
+                label: format!("eth{l}"),
+            })
+            .collect(),
+        timing,
+        keys: Keyring::single(
+            Key::new(1, b"simulation key").expect("the constant key is not empty"),
+        ),
+        incarnation,
+        config_digest: 1,
+    }
+}
+
+impl Sim {
+    /// A cluster of `n` nodes and `links` links, all started at time zero.
+    pub fn new(seed: u64, n: usize, links: usize, timing: Timing) -> Self {
+        let nodes = (0..n)
+            .map(|i| {
+                let incarnation = 1000 * (i as u64 + 1);
+                SimNode {
+                    brain: Some(Brain::new(
+                        brain_config(i, n, links, timing, incarnation),
+                        Timestamp::ZERO,
+                    )),
+                    frozen: false,
+                    inbox: Vec::new(),
+                    incarnation,
+                }
+            })
+            .collect();
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            now: Timestamp::ZERO,
+            timing,
+            nodes,
+            links: vec![LinkModel::default(); links],
+            blocked: vec![vec![false; n]; n],
+            queue: BinaryHeap::new(),
+            order: 0,
+            log: Vec::new(),
+            dropped: 0,
+            delivered: 0,
+        }
+    }
+
+    /// Current simulated time.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// The timings every node runs with.
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    /// The random generator, for scenarios that draw their own faults.
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.rng
+    }
+
+    /// Node `i`'s brain, unless crashed.
+    pub fn brain(&self, i: usize) -> Option<&Brain> {
+        self.nodes.get(i).and_then(|n| n.brain.as_ref())
+    }
+
+    /// Sets link `l`'s behaviour.
+    pub fn set_link(&mut self, l: usize, model: LinkModel) {
+        if let Some(m) = self.links.get_mut(l) {
+            *m = model;
+        }
+    }
+
+    /// Link `l`'s behaviour.
+    pub fn link(&self, l: usize) -> LinkModel {
+        self.links.get(l).copied().unwrap_or_default()
+    }
+
+    /// Splits the cluster: nodes in `side` no longer reach the others, and
+    /// the others no longer reach them (on every link).
+    pub fn partition(&mut self, side: &[usize]) {
+        let n = self.nodes.len();
+        for a in 0..n {
+            for b in 0..n {
+                if side.contains(&a) != side.contains(&b) {
+                    self.blocked[a][b] = true;
+                }
+            }
+        }
+    }
+
+    /// Drops datagrams from `a` to `b` only (an asymmetric fault).
+    pub fn block(&mut self, a: usize, b: usize) {
+        if let Some(row) = self.blocked.get_mut(a) {
+            if let Some(x) = row.get_mut(b) {
+                *x = true;
+            }
+        }
+    }
+
+    /// Removes every partition and block.
+    pub fn heal(&mut self) {
+        for row in &mut self.blocked {
+            row.iter_mut().for_each(|x| *x = false);
+        }
+    }
+
+    /// Crashes node `i`: its brain is gone, datagrams to it are lost.
+    pub fn crash(&mut self, i: usize) {
+        if let Some(n) = self.nodes.get_mut(i) {
+            n.brain = None;
+            n.frozen = false;
+            n.inbox.clear();
+        }
+    }
+
+    /// Restarts a crashed node with a new, larger incarnation.
+    pub fn restart(&mut self, i: usize) {
+        let (n, links, timing, now) = (self.nodes.len(), self.links.len(), self.timing, self.now);
+        if let Some(node) = self.nodes.get_mut(i) {
+            node.incarnation += 1;
+            node.brain = Some(Brain::new(
+                brain_config(i, n, links, timing, node.incarnation),
+                now,
+            ));
+            node.frozen = false;
+            node.inbox.clear();
+        }
+    }
+
+    /// Freezes node `i` (SIGSTOP): it runs nothing; datagrams to it queue.
+    pub fn freeze(&mut self, i: usize) {
+        if let Some(n) = self.nodes.get_mut(i) {
+            n.frozen = true;
+        }
+    }
+
+    /// Thaws node `i` (SIGCONT): it reads its queued datagrams, then runs on.
+    pub fn thaw(&mut self, i: usize) {
+        let now = self.now;
+        let Some(node) = self.nodes.get_mut(i) else {
+            return;
+        };
+        node.frozen = false;
+        let inbox = std::mem::take(&mut node.inbox);
+        if let Some(b) = node.brain.as_mut() {
+            for (link, bytes) in inbox {
+                b.handle_datagram(now, link, &bytes);
+            }
+        }
+        self.drain(i);
+    }
+
+    /// Whether node `i` is running (not crashed, not frozen).
+    pub fn running(&self, i: usize) -> bool {
+        self.nodes
+            .get(i)
+            .is_some_and(|n| n.brain.is_some() && !n.frozen)
+    }
+
+    fn drain(&mut self, i: usize) {
+        let now = self.now;
+        let mut sends = Vec::new();
+        if let Some(b) = self.nodes.get_mut(i).and_then(|n| n.brain.as_mut()) {
+            while let Some(t) = b.poll_transmit() {
+                sends.push(t);
+            }
+            while let Some(e) = b.poll_event() {
+                self.log.push(Record {
+                    at: now,
+                    node: i,
+                    event: e,
+                });
+            }
+        }
+        for t in sends {
+            let l = usize::from(t.link.0);
+            let model = self.link(l);
+            for to in 0..self.nodes.len() {
+                if to == i {
+                    continue;
+                }
+                if !model.up
+                    || self.blocked[i][to]
+                    || self.rng.random_bool(model.loss.clamp(0.0, 1.0))
+                {
+                    self.dropped += 1;
+                    continue;
+                }
+                let copies = if self.rng.random_bool(model.duplicate.clamp(0.0, 1.0)) {
+                    2
+                } else {
+                    1
+                };
+                for _ in 0..copies {
+                    let span = model.delay_max.saturating_sub(model.delay_min).as_nanos() as u64;
+                    let delay =
+                        model.delay_min + Duration::from_nanos(self.rng.random_range(0..=span));
+                    self.order += 1;
+                    self.queue.push(Reverse(Delivery {
+                        at: now + delay,
+                        order: self.order,
+                        to,
+                        link: t.link.0,
+                        bytes: t.payload.clone(),
+                    }));
+                }
+            }
+        }
+    }
+
+    fn next_timer(&self) -> Option<(Timestamp, usize)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !n.frozen)
+            .filter_map(|(i, n)| Some((n.brain.as_ref()?.poll_timeout()?, i)))
+            .min()
+    }
+
+    /// Runs the simulation until time `until`.
+    ///
+    /// Panics if a brain livelocks: asks to be woken at a time that has
+    /// passed, again and again, without the clock moving (a brain bug the
+    /// real daemon would turn into a busy loop).
+    pub fn run_until(&mut self, until: Timestamp) {
+        let mut same_instant = 0u32;
+        let mut last = self.now;
+        loop {
+            let next_delivery = self.queue.peek().map(|Reverse(d)| d.at);
+            let next_timer = self.next_timer();
+            let deliver_first = match (next_delivery, next_timer) {
+                (Some(d), Some((t, _))) => d <= t,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let at = if deliver_first {
+                next_delivery
+            } else {
+                next_timer.map(|t| t.0)
+            };
+            let Some(at) = at else { break };
+            if at > until {
+                break;
+            }
+            self.now = self.now.max(at);
+            if self.now == last {
+                same_instant += 1;
+                assert!(
+                    same_instant < 100_000,
+                    "livelock at {:?}: a brain keeps asking to be woken in the past",
+                    self.now
+                );
+            } else {
+                same_instant = 0;
+                last = self.now;
+            }
+            if deliver_first {
+                let Some(Reverse(d)) = self.queue.pop() else {
+                    break;
+                };
+                let now = self.now;
+                let Some(node) = self.nodes.get_mut(d.to) else {
+                    continue;
+                };
+                let Some(brain) = node.brain.as_mut() else {
+                    self.dropped += 1;
+                    continue;
+                };
+                self.delivered += 1;
+                if node.frozen {
+                    // The socket buffer holds it; bounded like a real one.
+                    if node.inbox.len() < 4096 {
+                        node.inbox.push((LinkId(d.link), d.bytes));
+                    }
+                    continue;
+                }
+                brain.handle_datagram(now, LinkId(d.link), &d.bytes);
+                self.drain(d.to);
+            } else if let Some((_, i)) = next_timer {
+                let now = self.now;
+                if let Some(b) = self.nodes[i].brain.as_mut() {
+                    b.handle_timeout(now);
+                }
+                self.drain(i);
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Runs the simulation for `d` more.
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+
+    /// Events reported by node `i` from time `since` on.
+    pub fn events_of(&self, i: usize, since: Timestamp) -> impl Iterator<Item = &Record> {
+        self.log
+            .iter()
+            .filter(move |r| r.node == i && r.at >= since)
+    }
+}
+
+/// Seeds to run: `TANDEM_SIM_SEED=N` runs just N (to reproduce a failure),
+/// otherwise `TANDEM_SIM_SEEDS=K` (default `default`) seeds from 1.
+pub fn seeds(default: u64) -> Vec<u64> {
+    if let Some(s) = std::env::var("TANDEM_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return vec![s];
+    }
+    let k = std::env::var("TANDEM_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    (1..=k).collect()
+}

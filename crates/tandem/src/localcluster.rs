@@ -91,7 +91,11 @@ impl LocalCluster {
             } else {
                 format!("n{}", i + 1)
             };
-            let host = if phantom { 200 + i - opts.nodes } else { 11 + i };
+            let host = if phantom {
+                200 + i - opts.nodes
+            } else {
+                11 + i
+            };
             let addr = format!("127.0.{}.{host}", opts.subnet);
             text.push_str(&format!(
                 "\n[[node]]\nname = \"{name}\"\naddresses = {{ lo = \"{addr}\" }}\n"
@@ -125,7 +129,10 @@ impl LocalCluster {
 
     /// Starts (or restarts) node `i`.
     pub fn start(&mut self, i: usize) -> anyhow::Result<()> {
-        let n = self.nodes.get_mut(i).ok_or_else(|| anyhow!("no node {i}"))?;
+        let n = self
+            .nodes
+            .get_mut(i)
+            .ok_or_else(|| anyhow!("no node {i}"))?;
         if let Some(c) = &mut n.child {
             if c.try_wait()?.is_none() {
                 bail!("{} is already running", n.name);
@@ -166,7 +173,9 @@ impl LocalCluster {
 
     /// Sends `sig` to node `i`.
     pub fn signal(&self, i: usize, sig: libc::c_int) -> anyhow::Result<()> {
-        let pid = self.pid(i).ok_or_else(|| anyhow!("node {i} is not running"))?;
+        let pid = self
+            .pid(i)
+            .ok_or_else(|| anyhow!("node {i} is not running"))?;
         crate::process::signal(pid, sig).context("signal")
     }
 

@@ -78,7 +78,13 @@ pub fn render(s: &Status) -> String {
     );
     let _ = writeln!(out, "Members: {}", m.members.join(", "));
     let _ = writeln!(out);
-    let width = m.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4).max(4);
+    let width = m
+        .nodes
+        .iter()
+        .map(|n| n.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     let _ = writeln!(
         out,
         "{:width$}  {:8} {:>18}  {:12}  LINKS",
@@ -86,7 +92,11 @@ pub fn render(s: &Status) -> String {
     );
     for n in &m.nodes {
         let inc = n.incarnation.map_or("-".into(), |i| i.to_string());
-        let heard = if n.local { "(this node)".into() } else { ago(n.last_heard_ms) };
+        let heard = if n.local {
+            "(this node)".into()
+        } else {
+            ago(n.last_heard_ms)
+        };
         let links: Vec<String> = n
             .links
             .iter()

@@ -38,7 +38,11 @@ mod tests {
     #[test]
     fn grows_even_if_the_file_is_ahead_of_the_clock() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("incarnation"), format!("{}\n", u64::MAX - 5)).unwrap();
+        std::fs::write(
+            dir.path().join("incarnation"),
+            format!("{}\n", u64::MAX - 5),
+        )
+        .unwrap();
         let (a, w) = super::next(dir.path());
         assert_eq!(a, u64::MAX - 4);
         assert!(w.is_none());

@@ -6,8 +6,8 @@ pub mod incarnation;
 pub mod realtime;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
@@ -58,7 +58,12 @@ pub fn local_node(config: &Config, path: &Path, over: Option<&str>) -> anyhow::R
 }
 
 /// Builds the brain's configuration for node `local`.
-pub fn brain_config(config: &Config, local: &str, keys: Keyring, incarnation: u64) -> anyhow::Result<BrainConfig> {
+pub fn brain_config(
+    config: &Config,
+    local: &str,
+    keys: Keyring,
+    incarnation: u64,
+) -> anyhow::Result<BrainConfig> {
     let (id, _) = config
         .node(local)
         .ok_or_else(|| anyhow!("node `{local}` is not configured"))?;
@@ -107,7 +112,10 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     let socket = opts.socket.clone().unwrap_or_else(|| config.socket.clone());
 
     let epoch = Instant::now();
-    let brain = Brain::new(brain_config(&config, &local, keys, incarnation)?, Timestamp::ZERO);
+    let brain = Brain::new(
+        brain_config(&config, &local, keys, incarnation)?,
+        Timestamp::ZERO,
+    );
     let shared = Arc::new(Shared::default());
     let stop = Arc::new(AtomicBool::new(false));
     let poll = mio::Poll::new().context("create poller")?;

@@ -31,10 +31,7 @@ pub fn enter() -> String {
     let lock_msg = if lock == 0 {
         "memory locked".to_string()
     } else {
-        format!(
-            "memory not locked ({})",
-            std::io::Error::last_os_error()
-        )
+        format!("memory not locked ({})", std::io::Error::last_os_error())
     };
     format!("{sched_msg}, {lock_msg}")
 }
