@@ -337,14 +337,14 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
             );
         }
         let interface = l.interface.as_ref().map(|i| i.get_ref().clone());
-        if let Some(i) = &l.interface {
-            if i.get_ref().is_empty() || i.get_ref().len() > 15 {
-                c.error(
-                    i.span().start,
-                    format!("invalid interface name `{}`", i.get_ref()),
-                    Some("Linux interface names have 1 to 15 characters".to_string()),
-                );
-            }
+        if let Some(i) = &l.interface
+            && (i.get_ref().is_empty() || i.get_ref().len() > 15)
+        {
+            c.error(
+                i.span().start,
+                format!("invalid interface name `{}`", i.get_ref()),
+                Some("Linux interface names have 1 to 15 characters".to_string()),
+            );
         }
         let port = match &l.port {
             None => DEFAULT_PORT,
@@ -421,14 +421,14 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
                 Some("add e.g. interface = \"eth0\"".to_string()),
             );
         }
-        if !matches!(kind, LinkKind::Mcast { .. }) {
-            if let Some(g) = &l.group {
-                c.warn(
-                    g.span().start,
-                    "`group` is only used by mcast links; ignored",
-                    None,
-                );
-            }
+        if !matches!(kind, LinkKind::Mcast { .. })
+            && let Some(g) = &l.group
+        {
+            c.warn(
+                g.span().start,
+                "`group` is only used by mcast links; ignored",
+                None,
+            );
         }
         links.push(Link {
             name,

@@ -246,11 +246,9 @@ impl Brain {
 
     /// Runs every timer due at `now`: deaths, warnings, heartbeats.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        if let Some(due) = self.poll_timeout() {
-            if now >= due {
-                let late = u64::try_from(now.since(due).as_micros()).unwrap_or(u64::MAX);
-                self.stats.max_timer_lateness_us = self.stats.max_timer_lateness_us.max(late);
-            }
+        if let Some(due) = self.poll_timeout().filter(|d| now >= *d) {
+            let late = u64::try_from(now.since(due).as_micros()).unwrap_or(u64::MAX);
+            self.stats.max_timer_lateness_us = self.stats.max_timer_lateness_us.max(late);
         }
         self.advance(now);
         let mut out = Vec::new();

@@ -208,8 +208,11 @@ impl Peer {
     ) {
         let may_kill = now >= hold_until;
         for pl in &mut self.links {
-            if let (LinkState::Up, Some(h)) = (pl.state, pl.last_heard) {
-                if may_kill && now.since(h) >= t.deadtime {
+            if let (LinkState::Up, Some(h)) = (pl.state, pl.last_heard)
+                && may_kill
+                && now.since(h) >= t.deadtime
+            {
+                {
                     pl.state = LinkState::Dead;
                     events.push(Event::LinkDead {
                         node: self.name.clone(),

@@ -209,10 +209,10 @@ impl Sim {
 
     /// Drops datagrams from `a` to `b` only (an asymmetric fault).
     pub fn block(&mut self, a: usize, b: usize) {
-        if let Some(row) = self.blocked.get_mut(a) {
-            if let Some(x) = row.get_mut(b) {
-                *x = true;
-            }
+        if let Some(row) = self.blocked.get_mut(a)
+            && let Some(x) = row.get_mut(b)
+        {
+            *x = true;
         }
     }
 

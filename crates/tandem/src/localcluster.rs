@@ -133,10 +133,10 @@ impl LocalCluster {
             .nodes
             .get_mut(i)
             .ok_or_else(|| anyhow!("no node {i}"))?;
-        if let Some(c) = &mut n.child {
-            if c.try_wait()?.is_none() {
-                bail!("{} is already running", n.name);
-            }
+        if let Some(c) = &mut n.child
+            && c.try_wait()?.is_none()
+        {
+            bail!("{} is already running", n.name);
         }
         let log = File::options()
             .create(true)
@@ -242,6 +242,32 @@ impl LocalCluster {
                 let log = std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default();
                 bail!(
                     "timed out after {timeout:?} waiting for {what} on {}; last observed:\n{last}\nlog:\n{log}",
+                    self.nodes[i].name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Polls node `i`'s log until it contains every one of `needles` (log
+    /// lines are written by a background thread, so they trail the status),
+    /// or `timeout` passes; returns the log, or says what is missing.
+    pub fn wait_log(
+        &self,
+        i: usize,
+        timeout: Duration,
+        needles: &[&str],
+    ) -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default();
+            let missing: Vec<&&str> = needles.iter().filter(|n| !log.contains(**n)).collect();
+            if missing.is_empty() {
+                return Ok(log);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} never logged {missing:?}; log:\n{log}",
                     self.nodes[i].name
                 );
             }

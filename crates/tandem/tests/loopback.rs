@@ -1,0 +1,277 @@
+//! Real daemons on loopback addresses: status, death after SIGKILL, rejoin
+//! after restart, rejection of forged and replayed packets, and the CLI's
+//! refusals. Needs no root; each test uses its own 127.0.K.0/24 subnet.
+
+use std::net::UdpSocket;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tandem::localcluster::{LocalCluster, Options};
+use tandem_core::PeerState;
+
+const EXE: &str = env!("CARGO_BIN_EXE_tandem");
+const WAIT: Duration = Duration::from_secs(10);
+
+fn cluster(subnet: u8, phantoms: usize) -> LocalCluster {
+    LocalCluster::new(
+        EXE.as_ref(),
+        &Options {
+            subnet,
+            port: 7694,
+            phantom_nodes: phantoms,
+            ..Options::default()
+        },
+    )
+    .expect("cluster files")
+}
+
+fn members(n: usize) -> impl Fn(&tandem_control::Status) -> bool {
+    move |s| s.membership.members.len() == n
+}
+
+#[test]
+fn status_death_after_sigkill_and_rejoin() {
+    let mut c = cluster(31, 0);
+    c.start_all().unwrap();
+    let s = c.wait_for(0, WAIT, "both members", members(2)).unwrap();
+    assert_eq!(s.membership.local, "n1");
+    let n2 = &s.membership.nodes[1];
+    assert_eq!(n2.state, PeerState::Online);
+    assert_eq!(n2.links[0].name, "lo");
+    let first_incarnation = n2.incarnation.unwrap();
+
+    // The CLI prints the same, as a table and as JSON.
+    let out = Command::new(EXE)
+        .args(["status", "--socket"])
+        .arg(&c.nodes[0].socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Members: n1, n2"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("n2") && l.contains("online") && l.contains("lo up")),
+        "{text}"
+    );
+    let out = Command::new(EXE)
+        .args(["status", "--json", "--socket"])
+        .arg(&c.nodes[0].socket)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["membership"]["nodes"][1]["state"], "online");
+    assert_eq!(json["membership"]["nodes"][1]["links"][0]["state"], "up");
+
+    // Crash n2: n1 declares it dead (deadtime is 500 ms by default).
+    let killed = Instant::now();
+    c.kill(1).unwrap();
+    let s = c
+        .wait_for(0, WAIT, "n2 dead", |s| {
+            LocalCluster::state_of(s, "n2") == Some(PeerState::Dead)
+        })
+        .unwrap();
+    let took = killed.elapsed();
+    assert_eq!(s.membership.members, vec!["n1"]);
+    assert_eq!(
+        s.membership.nodes[1].links[0].state,
+        tandem_core::LinkState::Dead
+    );
+    assert!(
+        took >= Duration::from_millis(350),
+        "declared dead too early: {took:?}"
+    );
+    c.wait_log(
+        0,
+        WAIT,
+        &[
+            "Link n2:lo up",
+            "No heartbeat from n2 for",
+            "Link n2:lo dead",
+            "n2 is dead",
+        ],
+    )
+    .unwrap();
+
+    // Restart: n1 sees it back with a larger incarnation.
+    c.start(1).unwrap();
+    let s = c
+        .wait_for(0, WAIT, "n2 back", |s| {
+            LocalCluster::state_of(s, "n2") == Some(PeerState::Online)
+        })
+        .unwrap();
+    assert!(s.membership.nodes[1].incarnation.unwrap() > first_incarnation);
+    c.wait_log(0, WAIT, &["n2 is back"]).unwrap();
+
+    // Clean stop: n1 learns at once that n2 left.
+    c.stop(1, WAIT).unwrap();
+    c.wait_for(0, Duration::from_millis(400), "n2 left", |s| {
+        LocalCluster::state_of(s, "n2") == Some(PeerState::Left)
+    })
+    .unwrap();
+}
+
+/// A configured but unstarted node `x1` gives the test a real socket that
+/// receives the daemons' genuine heartbeats; it replays one and forges
+/// others with a wrong key.
+#[test]
+fn forged_and_replayed_packets_are_rejected_and_counted() {
+    let mut c = cluster(32, 1);
+    let spy = UdpSocket::bind("127.0.32.200:7694").unwrap();
+    spy.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.start_all().unwrap();
+    c.wait_for(0, WAIT, "both members", members(2)).unwrap();
+
+    // Capture one of n2's genuine heartbeats (sent to x1 as to any peer).
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + WAIT;
+    let captured = loop {
+        let (n, from) = spy.recv_from(&mut buf).expect("heartbeats reach x1");
+        if from.ip().to_string() == "127.0.32.12" {
+            break buf[..n].to_vec();
+        }
+        assert!(Instant::now() < deadline, "no heartbeat from n2 captured");
+    };
+    let before = c.status(0).unwrap().membership.stats;
+    for _ in 0..3 {
+        spy.send_to(&captured, "127.0.32.11:7694").unwrap();
+    }
+
+    // Forge: a well-formed packet from "x1" signed with the wrong key, one
+    // for another cluster, and garbage.
+    let wrong = tandem_wire::Keyring::single(tandem_wire::Key::new(1, b"not the key").unwrap());
+    let forged = tandem_wire::encode(
+        &tandem_wire::Packet {
+            kind: tandem_wire::PacketKind::Heartbeat,
+            link: 0,
+            cluster: tandem_wire::cluster_id("local32"),
+            sender: 3,
+            incarnation: 1,
+            seq: 1,
+            state: tandem_wire::NodeState::Online,
+            view: vec![],
+            config_digest: 0,
+        },
+        &wrong,
+    );
+    spy.send_to(&forged, "127.0.32.11:7694").unwrap();
+    spy.send_to(b"GET / HTTP/1.0\r\n\r\n", "127.0.32.11:7694")
+        .unwrap();
+
+    let s = c
+        .wait_for(0, WAIT, "rejections counted", |s| {
+            let st = &s.membership.stats;
+            st.replayed >= before.replayed + 3 && st.bad_mac >= 1 && st.bad_magic >= 1
+        })
+        .unwrap();
+    // Nothing forged made x1 a member, and n2 stayed up.
+    assert_eq!(s.membership.members, vec!["n1", "n2"]);
+    assert_ne!(LocalCluster::state_of(&s, "x1"), Some(PeerState::Online));
+    c.wait_log(
+        0,
+        WAIT,
+        &[
+            "Rejected datagram on lo: bad MAC",
+            "Rejected datagram on lo: replayed or duplicate",
+            "Rejected datagram on lo: not a tandem packet",
+        ],
+    )
+    .unwrap();
+}
+
+#[test]
+fn status_without_daemon_exits_3_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(EXE)
+        .args(["status", "--socket"])
+        .arg(dir.path().join("none.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no tandem daemon is running"), "{err}");
+}
+
+#[test]
+fn config_check_reports_file_line_column() {
+    let c = cluster(33, 0);
+    let out = Command::new(EXE)
+        .args(["config", "check"])
+        .arg(&c.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK — cluster `local33`, 2 node(s)"));
+
+    let bad = c.dir().join("bad.toml");
+    let text = std::fs::read_to_string(&c.config)
+        .unwrap()
+        .replace("kind = \"ucast\"", "kind = \"serial\"");
+    std::fs::write(&bad, text).unwrap();
+    let out = Command::new(EXE)
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:11:8: error: unknown link kind `serial`",
+            bad.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: use \"ucast\", \"bcast\" or \"mcast\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn daemon_refuses_bad_key_permissions_and_invalid_config() {
+    let c = cluster(34, 0);
+    std::fs::set_permissions(&c.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(EXE)
+        .args(["daemon", "--node", "n1", "--config"])
+        .arg(&c.config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad permissions on key file") && err.contains("chmod 600"),
+        "{err}"
+    );
+
+    std::fs::set_permissions(&c.key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = Command::new(EXE)
+        .args(["daemon", "--node", "nobody", "--config"])
+        .arg(&c.config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("node `nobody` is not in") && err.contains("nodes: n1, n2"),
+        "{err}"
+    );
+
+    std::fs::write(&c.config, "cluster = 5\n").unwrap();
+    let out = Command::new(EXE)
+        .args(["daemon", "--config"])
+        .arg(&c.config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tandem.toml:1:11: error: invalid type"),
+        "{err}"
+    );
+}
