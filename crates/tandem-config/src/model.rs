@@ -100,6 +100,27 @@ impl Config {
         u64::from_be_bytes(b)
     }
 
+    /// The label of link `i` in logs and status: its interface (as
+    /// Heartbeat users know "Link n1:eth0 up"), qualified by the link's
+    /// name when two links share that interface.
+    pub fn link_label(&self, i: usize) -> String {
+        let Some(link) = self.links.get(i) else {
+            return format!("link{i}");
+        };
+        let shared = link.interface.is_some()
+            && self
+                .links
+                .iter()
+                .filter(|l| l.interface == link.interface)
+                .count()
+                > 1;
+        if shared {
+            format!("{}/{}", link.label(), link.name)
+        } else {
+            link.label().to_string()
+        }
+    }
+
     /// The node named `name`, with its wire id.
     pub fn node(&self, name: &str) -> Option<(u16, &Node)> {
         self.nodes

@@ -200,7 +200,7 @@ pub fn open_links(config: &Config, local: &str) -> Result<Vec<LinkSocket>, LinkE
         let std_sock: std::net::UdpSocket = sock.into();
         out.push(LinkSocket {
             id: LinkId(u8::try_from(i).unwrap_or(u8::MAX)),
-            label: link.label().to_string(),
+            label: config.link_label(i),
             socket: mio::net::UdpSocket::from_std(std_sock),
             destinations,
         });

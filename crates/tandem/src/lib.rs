@@ -4,5 +4,6 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod lab;
 pub mod localcluster;
 pub mod process;

@@ -24,6 +24,8 @@ pub struct LocalNode {
     pub socket: PathBuf,
     /// Its log file (stderr of the daemon; appended across restarts).
     pub log: PathBuf,
+    /// Network namespace it runs in (`ip netns exec`), if any.
+    pub netns: Option<String>,
     child: Option<Child>,
 }
 
@@ -71,45 +73,57 @@ impl Default for Options {
 }
 
 impl LocalCluster {
-    /// Writes the configuration and key for a new cluster; starts nothing.
+    /// Writes the configuration and key for a new loopback cluster; starts
+    /// nothing.
     pub fn new(exe: &Path, opts: &Options) -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("tandem-local-")
-            .tempdir()
-            .context("create a temporary directory")?;
-        let key = dir.path().join("authkey");
-        tandem_config::keyfile::write_key(&key, b"local-cluster-demo-key-0123456789")?;
         let mut text = format!(
             "cluster = \"local{}\"\nkey_file = \"authkey\"\nstate_dir = \"state\"\nrealtime = false\n\n[timing]\n{}\n\n[[link]]\nname = \"lo\"\nkind = \"ucast\"\nport = {}\n",
             opts.subnet, opts.timing, opts.port
         );
-        let mut nodes = Vec::new();
+        let mut started = Vec::new();
         for i in 0..opts.nodes + opts.phantom_nodes {
             let phantom = i >= opts.nodes;
-            let name = if phantom {
-                format!("x{}", i - opts.nodes + 1)
+            let (name, host) = if phantom {
+                (format!("x{}", i - opts.nodes + 1), 200 + i - opts.nodes)
             } else {
-                format!("n{}", i + 1)
-            };
-            let host = if phantom {
-                200 + i - opts.nodes
-            } else {
-                11 + i
+                (format!("n{}", i + 1), 11 + i)
             };
             let addr = format!("127.0.{}.{host}", opts.subnet);
             text.push_str(&format!(
                 "\n[[node]]\nname = \"{name}\"\naddresses = {{ lo = \"{addr}\" }}\n"
             ));
             if !phantom {
-                nodes.push(LocalNode {
-                    socket: dir.path().join(format!("{name}.sock")),
-                    log: dir.path().join(format!("{name}.log")),
-                    name,
-                    addr,
-                    child: None,
-                });
+                started.push((name, addr, None));
             }
         }
+        Self::from_config(exe, &text, started)
+    }
+
+    /// A cluster from configuration text (whose `key_file` must be
+    /// `"authkey"`, written here) and the nodes to run: (name, address, and
+    /// the network namespace to run it in, if any).
+    pub fn from_config(
+        exe: &Path,
+        text: &str,
+        nodes: Vec<(String, String, Option<String>)>,
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("tandem-local-")
+            .tempdir()
+            .context("create a temporary directory")?;
+        let key = dir.path().join("authkey");
+        tandem_config::keyfile::write_key(&key, b"local-cluster-demo-key-0123456789")?;
+        let nodes = nodes
+            .into_iter()
+            .map(|(name, addr, netns)| LocalNode {
+                socket: dir.path().join(format!("{name}.sock")),
+                log: dir.path().join(format!("{name}.log")),
+                name,
+                addr,
+                netns,
+                child: None,
+            })
+            .collect();
         let config = dir.path().join("tandem.toml");
         std::fs::write(&config, text).context("write the configuration")?;
         Ok(Self {
@@ -143,7 +157,16 @@ impl LocalCluster {
             .append(true)
             .open(&n.log)
             .context("open the node's log")?;
-        let child = Command::new(&self.exe)
+        let mut cmd = match &n.netns {
+            // `ip netns exec` execs the daemon in place: same PID.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.exe);
+                c
+            }
+            None => Command::new(&self.exe),
+        };
+        let child = cmd
             .arg("daemon")
             .arg("--config")
             .arg(&self.config)

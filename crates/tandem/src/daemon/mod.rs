@@ -80,11 +80,9 @@ pub fn brain_config(
                 name: n.name.clone(),
             })
             .collect(),
-        links: config
-            .links
-            .iter()
-            .map(|l| LinkInfo {
-                label: l.label().to_string(),
+        links: (0..config.links.len())
+            .map(|i| LinkInfo {
+                label: config.link_label(i),
             })
             .collect(),
         timing: config.timing,

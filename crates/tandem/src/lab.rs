@@ -1,0 +1,200 @@
+//! The lab: real multi-node topologies on one machine, in network
+//! namespaces (see `docs/testing.md`).
+//!
+//! ```text
+//!  ns <p>-sw:  bridge br0 (no address: the root namespace stays off the lab)
+//!  ns <p>-n1:  eth0 198.18.S.11/24
+//!  ns <p>-n2:  eth0 198.18.S.12/24
+//!  ns <p>-c1:  eth0 198.18.S.100/24  (client)
+//! ```
+//!
+//! Every lab has its own prefix; stale namespaces with that prefix are
+//! swept at creation, and everything is torn down on drop (processes in the
+//! lab's namespaces are ended by PID, then the namespaces deleted).
+
+use std::process::{Command, Output};
+
+use anyhow::{Context, bail};
+
+/// A host in the lab.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Short name (n1, n2, c1…).
+    pub name: String,
+    /// Its network namespace.
+    pub netns: String,
+    /// Its address on the lab network.
+    pub addr: String,
+    /// Name of its veth end in the switch namespace.
+    pub port: String,
+}
+
+/// A running lab. See the module documentation.
+#[derive(Debug)]
+pub struct Lab {
+    /// Name prefix of every namespace and link.
+    pub prefix: String,
+    /// Third octet of the lab network 198.18.S.0/24.
+    pub subnet: u8,
+    /// The switch namespace.
+    pub switch: String,
+    /// The hosts.
+    pub hosts: Vec<Host>,
+}
+
+fn run(args: &[&str]) -> anyhow::Result<Output> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .with_context(|| format!("run {}", args.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out)
+}
+
+/// Fails with a clear message unless this process may build labs.
+pub fn require_root() -> anyhow::Result<()> {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .unwrap_or_default();
+    if uid != "0" {
+        bail!("the lab needs root (network namespaces, veth, bridges): run as root, e.g. `sudo`");
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        bail!("the lab needs the `ip` command: apt-get install iproute2");
+    }
+    Ok(())
+}
+
+/// Namespaces whose names start with `prefix-`.
+fn namespaces_with(prefix: &str) -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output();
+    let Ok(out) = out else { return Vec::new() };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&format!("{prefix}-")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Ends every process in `ns` (by PID, as listed by `ip netns pids`) and
+/// deletes it.
+fn destroy_namespace(ns: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<u32>() {
+                let _ = crate::process::signal(pid, libc::SIGKILL);
+            }
+        }
+    }
+    let _ = Command::new("ip").args(["netns", "del", ns]).output();
+}
+
+impl Lab {
+    /// Builds a lab with the given hosts (names like "n1", "c1"); node `nK`
+    /// gets 198.18.S.(10+K), client `cK` 198.18.S.(99+K).
+    pub fn new(prefix: &str, subnet: u8, hosts: &[&str]) -> anyhow::Result<Self> {
+        require_root()?;
+        if prefix.len() > 6 {
+            bail!("lab prefix `{prefix}` is too long (at most 6 characters, for interface names)");
+        }
+        for ns in namespaces_with(prefix) {
+            destroy_namespace(&ns);
+        }
+        let switch = format!("{prefix}-sw");
+        let mut lab = Self {
+            prefix: prefix.to_string(),
+            subnet,
+            switch: switch.clone(),
+            hosts: Vec::new(),
+        };
+        run(&["ip", "netns", "add", &switch])?;
+        run(&["ip", "-n", &switch, "link", "add", "br0", "type", "bridge"])?;
+        run(&["ip", "-n", &switch, "link", "set", "br0", "up"])?;
+        for h in hosts {
+            let num: u8 = h[1..].parse().with_context(|| format!("host name `{h}`"))?;
+            let octet = match h.as_bytes().first() {
+                Some(b'n') => 10 + num,
+                Some(b'c') => 99 + num,
+                _ => bail!("host names start with n (node) or c (client): `{h}`"),
+            };
+            let ns = format!("{prefix}-{h}");
+            let inner = format!("{prefix}{h}i");
+            let port = format!("{prefix}{h}s");
+            let addr = format!("198.18.{subnet}.{octet}");
+            run(&["ip", "netns", "add", &ns])?;
+            run(&[
+                "ip", "link", "add", &inner, "type", "veth", "peer", "name", &port,
+            ])?;
+            run(&["ip", "link", "set", &inner, "netns", &ns])?;
+            run(&["ip", "link", "set", &port, "netns", &switch])?;
+            run(&["ip", "-n", &ns, "link", "set", &inner, "name", "eth0"])?;
+            run(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "eth0",
+            ])?;
+            run(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
+            run(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
+            run(&["ip", "-n", &switch, "link", "set", &port, "master", "br0"])?;
+            run(&["ip", "-n", &switch, "link", "set", &port, "up"])?;
+            lab.hosts.push(Host {
+                name: (*h).to_string(),
+                netns: ns,
+                addr,
+                port,
+            });
+        }
+        Ok(lab)
+    }
+
+    /// The host named `name`.
+    pub fn host(&self, name: &str) -> anyhow::Result<&Host> {
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .with_context(|| format!("no host `{name}` in lab {}", self.prefix))
+    }
+
+    /// Pulls (or plugs back) the cable of host `name`: its switch port goes
+    /// down (up).
+    pub fn cable(&self, name: &str, plugged: bool) -> anyhow::Result<()> {
+        let h = self.host(name)?;
+        let state = if plugged { "up" } else { "down" };
+        run(&["ip", "-n", &self.switch, "link", "set", &h.port, state])?;
+        Ok(())
+    }
+
+    /// A command that runs inside host `name`'s namespace.
+    pub fn command(&self, name: &str, program: &str) -> anyhow::Result<Command> {
+        let h = self.host(name)?;
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &h.netns, program]);
+        Ok(c)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for h in &self.hosts {
+            destroy_namespace(&h.netns);
+        }
+        destroy_namespace(&self.switch);
+    }
+}
