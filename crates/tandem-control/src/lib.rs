@@ -36,7 +36,11 @@ pub struct DaemonInfo {
     pub config: String,
     /// How the heartbeat thread is scheduled (real-time or not, and why).
     pub scheduling: String,
-    /// Link sockets that failed to send, total.
+    /// Datagrams sent on the wire (one per destination), total.
+    pub sent_datagrams: u64,
+    /// Bytes sent on the wire, total.
+    pub sent_bytes: u64,
+    /// Sends that failed (e.g. a peer's host unreachable), total.
     pub send_errors: u64,
 }
 

@@ -228,6 +228,7 @@ impl Brain {
             Admission::Accepted => {}
         }
         self.stats.accepted += 1;
+        self.stats.accepted_bytes += data.len() as u64;
         peer.remote_state = packet.state;
         peer.view = packet.view;
         let mismatch = packet.config_digest != self.cfg.config_digest;

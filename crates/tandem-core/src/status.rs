@@ -13,6 +13,8 @@ pub struct Stats {
     pub sent: u64,
     /// Datagrams accepted.
     pub accepted: u64,
+    /// Bytes of the datagrams accepted.
+    pub accepted_bytes: u64,
     /// Our own packets heard back (broadcast/multicast loopback); ignored.
     pub own: u64,
     /// Rejected: too short.

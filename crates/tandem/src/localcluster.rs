@@ -58,6 +58,8 @@ pub struct Options {
     /// Extra nodes present in the configuration but not started by the
     /// cluster (their addresses are 127.0.K.200+).
     pub phantom_nodes: usize,
+    /// Real-time scheduling for the heartbeat threads.
+    pub realtime: bool,
 }
 
 impl Default for Options {
@@ -68,6 +70,7 @@ impl Default for Options {
             port: 7694,
             timing: String::new(),
             phantom_nodes: 0,
+            realtime: false,
         }
     }
 }
@@ -77,8 +80,8 @@ impl LocalCluster {
     /// nothing.
     pub fn new(exe: &Path, opts: &Options) -> anyhow::Result<Self> {
         let mut text = format!(
-            "cluster = \"local{}\"\nkey_file = \"authkey\"\nstate_dir = \"state\"\nrealtime = false\n\n[timing]\n{}\n\n[[link]]\nname = \"lo\"\nkind = \"ucast\"\nport = {}\n",
-            opts.subnet, opts.timing, opts.port
+            "cluster = \"local{}\"\nkey_file = \"authkey\"\nstate_dir = \"state\"\nrealtime = {}\n\n[timing]\n{}\n\n[[link]]\nname = \"lo\"\nkind = \"ucast\"\nport = {}\n",
+            opts.subnet, opts.realtime, opts.timing, opts.port
         );
         let mut started = Vec::new();
         for i in 0..opts.nodes + opts.phantom_nodes {

@@ -4,7 +4,7 @@
 //! and publishes a status snapshot for the control thread. No agent, disk
 //! or API work ever runs here.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,11 @@ pub struct Shared {
     /// Latest membership snapshot and when it was taken.
     pub snapshot: Mutex<Option<(MembershipStatus, Instant)>>,
     /// Failed sends, total.
-    pub send_errors: std::sync::atomic::AtomicU64,
+    pub send_errors: AtomicU64,
+    /// Datagrams sent, total.
+    pub sent_datagrams: AtomicU64,
+    /// Bytes sent, total.
+    pub sent_bytes: AtomicU64,
 }
 
 /// The running heartbeat loop's parts.
@@ -54,6 +58,11 @@ impl Heartbeat {
         while let Some(t) = self.brain.poll_transmit() {
             if let Some(link) = self.links.get(usize::from(t.link.0)) {
                 let failed = link.send_all(&t.payload);
+                let ok = (link.destinations.len() - failed) as u64;
+                self.shared.sent_datagrams.fetch_add(ok, Ordering::Relaxed);
+                self.shared
+                    .sent_bytes
+                    .fetch_add(ok * t.payload.len() as u64, Ordering::Relaxed);
                 if failed > 0 {
                     self.shared
                         .send_errors

@@ -172,6 +172,8 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         config: opts.config.display().to_string(),
         scheduling,
+        sent_datagrams: 0,
+        sent_bytes: 0,
         send_errors: 0,
     };
     let handler_shared = shared.clone();
@@ -214,5 +216,7 @@ fn status(shared: &Shared, info: &DaemonInfo) -> Response {
     }
     let mut daemon = info.clone();
     daemon.send_errors = shared.send_errors.load(Ordering::Relaxed);
+    daemon.sent_datagrams = shared.sent_datagrams.load(Ordering::Relaxed);
+    daemon.sent_bytes = shared.sent_bytes.load(Ordering::Relaxed);
     Response::Status(Box::new(Status { daemon, membership }))
 }
