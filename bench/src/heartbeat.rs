@@ -56,7 +56,12 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     Ok(utime + stime)
 }
 
-fn start(exe: &PathBuf, nodes: usize, subnet: u8, realtime: bool) -> anyhow::Result<LocalCluster> {
+fn start(
+    exe: &std::path::Path,
+    nodes: usize,
+    subnet: u8,
+    realtime: bool,
+) -> anyhow::Result<LocalCluster> {
     let mut c = LocalCluster::new(
         exe,
         &Options {
@@ -76,7 +81,7 @@ fn start(exe: &PathBuf, nodes: usize, subnet: u8, realtime: bool) -> anyhow::Res
     Ok(c)
 }
 
-fn idle(exe: &PathBuf, nodes: usize, secs: u64) -> anyhow::Result<Idle> {
+fn idle(exe: &std::path::Path, nodes: usize, secs: u64) -> anyhow::Result<Idle> {
     let c = start(exe, nodes, 100 + nodes as u8, false)?;
     let before: Vec<_> = (0..nodes).map(|i| c.status(i)).collect::<Result<_, _>>()?;
     let ticks0: Vec<u64> = (0..nodes)
@@ -117,7 +122,12 @@ fn idle(exe: &PathBuf, nodes: usize, secs: u64) -> anyhow::Result<Idle> {
     })
 }
 
-fn stress(exe: &PathBuf, nodes: usize, realtime: bool, secs: u64) -> anyhow::Result<Stress> {
+fn stress(
+    exe: &std::path::Path,
+    nodes: usize,
+    realtime: bool,
+    secs: u64,
+) -> anyhow::Result<Stress> {
     let c = start(exe, nodes, 150 + nodes as u8 + u8::from(realtime), realtime)?;
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     let args = [
