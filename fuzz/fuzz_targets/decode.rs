@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
         keys,
         incarnation: 1,
         config_digest: 0,
+        groups: vec![],
     };
     let mut brain = Brain::new(cfg, Timestamp::ZERO);
     brain.handle_datagram(Timestamp::from_nanos(1), LinkId(0), data);

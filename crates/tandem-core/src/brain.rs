@@ -4,11 +4,14 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use tandem_wire::{Keyring, NodeState, Packet, PacketKind, ViewEntry};
+use tandem_wire::{GroupPhase, GroupReport, Keyring, NodeState, Packet, PacketKind, ViewEntry};
 
 use crate::event::{Event, RejectReason};
 use crate::membership::{Admission, Peer, PeerState};
-use crate::status::{LinkStatus, MembershipStatus, NodeStatus, Stats};
+use crate::placement::{Candidate, place};
+use crate::resources::{Action, GroupRt, GroupSpec, Op, OpResult, ResourceState};
+use crate::settings::{Move, Settings};
+use crate::status::{GroupStatus, LinkStatus, MembershipStatus, NodeStatus, ResourceStatus, Stats};
 use crate::time::Timestamp;
 use crate::{LinkId, NodeId};
 
@@ -75,6 +78,41 @@ pub struct BrainConfig {
     pub incarnation: u64,
     /// Digest of the configuration, compared with peers'.
     pub config_digest: u64,
+    /// Resource groups.
+    pub groups: Vec<GroupSpec>,
+}
+
+/// An operator command, as `tandem move|standby|unstandby|cleanup` sends it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Prefer `node` for `group` (for `duration`, or until cleared);
+    /// `node: None` clears the preference.
+    Move {
+        /// Group name.
+        group: String,
+        /// Node name, or `None` to clear.
+        node: Option<String>,
+        /// How long the preference lasts.
+        duration: Option<Duration>,
+    },
+    /// Put a node in standby (it runs nothing) or take it out.
+    Standby {
+        /// Node name.
+        node: String,
+        /// True: standby; false: back to normal.
+        on: bool,
+    },
+    /// Forget a group's fail counts and blocked state everywhere.
+    Cleanup {
+        /// Group name.
+        group: String,
+    },
+    /// Heartbeat's hb_takeover / hb_standby: pull (`take`) or push away all
+    /// groups from the local node, as moves.
+    TakeOver {
+        /// True: move every group here; false: move them off this node.
+        take: bool,
+    },
 }
 
 /// A datagram to send to every peer on a link.
@@ -94,12 +132,19 @@ pub struct Brain {
     last_now: Timestamp,
     hold_until: Timestamp,
     next_send: Timestamp,
-    seq: Vec<u64>,
+    seq: u64,
     peers: Vec<Peer>,
     state: NodeState,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
+    groups: Vec<GroupRt>,
+    settings: Settings,
+    actions: VecDeque<Action>,
+    next_op: u64,
+    op_started: Vec<(u64, Timestamp)>,
+    leaving: bool,
+    reported: (Vec<GroupReport>, (u64, u16)),
 }
 
 impl Brain {
@@ -112,19 +157,30 @@ impl Brain {
             .filter(|n| n.id != cfg.local)
             .map(|n| Peer::new(n.id, n.name.clone(), &labels))
             .collect();
-        let seq = vec![0; cfg.links.len()];
+        let groups = cfg
+            .groups
+            .iter()
+            .map(|g| GroupRt::new(g.resources.len()))
+            .collect();
         Self {
             cfg,
             started: now,
             last_now: now,
             hold_until: now,
             next_send: now,
-            seq,
+            seq: 0,
             peers,
             state: NodeState::Starting,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            groups,
+            settings: Settings::default(),
+            actions: VecDeque::new(),
+            next_op: 1,
+            op_started: Vec::new(),
+            leaving: false,
+            reported: (Vec::new(), (0, 0)),
         }
     }
 
@@ -229,8 +285,17 @@ impl Brain {
         }
         self.stats.accepted += 1;
         self.stats.accepted_bytes += data.len() as u64;
-        peer.remote_state = packet.state;
-        peer.view = packet.view;
+        let fresh_state = packet.seq > peer.state_seq;
+        let settings = packet.settings;
+        if fresh_state {
+            peer.state_seq = packet.seq;
+            peer.remote_state = packet.state;
+            peer.view = packet.view;
+            peer.groups = packet.groups;
+            peer.settings_key = settings
+                .as_ref()
+                .map_or((0, 0), |w| (w.generation, w.origin));
+        }
         let mismatch = packet.config_digest != self.cfg.config_digest;
         if mismatch && !peer.config_mismatch {
             out.push(Event::ConfigMismatch {
@@ -242,7 +307,12 @@ impl Brain {
             peer.left(&mut out);
         }
         self.events.extend(out);
+        if let Some(w) = settings.filter(|w| self.settings.superseded_by(w)) {
+            let nodes = u16::try_from(self.cfg.nodes.len()).unwrap_or(u16::MAX);
+            self.settings.adopt(&w, now, self.cfg.groups.len(), nodes);
+        }
         self.update_own_state();
+        self.reconcile(now);
     }
 
     /// Runs every timer due at `now`: deaths, warnings, heartbeats.
@@ -264,6 +334,10 @@ impl Brain {
         }
         self.events.extend(out);
         self.update_own_state();
+        self.settings.expire(now);
+        self.expire_failures(now);
+        self.schedule_monitors(now);
+        self.reconcile(now);
         if now >= self.next_send && self.state != NodeState::Leaving {
             self.queue_heartbeats(PacketKind::Heartbeat);
             self.next_send = self.next_send + self.cfg.timing.keepalive;
@@ -273,16 +347,39 @@ impl Brain {
         }
     }
 
-    /// Starts a clean shutdown: queues a `Leave` packet on every link so
-    /// peers need not wait for deadtime. No heartbeats follow.
+    /// Starts a clean shutdown: stops every group here (a switchover: the
+    /// peers start them only once they are stopped), then queues a `Leave`
+    /// packet on every link so peers need not wait for deadtime. Call
+    /// [`Brain::has_left`] to know when the daemon may exit.
     pub fn leave(&mut self, now: Timestamp) {
         self.advance(now);
-        self.state = NodeState::Leaving;
-        self.queue_heartbeats(PacketKind::Leave);
+        if !self.leaving {
+            self.leaving = true;
+            self.reconcile(now);
+        }
+    }
+
+    /// Whether a shutdown started by [`Brain::leave`] is complete (groups
+    /// stopped or blocked, `Leave` sent).
+    pub fn has_left(&self) -> bool {
+        self.state == NodeState::Leaving
+    }
+
+    fn finish_leave_if_done(&mut self) {
+        if self.leaving
+            && self.state != NodeState::Leaving
+            && self.groups.iter().all(|g| {
+                !g.busy() && matches!(g.phase(), GroupPhase::Stopped | GroupPhase::Blocked)
+            })
+        {
+            self.state = NodeState::Leaving;
+            self.queue_heartbeats(PacketKind::Leave);
+        }
     }
 
     fn update_own_state(&mut self) {
         if self.state == NodeState::Starting
+            && self.groups.iter().all(GroupRt::probed)
             && (self.last_now.since(self.started) >= self.cfg.timing.initdead
                 || self.peers.iter().all(|p| p.state != PeerState::Pending))
         {
@@ -304,20 +401,41 @@ impl Brain {
         v
     }
 
+    fn group_reports(&self) -> Vec<GroupReport> {
+        self.groups
+            .iter()
+            .zip(&self.cfg.groups)
+            .enumerate()
+            .map(|(i, (rt, spec))| GroupReport {
+                group: u16::try_from(i).unwrap_or(u16::MAX),
+                phase: rt.phase(),
+                banned: rt.banned(spec.migration_threshold),
+                target: self.target(i).0.map_or(0, |n| n.0),
+            })
+            .collect()
+    }
+
     fn queue_heartbeats(&mut self, kind: PacketKind) {
         let view = self.view();
-        for (i, seq) in self.seq.iter_mut().enumerate() {
-            *seq += 1;
+        let groups = self.group_reports();
+        let settings = (self.settings.generation > 0).then(|| self.settings.to_wire(self.last_now));
+        self.reported = (groups.clone(), self.settings_key());
+        for i in 0..self.cfg.links.len() {
+            // One sequence across links: packets of different links can be
+            // ordered, so a late packet never overrides a newer state.
+            self.seq += 1;
             let packet = Packet {
                 kind,
                 link: u8::try_from(i).unwrap_or(u8::MAX),
                 cluster: self.cfg.cluster_id,
                 sender: self.cfg.local.0,
                 incarnation: self.cfg.incarnation,
-                seq: *seq,
+                seq: self.seq,
                 state: self.state,
                 view: view.clone(),
                 config_digest: self.cfg.config_digest,
+                groups: groups.clone(),
+                settings: settings.clone(),
             };
             self.stats.sent += 1;
             self.transmits.push_back(Transmit {
@@ -340,7 +458,38 @@ impl Brain {
                 next = Some(next.map_or(d, |n: Timestamp| n.min(d)));
             }
         }
+        let mut consider = |d: Option<Timestamp>| {
+            if let Some(d) = d {
+                next = Some(next.map_or(d, |n: Timestamp| n.min(d)));
+            }
+        };
+        consider(self.settings.next_expiry());
+        for (rt, spec) in self.groups.iter().zip(&self.cfg.groups) {
+            if !rt.busy() {
+                consider(
+                    rt.resources
+                        .iter()
+                        .filter(|r| r.state == ResourceState::Started)
+                        .filter_map(|r| r.next_monitor)
+                        .min(),
+                );
+            }
+            if let Some(ft) = spec.failure_timeout {
+                consider(
+                    rt.resources
+                        .iter()
+                        .filter(|r| r.fail_count > 0)
+                        .filter_map(|r| r.last_failure.map(|t| t + ft))
+                        .min(),
+                );
+            }
+        }
         next
+    }
+
+    /// The next agent operation to run, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
     }
 
     /// The next datagram to send, if any.
@@ -351,6 +500,586 @@ impl Brain {
     /// The next thing that happened, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    fn node_name(&self, id: NodeId) -> String {
+        self.name_of(id).unwrap_or("?").to_string()
+    }
+
+    fn node_by_name(&self, name: &str) -> Option<NodeId> {
+        self.cfg.nodes.iter().find(|n| n.name == name).map(|n| n.id)
+    }
+
+    fn group_by_name(&self, name: &str) -> Option<usize> {
+        self.cfg.groups.iter().position(|g| g.name == name)
+    }
+
+    fn settings_key(&self) -> (u64, u16) {
+        (self.settings.generation, self.settings.origin)
+    }
+
+    /// Whether every member peer's latest report agrees that this node
+    /// should start group `g`: same settings, same target (us), nothing
+    /// running there. With reports applied in sequence order, two nodes can
+    /// never both see this agreement for themselves.
+    fn peers_agree(&self, g: usize) -> bool {
+        let me = self.cfg.local.0;
+        let key = self.settings_key();
+        self.peers.iter().filter(|p| p.state.is_member()).all(|p| {
+            p.settings_key == key
+                && p.groups.iter().any(|r| {
+                    usize::from(r.group) == g && r.target == me && r.phase == GroupPhase::Stopped
+                })
+        })
+    }
+
+    /// Whether this node may run groups now.
+    fn eligible_here(&self) -> bool {
+        self.state == NodeState::Online
+            && !self.leaving
+            && !self.settings.standby.contains(&self.cfg.local)
+    }
+
+    /// Where placement wants group `g`, and whether another node has it active.
+    fn target(&self, g: usize) -> (Option<NodeId>, bool) {
+        let spec = &self.cfg.groups[g];
+        let rt = &self.groups[g];
+        let mut cands = vec![Candidate {
+            node: self.cfg.local,
+            eligible: self.eligible_here(),
+            banned: rt.banned(spec.migration_threshold),
+            active: matches!(
+                rt.phase(),
+                GroupPhase::Starting
+                    | GroupPhase::Started
+                    | GroupPhase::Stopping
+                    | GroupPhase::Blocked
+            ),
+        }];
+        let mut elsewhere = false;
+        for p in &self.peers {
+            let report = p.groups.iter().find(|r| usize::from(r.group) == g);
+            let member = p.state.is_member();
+            elsewhere |= member && report.is_some_and(|r| r.phase.is_active());
+            // A node still probing does not attract the group (stickiness).
+            let active = member
+                && report.is_some_and(|r| r.phase.is_active() && r.phase != GroupPhase::Probing);
+            cands.push(Candidate {
+                node: p.id,
+                eligible: member
+                    && p.remote_state == NodeState::Online
+                    && !self.settings.standby.contains(&p.id),
+                banned: report.is_some_and(|r| r.banned),
+                active,
+            });
+        }
+        cands.sort_by_key(|c| c.node);
+        (
+            place(&spec.rules, &cands, self.settings.moved_to(g)),
+            elsewhere,
+        )
+    }
+
+    fn emit(&mut self, now: Timestamp, g: usize, r: usize, op: Op) {
+        let spec = &self.cfg.groups[g].resources[r];
+        let timeout = match op {
+            Op::Start => spec.start_timeout,
+            Op::Stop => spec.stop_timeout,
+            Op::Monitor => spec.monitor_timeout,
+        };
+        let id = self.next_op;
+        self.next_op += 1;
+        let rt = &mut self.groups[g].resources[r];
+        rt.pending = Some((id, op));
+        match op {
+            Op::Start => rt.state = ResourceState::Starting,
+            Op::Stop => {
+                rt.state = ResourceState::Stopping;
+                rt.next_monitor = None;
+            }
+            Op::Monitor => {}
+        }
+        if op != Op::Monitor {
+            self.events.push_back(Event::OpStarted {
+                group: self.cfg.groups[g].name.clone(),
+                resource: spec.name.clone(),
+                op,
+            });
+        }
+        self.op_started.push((id, now));
+        self.actions.push_back(Action {
+            id,
+            group: g,
+            resource: r,
+            op,
+            timeout,
+        });
+    }
+
+    /// Decides the next operation of every idle group, then announces any
+    /// change of our groups' phases at once (peers waiting to start a group
+    /// we stop learn it within a round trip, not a keepalive).
+    fn reconcile(&mut self, now: Timestamp) {
+        for g in 0..self.groups.len() {
+            self.apply_cleanups(g);
+            self.reconcile_group(now, g);
+        }
+        self.finish_leave_if_done();
+        if self.state != NodeState::Leaving
+            && (self.group_reports(), self.settings_key()) != self.reported
+        {
+            self.queue_heartbeats(PacketKind::Heartbeat);
+        }
+    }
+
+    fn apply_cleanups(&mut self, g: usize) {
+        let wanted = self.settings.cleanups.get(&g).copied().unwrap_or(0);
+        let rt = &mut self.groups[g];
+        if wanted > rt.cleanups_applied {
+            rt.cleanups_applied = wanted;
+            rt.blocked_on = None;
+            rt.restart_from = None;
+            for r in &mut rt.resources {
+                r.fail_count = 0;
+                r.last_failure = None;
+                r.last_error = None;
+                if r.state == ResourceState::Blocked {
+                    // It may still run: probe it again.
+                    r.state = ResourceState::Unknown;
+                }
+            }
+        }
+    }
+
+    fn reconcile_group(&mut self, now: Timestamp, g: usize) {
+        // Remember any member that reports the group blocked.
+        for p in &self.peers {
+            if p.state.is_member()
+                && p.groups
+                    .iter()
+                    .any(|r| usize::from(r.group) == g && r.phase == GroupPhase::Blocked)
+            {
+                self.groups[g].blocked_on = Some(p.id);
+            }
+        }
+        let rt = &self.groups[g];
+        if rt.busy() || rt.phase() == GroupPhase::Blocked {
+            return;
+        }
+        // Probe what is unknown first (e.g. left over by a crashed daemon).
+        if let Some(r) = rt
+            .resources
+            .iter()
+            .position(|r| r.state == ResourceState::Unknown)
+        {
+            return self.emit(now, g, r, Op::Monitor);
+        }
+        if self.state == NodeState::Starting {
+            return; // wait until every peer is heard or initdead has passed
+        }
+        let (target, elsewhere) = self.target(g);
+        let blocked = self.groups[g].blocked_on.is_some();
+        // Starting from Stopped needs nothing active or blocked elsewhere and
+        // the peers' agreement; a group already active here stays while
+        // placement wants it here (another node that also runs it is not
+        // its target, so that one stops).
+        let want = target == Some(self.cfg.local)
+            && (self.groups[g].phase() != GroupPhase::Stopped
+                || (!elsewhere && !blocked && self.peers_agree(g)));
+        let rt = &mut self.groups[g];
+        let n = rt.resources.len();
+        if let Some(k) = rt.restart_from {
+            // Restart in place: stop the failed resource and those after it.
+            if want
+                && let Some(r) = (k..n)
+                    .rev()
+                    .find(|&r| rt.resources[r].state != ResourceState::Stopped)
+            {
+                return self.emit(now, g, r, Op::Stop);
+            }
+            rt.restart_from = None;
+        }
+        let rt = &self.groups[g];
+        if want {
+            if let Some(r) = rt
+                .resources
+                .iter()
+                .position(|r| r.state != ResourceState::Started)
+            {
+                if rt.resources[r].state == ResourceState::Failed {
+                    return self.emit(now, g, r, Op::Stop);
+                }
+                if !rt.acquiring {
+                    self.groups[g].acquiring = true;
+                    self.events.push_back(Event::Acquiring {
+                        group: self.cfg.groups[g].name.clone(),
+                    });
+                }
+                self.emit(now, g, r, Op::Start)
+            }
+        } else if let Some(r) = rt
+            .resources
+            .iter()
+            .rposition(|r| r.state != ResourceState::Stopped)
+        {
+            if rt
+                .resources
+                .iter()
+                .all(|r| r.state != ResourceState::Stopping)
+            {
+                let reason = self.release_reason(g, target);
+                self.events.push_back(Event::Releasing {
+                    group: self.cfg.groups[g].name.clone(),
+                    reason,
+                });
+            }
+            self.groups[g].acquiring = false;
+            self.emit(now, g, r, Op::Stop)
+        }
+    }
+
+    fn release_reason(&self, g: usize, target: Option<NodeId>) -> String {
+        let spec = &self.cfg.groups[g];
+        if self.leaving {
+            "shutting down".into()
+        } else if self.settings.standby.contains(&self.cfg.local) {
+            "this node is in standby".into()
+        } else if self.groups[g].banned(spec.migration_threshold) {
+            "too many failures here".into()
+        } else if self.groups[g].blocked_on.is_some() {
+            "blocked on another node".into()
+        } else if let Some(t) = target.filter(|t| *t != self.cfg.local) {
+            if self.settings.moved_to(g) == Some(t) {
+                format!("moved to {} by an operator", self.node_name(t))
+            } else {
+                format!("{} is preferred", self.node_name(t))
+            }
+        } else {
+            "another node runs it".into()
+        }
+    }
+
+    fn expire_failures(&mut self, now: Timestamp) {
+        for (rt, spec) in self.groups.iter_mut().zip(&self.cfg.groups) {
+            if let Some(ft) = spec.failure_timeout {
+                for r in &mut rt.resources {
+                    if r.fail_count > 0 && r.last_failure.is_some_and(|t| t + ft <= now) {
+                        r.fail_count = 0;
+                        r.last_failure = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn schedule_monitors(&mut self, now: Timestamp) {
+        for g in 0..self.groups.len() {
+            if self.groups[g].busy() {
+                continue;
+            }
+            let due = self.groups[g].resources.iter().position(|r| {
+                r.state == ResourceState::Started && r.next_monitor.is_some_and(|t| t <= now)
+            });
+            if let Some(r) = due {
+                self.groups[g].resources[r].next_monitor = None;
+                self.emit(now, g, r, Op::Monitor);
+            }
+        }
+    }
+
+    /// Feeds the outcome of the operation `id` (from [`Brain::poll_action`]).
+    pub fn handle_op_result(&mut self, now: Timestamp, id: u64, result: OpResult) {
+        self.advance(now);
+        let Some((g, r)) = self.groups.iter().enumerate().find_map(|(g, rt)| {
+            rt.resources
+                .iter()
+                .position(|x| x.pending.is_some_and(|(pid, _)| pid == id))
+                .map(|r| (g, r))
+        }) else {
+            return; // unknown or stale id: ignore
+        };
+        let started = self
+            .op_started
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map_or(now, |(_, t)| *t);
+        self.op_started.retain(|(i, _)| *i != id);
+        let spec = self.cfg.groups[g].clone();
+        let rspec = &spec.resources[r];
+        let threshold = spec.migration_threshold.max(1);
+        let Some((_, op)) = self.groups[g].resources[r].pending.take() else {
+            return;
+        };
+        let detail = |res: &OpResult| match res {
+            OpResult::Ok => "ok".to_string(),
+            OpResult::NotRunning => "not running".to_string(),
+            OpResult::Failed(m) => m.clone(),
+            OpResult::TimedOut => format!(
+                "timed out after {}",
+                crate::time::human(match op {
+                    Op::Start => rspec.start_timeout,
+                    Op::Stop => rspec.stop_timeout,
+                    Op::Monitor => rspec.monitor_timeout,
+                })
+            ),
+        };
+        let d = detail(&result);
+        let names = (spec.name.clone(), rspec.name.clone());
+        let res = &mut self.groups[g].resources[r];
+        match (op, &result) {
+            (Op::Start, OpResult::Ok) => {
+                res.state = ResourceState::Started;
+                res.next_monitor = rspec.monitor_interval.map(|i| now + i);
+                self.events.push_back(Event::OpDone {
+                    group: names.0.clone(),
+                    resource: names.1,
+                    op,
+                    took: now.since(started),
+                });
+                if self.groups[g]
+                    .resources
+                    .iter()
+                    .all(|x| x.state == ResourceState::Started)
+                {
+                    self.events.push_back(Event::Acquired { group: names.0 });
+                }
+            }
+            (Op::Start, _) => {
+                res.state = ResourceState::Failed;
+                res.fail_count = threshold;
+                res.last_failure = Some(now);
+                res.last_error = Some(d.clone());
+                self.events.push_back(Event::StartFailed {
+                    group: names.0,
+                    resource: names.1,
+                    detail: d,
+                });
+            }
+            (Op::Stop, OpResult::Ok | OpResult::NotRunning) => {
+                res.state = ResourceState::Stopped;
+                res.next_monitor = None;
+                self.events.push_back(Event::OpDone {
+                    group: names.0.clone(),
+                    resource: names.1,
+                    op,
+                    took: now.since(started),
+                });
+                if self.groups[g]
+                    .resources
+                    .iter()
+                    .all(|x| x.state == ResourceState::Stopped)
+                {
+                    self.events.push_back(Event::Released { group: names.0 });
+                }
+            }
+            (Op::Stop, _) => {
+                res.state = ResourceState::Blocked;
+                res.last_error = Some(d.clone());
+                self.groups[g].blocked_on = Some(self.cfg.local);
+                self.events.push_back(Event::StopFailed {
+                    group: names.0,
+                    resource: names.1,
+                    detail: d,
+                });
+            }
+            (Op::Monitor, _) if res.state == ResourceState::Unknown => {
+                // A probe: what runs here since before this daemon started?
+                res.state = match result {
+                    OpResult::Ok => ResourceState::Started,
+                    OpResult::NotRunning => ResourceState::Stopped,
+                    _ => ResourceState::Failed,
+                };
+                res.next_monitor = (res.state == ResourceState::Started)
+                    .then(|| rspec.monitor_interval.map(|i| now + i))
+                    .flatten();
+            }
+            (Op::Monitor, OpResult::Ok) => {
+                res.next_monitor = rspec.monitor_interval.map(|i| now + i);
+            }
+            (Op::Monitor, _) => {
+                if res.state == ResourceState::Started {
+                    res.state = ResourceState::Failed;
+                    res.fail_count += 1;
+                    res.last_failure = Some(now);
+                    res.last_error = Some(d.clone());
+                    let count = res.fail_count;
+                    if count < threshold {
+                        self.groups[g].restart_from = Some(r);
+                    }
+                    self.events.push_back(Event::MonitorFailed {
+                        group: names.0,
+                        resource: names.1,
+                        detail: d,
+                        count,
+                        threshold,
+                    });
+                }
+            }
+        }
+        self.update_own_state();
+        self.reconcile(now);
+    }
+
+    /// Applies an operator command; answers what changed, or why not.
+    pub fn handle_command(&mut self, now: Timestamp, cmd: Command) -> Result<String, String> {
+        self.advance(now);
+        let mut next = self.settings.clone();
+        let answer = match cmd {
+            Command::Move {
+                group,
+                node,
+                duration,
+            } => {
+                let g = self
+                    .group_by_name(&group)
+                    .ok_or_else(|| self.unknown_group(&group))?;
+                next.moves.retain(|m| m.group != g);
+                match node {
+                    None => format!("cleared the operator preference for {group}"),
+                    Some(n) => {
+                        let id = self.node_by_name(&n).ok_or_else(|| self.unknown_node(&n))?;
+                        next.moves.push(Move {
+                            group: g,
+                            node: id,
+                            until: duration.map(|d| now + d),
+                        });
+                        match duration {
+                            Some(d) => {
+                                format!("{group} moves to {n} for {}", crate::time::human(d))
+                            }
+                            None => format!(
+                                "{group} moves to {n} (until `tandem move {group} --clear`)"
+                            ),
+                        }
+                    }
+                }
+            }
+            Command::Standby { node, on } => {
+                let id = self
+                    .node_by_name(&node)
+                    .ok_or_else(|| self.unknown_node(&node))?;
+                if on {
+                    next.standby.insert(id);
+                    format!("{node} is in standby: its groups move to other nodes")
+                } else {
+                    next.standby.remove(&id);
+                    format!("{node} is back from standby")
+                }
+            }
+            Command::Cleanup { group } => {
+                let g = self
+                    .group_by_name(&group)
+                    .ok_or_else(|| self.unknown_group(&group))?;
+                *next.cleanups.entry(g).or_insert(0) += 1;
+                format!("{group}: fail counts and blocked state cleared on every node")
+            }
+            Command::TakeOver { take } => {
+                let me = self.cfg.local;
+                let local = self.local_name().to_string();
+                if take {
+                    next.moves = (0..self.cfg.groups.len())
+                        .map(|g| Move {
+                            group: g,
+                            node: me,
+                            until: None,
+                        })
+                        .collect();
+                    format!("every group moves to {local}")
+                } else {
+                    let other = self
+                        .peers
+                        .iter()
+                        .find(|p| p.state.is_member())
+                        .map(|p| p.id)
+                        .ok_or("no other node is online to take the groups")?;
+                    next.moves = (0..self.cfg.groups.len())
+                        .map(|g| Move {
+                            group: g,
+                            node: other,
+                            until: None,
+                        })
+                        .collect();
+                    format!("every group moves to {}", self.node_name(other))
+                }
+            }
+        };
+        next.generation = self
+            .settings
+            .generation
+            .max(self.peers.iter().filter(|p| p.state.is_member()).count() as u64)
+            + 1;
+        next.origin = self.cfg.local.0;
+        self.settings = next;
+        self.events.push_back(Event::SettingsChanged {
+            what: answer.clone(),
+        });
+        // Tell everyone now.
+        if self.state != NodeState::Leaving {
+            self.queue_heartbeats(PacketKind::Heartbeat);
+        }
+        self.reconcile(now);
+        Ok(answer)
+    }
+
+    fn unknown_group(&self, name: &str) -> String {
+        let known: Vec<&str> = self.cfg.groups.iter().map(|g| g.name.as_str()).collect();
+        format!("no group `{name}` (groups: {})", known.join(", "))
+    }
+
+    fn unknown_node(&self, name: &str) -> String {
+        let known: Vec<&str> = self.cfg.nodes.iter().map(|n| n.name.as_str()).collect();
+        format!("no node `{name}` (nodes: {})", known.join(", "))
+    }
+
+    /// The phase of group `g` on this node.
+    pub fn group_phase(&self, g: usize) -> Option<GroupPhase> {
+        self.groups.get(g).map(GroupRt::phase)
+    }
+
+    fn group_status(&self) -> Vec<GroupStatus> {
+        let mut out = Vec::new();
+        for (g, (rt, spec)) in self.groups.iter().zip(&self.cfg.groups).enumerate() {
+            let mut active_on = Vec::new();
+            let mut banned_on = Vec::new();
+            if rt.phase().is_active() {
+                active_on.push(self.local_name().to_string());
+            }
+            if rt.banned(spec.migration_threshold) {
+                banned_on.push(self.local_name().to_string());
+            }
+            for p in &self.peers {
+                if let Some(r) = p.groups.iter().find(|r| usize::from(r.group) == g) {
+                    if p.state.is_member() && r.phase.is_active() {
+                        active_on.push(p.name.clone());
+                    }
+                    if p.state.is_member() && r.banned {
+                        banned_on.push(p.name.clone());
+                    }
+                }
+            }
+            let (target, _) = self.target(g);
+            out.push(GroupStatus {
+                name: spec.name.clone(),
+                active_on,
+                target: target.map(|t| self.node_name(t)),
+                phase_here: format!("{:?}", rt.phase()).to_lowercase(),
+                blocked_on: rt.blocked_on.map(|n| self.node_name(n)),
+                moved_to: self.settings.moved_to(g).map(|n| self.node_name(n)),
+                banned_on,
+                resources: rt
+                    .resources
+                    .iter()
+                    .zip(&spec.resources)
+                    .map(|(r, s)| ResourceStatus {
+                        name: s.name.clone(),
+                        state: r.state,
+                        fail_count: r.fail_count,
+                        last_error: r.last_error.clone(),
+                    })
+                    .collect(),
+            });
+        }
+        out
     }
 
     /// The nodes this node counts as members, local included, by id.
@@ -442,6 +1171,13 @@ impl Brain {
                 .filter_map(|id| self.name_of(id).map(str::to_string))
                 .collect(),
             nodes,
+            standby: self
+                .settings
+                .standby
+                .iter()
+                .map(|n| self.node_name(*n))
+                .collect(),
+            groups: self.group_status(),
             stats: self.stats.clone(),
         }
     }

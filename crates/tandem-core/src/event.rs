@@ -161,6 +161,86 @@ pub enum Event {
         /// The other process's incarnation.
         incarnation: u64,
     },
+    /// This node begins to take over a group (after a failover, a move or
+    /// at start-up).
+    Acquiring {
+        /// Group name.
+        group: String,
+    },
+    /// A resource operation begins.
+    OpStarted {
+        /// Group name.
+        group: String,
+        /// Resource name.
+        resource: String,
+        /// Start or stop (monitors are not logged).
+        op: crate::resources::Op,
+    },
+    /// A resource operation succeeded.
+    OpDone {
+        /// Group name.
+        group: String,
+        /// Resource name.
+        resource: String,
+        /// Start or stop.
+        op: crate::resources::Op,
+        /// How long it took.
+        took: Duration,
+    },
+    /// Every resource of the group runs here.
+    Acquired {
+        /// Group name.
+        group: String,
+    },
+    /// This node begins to release a group (move, standby, failback,
+    /// shutdown, or too many failures).
+    Releasing {
+        /// Group name.
+        group: String,
+        /// Why.
+        reason: String,
+    },
+    /// Every resource of the group is stopped here.
+    Released {
+        /// Group name.
+        group: String,
+    },
+    /// A monitor found a resource not running or failed.
+    MonitorFailed {
+        /// Group name.
+        group: String,
+        /// Resource name.
+        resource: String,
+        /// What the agent said.
+        detail: String,
+        /// Fail count on this node now.
+        count: u32,
+        /// The migration threshold.
+        threshold: u32,
+    },
+    /// A start failed: the group leaves this node.
+    StartFailed {
+        /// Group name.
+        group: String,
+        /// Resource name.
+        resource: String,
+        /// What the agent said.
+        detail: String,
+    },
+    /// A stop failed or timed out: the group is blocked on this node.
+    StopFailed {
+        /// Group name.
+        group: String,
+        /// Resource name.
+        resource: String,
+        /// What the agent said.
+        detail: String,
+    },
+    /// An operator setting changed (standby, move, cleanup).
+    SettingsChanged {
+        /// What changed, in words.
+        what: String,
+    },
     /// Datagrams are being rejected; reported at the 1st, 2nd, 4th, 8th …
     /// occurrence of each reason so a flood cannot flood the log.
     Rejected {
@@ -185,6 +265,9 @@ impl Event {
                 | Event::ConfigMismatch { .. }
                 | Event::DuplicateNode { .. }
                 | Event::Rejected { .. }
+                | Event::MonitorFailed { .. }
+                | Event::StartFailed { .. }
+                | Event::StopFailed { .. }
         )
     }
 }
@@ -240,6 +323,74 @@ impl fmt::Display for Event {
                 f,
                 "Another process signs heartbeats as {node} (incarnation {incarnation}): two nodes share a name"
             ),
+            Event::Acquiring { group } => write!(f, "Taking over resource group {group}"),
+            Event::OpStarted {
+                group,
+                resource,
+                op,
+            } => match op {
+                crate::resources::Op::Start => write!(f, "Starting {group}/{resource}"),
+                crate::resources::Op::Stop => write!(f, "Stopping {group}/{resource}"),
+                crate::resources::Op::Monitor => write!(f, "Probing {group}/{resource}"),
+            },
+            Event::OpDone {
+                group,
+                resource,
+                op,
+                took,
+            } => {
+                let verb = match op {
+                    crate::resources::Op::Start => "Started",
+                    crate::resources::Op::Stop => "Stopped",
+                    crate::resources::Op::Monitor => "Probed",
+                };
+                write!(f, "{verb} {group}/{resource} in {}", human(*took))
+            }
+            Event::Acquired { group } => {
+                write!(f, "Acquisition completed: resource group {group} runs here")
+            }
+            Event::Releasing { group, reason } => {
+                write!(f, "Releasing resource group {group} ({reason})")
+            }
+            Event::Released { group } => {
+                write!(f, "Release completed: resource group {group} stopped here")
+            }
+            Event::MonitorFailed {
+                group,
+                resource,
+                detail,
+                count,
+                threshold,
+            } => {
+                if count < threshold {
+                    write!(
+                        f,
+                        "Monitor of {group}/{resource} failed ({detail}): restarting in place (failure {count} of {threshold})"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "Monitor of {group}/{resource} failed ({detail}): {count} failures reach migration_threshold {threshold}, moving {group} away"
+                    )
+                }
+            }
+            Event::StartFailed {
+                group,
+                resource,
+                detail,
+            } => write!(
+                f,
+                "Start of {group}/{resource} failed ({detail}): giving up {group} on this node"
+            ),
+            Event::StopFailed {
+                group,
+                resource,
+                detail,
+            } => write!(
+                f,
+                "Stop of {group}/{resource} failed ({detail}): group {group} is BLOCKED here and will not start anywhere; check this node, then run `tandem cleanup {group}`"
+            ),
+            Event::SettingsChanged { what } => write!(f, "Settings: {what}"),
             Event::Rejected {
                 reason,
                 link,

@@ -21,13 +21,18 @@
 pub mod brain;
 pub mod event;
 pub mod membership;
+pub mod placement;
+pub mod resources;
+pub mod settings;
 pub mod status;
 pub mod time;
 
-pub use brain::{Brain, BrainConfig, LinkInfo, NodeInfo, Timing, Transmit};
+pub use brain::{Brain, BrainConfig, Command, LinkInfo, NodeInfo, Timing, Transmit};
 pub use event::{Event, RejectReason};
 pub use membership::{LinkState, PeerState};
-pub use status::{LinkStatus, MembershipStatus, NodeStatus, Stats};
+pub use placement::PlacementRules;
+pub use resources::{Action, GroupSpec, Op, OpResult, ResourceSpec, ResourceState};
+pub use status::{GroupStatus, LinkStatus, MembershipStatus, NodeStatus, ResourceStatus, Stats};
 pub use time::Timestamp;
 
 /// A node's id on the wire: its position in the configuration's node list,

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use tandem_wire::{NodeState, ReplayVerdict, ReplayWindow, ViewEntry};
+use tandem_wire::{GroupReport, NodeState, ReplayVerdict, ReplayWindow, ViewEntry};
 
 use crate::NodeId;
 use crate::brain::Timing;
@@ -72,6 +72,12 @@ pub(crate) struct Peer {
     pub(crate) remote_state: NodeState,
     pub(crate) view: Vec<ViewEntry>,
     pub(crate) config_mismatch: bool,
+    pub(crate) groups: Vec<GroupReport>,
+    /// (generation, origin) of the settings in the peer's latest packet.
+    pub(crate) settings_key: (u64, u16),
+    /// Sequence number of the packet whose state (groups, view, settings)
+    /// was applied last: older packets arriving late are not applied.
+    pub(crate) state_seq: u64,
 }
 
 /// Outcome of offering an authenticated packet to a peer.
@@ -101,6 +107,9 @@ impl Peer {
             remote_state: NodeState::Starting,
             view: Vec::new(),
             config_mismatch: false,
+            groups: Vec::new(),
+            settings_key: (0, 0),
+            state_seq: 0,
         }
     }
 
@@ -156,6 +165,9 @@ impl Peer {
                 silent,
             }),
             _ => {}
+        }
+        if self.incarnation != Some(incarnation) {
+            self.state_seq = 0;
         }
         self.incarnation = Some(incarnation);
         self.last_heard = Some(now);

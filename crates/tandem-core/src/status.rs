@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::RejectReason;
 use crate::membership::{LinkState, PeerState};
+use crate::resources::ResourceState;
 
 /// Counters kept by the brain; plain numbers, copied out by the daemon.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +123,40 @@ pub struct NodeStatus {
     pub sees: Vec<String>,
 }
 
+/// One resource on the answering node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceStatus {
+    /// Resource name.
+    pub name: String,
+    /// Its state here.
+    pub state: ResourceState,
+    /// Monitor or start failures counted here.
+    pub fail_count: u32,
+    /// The last failure's explanation.
+    pub last_error: Option<String>,
+}
+
+/// One resource group, as the answering node sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// Group name.
+    pub name: String,
+    /// Nodes where it is active (starting, started, stopping or blocked).
+    pub active_on: Vec<String>,
+    /// Where placement wants it now.
+    pub target: Option<String>,
+    /// Its phase on the answering node.
+    pub phase_here: String,
+    /// Node on which a failed stop blocked it, if any.
+    pub blocked_on: Option<String>,
+    /// Operator move in force, if any.
+    pub moved_to: Option<String>,
+    /// Nodes its fail counts ban it from.
+    pub banned_on: Vec<String>,
+    /// Its resources on the answering node.
+    pub resources: Vec<ResourceStatus>,
+}
+
 /// The membership part of `tandem status`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MembershipStatus {
@@ -137,6 +172,10 @@ pub struct MembershipStatus {
     pub members: Vec<String>,
     /// Every configured node.
     pub nodes: Vec<NodeStatus>,
+    /// Nodes in standby.
+    pub standby: Vec<String>,
+    /// Resource groups.
+    pub groups: Vec<GroupStatus>,
     /// Counters.
     pub stats: Stats,
 }

@@ -18,7 +18,8 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tandem_core::{
-    Brain, BrainConfig, Event, LinkId, LinkInfo, NodeId, NodeInfo, Timestamp, Timing,
+    Action, Brain, BrainConfig, Event, GroupSpec, LinkId, LinkInfo, NodeId, NodeInfo, Op, OpResult,
+    Timestamp, Timing,
 };
 use tandem_wire::{Key, Keyring};
 
@@ -66,6 +67,40 @@ struct SimNode {
     frozen: bool,
     inbox: Vec<(LinkId, Vec<u8>)>,
     incarnation: u64,
+    /// `running[g][r]`: the simulated resource really runs on this node.
+    running: Vec<Vec<bool>>,
+    /// Results that arrived while frozen.
+    results: Vec<(u64, OpResult)>,
+}
+
+/// Faults to inject into the simulated agents of one node.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct AgentFaults {
+    /// Probability that a start fails.
+    pub start_failure: f64,
+    /// Probability that a stop fails (the resource keeps running).
+    pub stop_failure: f64,
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum What {
+    Datagram {
+        link: u8,
+        bytes: Vec<u8>,
+    },
+    OpDone {
+        id: u64,
+        group: usize,
+        resource: usize,
+        op: OpKind,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Clone, Copy)]
+enum OpKind {
+    Start,
+    Stop,
+    Monitor,
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -73,8 +108,7 @@ struct Delivery {
     at: Timestamp,
     order: u64,
     to: usize,
-    link: u8,
-    bytes: Vec<u8>,
+    what: What,
 }
 
 /// The simulated cluster. See the crate documentation.
@@ -95,6 +129,12 @@ pub struct Sim {
     pub dropped: u64,
     /// Datagrams delivered (duplicates included).
     pub delivered: u64,
+    groups: Vec<GroupSpec>,
+    faults: Vec<AgentFaults>,
+    /// Longest simulated agent operation.
+    pub op_latency_max: Duration,
+    /// Every moment a resource really ran on two nodes at once.
+    pub violations: Vec<String>,
 }
 
 /// Builds the brain configuration of node `idx` (0-based) of an `n`-node,
@@ -105,6 +145,7 @@ pub fn brain_config(
     links: usize,
     timing: Timing,
     incarnation: u64,
+    groups: &[GroupSpec],
 ) -> BrainConfig {
     BrainConfig {
         cluster: "sim".into(),
@@ -127,23 +168,42 @@ pub fn brain_config(
         ),
         incarnation,
         config_digest: 1,
+        groups: groups.to_vec(),
     }
 }
 
 impl Sim {
     /// A cluster of `n` nodes and `links` links, all started at time zero.
     pub fn new(seed: u64, n: usize, links: usize, timing: Timing) -> Self {
+        Self::with_groups(seed, n, links, timing, &[])
+    }
+
+    /// A cluster running resource groups, whose agents the simulator plays:
+    /// each operation takes 1–20 ms; a start makes the resource run, a stop
+    /// makes it stop, a monitor reports whether it runs.
+    pub fn with_groups(
+        seed: u64,
+        n: usize,
+        links: usize,
+        timing: Timing,
+        groups: &[GroupSpec],
+    ) -> Self {
         let nodes = (0..n)
             .map(|i| {
                 let incarnation = 1000 * (i as u64 + 1);
                 SimNode {
                     brain: Some(Brain::new(
-                        brain_config(i, n, links, timing, incarnation),
+                        brain_config(i, n, links, timing, incarnation, groups),
                         Timestamp::ZERO,
                     )),
                     frozen: false,
                     inbox: Vec::new(),
                     incarnation,
+                    running: groups
+                        .iter()
+                        .map(|g| vec![false; g.resources.len()])
+                        .collect(),
+                    results: Vec::new(),
                 }
             })
             .collect();
@@ -159,7 +219,92 @@ impl Sim {
             log: Vec::new(),
             dropped: 0,
             delivered: 0,
+            groups: groups.to_vec(),
+            faults: vec![AgentFaults::default(); n],
+            op_latency_max: Duration::from_millis(20),
+            violations: Vec::new(),
         }
+    }
+
+    /// Records a violation if any resource really runs on two nodes.
+    fn check_exclusive(&mut self) {
+        for (g, spec) in self.groups.iter().enumerate() {
+            for r in 0..spec.resources.len() {
+                let on: Vec<usize> = (0..self.nodes.len())
+                    .filter(|&i| {
+                        self.nodes[i]
+                            .running
+                            .get(g)
+                            .and_then(|v| v.get(r))
+                            .copied()
+                            .unwrap_or(false)
+                    })
+                    .collect();
+                if on.len() > 1 && self.violations.len() < 10 {
+                    self.violations.push(format!(
+                        "at {:?}: {}/{} runs on nodes {:?}",
+                        self.now, spec.name, spec.resources[r].name, on
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Sets the agent faults of node `i`.
+    pub fn set_faults(&mut self, i: usize, f: AgentFaults) {
+        if let Some(x) = self.faults.get_mut(i) {
+            *x = f;
+        }
+    }
+
+    /// Whether resource `r` of group `g` really runs on node `i`.
+    pub fn is_running(&self, i: usize, g: usize, r: usize) -> bool {
+        self.nodes
+            .get(i)
+            .and_then(|n| n.running.get(g))
+            .and_then(|v| v.get(r))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// Nodes on which resource `r` of group `g` really runs.
+    pub fn running_on(&self, g: usize, r: usize) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.is_running(i, g, r))
+            .collect()
+    }
+
+    /// Makes resource `r` of group `g` stop by itself on node `i` (a crash of
+    /// the service, not of the node).
+    pub fn kill_resource(&mut self, i: usize, g: usize, r: usize) {
+        if let Some(x) = self
+            .nodes
+            .get_mut(i)
+            .and_then(|n| n.running.get_mut(g))
+            .and_then(|v| v.get_mut(r))
+        {
+            *x = false;
+        }
+    }
+
+    /// Sends an operator command to node `i`.
+    pub fn command(&mut self, i: usize, cmd: tandem_core::Command) -> Result<String, String> {
+        let now = self.now;
+        let r = match self.nodes.get_mut(i).and_then(|n| n.brain.as_mut()) {
+            Some(b) => b.handle_command(now, cmd),
+            None => Err("node is down".into()),
+        };
+        self.drain(i);
+        r
+    }
+
+    /// Asks node `i` to leave cleanly (SIGTERM).
+    pub fn leave(&mut self, i: usize) {
+        let now = self.now;
+        if let Some(b) = self.nodes.get_mut(i).and_then(|n| n.brain.as_mut()) {
+            b.leave(now);
+        }
+        self.drain(i);
     }
 
     /// Current simulated time.
@@ -223,12 +368,27 @@ impl Sim {
         }
     }
 
-    /// Crashes node `i`: its brain is gone, datagrams to it are lost.
+    /// Crashes node `i` (a power-off): its brain and its resources are
+    /// gone, datagrams to it are lost.
     pub fn crash(&mut self, i: usize) {
         if let Some(n) = self.nodes.get_mut(i) {
             n.brain = None;
             n.frozen = false;
             n.inbox.clear();
+            n.results.clear();
+            n.running
+                .iter_mut()
+                .for_each(|g| g.iter_mut().for_each(|r| *r = false));
+        }
+    }
+
+    /// Crashes only node `i`'s daemon: its resources keep running.
+    pub fn crash_daemon(&mut self, i: usize) {
+        if let Some(n) = self.nodes.get_mut(i) {
+            n.brain = None;
+            n.frozen = false;
+            n.inbox.clear();
+            n.results.clear();
         }
     }
 
@@ -238,7 +398,7 @@ impl Sim {
         if let Some(node) = self.nodes.get_mut(i) {
             node.incarnation += 1;
             node.brain = Some(Brain::new(
-                brain_config(i, n, links, timing, node.incarnation),
+                brain_config(i, n, links, timing, node.incarnation, &self.groups),
                 now,
             ));
             node.frozen = false;
@@ -261,9 +421,13 @@ impl Sim {
         };
         node.frozen = false;
         let inbox = std::mem::take(&mut node.inbox);
+        let results = std::mem::take(&mut node.results);
         if let Some(b) = node.brain.as_mut() {
             for (link, bytes) in inbox {
                 b.handle_datagram(now, link, &bytes);
+            }
+            for (id, r) in results {
+                b.handle_op_result(now, id, r);
             }
         }
         self.drain(i);
@@ -279,9 +443,13 @@ impl Sim {
     fn drain(&mut self, i: usize) {
         let now = self.now;
         let mut sends = Vec::new();
+        let mut actions: Vec<Action> = Vec::new();
         if let Some(b) = self.nodes.get_mut(i).and_then(|n| n.brain.as_mut()) {
             while let Some(t) = b.poll_transmit() {
                 sends.push(t);
+            }
+            while let Some(a) = b.poll_action() {
+                actions.push(a);
             }
             while let Some(e) = b.poll_event() {
                 self.log.push(Record {
@@ -290,6 +458,28 @@ impl Sim {
                     event: e,
                 });
             }
+        }
+        for a in actions {
+            let span = self.op_latency_max.as_nanos() as u64;
+            let latency =
+                Duration::from_millis(1) + Duration::from_nanos(self.rng.random_range(0..=span));
+            self.order += 1;
+            let op = match a.op {
+                Op::Start => OpKind::Start,
+                Op::Stop => OpKind::Stop,
+                Op::Monitor => OpKind::Monitor,
+            };
+            self.queue.push(Reverse(Delivery {
+                at: now + latency,
+                order: self.order,
+                to: i,
+                what: What::OpDone {
+                    id: a.id,
+                    group: a.group,
+                    resource: a.resource,
+                    op,
+                },
+            }));
         }
         for t in sends {
             let l = usize::from(t.link.0);
@@ -319,8 +509,10 @@ impl Sim {
                         at: now + delay,
                         order: self.order,
                         to,
-                        link: t.link.0,
-                        bytes: t.payload.clone(),
+                        what: What::Datagram {
+                            link: t.link.0,
+                            bytes: t.payload.clone(),
+                        },
                     }));
                 }
             }
@@ -379,22 +571,77 @@ impl Sim {
                     break;
                 };
                 let now = self.now;
-                let Some(node) = self.nodes.get_mut(d.to) else {
-                    continue;
-                };
-                let Some(brain) = node.brain.as_mut() else {
-                    self.dropped += 1;
-                    continue;
-                };
-                self.delivered += 1;
-                if node.frozen {
-                    // The socket buffer holds it; bounded like a real one.
-                    if node.inbox.len() < 4096 {
-                        node.inbox.push((LinkId(d.link), d.bytes));
+                let mut check = false;
+                match d.what {
+                    What::Datagram { link, bytes } => {
+                        let Some(node) = self.nodes.get_mut(d.to) else {
+                            continue;
+                        };
+                        let Some(brain) = node.brain.as_mut() else {
+                            self.dropped += 1;
+                            continue;
+                        };
+                        self.delivered += 1;
+                        if node.frozen {
+                            // The socket buffer holds it; bounded like a real one.
+                            if node.inbox.len() < 4096 {
+                                node.inbox.push((LinkId(link), bytes));
+                            }
+                            continue;
+                        }
+                        brain.handle_datagram(now, LinkId(link), &bytes);
                     }
-                    continue;
+                    What::OpDone {
+                        id,
+                        group,
+                        resource,
+                        op,
+                    } => {
+                        let faults = self.faults.get(d.to).copied().unwrap_or_default();
+                        let fail_start = self.rng.random_bool(faults.start_failure.clamp(0.0, 1.0));
+                        let fail_stop = self.rng.random_bool(faults.stop_failure.clamp(0.0, 1.0));
+                        let Some(node) = self.nodes.get_mut(d.to) else {
+                            continue;
+                        };
+                        if node.brain.is_none() {
+                            continue; // the daemon died meanwhile: nobody waits
+                        }
+                        let Some(run) = node
+                            .running
+                            .get_mut(group)
+                            .and_then(|v| v.get_mut(resource))
+                        else {
+                            continue;
+                        };
+                        let result = match op {
+                            OpKind::Start if fail_start => {
+                                OpResult::Failed("simulated start failure".into())
+                            }
+                            OpKind::Start => {
+                                *run = true;
+                                check = true;
+                                OpResult::Ok
+                            }
+                            OpKind::Stop if fail_stop => OpResult::TimedOut,
+                            OpKind::Stop => {
+                                *run = false;
+                                OpResult::Ok
+                            }
+                            OpKind::Monitor if *run => OpResult::Ok,
+                            OpKind::Monitor => OpResult::NotRunning,
+                        };
+                        if node.frozen {
+                            node.results.push((id, result));
+                            continue;
+                        }
+                        if let Some(b) = node.brain.as_mut() {
+                            b.handle_op_result(now, id, result);
+                        }
+                    }
                 }
-                brain.handle_datagram(now, LinkId(d.link), &d.bytes);
+                if check {
+                    self.check_exclusive();
+                }
                 self.drain(d.to);
             } else if let Some((_, i)) = next_timer {
                 let now = self.now;

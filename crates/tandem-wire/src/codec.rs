@@ -35,7 +35,14 @@ pub const MAX_PACKET: usize = 1400;
 const TLV_STATE: u8 = 1;
 const TLV_VIEW: u8 = 2;
 const TLV_CONFIG_DIGEST: u8 = 3;
+const TLV_GROUPS: u8 = 4;
+const TLV_SETTINGS: u8 = 5;
 const TLV_CRITICAL: u8 = 0x80;
+const GROUP_ENTRY_LEN: usize = 2 + 1 + 1 + 2;
+/// Most groups a packet reports (and a configuration may have).
+pub const MAX_GROUPS: usize = 64;
+/// Most entries of each settings list (standby nodes, moves, cleanups).
+pub const MAX_LIST: usize = 32;
 const VIEW_ENTRY_LEN: usize = 2 + 8 + 1;
 
 /// What a packet announces.
@@ -88,6 +95,97 @@ pub struct ViewEntry {
     pub up: bool,
 }
 
+/// Where a group stands on the sending node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum GroupPhase {
+    /// Nothing of the group runs there.
+    #[default]
+    Stopped,
+    /// Resources are being started.
+    Starting,
+    /// Every resource runs.
+    Started,
+    /// Resources are being stopped.
+    Stopping,
+    /// A stop failed or timed out: the group may still run there, and must
+    /// not start anywhere else until the node is fenced or an operator
+    /// clears it.
+    Blocked,
+    /// The node has not yet checked whether the group's resources run there
+    /// (it just started): treated as running.
+    Probing,
+}
+
+impl GroupPhase {
+    fn to_byte(self) -> u8 {
+        match self {
+            GroupPhase::Stopped => 0,
+            GroupPhase::Starting => 1,
+            GroupPhase::Started => 2,
+            GroupPhase::Stopping => 3,
+            GroupPhase::Blocked => 4,
+            GroupPhase::Probing => 5,
+        }
+    }
+    fn from_byte(b: u8) -> Option<Self> {
+        Some(match b {
+            0 => GroupPhase::Stopped,
+            1 => GroupPhase::Starting,
+            2 => GroupPhase::Started,
+            3 => GroupPhase::Stopping,
+            4 => GroupPhase::Blocked,
+            5 => GroupPhase::Probing,
+            _ => return None,
+        })
+    }
+
+    /// Whether anything of the group may be running there.
+    pub fn is_active(self) -> bool {
+        !matches!(self, GroupPhase::Stopped)
+    }
+}
+
+/// One group's state on the sending node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupReport {
+    /// Group index in the configuration.
+    pub group: u16,
+    /// Its phase there.
+    pub phase: GroupPhase,
+    /// The sender may not run it (fail count at the migration threshold).
+    pub banned: bool,
+    /// The node the sender's placement wants it on (0: none). A node starts
+    /// a group only when every member's latest report names it here.
+    pub target: u16,
+}
+
+/// An operator's move of a group to a node, as carried on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireMove {
+    /// Group index.
+    pub group: u16,
+    /// Node id the group should run on.
+    pub node: u16,
+    /// Milliseconds the preference has left; 0 means until cleared.
+    pub remaining_ms: u32,
+}
+
+/// The operator settings every node converges on: the record with the
+/// highest (generation, origin) wins.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct WireSettings {
+    /// Grows with every operator change.
+    pub generation: u64,
+    /// Node that made the change (breaks ties).
+    pub origin: u16,
+    /// Nodes in standby.
+    pub standby: Vec<u16>,
+    /// Operator moves.
+    pub moves: Vec<WireMove>,
+    /// Per group, how many times an operator ran `cleanup`.
+    pub cleanups: Vec<(u16, u32)>,
+}
+
 /// A decoded (or to-be-encoded) heartbeat packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Packet {
@@ -110,6 +208,10 @@ pub struct Packet {
     pub view: Vec<ViewEntry>,
     /// Digest of the sender's configuration, to spot nodes with different files.
     pub config_digest: u64,
+    /// The sender's resource groups.
+    pub groups: Vec<GroupReport>,
+    /// The sender's operator settings.
+    pub settings: Option<WireSettings>,
 }
 
 /// Every way a datagram can fail to be a valid packet.
@@ -160,20 +262,56 @@ fn push_tlv(out: &mut Vec<u8>, ty: u8, value: &[u8]) {
 
 /// Encodes and signs `packet` with the ring's sending key.
 ///
-/// Views larger than fit in [`MAX_PACKET`] are truncated to what fits; with
-/// the 100-node limit of the configuration this never happens in practice.
+/// Groups beyond [`MAX_GROUPS`] and settings lists beyond [`MAX_LIST`] are
+/// cut, and the membership view is truncated to the room left in
+/// [`MAX_PACKET`].
 pub fn encode(packet: &Packet, keys: &Keyring) -> Vec<u8> {
     let key = keys.send_key();
-    let max_view = (MAX_PACKET - MIN_PACKET - 3 * 3 - 1 - 8) / VIEW_ENTRY_LEN;
-    let view = &packet.view[..packet.view.len().min(max_view)];
-
-    let mut body = Vec::with_capacity(16 + view.len() * VIEW_ENTRY_LEN);
+    let mut body = Vec::with_capacity(64 + packet.view.len() * VIEW_ENTRY_LEN);
     push_tlv(&mut body, TLV_STATE, &[packet.state.to_byte()]);
     push_tlv(
         &mut body,
         TLV_CONFIG_DIGEST,
         &packet.config_digest.to_be_bytes(),
     );
+    if !packet.groups.is_empty() {
+        let mut g = Vec::with_capacity(packet.groups.len() * GROUP_ENTRY_LEN);
+        for r in packet.groups.iter().take(MAX_GROUPS) {
+            g.extend_from_slice(&r.group.to_be_bytes());
+            g.push(r.phase.to_byte());
+            g.push(u8::from(r.banned));
+            g.extend_from_slice(&r.target.to_be_bytes());
+        }
+        push_tlv(&mut body, TLV_GROUPS, &g);
+    }
+    if let Some(st) = &packet.settings {
+        let mut v = Vec::new();
+        v.extend_from_slice(&st.generation.to_be_bytes());
+        v.extend_from_slice(&st.origin.to_be_bytes());
+        let standby = &st.standby[..st.standby.len().min(MAX_LIST)];
+        let moves = &st.moves[..st.moves.len().min(MAX_LIST)];
+        let cleanups = &st.cleanups[..st.cleanups.len().min(MAX_LIST)];
+        v.push(u8::try_from(standby.len()).unwrap_or(0));
+        for n in standby {
+            v.extend_from_slice(&n.to_be_bytes());
+        }
+        v.push(u8::try_from(moves.len()).unwrap_or(0));
+        for m in moves {
+            v.extend_from_slice(&m.group.to_be_bytes());
+            v.extend_from_slice(&m.node.to_be_bytes());
+            v.extend_from_slice(&m.remaining_ms.to_be_bytes());
+        }
+        v.push(u8::try_from(cleanups.len()).unwrap_or(0));
+        for (g, c) in cleanups {
+            v.extend_from_slice(&g.to_be_bytes());
+            v.extend_from_slice(&c.to_be_bytes());
+        }
+        push_tlv(&mut body, TLV_SETTINGS, &v);
+    }
+
+    // The membership view fills what room is left.
+    let room = MAX_PACKET.saturating_sub(MIN_PACKET + body.len() + 3) / VIEW_ENTRY_LEN;
+    let view = &packet.view[..packet.view.len().min(room)];
     let mut v = Vec::with_capacity(view.len() * VIEW_ENTRY_LEN);
     for e in view {
         v.extend_from_slice(&e.node.to_be_bytes());
@@ -211,6 +349,61 @@ fn be_u64(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
     u64::from_be_bytes(a)
+}
+
+/// A bounds-checked reader over a field's bytes.
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
+        if self.b.len() - self.at < n {
+            return Err(DecodeError::Malformed("settings field too short"));
+        }
+        let s = &self.b[self.at..self.at + n];
+        self.at += n;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(be_u16(self.take(2)?, 0))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(be_u32(self.take(4)?, 0))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(be_u64(self.take(8)?, 0))
+    }
+}
+
+fn decode_settings(value: &[u8]) -> Result<WireSettings, DecodeError> {
+    let mut r = Reader { b: value, at: 0 };
+    let mut st = WireSettings {
+        generation: r.u64()?,
+        origin: r.u16()?,
+        ..WireSettings::default()
+    };
+    for _ in 0..r.u8()? {
+        st.standby.push(r.u16()?);
+    }
+    for _ in 0..r.u8()? {
+        st.moves.push(WireMove {
+            group: r.u16()?,
+            node: r.u16()?,
+            remaining_ms: r.u32()?,
+        });
+    }
+    for _ in 0..r.u8()? {
+        st.cleanups.push((r.u16()?, r.u32()?));
+    }
+    if r.at != value.len() {
+        return Err(DecodeError::Malformed("settings field too long"));
+    }
+    Ok(st)
 }
 
 /// Decodes and authenticates a datagram addressed to cluster `cluster`.
@@ -272,6 +465,8 @@ pub fn decode(data: &[u8], cluster: u32, keys: &Keyring) -> Result<Packet, Decod
         state: NodeState::Starting,
         view: Vec::new(),
         config_digest: 0,
+        groups: Vec::new(),
+        settings: None,
     };
     let mut seen_state = false;
     let body = &data[HEADER_LEN..signed];
@@ -316,6 +511,24 @@ pub fn decode(data: &[u8], cluster: u32, keys: &Keyring) -> Result<Packet, Decod
                     })
                     .collect();
             }
+            TLV_GROUPS => {
+                if len % GROUP_ENTRY_LEN != 0 {
+                    return Err(DecodeError::Malformed("groups field length"));
+                }
+                packet.groups = value
+                    .chunks_exact(GROUP_ENTRY_LEN)
+                    .map(|c| {
+                        Ok(GroupReport {
+                            group: be_u16(c, 0),
+                            phase: GroupPhase::from_byte(c[2])
+                                .ok_or(DecodeError::Malformed("unknown group phase"))?,
+                            banned: c[3] != 0,
+                            target: be_u16(c, 4),
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            TLV_SETTINGS => packet.settings = Some(decode_settings(value)?),
             t if t & TLV_CRITICAL != 0 => return Err(DecodeError::UnknownCritical(t)),
             _ => {}
         }
@@ -358,6 +571,8 @@ mod tests {
                 },
             ],
             config_digest: 0x0102_0304_0506_0708,
+            groups: vec![],
+            settings: None,
         }
     }
 
@@ -492,30 +707,65 @@ mod tests {
             0u8..3,
             proptest::collection::vec((any::<u16>(), any::<u64>(), any::<bool>()), 0..100),
             any::<u64>(),
+            proptest::collection::vec((any::<u16>(), 0u8..6, any::<bool>(), any::<u16>()), 0..20),
+            proptest::option::of((
+                any::<u64>(),
+                any::<u16>(),
+                proptest::collection::vec(any::<u16>(), 0..5),
+                proptest::collection::vec((any::<u16>(), any::<u16>(), any::<u32>()), 0..5),
+                proptest::collection::vec((any::<u16>(), any::<u32>()), 0..5),
+            )),
         )
-            .prop_map(|(leave, link, sender, inc, seq, st, view, digest)| Packet {
-                kind: if leave {
-                    PacketKind::Leave
-                } else {
-                    PacketKind::Heartbeat
+            .prop_map(
+                |(leave, link, sender, inc, seq, st, view, digest, groups, settings)| Packet {
+                    kind: if leave {
+                        PacketKind::Leave
+                    } else {
+                        PacketKind::Heartbeat
+                    },
+                    link,
+                    cluster: 7,
+                    sender,
+                    incarnation: inc,
+                    seq,
+                    state: [NodeState::Starting, NodeState::Online, NodeState::Leaving]
+                        [usize::from(st)],
+                    view: view
+                        .into_iter()
+                        .map(|(node, incarnation, up)| ViewEntry {
+                            node,
+                            incarnation,
+                            up,
+                        })
+                        .collect(),
+                    config_digest: digest,
+                    groups: groups
+                        .into_iter()
+                        .map(|(group, p, banned, target)| GroupReport {
+                            group,
+                            phase: GroupPhase::from_byte(p).unwrap(),
+                            banned,
+                            target,
+                        })
+                        .collect(),
+                    settings: settings.map(|(generation, origin, standby, moves, cleanups)| {
+                        WireSettings {
+                            generation,
+                            origin,
+                            standby,
+                            moves: moves
+                                .into_iter()
+                                .map(|(group, node, remaining_ms)| WireMove {
+                                    group,
+                                    node,
+                                    remaining_ms,
+                                })
+                                .collect(),
+                            cleanups,
+                        }
+                    }),
                 },
-                link,
-                cluster: 7,
-                sender,
-                incarnation: inc,
-                seq,
-                state: [NodeState::Starting, NodeState::Online, NodeState::Leaving]
-                    [usize::from(st)],
-                view: view
-                    .into_iter()
-                    .map(|(node, incarnation, up)| ViewEntry {
-                        node,
-                        incarnation,
-                        up,
-                    })
-                    .collect(),
-                config_digest: digest,
-            })
+            )
     }
 
     proptest! {

@@ -18,8 +18,9 @@ mod replay;
 
 pub use auth::{Key, KeyError, Keyring, MAC_LEN};
 pub use codec::{
-    DecodeError, HEADER_LEN, MAGIC, MAX_PACKET, MIN_PACKET, NodeState, Packet, PacketKind, VERSION,
-    ViewEntry, decode, encode,
+    DecodeError, GroupPhase, GroupReport, HEADER_LEN, MAGIC, MAX_GROUPS, MAX_LIST, MAX_PACKET,
+    MIN_PACKET, NodeState, Packet, PacketKind, VERSION, ViewEntry, WireMove, WireSettings, decode,
+    encode,
 };
 pub use replay::{ReplayVerdict, ReplayWindow};
 

@@ -30,6 +30,7 @@ fn cfg(local: u16, incarnation: u64, secret: &[u8]) -> BrainConfig {
         keys: Keyring::single(Key::new(1, secret).unwrap()),
         incarnation,
         config_digest: 7,
+        groups: vec![],
     }
 }
 

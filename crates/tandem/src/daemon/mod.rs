@@ -89,6 +89,7 @@ pub fn brain_config(
         keys,
         incarnation,
         config_digest: config.digest(),
+        groups: Vec::new(),
     })
 }
 
