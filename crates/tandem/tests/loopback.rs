@@ -152,6 +152,8 @@ fn forged_and_replayed_packets_are_rejected_and_counted() {
             state: tandem_wire::NodeState::Online,
             view: vec![],
             config_digest: 0,
+            groups: vec![],
+            settings: None,
         },
         &wrong,
     );
