@@ -8,12 +8,14 @@
 
 pub mod diagnostic;
 pub mod duration;
+pub mod groups;
 pub mod keyfile;
 mod model;
 mod raw;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use duration::parse_duration;
+pub use groups::{AgentKind, CheckKind, Group, HealthCheck, Resource};
 pub use model::{Config, DEFAULT_PORT, Link, LinkKind, Node};
 
 use std::path::{Path, PathBuf};

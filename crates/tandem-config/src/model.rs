@@ -84,6 +84,8 @@ pub struct Config {
     pub links: Vec<Link>,
     /// Nodes, in wire-id order (id = position + 1).
     pub nodes: Vec<Node>,
+    /// Resource groups.
+    pub groups: Vec<crate::groups::Group>,
 }
 
 impl Config {
@@ -91,8 +93,8 @@ impl Config {
     /// links, nodes); carried in heartbeats to spot diverging files.
     pub fn digest(&self) -> u64 {
         let canonical = format!(
-            "{:?}|{:?}|{:?}|{:?}",
-            self.cluster, self.timing, self.links, self.nodes
+            "{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.cluster, self.timing, self.links, self.nodes, self.groups
         );
         let d = Sha256::digest(canonical.as_bytes());
         let mut b = [0u8; 8];
@@ -131,18 +133,28 @@ impl Config {
     }
 }
 
-struct Checker<'a> {
+pub(crate) struct Checker<'a> {
     text: &'a str,
     file: &'a Path,
     out: Vec<Diagnostic>,
 }
 
 impl Checker<'_> {
-    fn error(&mut self, at: usize, msg: impl Into<String>, hint: impl Into<Option<String>>) {
+    pub(crate) fn error(
+        &mut self,
+        at: usize,
+        msg: impl Into<String>,
+        hint: impl Into<Option<String>>,
+    ) {
         let d = Diagnostic::at(Severity::Error, self.file, self.text, at, msg, hint.into());
         self.out.push(d);
     }
-    fn warn(&mut self, at: usize, msg: impl Into<String>, hint: impl Into<Option<String>>) {
+    pub(crate) fn warn(
+        &mut self,
+        at: usize,
+        msg: impl Into<String>,
+        hint: impl Into<Option<String>>,
+    ) {
         let d = Diagnostic::at(
             Severity::Warning,
             self.file,
@@ -153,7 +165,11 @@ impl Checker<'_> {
         );
         self.out.push(d);
     }
-    fn time(&mut self, v: &Option<Spanned<RawTime>>, name: &str) -> Option<(Duration, usize)> {
+    pub(crate) fn time(
+        &mut self,
+        v: &Option<Spanned<RawTime>>,
+        name: &str,
+    ) -> Option<(Duration, usize)> {
         let v = v.as_ref()?;
         let at = v.span().start;
         let parsed = match v.get_ref() {
@@ -180,7 +196,7 @@ impl Checker<'_> {
     }
 }
 
-fn valid_name(s: &str) -> bool {
+pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()
@@ -559,6 +575,8 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
         nodes.push(Node { name, addresses });
     }
 
+    let groups = crate::groups::build_groups(&mut c, &raw.groups, &nodes);
+
     let (errors, warnings): (Vec<_>, Vec<_>) = c
         .out
         .into_iter()
@@ -578,6 +596,7 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
             timing,
             links,
             nodes,
+            groups,
         },
         warnings,
     })

@@ -20,6 +20,52 @@ pub(crate) struct RawConfig {
     pub links: Vec<Spanned<RawLink>>,
     #[serde(default, rename = "node")]
     pub nodes: Vec<Spanned<RawNode>>,
+    #[serde(default, rename = "group")]
+    pub groups: Vec<Spanned<RawGroup>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGroup {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub prefer: BTreeMap<String, Spanned<i64>>,
+    pub auto_failback: Option<bool>,
+    pub stickiness: Option<Spanned<i64>>,
+    pub migration_threshold: Option<Spanned<i64>>,
+    pub failure_timeout: Option<Spanned<RawTime>>,
+    #[serde(default, rename = "resource")]
+    pub resources: Vec<Spanned<RawResource>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawResource {
+    pub name: Spanned<String>,
+    pub agent: Spanned<String>,
+    #[serde(default)]
+    pub params: BTreeMap<String, Spanned<toml::Value>>,
+    pub monitor: Option<Spanned<RawTime>>,
+    pub timeout: Option<Spanned<RawTime>>,
+    pub start_timeout: Option<Spanned<RawTime>>,
+    pub stop_timeout: Option<Spanned<RawTime>>,
+    pub monitor_timeout: Option<Spanned<RawTime>>,
+    pub check: Option<Spanned<RawCheck>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCheck {
+    pub kind: Spanned<String>,
+    pub address: Option<Spanned<String>>,
+    pub url: Option<Spanned<String>>,
+    pub expect_status: Option<Spanned<i64>>,
+    pub expect_body: Option<String>,
+    pub command: Option<Spanned<String>>,
+    pub interval: Option<Spanned<RawTime>>,
+    pub timeout: Option<Spanned<RawTime>>,
+    pub rise: Option<Spanned<i64>>,
+    pub fall: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

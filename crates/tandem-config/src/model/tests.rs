@@ -232,3 +232,102 @@ fn single_node_is_a_warning() {
     assert_eq!(l.warnings.len(), 1);
     assert!(l.warnings[0].message.contains("only one node"));
 }
+
+const GROUP: &str = r#"
+[[group]]
+name = "web"
+prefer = { n1 = 200, n2 = 100 }
+auto_failback = false
+migration_threshold = 2
+failure_timeout = "10m"
+
+[[group.resource]]
+name = "vip"
+agent = "ipaddr"
+params = { address = "198.18.0.200/24", interface = "eth0", label = "eth0:0" }
+monitor = "2s"
+
+[[group.resource]]
+name = "httpd"
+agent = "process"
+params = { command = "python3 -m http.server 80" }
+timeout = "5s"
+check = { kind = "http", url = "http://127.0.0.1/", expect_body = "n1", interval = "1s", fall = 3, rise = 1 }
+
+[[group.resource]]
+name = "dummy"
+agent = "ocf:heartbeat:Dummy"
+monitor = 0
+"#;
+
+#[test]
+fn groups_parse_with_defaults() {
+    let c = parse(&format!("{GOOD}{GROUP}"), Path::new("t"))
+        .unwrap()
+        .config;
+    let g = &c.groups[0];
+    assert_eq!(g.prefer, vec![("n1".into(), 200), ("n2".into(), 100)]);
+    assert!(!g.auto_failback);
+    assert_eq!(g.migration_threshold, 2);
+    assert_eq!(g.failure_timeout, Some(Duration::from_secs(600)));
+    assert_eq!(g.resources[0].agent, crate::AgentKind::IpAddr);
+    assert_eq!(g.resources[0].params["label"], "eth0:0");
+    assert_eq!(
+        g.resources[0].monitor_interval,
+        Some(Duration::from_secs(2))
+    );
+    assert_eq!(g.resources[0].start_timeout, Duration::from_secs(20));
+    let h = &g.resources[1];
+    assert_eq!(h.stop_timeout, Duration::from_secs(5));
+    assert_eq!(
+        h.monitor_interval,
+        Some(Duration::from_secs(1)),
+        "the check's interval"
+    );
+    let ch = h.check.as_ref().unwrap();
+    assert_eq!((ch.rise, ch.fall), (1, 3));
+    assert_eq!(
+        ch.kind,
+        crate::CheckKind::Http {
+            url: "http://127.0.0.1/".into(),
+            status: 200,
+            body: Some("n1".into())
+        }
+    );
+    assert_eq!(
+        g.resources[2].agent,
+        crate::AgentKind::Ocf {
+            provider: "heartbeat".into(),
+            kind: "Dummy".into()
+        }
+    );
+    assert_eq!(g.resources[2].monitor_interval, None);
+}
+
+#[test]
+fn group_errors_are_located() {
+    let bad = GROUP
+        .replace("n2 = 100", "n9 = 100")
+        .replace("agent = \"process\"", "agent = \"daemon\"")
+        .replace(", interface = \"eth0\"", "");
+    let d = errors(&format!("{GOOD}{bad}"));
+    let msgs: Vec<String> = d
+        .iter()
+        .map(|d| format!("{}: {}", d.line, d.message))
+        .collect();
+    let base = GOOD.lines().count();
+    assert!(
+        msgs.iter()
+            .any(|m| m == &format!("{}: group `web` prefers unknown node `n9`", base + 2)),
+        "{msgs:#?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("unknown agent `daemon`")),
+        "{msgs:#?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("needs the parameter `interface`")),
+        "{msgs:#?}"
+    );
+}
