@@ -1,0 +1,212 @@
+//! The floating IP agent: adds and removes an address with netlink (as
+//! `ip addr` would, with an `eth0:0`-style label for IPv4), announces it with
+//! gratuitous ARP, and reports it present only while the link is up.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags};
+use tandem_core::OpResult;
+
+/// A parsed floating-address resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FloatingIp {
+    /// The address.
+    pub ip: IpAddr,
+    /// Prefix length.
+    pub prefix: u8,
+    /// Interface name.
+    pub interface: String,
+    /// Label for IPv4 (`ip addr` shows it), e.g. `eth0:0`.
+    pub label: String,
+    /// Gratuitous ARPs sent after adding the address.
+    pub garp_count: u32,
+    /// Interval between them.
+    pub garp_interval: Duration,
+}
+
+impl FloatingIp {
+    /// Builds it from resource parameters (validated by the configuration).
+    pub fn from_params(p: &std::collections::BTreeMap<String, String>) -> Result<Self, String> {
+        let addr = p.get("address").ok_or("missing parameter `address`")?;
+        let (ip, prefix) = addr
+            .split_once('/')
+            .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+            .ok_or_else(|| format!("`{addr}` is not ADDRESS/PREFIX"))?;
+        let interface = p
+            .get("interface")
+            .ok_or("missing parameter `interface`")?
+            .clone();
+        let label = p
+            .get("label")
+            .cloned()
+            .unwrap_or_else(|| format!("{interface}:0"));
+        if label.len() > 15 {
+            return Err(format!("label `{label}` is longer than 15 characters"));
+        }
+        let garp_count = p
+            .get("garp_count")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5);
+        let garp_interval = p
+            .get("garp_interval")
+            .and_then(|v| tandem_config::parse_duration(v).ok())
+            .unwrap_or(Duration::from_millis(200));
+        Ok(Self {
+            ip,
+            prefix,
+            interface,
+            label,
+            garp_count,
+            garp_interval,
+        })
+    }
+}
+
+fn ifindex(name: &str) -> Result<u32, String> {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| format!("interface {name} does not exist"))
+}
+
+fn link_up(name: &str) -> bool {
+    // Carrier says whether the cable (or the veth peer) is up.
+    std::fs::read_to_string(format!("/sys/class/net/{name}/carrier"))
+        .map(|s| s.trim() == "1")
+        .unwrap_or(false)
+}
+
+fn block_on<F: std::future::Future<Output = Result<(), String>>>(
+    timeout: Duration,
+    f: impl FnOnce(rtnetlink::Handle) -> F,
+) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a netlink runtime: {e}"))?;
+    rt.block_on(async move {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| format!("netlink: {e}"))?;
+        tokio::spawn(conn);
+        match tokio::time::timeout(timeout, f(handle)).await {
+            Ok(r) => r,
+            Err(_) => Err("netlink timed out".into()),
+        }
+    })
+}
+
+async fn addresses(
+    handle: &rtnetlink::Handle,
+    index: u32,
+    ip: IpAddr,
+) -> Result<Vec<netlink_packet_route::address::AddressMessage>, String> {
+    let mut out = Vec::new();
+    let mut s = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .set_address_filter(ip)
+        .execute();
+    while let Some(m) = s.try_next().await.map_err(|e| format!("netlink: {e}"))? {
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// Adds the address (idempotent) and starts announcing it.
+pub fn start(f: &FloatingIp, timeout: Duration) -> OpResult {
+    let index = match ifindex(&f.interface) {
+        Ok(i) => i,
+        Err(e) => return OpResult::Failed(e),
+    };
+    let r = block_on(timeout, |h| async move {
+        if !addresses(&h, index, f.ip).await?.is_empty() {
+            return Ok(());
+        }
+        let mut req = h.address().add(index, f.ip, f.prefix);
+        if f.ip.is_ipv4() {
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Label(f.label.clone()));
+        } else {
+            // No duplicate address detection: usable at once.
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        req.execute()
+            .await
+            .map_err(|e| format!("cannot add {}/{} to {}: {e}", f.ip, f.prefix, f.interface))
+    });
+    if let Err(e) = r {
+        return OpResult::Failed(e);
+    }
+    if let IpAddr::V4(v4) = f.ip {
+        announce(f.interface.clone(), v4, f.garp_count, f.garp_interval);
+    }
+    OpResult::Ok
+}
+
+/// Removes the address; removing an address the node does not hold is fine.
+pub fn stop(f: &FloatingIp, timeout: Duration) -> OpResult {
+    let Ok(index) = ifindex(&f.interface) else {
+        return OpResult::Ok; // no interface, no address
+    };
+    let r = block_on(timeout, |h| async move {
+        for m in addresses(&h, index, f.ip).await? {
+            h.address()
+                .del(m)
+                .execute()
+                .await
+                .map_err(|e| format!("cannot remove {}: {e}", f.ip))?;
+        }
+        Ok(())
+    });
+    match r {
+        Ok(()) => OpResult::Ok,
+        Err(e) => OpResult::Failed(e),
+    }
+}
+
+/// Running = the address is on the interface and the link has carrier.
+pub fn monitor(f: &FloatingIp, timeout: Duration) -> OpResult {
+    let Ok(index) = ifindex(&f.interface) else {
+        return OpResult::NotRunning;
+    };
+    let mut present = false;
+    let r = block_on(timeout, |h| {
+        let present = &mut present;
+        async move {
+            *present = !addresses(&h, index, f.ip).await?.is_empty();
+            Ok(())
+        }
+    });
+    match r {
+        Err(e) => OpResult::Failed(e),
+        Ok(()) if !present => OpResult::NotRunning,
+        Ok(()) if !link_up(&f.interface) => {
+            OpResult::Failed(format!("{} has no carrier (link down)", f.interface))
+        }
+        Ok(()) => OpResult::Ok,
+    }
+}
+
+/// Sends `count` gratuitous ARPs for `ip` on `interface`, the first at once
+/// and the rest `interval` apart on a background thread.
+pub fn announce(interface: String, ip: Ipv4Addr, count: u32, interval: Duration) {
+    if count == 0 {
+        return;
+    }
+    if let Err(e) = crate::garp::send(&interface, ip) {
+        tracing::warn!("gratuitous ARP for {ip} on {interface} failed: {e}");
+    }
+    if count > 1 {
+        std::thread::spawn(move || {
+            for _ in 1..count {
+                std::thread::sleep(interval);
+                let _ = crate::garp::send(&interface, ip);
+            }
+        });
+    }
+}

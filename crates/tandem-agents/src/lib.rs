@@ -1,0 +1,189 @@
+//! Resource agents: the IO side of resource management.
+//!
+//! The brain decides; the [`Executor`] carries out its [`Action`]s on a
+//! thread of its own (each operation on its own short-lived thread, with its
+//! own deadline), and sends each [`OpResult`] back with the action's id. No
+//! agent ever runs on the heartbeat thread.
+//!
+//! Agents: [`ipaddr`] (floating IP via netlink, gratuitous ARP),
+//! [`process`] (a supervised command), [`scripts`] (OCF agents and LSB init
+//! scripts), and [`check`] (TCP/HTTP/script health checks with rise/fall).
+//! systemd units are not supported yet: see `docs/agents.md`.
+
+pub mod check;
+pub mod exec;
+pub mod garp;
+pub mod ipaddr;
+pub mod process;
+pub mod scripts;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tandem_config::{AgentKind, Group, Resource};
+use tandem_core::{Action, Op, OpResult};
+
+/// Everything agents share.
+struct Shared {
+    groups: Vec<Group>,
+    processes: process::Processes,
+    checks: Mutex<HashMap<(usize, usize), check::CheckState>>,
+}
+
+/// Runs agent operations off the heartbeat thread. See the crate docs.
+pub struct Executor {
+    tx: Sender<Action>,
+}
+
+/// A callback that tells the heartbeat thread a result is waiting.
+pub type Wake = Box<dyn Fn() + Send + Sync>;
+
+impl Executor {
+    /// Starts the executor thread. `state_dir` keeps process pid files and
+    /// logs; `node` is exported to commands as `TANDEM_NODE`.
+    pub fn start(
+        groups: Vec<Group>,
+        state_dir: PathBuf,
+        node: String,
+        results: Sender<(u64, OpResult)>,
+        wake: Wake,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<Action>();
+        let shared = Arc::new(Shared {
+            groups,
+            processes: process::Processes::new(state_dir.join("processes"), node),
+            checks: Mutex::new(HashMap::new()),
+        });
+        let wake: Arc<Wake> = Arc::new(wake);
+        std::thread::Builder::new()
+            .name("tandem-executor".into())
+            .spawn(move || dispatch(&rx, &shared, &results, &wake))?;
+        Ok(Self { tx })
+    }
+
+    /// Queues an action; its result comes back on the results channel.
+    pub fn submit(&self, action: Action) {
+        let _ = self.tx.send(action);
+    }
+}
+
+fn dispatch(
+    rx: &Receiver<Action>,
+    shared: &Arc<Shared>,
+    results: &Sender<(u64, OpResult)>,
+    wake: &Arc<Wake>,
+) {
+    while let Ok(action) = rx.recv() {
+        let id = action.id;
+        let (shared, tx, wake2) = (shared.clone(), results.clone(), wake.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("tandem-op-{id}"))
+            .spawn(move || {
+                let r = run_action(&shared, &action);
+                let _ = tx.send((action.id, r));
+                wake2();
+            });
+        if let Err(e) = spawned {
+            let _ = results.send((id, OpResult::Failed(format!("cannot start a thread: {e}"))));
+            wake();
+        }
+    }
+}
+
+/// Runs one operation of one resource, synchronously.
+fn run_action(shared: &Shared, a: &Action) -> OpResult {
+    let Some(res) = shared
+        .groups
+        .get(a.group)
+        .and_then(|g| g.resources.get(a.resource))
+    else {
+        return OpResult::Failed("unknown resource".into());
+    };
+    let group = &shared.groups[a.group].name;
+    let deadline = Instant::now() + a.timeout;
+    let mut r = agent_op(shared, group, res, a.op, a.timeout);
+    if let (Some(chk), OpResult::Ok) = (&res.check, &r) {
+        r = match a.op {
+            // A start is done when the service answers its health check.
+            Op::Start => loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match check::probe(
+                    &chk.kind,
+                    chk.timeout.min(left.max(Duration::from_millis(1))),
+                ) {
+                    Ok(()) => {
+                        if let Ok(mut c) = shared.checks.lock() {
+                            c.insert((a.group, a.resource), check::CheckState::default());
+                        }
+                        break OpResult::Ok;
+                    }
+                    Err(e) if left.is_zero() => {
+                        break OpResult::Failed(format!(
+                            "started, but its health check never passed: {e}"
+                        ));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5).min(left)),
+                }
+            },
+            Op::Monitor => {
+                let outcome = check::probe(&chk.kind, chk.timeout);
+                let mut checks = shared.checks.lock().unwrap_or_else(|p| p.into_inner());
+                let st = checks.entry((a.group, a.resource)).or_default();
+                st.record(outcome, chk.rise, chk.fall);
+                if st.up {
+                    OpResult::Ok
+                } else {
+                    OpResult::Failed(format!(
+                        "health check failed {} times: {}",
+                        st.failures(),
+                        st.last_error.clone().unwrap_or_default()
+                    ))
+                }
+            }
+            Op::Stop => OpResult::Ok,
+        };
+    }
+    r
+}
+
+fn agent_op(shared: &Shared, group: &str, res: &Resource, op: Op, timeout: Duration) -> OpResult {
+    let key = format!("{group}.{}", res.name);
+    match &res.agent {
+        AgentKind::IpAddr => match ipaddr::FloatingIp::from_params(&res.params) {
+            Err(e) => OpResult::Failed(e),
+            Ok(f) => match op {
+                Op::Start => ipaddr::start(&f, timeout),
+                Op::Stop => ipaddr::stop(&f, timeout),
+                Op::Monitor => ipaddr::monitor(&f, timeout),
+            },
+        },
+        AgentKind::Process => {
+            let Some(cmd) = res.params.get("command") else {
+                return OpResult::Failed("missing parameter `command`".into());
+            };
+            match op {
+                Op::Start => shared.processes.start(&key, cmd),
+                Op::Stop => shared.processes.stop(&key, timeout),
+                Op::Monitor => shared.processes.monitor(&key),
+            }
+        }
+        AgentKind::Ocf { provider, kind } => {
+            scripts::ocf(provider, kind, &res.name, &res.params, op, timeout)
+        }
+        AgentKind::Lsb { script } => {
+            let args: Vec<String> = res
+                .params
+                .get("args")
+                .map(|a| a.split("::").map(str::to_string).collect())
+                .unwrap_or_default();
+            scripts::lsb(script, &args, op, timeout)
+        }
+        AgentKind::Systemd { unit } => OpResult::Failed(format!(
+            "systemd resources are not supported yet (unit {unit}); use lsb:{} or process",
+            unit.trim_end_matches(".service")
+        )),
+    }
+}

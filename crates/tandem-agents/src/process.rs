@@ -1,0 +1,218 @@
+//! The process agent: tandem itself runs and supervises a command, in its
+//! own process group, and stops it with SIGTERM, then SIGKILL when the stop
+//! timeout nears. A pid file (with the process start time, against pid
+//! reuse) lets a restarted daemon find a process it started before.
+
+use std::collections::HashMap;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tandem_core::OpResult;
+
+use crate::exec::{kill_group, signal};
+
+/// Supervises the commands of process resources.
+#[derive(Debug)]
+pub struct Processes {
+    dir: PathBuf,
+    node: String,
+    children: Mutex<HashMap<String, Child>>,
+}
+
+fn start_time(pid: u32) -> Option<(String, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit(')').next()?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let state = f.first()?.chars().next()?;
+    Some(((*f.get(19)?).to_string(), state))
+}
+
+impl Processes {
+    /// Keeps pid files and output logs in `dir`; commands see
+    /// `TANDEM_NODE=node`.
+    pub fn new(dir: PathBuf, node: String) -> Self {
+        Self {
+            dir,
+            node,
+            children: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn pidfile(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.pid"))
+    }
+
+    /// The pid of `key`'s process if it runs (not a zombie, same start time).
+    fn running(&self, key: &str) -> Option<u32> {
+        if let Ok(mut ch) = self.children.lock() {
+            if let Some(c) = ch.get_mut(key) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    ch.remove(key); // exited and reaped
+                    return None;
+                }
+            }
+        }
+        let text = std::fs::read_to_string(self.pidfile(key)).ok()?;
+        let mut it = text.split_whitespace();
+        let pid: u32 = it.next()?.parse().ok()?;
+        let started = it.next()?.to_string();
+        match start_time(pid) {
+            Some((t, state)) if t == started && state != 'Z' && state != 'X' => Some(pid),
+            _ => None,
+        }
+    }
+
+    /// Starts `command` for resource `key` unless it already runs.
+    pub fn start(&self, key: &str, command: &str) -> OpResult {
+        if self.running(key).is_some() {
+            return OpResult::Ok;
+        }
+        if let Err(e) = std::fs::create_dir_all(&self.dir) {
+            return OpResult::Failed(format!("cannot create {}: {e}", self.dir.display()));
+        }
+        let log = match std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{key}.log")))
+        {
+            Ok(f) => f,
+            Err(e) => return OpResult::Failed(format!("cannot open the output log: {e}")),
+        };
+        let err = match log.try_clone() {
+            Ok(f) => f,
+            Err(e) => return OpResult::Failed(e.to_string()),
+        };
+        let child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(command)
+            .env("TANDEM_NODE", &self.node)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .process_group(0)
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => return OpResult::Failed(format!("cannot run `{command}`: {e}")),
+        };
+        let pid = child.id();
+        let Some((t, _)) = start_time(pid) else {
+            return OpResult::Failed(format!("`{command}` exited at once"));
+        };
+        if let Err(e) = std::fs::write(self.pidfile(key), format!("{pid} {t}\n")) {
+            kill_group(pid, libc::SIGKILL);
+            return OpResult::Failed(format!("cannot write the pid file: {e}"));
+        }
+        if let Ok(mut ch) = self.children.lock() {
+            ch.insert(key.to_string(), child);
+        }
+        OpResult::Ok
+    }
+
+    /// Stops `key`'s process group: SIGTERM, then SIGKILL shortly before
+    /// `timeout`.
+    pub fn stop(&self, key: &str, timeout: Duration) -> OpResult {
+        let Some(pid) = self.running(key) else {
+            let _ = std::fs::remove_file(self.pidfile(key));
+            return OpResult::Ok;
+        };
+        kill_group(pid, libc::SIGTERM);
+        let start = Instant::now();
+        let grace = timeout
+            .saturating_sub(timeout / 5)
+            .max(Duration::from_millis(50));
+        while self.running(key).is_some() {
+            if start.elapsed() >= grace {
+                kill_group(pid, libc::SIGKILL);
+            }
+            if start.elapsed() >= timeout {
+                return OpResult::TimedOut;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = std::fs::remove_file(self.pidfile(key));
+        OpResult::Ok
+    }
+
+    /// Whether `key`'s process runs.
+    pub fn monitor(&self, key: &str) -> OpResult {
+        match self.running(key) {
+            Some(pid) if signal(pid, 0) => OpResult::Ok,
+            _ => OpResult::NotRunning,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_monitor_stop_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Processes::new(dir.path().into(), "n1".into());
+        assert_eq!(p.monitor("g.r"), OpResult::NotRunning);
+        assert_eq!(
+            p.start("g.r", "echo $TANDEM_NODE; exec sleep 30"),
+            OpResult::Ok
+        );
+        assert_eq!(p.monitor("g.r"), OpResult::Ok);
+        // A new daemon (empty child table) finds it by its pid file.
+        let q = Processes::new(dir.path().into(), "n1".into());
+        assert_eq!(q.monitor("g.r"), OpResult::Ok);
+        assert_eq!(
+            q.start("g.r", "sleep 30"),
+            OpResult::Ok,
+            "not started twice"
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let log = loop {
+            let log = std::fs::read_to_string(dir.path().join("g.r.log")).unwrap_or_default();
+            if !log.is_empty() || Instant::now() > deadline {
+                break log;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(log.trim(), "n1");
+        assert_eq!(p.stop("g.r", Duration::from_secs(5)), OpResult::Ok);
+        assert_eq!(q.monitor("g.r"), OpResult::NotRunning);
+        assert_eq!(
+            p.stop("g.r", Duration::from_secs(5)),
+            OpResult::Ok,
+            "stop is idempotent"
+        );
+    }
+
+    #[test]
+    fn a_process_that_ignores_sigterm_is_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Processes::new(dir.path().into(), "n1".into());
+        assert_eq!(
+            p.start("t", "trap '' TERM; while :; do sleep 0.05; done"),
+            OpResult::Ok
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        let t = Instant::now();
+        assert_eq!(p.stop("t", Duration::from_millis(500)), OpResult::Ok);
+        assert!(t.elapsed() < Duration::from_secs(2));
+        assert_eq!(p.monitor("t"), OpResult::NotRunning);
+    }
+
+    #[test]
+    fn a_crashed_process_is_not_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Processes::new(dir.path().into(), "n1".into());
+        assert_eq!(p.start("c", "exit 3"), OpResult::Ok);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while p.monitor("c") == OpResult::Ok {
+            assert!(
+                Instant::now() < deadline,
+                "exited process still reported running"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
