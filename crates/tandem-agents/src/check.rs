@@ -78,10 +78,10 @@ pub fn probe(kind: &CheckKind, timeout: Duration) -> Result<(), String> {
             if got != *status {
                 return Err(format!("{url} answered {got}, expected {status}"));
             }
-            if let Some(b) = body {
-                if !text.contains(b.as_str()) {
-                    return Err(format!("{url} does not contain `{b}`"));
-                }
+            if let Some(b) = body
+                && !text.contains(b.as_str())
+            {
+                return Err(format!("{url} does not contain `{b}`"));
             }
             Ok(())
         }

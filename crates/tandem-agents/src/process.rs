@@ -47,13 +47,12 @@ impl Processes {
 
     /// The pid of `key`'s process if it runs (not a zombie, same start time).
     fn running(&self, key: &str) -> Option<u32> {
-        if let Ok(mut ch) = self.children.lock() {
-            if let Some(c) = ch.get_mut(key) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    ch.remove(key); // exited and reaped
-                    return None;
-                }
-            }
+        if let Ok(mut ch) = self.children.lock()
+            && let Some(c) = ch.get_mut(key)
+            && let Ok(Some(_)) = c.try_wait()
+        {
+            ch.remove(key); // exited and reaped
+            return None;
         }
         let text = std::fs::read_to_string(self.pidfile(key)).ok()?;
         let mut it = text.split_whitespace();

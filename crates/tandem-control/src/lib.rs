@@ -23,6 +23,33 @@ const MAX_LINE: u64 = 4 << 20;
 pub enum Request {
     /// The cluster as this node sees it.
     Status,
+    /// Prefer `node` for `group` (for `for_ms` milliseconds, or until
+    /// cleared); `node: None` clears the preference.
+    Move {
+        /// Group name.
+        group: String,
+        /// Node name, or none to clear.
+        node: Option<String>,
+        /// Duration of the preference in milliseconds.
+        for_ms: Option<u64>,
+    },
+    /// Put a node in standby (`on`) or take it out.
+    Standby {
+        /// Node name.
+        node: String,
+        /// Standby on or off.
+        on: bool,
+    },
+    /// Reset a group's fail counts and blocked state on every node.
+    Cleanup {
+        /// Group name.
+        group: String,
+    },
+    /// Move every group to this node (`take`) or away from it.
+    TakeOver {
+        /// True: take over; false: release.
+        take: bool,
+    },
 }
 
 /// Facts about the daemon process itself.
@@ -59,6 +86,11 @@ pub struct Status {
 pub enum Response {
     /// The answer to [`Request::Status`].
     Status(Box<Status>),
+    /// A command was applied; what changed.
+    Done {
+        /// What changed, in words.
+        message: String,
+    },
     /// The request could not be served.
     Error {
         /// Why.

@@ -652,9 +652,12 @@ impl Brain {
     }
 
     fn reconcile_group(&mut self, now: Timestamp, g: usize) {
-        // Remember any member that reports the group blocked.
+        // Remember any member that reports the group blocked (in a report
+        // that saw our latest settings, so not from before a cleanup).
+        let key = self.settings_key();
         for p in &self.peers {
             if p.state.is_member()
+                && p.settings_key == key
                 && p.groups
                     .iter()
                     .any(|r| usize::from(r.group) == g && r.phase == GroupPhase::Blocked)

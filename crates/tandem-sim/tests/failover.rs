@@ -2,6 +2,7 @@
 //! switchover, monitor failures, blocked stops. The simulator plays the
 //! agents and checks at every start that no resource ever runs on two
 //! nodes at once. Replay a failing seed with `TANDEM_SIM_SEED=<seed>`.
+#![allow(clippy::unwrap_used)] // test helpers panic on failure by design
 
 use std::time::Duration;
 

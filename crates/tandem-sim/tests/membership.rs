@@ -3,6 +3,7 @@
 //! Each test runs many seeds; a failure names its seed, and
 //! `TANDEM_SIM_SEED=<seed> cargo test -p tandem-sim <test>` replays it.
 //! `TANDEM_SIM_SEEDS=<k>` runs more seeds.
+#![allow(clippy::unwrap_used)] // test helpers panic on failure by design
 
 use std::time::Duration;
 

@@ -5,5 +5,6 @@
 pub mod cli;
 pub mod daemon;
 pub mod lab;
+pub mod labcluster;
 pub mod localcluster;
 pub mod process;

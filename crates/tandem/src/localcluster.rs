@@ -177,6 +177,8 @@ impl LocalCluster {
             .arg(&n.name)
             .arg("--socket")
             .arg(&n.socket)
+            .arg("--state-dir")
+            .arg(self.dir.path().join(format!("state-{}", n.name)))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -195,6 +197,15 @@ impl LocalCluster {
     /// PID of node `i`, if running.
     pub fn pid(&self, i: usize) -> Option<u32> {
         self.nodes.get(i)?.child.as_ref().map(Child::id)
+    }
+
+    /// Forgets node `i`'s process (after something else ended it, e.g. a
+    /// lab power-off), reaping it.
+    pub fn forget(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes.get_mut(i).and_then(|n| n.child.take()) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// Sends `sig` to node `i`.

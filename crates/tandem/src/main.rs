@@ -46,6 +46,9 @@ enum Command {
         /// Control socket path (default: `socket` from the configuration).
         #[arg(long)]
         socket: Option<PathBuf>,
+        /// State directory (default: `state_dir` from the configuration).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
     /// Show the cluster as the local daemon sees it: nodes, links, counters.
     Status {
@@ -58,6 +61,73 @@ enum Command {
         /// Control socket path (overrides the configuration).
         #[arg(long)]
         socket: Option<PathBuf>,
+    },
+    /// Move a resource group to NODE (stop there first, then start here), or
+    /// clear an earlier move with --clear.
+    Move {
+        /// The group.
+        group: String,
+        /// Where it should run.
+        node: Option<String>,
+        /// Only for this long (e.g. 10m, 2h); then placement decides again.
+        #[arg(long = "for", value_parser = tandem_config::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Remove the operator's preference for the group.
+        #[arg(long, conflicts_with_all = ["node", "duration"])]
+        clear: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Put NODE in standby: its groups move away and it runs nothing.
+    Standby {
+        /// The node.
+        node: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Take NODE out of standby.
+    Unstandby {
+        /// The node.
+        node: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Forget a group's failures and blocked state on every node (after
+    /// fixing what failed).
+    Cleanup {
+        /// The group.
+        group: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Move every resource group to this node (Heartbeat's hb_takeover).
+    Takeover {
+        /// Only `all` is meaningful without Heartbeat's haresources.
+        #[arg(default_value = "all")]
+        which: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Move every resource group away from this node (Heartbeat's hb_standby).
+    Release {
+        /// Only `all` is meaningful without Heartbeat's haresources.
+        #[arg(default_value = "all")]
+        which: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Probe a URL every interval and print one JSON line per answer (used
+    /// by the demo and the failover benchmark as the client).
+    #[command(hide = true)]
+    Probe {
+        /// http://address/path
+        url: String,
+        /// Interval between probes.
+        #[arg(long, default_value = "10ms", value_parser = tandem_config::parse_duration)]
+        interval: std::time::Duration,
+        /// Timeout of one probe.
+        #[arg(long, default_value = "100ms", value_parser = tandem_config::parse_duration)]
+        timeout: std::time::Duration,
     },
     /// Work with configuration files.
     Config {
@@ -72,6 +142,23 @@ enum Command {
     /// Start a throw-away two-node cluster on this machine's loopback and show
     /// failure detection: status, a killed node declared dead, its return.
     Demo,
+}
+
+/// Which daemon a command talks to.
+#[derive(clap::Args, Debug)]
+struct Target {
+    /// Configuration file, used to find the control socket.
+    #[arg(long, short, default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// Control socket path (overrides the configuration).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+}
+
+impl Target {
+    fn socket(&self) -> PathBuf {
+        cli::status::socket_path(&self.config, self.socket.as_deref())
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -111,12 +198,14 @@ fn main() -> ExitCode {
             config,
             node,
             socket,
+            state_dir,
         } => {
             let _guard = init_logging();
             let r = daemon::run(&daemon::Options {
                 config,
                 node,
                 socket,
+                state_dir,
             });
             if let Err(e) = &r {
                 tracing::error!("{e:#}");
@@ -138,6 +227,50 @@ fn main() -> ExitCode {
             action: ConfigAction::Check { file },
         } => cli::config_check(&file),
         Command::Keygen { file } => cli::keygen(&file),
+        Command::Move {
+            group,
+            node,
+            duration,
+            clear,
+            target,
+        } => {
+            if node.is_none() && !clear {
+                eprintln!("tandem: name the node to move {group} to, or pass --clear");
+                return ExitCode::from(2);
+            }
+            cli::command(
+                &target.socket(),
+                tandem_control::Request::Move {
+                    group,
+                    node,
+                    for_ms: duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                },
+            )
+        }
+        Command::Standby { node, target } => cli::command(
+            &target.socket(),
+            tandem_control::Request::Standby { node, on: true },
+        ),
+        Command::Unstandby { node, target } => cli::command(
+            &target.socket(),
+            tandem_control::Request::Standby { node, on: false },
+        ),
+        Command::Cleanup { group, target } => {
+            cli::command(&target.socket(), tandem_control::Request::Cleanup { group })
+        }
+        Command::Takeover { target, .. } => cli::command(
+            &target.socket(),
+            tandem_control::Request::TakeOver { take: true },
+        ),
+        Command::Release { target, .. } => cli::command(
+            &target.socket(),
+            tandem_control::Request::TakeOver { take: false },
+        ),
+        Command::Probe {
+            url,
+            interval,
+            timeout,
+        } => cli::probe::run(&url, interval, timeout),
         Command::Demo => cli::demo::run(),
     };
     match result {

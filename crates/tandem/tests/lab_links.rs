@@ -1,5 +1,6 @@
 //! Broadcast and multicast links between real daemons in network
 //! namespaces (the lab). Needs root: fails with a clear message otherwise.
+#![allow(clippy::unwrap_used)] // test helpers panic on failure by design
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,7 @@
 //! Real daemons on loopback addresses: status, death after SIGKILL, rejoin
 //! after restart, rejection of forged and replayed packets, and the CLI's
 //! refusals. Needs no root; each test uses its own 127.0.K.0/24 subnet.
+#![allow(clippy::unwrap_used)] // test helpers panic on failure by design
 
 use std::net::UdpSocket;
 use std::os::unix::fs::PermissionsExt;

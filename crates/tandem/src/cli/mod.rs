@@ -1,7 +1,20 @@
 //! Operator commands other than the daemon.
 
 pub mod demo;
+pub mod probe;
 pub mod status;
+
+/// Sends an operator command to the local daemon and prints its answer.
+pub fn command(socket: &Path, req: tandem_control::Request) -> anyhow::Result<()> {
+    match tandem_control::request(socket, &req, std::time::Duration::from_secs(10))? {
+        tandem_control::Response::Done { message } => {
+            println!("{message}");
+            Ok(())
+        }
+        tandem_control::Response::Error { message } => bail!("{message}"),
+        tandem_control::Response::Status(_) => bail!("unexpected answer from the daemon"),
+    }
+}
 
 use std::path::Path;
 

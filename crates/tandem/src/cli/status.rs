@@ -30,7 +30,9 @@ pub fn is_not_running(e: &anyhow::Error) -> bool {
 pub fn fetch(socket: &Path) -> anyhow::Result<Status> {
     match tandem_control::request(socket, &Request::Status, Duration::from_secs(5))? {
         Response::Status(s) => Ok(*s),
-        Response::Error { message } => bail!("the daemon answered: {message}"),
+        Response::Error { message } | Response::Done { message } => {
+            bail!("the daemon answered: {message}")
+        }
     }
 }
 
@@ -122,6 +124,57 @@ pub fn render(s: &Status) -> String {
             heard,
             links.join(", ")
         );
+    }
+    if !m.standby.is_empty() {
+        let _ = writeln!(out, "Standby: {}", m.standby.join(", "));
+    }
+    for g in &m.groups {
+        let _ = writeln!(out);
+        let place = if g.active_on.is_empty() {
+            "stopped".to_string()
+        } else {
+            format!("active on {}", g.active_on.join(", "))
+        };
+        let mut notes = Vec::new();
+        if let Some(t) = &g.target {
+            if !g.active_on.contains(t) || g.active_on.len() > 1 {
+                notes.push(format!("going to {t}"));
+            }
+        } else {
+            notes.push("no node can run it".into());
+        }
+        if let Some(b) = &g.blocked_on {
+            notes.push(format!(
+                "BLOCKED on {b}: a stop failed; check it, then `tandem cleanup {}`",
+                g.name
+            ));
+        }
+        if let Some(m) = &g.moved_to {
+            notes.push(format!("moved to {m} by an operator"));
+        }
+        if !g.banned_on.is_empty() {
+            notes.push(format!("banned on {} (failures)", g.banned_on.join(", ")));
+        }
+        let notes = if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" — {}", notes.join("; "))
+        };
+        let _ = writeln!(out, "Group {}: {place}{notes}", g.name);
+        for r in &g.resources {
+            let mut line = format!(
+                "  {:12} {:9}",
+                r.name,
+                format!("{:?}", r.state).to_lowercase()
+            );
+            if r.fail_count > 0 {
+                line.push_str(&format!(" failures {}", r.fail_count));
+            }
+            if let Some(e) = &r.last_error {
+                line.push_str(&format!(" ({e})"));
+            }
+            let _ = writeln!(out, "{}", line.trim_end());
+        }
     }
     let st = &m.stats;
     let _ = writeln!(out);

@@ -8,8 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::sync::mpsc::{Receiver, Sender};
+
 use mio::{Events, Interest, Poll, Token};
-use tandem_core::{Brain, MembershipStatus, Timestamp};
+use tandem_agents::Executor;
+use tandem_core::{Brain, Command, MembershipStatus, OpResult, Timestamp};
 use tandem_links::LinkSocket;
 
 /// Token of the waker that signals shutdown.
@@ -45,6 +48,14 @@ pub struct Heartbeat {
     pub stop: Arc<AtomicBool>,
     /// Where snapshots go.
     pub shared: Arc<Shared>,
+    /// Runs agent operations (on its own threads).
+    pub executor: Executor,
+    /// Results of agent operations.
+    pub results: Receiver<(u64, OpResult)>,
+    /// Operator commands from the control thread, with where to answer.
+    pub commands: Receiver<(Command, Sender<Result<String, String>>)>,
+    /// Longest a clean shutdown may take before the daemon exits anyway.
+    pub shutdown_limit: Duration,
 }
 
 impl Heartbeat {
@@ -55,6 +66,9 @@ impl Heartbeat {
     /// Sends what the brain queued and logs what it reported; returns
     /// whether anything was reported (the snapshot is then refreshed at once).
     fn flush(&mut self) -> bool {
+        while let Some(a) = self.brain.poll_action() {
+            self.executor.submit(a);
+        }
         while let Some(t) = self.brain.poll_transmit() {
             if let Some(link) = self.links.get(usize::from(t.link.0)) {
                 let failed = link.send_all(&t.payload);
@@ -100,12 +114,24 @@ impl Heartbeat {
         let mut events = Events::with_capacity(64);
         let mut buf = vec![0u8; 2048];
         let mut last_publish: Option<Instant> = None;
+        let mut stopping: Option<Instant> = None;
         loop {
             let now = self.now();
-            if self.stop.load(Ordering::Relaxed) {
+            if self.stop.load(Ordering::Relaxed) && stopping.is_none() {
+                stopping = Some(Instant::now());
                 self.brain.leave(now);
+            }
+            while let Ok((id, r)) = self.results.try_recv() {
+                self.brain.handle_op_result(self.now(), id, r);
+            }
+            while let Ok((cmd, reply)) = self.commands.try_recv() {
+                let _ = reply.send(self.brain.handle_command(self.now(), cmd));
+            }
+            if let Some(since) = stopping
+                && (self.brain.has_left() || since.elapsed() > self.shutdown_limit)
+            {
                 self.flush();
-                self.publish(now);
+                self.publish(self.now());
                 return Ok(());
             }
             if self.brain.poll_timeout().is_some_and(|d| d <= now) {

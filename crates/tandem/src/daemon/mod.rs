@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use tandem_config::Config;
 use tandem_control::{DaemonInfo, Request, Response, Status};
-use tandem_core::{Brain, BrainConfig, LinkInfo, NodeId, NodeInfo, Timestamp};
+use tandem_core::{
+    Brain, BrainConfig, Command, GroupSpec, LinkInfo, NodeId, NodeInfo, PlacementRules,
+    ResourceSpec, Timestamp,
+};
 use tandem_wire::{Key, Keyring};
 
 use heartbeat::{Heartbeat, Shared, WAKE};
@@ -27,6 +30,8 @@ pub struct Options {
     pub node: Option<String>,
     /// Control socket override.
     pub socket: Option<PathBuf>,
+    /// State directory override.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// This machine's host name, as `uname -n` prints it.
@@ -89,7 +94,35 @@ pub fn brain_config(
         keys,
         incarnation,
         config_digest: config.digest(),
-        groups: Vec::new(),
+        groups: config
+            .groups
+            .iter()
+            .map(|g| GroupSpec {
+                name: g.name.clone(),
+                resources: g
+                    .resources
+                    .iter()
+                    .map(|r| ResourceSpec {
+                        name: r.name.clone(),
+                        start_timeout: r.start_timeout,
+                        stop_timeout: r.stop_timeout,
+                        monitor_interval: r.monitor_interval,
+                        monitor_timeout: r.monitor_timeout,
+                    })
+                    .collect(),
+                rules: PlacementRules {
+                    scores: g
+                        .prefer
+                        .iter()
+                        .filter_map(|(n, s)| config.node(n).map(|(id, _)| (NodeId(id), *s)))
+                        .collect(),
+                    stickiness: g.stickiness,
+                    auto_failback: g.auto_failback,
+                },
+                migration_threshold: g.migration_threshold,
+                failure_timeout: g.failure_timeout,
+            })
+            .collect(),
     })
 }
 
@@ -99,7 +132,10 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    let config = loaded.config;
+    let mut config = loaded.config;
+    if let Some(d) = &opts.state_dir {
+        config.state_dir.clone_from(d);
+    }
     let local = local_node(&config, &opts.config, opts.node.as_deref())?;
     let secret = tandem_config::keyfile::read_key(&config.key_file)?;
     let keys = Keyring::single(Key::new(1, &secret).context("key file")?);
@@ -143,6 +179,27 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
 
     let want_rt = config.realtime;
     let (sched_tx, sched_rx) = std::sync::mpsc::channel();
+    let (results_tx, results_rx) = std::sync::mpsc::channel();
+    let (cmd_tx, cmd_rx) =
+        std::sync::mpsc::channel::<(Command, std::sync::mpsc::Sender<Result<String, String>>)>();
+    let exec_waker = waker.clone();
+    let executor = tandem_agents::Executor::start(
+        config.groups.clone(),
+        config.state_dir.clone(),
+        local.clone(),
+        results_tx,
+        Box::new(move || {
+            let _ = exec_waker.wake();
+        }),
+    )
+    .context("start the agent executor")?;
+    // A clean stop may take every stop timeout in turn, plus a margin.
+    let shutdown_limit = config
+        .groups
+        .iter()
+        .flat_map(|g| g.resources.iter().map(|r| r.stop_timeout))
+        .sum::<Duration>()
+        + Duration::from_secs(2);
     let hb = Heartbeat {
         brain,
         links,
@@ -150,6 +207,10 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         epoch,
         stop: stop.clone(),
         shared: shared.clone(),
+        executor,
+        results: results_rx,
+        commands: cmd_rx,
+        shutdown_limit,
     };
     let heartbeat = std::thread::Builder::new()
         .name("tandem-heartbeat".into())
@@ -178,8 +239,38 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         send_errors: 0,
     };
     let handler_shared = shared.clone();
-    tandem_control::serve(&socket, move |req| match req {
-        Request::Status => status(&handler_shared, &info),
+    let cmd_waker = waker.clone();
+    let cmd_tx = std::sync::Mutex::new(cmd_tx);
+    tandem_control::serve(&socket, move |req| {
+        let cmd = match req {
+            Request::Status => return status(&handler_shared, &info),
+            Request::Move {
+                group,
+                node,
+                for_ms,
+            } => Command::Move {
+                group,
+                node,
+                duration: for_ms.map(Duration::from_millis),
+            },
+            Request::Standby { node, on } => Command::Standby { node, on },
+            Request::Cleanup { group } => Command::Cleanup { group },
+            Request::TakeOver { take } => Command::TakeOver { take },
+        };
+        // The brain applies commands on the heartbeat thread; ask and wait.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sent = cmd_tx
+            .lock()
+            .map(|s| s.send((cmd, tx)).is_ok())
+            .unwrap_or(false);
+        let _ = cmd_waker.wake();
+        match (sent, rx.recv_timeout(Duration::from_secs(5))) {
+            (true, Ok(Ok(message))) => Response::Done { message },
+            (true, Ok(Err(message))) => Response::Error { message },
+            _ => Response::Error {
+                message: "the daemon did not answer in time".into(),
+            },
+        }
     })?;
     tracing::info!(
         "tandem {} node {local} of cluster {} started (incarnation {incarnation}); control socket {}",

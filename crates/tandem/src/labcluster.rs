@@ -1,0 +1,369 @@
+//! The S1 deployment in the lab: two nodes, a floating IP and a web server
+//! whose page names the node, and a client probing the VIP every 10 ms.
+//! Used by `tandem demo`, the end-to-end tests and the failover benchmark.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::cli::probe::Sample;
+use crate::lab::Lab;
+use crate::localcluster::LocalCluster;
+
+/// Options of a [`WebCluster`].
+#[derive(Debug, Clone)]
+pub struct WebOptions {
+    /// Lab prefix (unique per concurrent lab; at most 6 characters).
+    pub prefix: String,
+    /// Third octet of 198.18.S.0/24.
+    pub subnet: u8,
+    /// `[timing]` lines.
+    pub timing: String,
+    /// Whether the group moves back to n1 when it returns.
+    pub auto_failback: bool,
+    /// Extra lines for the web resource (e.g. `stop_timeout = "1s"`).
+    pub web_extra: String,
+    /// Command of the web resource; `{www}` is replaced by the page folder.
+    pub web_command: String,
+    /// Extra lines appended to the group (e.g. `migration_threshold = 2`).
+    pub group_extra: String,
+    /// Extra `[[group.resource]]` tables appended after the web server.
+    pub extra_resources: String,
+}
+
+impl Default for WebOptions {
+    fn default() -> Self {
+        Self {
+            prefix: "tdemo".into(),
+            subnet: 60,
+            timing: String::new(),
+            auto_failback: true,
+            web_extra: String::new(),
+            web_command: "exec busybox httpd -f -p 80 -h {www}/$TANDEM_NODE".into(),
+            group_extra: String::new(),
+            extra_resources: String::new(),
+        }
+    }
+}
+
+/// The client's view: every probe answer or error.
+pub type Samples = Arc<Mutex<Vec<Sample>>>;
+
+/// A running S1 lab. See the module documentation.
+pub struct WebCluster {
+    /// Nodes n1, n2 and client c1.
+    pub lab: Lab,
+    /// The two daemons.
+    pub cluster: LocalCluster,
+    /// The floating IP.
+    pub vip: String,
+    probe: Option<Child>,
+    samples: Samples,
+    probe_started: Option<Instant>,
+    exe: std::path::PathBuf,
+}
+
+impl WebCluster {
+    /// Builds the lab and writes the configuration; starts nothing.
+    pub fn new(exe: &Path, o: &WebOptions) -> anyhow::Result<Self> {
+        if Command::new("busybox").arg("--help").output().is_err() {
+            bail!("the lab web server needs busybox: apt-get install busybox");
+        }
+        let lab = Lab::new(&o.prefix, o.subnet, &["n1", "n2", "c1"])?;
+        let vip = format!("198.18.{}.200", o.subnet);
+        let nodes: Vec<(String, String, Option<String>)> = lab
+            .hosts
+            .iter()
+            .filter(|h| h.name.starts_with('n'))
+            .map(|h| (h.name.clone(), h.addr.clone(), Some(h.netns.clone())))
+            .collect();
+        let text = format!(
+            r#"cluster = "lab{s}"
+key_file = "authkey"
+realtime = true
+
+[timing]
+{timing}
+
+[[link]]
+name = "lan"
+kind = "ucast"
+interface = "eth0"
+
+[[node]]
+name = "n1"
+addresses = {{ lan = "198.18.{s}.11" }}
+
+[[node]]
+name = "n2"
+addresses = {{ lan = "198.18.{s}.12" }}
+
+[[group]]
+name = "web"
+prefer = {{ n1 = 200, n2 = 100 }}
+auto_failback = {afb}
+{group_extra}
+
+[[group.resource]]
+name = "vip"
+agent = "ipaddr"
+params = {{ address = "{vip}/24", interface = "eth0", label = "eth0:0" }}
+monitor = "1s"
+
+[[group.resource]]
+name = "httpd"
+agent = "process"
+params = {{ command = "{cmd}" }}
+check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = "500ms", rise = 1, fall = 2 }}
+{web_extra}
+{extra}
+"#,
+            s = o.subnet,
+            timing = o.timing,
+            afb = o.auto_failback,
+            group_extra = o.group_extra,
+            web_extra = o.web_extra,
+            extra = o.extra_resources,
+            cmd = o.web_command.replace("{www}", "WWW"),
+        );
+        let cluster = LocalCluster::from_config(exe, &text, nodes)?;
+        let www = cluster.dir().join("www");
+        for n in ["n1", "n2"] {
+            std::fs::create_dir_all(www.join(n))?;
+            std::fs::write(www.join(n).join("index.html"), format!("{n}\n"))?;
+        }
+        let text = text.replace("WWW", &www.to_string_lossy());
+        std::fs::write(&cluster.config, text)?;
+        Ok(Self {
+            lab,
+            cluster,
+            vip,
+            probe: None,
+            samples: Arc::new(Mutex::new(Vec::new())),
+            probe_started: None,
+            exe: exe.to_path_buf(),
+        })
+    }
+
+    /// Starts both daemons.
+    pub fn start_all(&mut self) -> anyhow::Result<()> {
+        self.cluster.start_all()
+    }
+
+    /// Starts the client: `tandem probe http://VIP/` every 10 ms in c1.
+    pub fn start_probe(&mut self) -> anyhow::Result<()> {
+        let mut child = self
+            .lab
+            .command("c1", &self.exe.to_string_lossy())?
+            .args([
+                "probe",
+                &format!("http://{}/", self.vip),
+                "--interval",
+                "10ms",
+                "--timeout",
+                "100ms",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start the probe")?;
+        let out = child.stdout.take().context("probe output")?;
+        let samples = self.samples.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(s) = serde_json::from_str::<Sample>(&line)
+                    && let Ok(mut v) = samples.lock()
+                {
+                    v.push(s);
+                }
+            }
+        });
+        self.probe = Some(child);
+        self.probe_started = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Milliseconds on the probe's clock (approximately) now.
+    pub fn probe_now_ms(&self) -> f64 {
+        self.probe_started
+            .map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0)
+    }
+
+    /// A copy of every sample so far.
+    pub fn samples(&self) -> Vec<Sample> {
+        self.samples.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Waits until the client's latest `n` answers all come from `node`.
+    pub fn wait_served_by(&self, node: &str, n: usize, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.samples();
+            if s.len() >= n
+                && s[s.len() - n..]
+                    .iter()
+                    .all(|x| x.answer.as_deref() == Some(node))
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let tail: Vec<String> = s
+                    .iter()
+                    .rev()
+                    .take(5)
+                    .map(|x| x.answer.clone().or(x.error.clone()).unwrap_or_default())
+                    .collect();
+                let st: Vec<String> = (0..2)
+                    .map(|i| {
+                        self.cluster
+                            .status(i)
+                            .map(|s| crate::cli::status::render(&s))
+                            .unwrap_or_else(|e| format!("n{}: {e:#}", i + 1))
+                    })
+                    .collect();
+                bail!(
+                    "the client was not served by {node} within {timeout:?}; last answers (newest first): {tail:?}\n{}",
+                    st.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Powers node `i` off: every process in its namespace is killed and
+    /// its cable pulled.
+    pub fn power_off(&mut self, i: usize) -> anyhow::Result<()> {
+        let h = self.lab.hosts[i].clone();
+        self.lab.cable(&h.name, false)?;
+        let out = Command::new("ip")
+            .args(["netns", "pids", &h.netns])
+            .output()?;
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<u32>() {
+                let _ = crate::process::signal(pid, libc::SIGKILL);
+            }
+        }
+        self.cluster.forget(i);
+        Ok(())
+    }
+
+    /// Powers node `i` back on, as after a reboot: no floating IP on the
+    /// interface, cable in, daemon started.
+    pub fn power_on(&mut self, i: usize) -> anyhow::Result<()> {
+        let h = self.lab.hosts[i].clone();
+        let _ = Command::new("ip")
+            .args([
+                "-n",
+                &h.netns,
+                "addr",
+                "del",
+                &format!("{}/24", self.vip),
+                "dev",
+                "eth0",
+            ])
+            .output();
+        self.lab.cable(&h.name, true)?;
+        self.cluster.start(i)
+    }
+
+    /// Runs `tandem ARGS` against node `i`'s daemon; returns its output.
+    pub fn tandem(&self, i: usize, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(&self.exe)
+            .args(args)
+            .arg("--socket")
+            .arg(&self.cluster.nodes[i].socket)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "tandem {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+impl Drop for WebCluster {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.probe.take() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
+
+/// What the client saw around a switch from one node to another.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Outage {
+    /// Last answer from the old node before the new one answered (ms).
+    pub last_old_ms: f64,
+    /// First answer from the new node (ms).
+    pub first_new_ms: f64,
+    /// `first_new_ms - last_old_ms`.
+    pub outage_ms: f64,
+    /// Failed probes in between.
+    pub errors: usize,
+    /// Answers from the old node after the new node answered.
+    pub dual_answers: usize,
+}
+
+/// Measures the switch from `old` to `new` in `samples` taken after `since_ms`.
+pub fn outage(samples: &[Sample], since_ms: f64, old: &str, new: &str) -> Option<Outage> {
+    let s: Vec<&Sample> = samples.iter().filter(|x| x.t_ms >= since_ms).collect();
+    let first_new = s.iter().position(|x| x.answer.as_deref() == Some(new))?;
+    let last_old = s[..first_new]
+        .iter()
+        .rposition(|x| x.answer.as_deref() == Some(old));
+    let last_old_ms = last_old.map_or(since_ms, |i| s[i].t_ms);
+    let errors = s[last_old.map_or(0, |i| i + 1)..first_new]
+        .iter()
+        .filter(|x| x.answer.is_none())
+        .count();
+    let dual_answers = s[first_new..]
+        .iter()
+        .filter(|x| x.answer.as_deref() == Some(old))
+        .count();
+    Some(Outage {
+        last_old_ms,
+        first_new_ms: s[first_new].t_ms,
+        outage_ms: s[first_new].t_ms - last_old_ms,
+        errors,
+        dual_answers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(t: f64, a: Option<&str>) -> Sample {
+        Sample {
+            t_ms: t,
+            answer: a.map(str::to_string),
+            error: a.is_none().then(|| "timeout".to_string()),
+        }
+    }
+
+    #[test]
+    fn outage_arithmetic() {
+        let v = vec![
+            s(0.0, Some("n1")),
+            s(10.0, Some("n1")),
+            s(20.0, None),
+            s(30.0, None),
+            s(40.0, Some("n2")),
+            s(50.0, Some("n1")),
+            s(60.0, Some("n2")),
+        ];
+        let o = outage(&v, 0.0, "n1", "n2").unwrap();
+        assert_eq!(o.outage_ms, 30.0);
+        assert_eq!(o.errors, 2);
+        assert_eq!(o.dual_answers, 1);
+        assert!(outage(&v, 0.0, "n1", "n3").is_none());
+    }
+}
