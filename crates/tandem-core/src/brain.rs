@@ -713,6 +713,7 @@ impl Brain {
                     return self.emit(now, g, r, Op::Stop);
                 }
                 if !rt.acquiring {
+                    self.groups[g].releasing = false;
                     self.groups[g].acquiring = true;
                     self.events.push_back(Event::Acquiring {
                         group: self.cfg.groups[g].name.clone(),
@@ -725,11 +726,7 @@ impl Brain {
             .iter()
             .rposition(|r| r.state != ResourceState::Stopped)
         {
-            if rt
-                .resources
-                .iter()
-                .all(|r| r.state != ResourceState::Stopping)
-            {
+            if !rt.releasing {
                 let reason = self.release_reason(g, target);
                 self.events.push_back(Event::Releasing {
                     group: self.cfg.groups[g].name.clone(),
@@ -737,6 +734,7 @@ impl Brain {
                 });
             }
             self.groups[g].acquiring = false;
+            self.groups[g].releasing = true;
             self.emit(now, g, r, Op::Stop)
         }
     }
@@ -872,6 +870,7 @@ impl Brain {
                     .iter()
                     .all(|x| x.state == ResourceState::Stopped)
                 {
+                    self.groups[g].releasing = false;
                     self.events.push_back(Event::Released { group: names.0 });
                 }
             }

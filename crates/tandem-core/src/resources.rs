@@ -142,6 +142,8 @@ pub(crate) struct GroupRt {
     pub(crate) blocked_on: Option<crate::NodeId>,
     /// Whether this node was acquiring the group (for log wording).
     pub(crate) acquiring: bool,
+    /// Whether this node was releasing the group (for log wording).
+    pub(crate) releasing: bool,
 }
 
 impl GroupRt {
@@ -152,6 +154,7 @@ impl GroupRt {
             cleanups_applied: 0,
             blocked_on: None,
             acquiring: false,
+            releasing: false,
         }
     }
 

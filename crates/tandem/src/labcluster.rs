@@ -65,6 +65,8 @@ pub struct WebCluster {
     samples: Samples,
     probe_started: Option<Instant>,
     exe: std::path::PathBuf,
+    /// When set (e.g. by Ctrl-C), waits give up at once.
+    pub abort: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl WebCluster {
@@ -146,6 +148,7 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
             samples: Arc::new(Mutex::new(Vec::new())),
             probe_started: None,
             exe: exe.to_path_buf(),
+            abort: None,
         })
     }
 
@@ -210,6 +213,13 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
                     .all(|x| x.answer.as_deref() == Some(node))
             {
                 return Ok(());
+            }
+            if self
+                .abort
+                .as_ref()
+                .is_some_and(|a| a.load(std::sync::atomic::Ordering::Relaxed))
+            {
+                bail!("interrupted");
             }
             if Instant::now() > deadline {
                 let tail: Vec<String> = s

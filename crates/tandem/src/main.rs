@@ -139,9 +139,15 @@ enum Command {
         /// Where to write the key; refuses to overwrite an existing file.
         file: PathBuf,
     },
-    /// Start a throw-away two-node cluster on this machine's loopback and show
-    /// failure detection: status, a killed node declared dead, its return.
-    Demo,
+    /// Live demo on this machine (root): a lab of network namespaces with two
+    /// nodes, a floating IP and a web server; a client probes the VIP every
+    /// 10 ms while the active node is powered off, comes back, and is moved
+    /// away; prints the outage at each step.
+    Demo {
+        /// Membership-only demo on loopback addresses (no root needed).
+        #[arg(long)]
+        loopback: bool,
+    },
 }
 
 /// Which daemon a command talks to.
@@ -271,7 +277,7 @@ fn main() -> ExitCode {
             interval,
             timeout,
         } => cli::probe::run(&url, interval, timeout),
-        Command::Demo => cli::demo::run(),
+        Command::Demo { loopback } => cli::demo::run(loopback),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

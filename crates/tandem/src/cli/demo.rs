@@ -1,87 +1,102 @@
-//! `tandem demo`: a throw-away two-node cluster on loopback that shows
-//! failure detection end to end, with timings.
+//! `tandem demo`: the S1 story, live, in a lab of network namespaces on this
+//! machine: two nodes, a floating IP and a web server whose page names the
+//! node; a client probes the VIP every 10 ms while the active node is
+//! powered off, comes back (failback), and an operator moves the group.
+//! Prints a timeline with the outage the client saw at each step, and tears
+//! everything down, also on Ctrl-C.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tandem_core::PeerState;
 
-use crate::localcluster::{LocalCluster, Options};
+use crate::labcluster::{Outage, WebCluster, WebOptions, outage};
 
-fn step(t0: Instant, msg: &str) {
-    println!("[{:>7.3} s] {msg}", t0.elapsed().as_secs_f64());
+struct Timeline {
+    t0: Instant,
 }
 
-/// Runs the demo; everything started is stopped on return, error or Ctrl-C.
-pub fn run() -> anyhow::Result<()> {
+impl Timeline {
+    fn say(&self, msg: &str) {
+        println!("[{:>7.3} s] {msg}", self.t0.elapsed().as_secs_f64());
+    }
+}
+
+fn describe(o: &Outage) -> String {
+    format!(
+        "outage {:.0} ms (last answer from the old node to first from the new), {} failed probe(s), {} answer(s) from the old node afterwards",
+        o.outage_ms, o.errors, o.dual_answers
+    )
+}
+
+/// Runs the lab demo; `loopback` runs the membership-only demo instead.
+pub fn run(loopback: bool) -> anyhow::Result<()> {
+    if loopback {
+        return crate::cli::demo_loopback::run();
+    }
+    crate::lab::require_root().context(
+        "`tandem demo` builds network namespaces; run it as root (or `tandem demo --loopback` for the membership-only demo)",
+    )?;
     let exe = std::env::current_exe().context("find the tandem executable")?;
     let abort = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, abort.clone()).context("install Ctrl-C handler")?;
     }
-    let mut c = LocalCluster::new(&exe, &Options::default())?;
-    c.abort = Some(abort);
-    let t0 = Instant::now();
+    let tl = Timeline { t0: Instant::now() };
+    let mut w = WebCluster::new(&exe, &WebOptions::default())?;
+    w.abort = Some(abort.clone());
+    w.cluster.abort = Some(abort);
+    tl.say(&format!(
+        "lab built: n1 {}, n2 {}, client c1 {}, floating IP {} (namespaces {}-*)",
+        w.lab.hosts[0].addr, w.lab.hosts[1].addr, w.lab.hosts[2].addr, w.vip, w.lab.prefix
+    ));
     println!(
-        "tandem demo: two daemons on loopback (n1 = {}, n2 = {}), default timings.\nFiles, logs and sockets: {}\n",
-        c.nodes[0].addr,
-        c.nodes[1].addr,
-        c.dir().display()
+        "            group `web`: vip {}/24 (eth0:0), then busybox httpd serving a page with the node's name;\n            prefers n1 (200) over n2 (100), auto_failback on, default timings (deadtime 500 ms)",
+        w.vip
     );
-    c.start_all()?;
-    step(t0, "started n1 and n2");
-    let wait = Duration::from_secs(10);
-    let both = |s: &tandem_control::Status| s.membership.members.len() == 2;
-    c.wait_for(0, wait, "n1 to see n2", both)?;
-    let s = c.wait_for(1, wait, "n2 to see n1", both)?;
-    step(t0, "n1 and n2 see each other. `tandem status` on n2:");
-    println!("\n{}", crate::cli::status::render(&s));
+    w.start_all()?;
+    w.start_probe()?;
+    let wait = Duration::from_secs(20);
+    w.wait_served_by("n1", 5, wait)?;
+    tl.say("n1 serves the VIP; the client probes http://VIP/ every 10 ms (100 ms timeout)");
+    println!("\n{}", w.tandem(0, &["status"])?);
 
-    let killed = Instant::now();
-    c.kill(1)?;
-    step(t0, "n2 killed with SIGKILL (a crash: no goodbye)");
-    let s = c.wait_for(0, wait, "n1 to declare n2 dead", |s| {
-        LocalCluster::state_of(s, "n2") == Some(PeerState::Dead)
-    })?;
-    step(
-        t0,
-        &format!(
-            "n1 declared n2 dead {} ms after the kill (deadtime 500 ms). `tandem status` on n1:",
-            killed.elapsed().as_millis()
-        ),
-    );
-    println!("\n{}", crate::cli::status::render(&s));
+    let mut results = Vec::new();
+    let t = w.probe_now_ms();
+    w.power_off(0)?;
+    tl.say("power-off of n1: every process in its namespace killed, cable pulled");
+    w.wait_served_by("n2", 5, wait)?;
+    let o = outage(&w.samples(), t, "n1", "n2").context("no switch seen")?;
+    tl.say(&format!("the client is served by n2: {}", describe(&o)));
+    results.push(("power-off of n1 (failover)", o));
+    println!("\n{}", w.tandem(1, &["status"])?);
 
-    let back = Instant::now();
-    c.start(1)?;
-    c.wait_for(0, wait, "n2 back", |s| {
-        LocalCluster::state_of(s, "n2") == Some(PeerState::Online)
-    })?;
-    step(
-        t0,
-        &format!(
-            "n2 restarted; n1 saw it back {} ms later, with a new incarnation",
-            back.elapsed().as_millis()
-        ),
-    );
+    let t = w.probe_now_ms();
+    w.power_on(0)?;
+    tl.say("n1 powered back on (cable in, daemon started)");
+    w.wait_served_by("n1", 5, wait)?;
+    let o = outage(&w.samples(), t, "n2", "n1").context("no switch seen")?;
+    tl.say(&format!("failback: n1 serves again: {}", describe(&o)));
+    results.push(("n1 returns (failback)", o));
 
-    let leaving = Instant::now();
-    c.stop(1, wait)?;
-    c.wait_for(0, wait, "n1 to see n2 leave", |s| {
-        LocalCluster::state_of(s, "n2") == Some(PeerState::Left)
-    })?;
-    step(
-        t0,
-        &format!(
-            "n2 stopped cleanly (SIGTERM); n1 knew {} ms later, without waiting for deadtime",
-            leaving.elapsed().as_millis()
-        ),
-    );
-    c.stop(0, wait)?;
-    let log = std::fs::read_to_string(&c.nodes[0].log).unwrap_or_default();
-    println!("\nn1's log:\n{log}");
-    step(t0, "demo finished; everything stopped and removed");
+    let t = w.probe_now_ms();
+    let said = w.tandem(0, &["move", "web", "n2"])?;
+    tl.say(&format!("operator: `tandem move web n2` → {said}"));
+    w.wait_served_by("n2", 5, wait)?;
+    let o = outage(&w.samples(), t, "n1", "n2").context("no switch seen")?;
+    tl.say(&format!("n2 serves: {}", describe(&o)));
+    results.push(("operator move to n2", o));
+
+    println!("\n{:<28} {:>10} {:>8} {:>12}", "step", "outage ms", "errors", "dual answers");
+    for (name, o) in &results {
+        println!("{name:<28} {:>10.0} {:>8} {:>12}", o.outage_ms, o.errors, o.dual_answers);
+    }
+    println!("\nn2's log:\n{}", std::fs::read_to_string(&w.cluster.nodes[1].log).unwrap_or_default());
+    if std::env::var_os("TANDEM_DEMO_LOGS").is_some() {
+        println!("\nn1's log:\n{}", std::fs::read_to_string(&w.cluster.nodes[0].log).unwrap_or_default());
+    }
+    drop(w);
+    tl.say("lab torn down");
     Ok(())
 }
