@@ -5,11 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v ip >/dev/null 2>&1 || ! command -v nft >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "== installing iproute2 and nftables for the lab tests"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables >/dev/null
-    fi
+# The lab tests use namespaces (iproute2), a real web server (busybox httpd)
+# and real OCF agents (resource-agents).
+need=()
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v busybox >/dev/null 2>&1 || need+=(busybox)
+[ -x /usr/lib/ocf/resource.d/heartbeat/Dummy ] || need+=(resource-agents)
+if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing ${need[*]} for the lab tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
 echo "== cargo fmt --check"

@@ -88,13 +88,25 @@ pub fn run(loopback: bool) -> anyhow::Result<()> {
     tl.say(&format!("n2 serves: {}", describe(&o)));
     results.push(("operator move to n2", o));
 
-    println!("\n{:<28} {:>10} {:>8} {:>12}", "step", "outage ms", "errors", "dual answers");
+    println!(
+        "\n{:<28} {:>10} {:>8} {:>12}",
+        "step", "outage ms", "errors", "dual answers"
+    );
     for (name, o) in &results {
-        println!("{name:<28} {:>10.0} {:>8} {:>12}", o.outage_ms, o.errors, o.dual_answers);
+        println!(
+            "{name:<28} {:>10.0} {:>8} {:>12}",
+            o.outage_ms, o.errors, o.dual_answers
+        );
     }
-    println!("\nn2's log:\n{}", std::fs::read_to_string(&w.cluster.nodes[1].log).unwrap_or_default());
+    println!(
+        "\nn2's log:\n{}",
+        std::fs::read_to_string(&w.cluster.nodes[1].log).unwrap_or_default()
+    );
     if std::env::var_os("TANDEM_DEMO_LOGS").is_some() {
-        println!("\nn1's log:\n{}", std::fs::read_to_string(&w.cluster.nodes[0].log).unwrap_or_default());
+        println!(
+            "\nn1's log:\n{}",
+            std::fs::read_to_string(&w.cluster.nodes[0].log).unwrap_or_default()
+        );
     }
     drop(w);
     tl.say("lab torn down");
