@@ -2,9 +2,12 @@
 # Runs a benchmark in release mode: bench/run.sh heartbeat [--seconds N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v stress-ng >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stress-ng >/dev/null
+need=()
+command -v stress-ng >/dev/null 2>&1 || need+=(stress-ng)
+command -v busybox >/dev/null 2>&1 || need+=(busybox)
+if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-name=${1:?usage: bench/run.sh heartbeat [--seconds N]}; shift
+name=${1:?usage: bench/run.sh heartbeat [--seconds N] | failover [--runs N]}; shift
 cargo build --release -p tandem -p tandem-bench
 exec "target/release/$name" "$@"

@@ -188,7 +188,15 @@ pub fn monitor(f: &FloatingIp, timeout: Duration) -> OpResult {
         Ok(()) if !link_up(&f.interface) => {
             OpResult::Failed(format!("{} has no carrier (link down)", f.interface))
         }
-        Ok(()) => OpResult::Ok,
+        Ok(()) => {
+            // Refresh neighbours' caches at every monitor (as keepalived's
+            // garp_master_refresh): repairs a cache left pointing at another
+            // node, e.g. after a daemon restart found the address in place.
+            if let (IpAddr::V4(v4), true) = (f.ip, f.garp_count > 0) {
+                let _ = crate::garp::send(&f.interface, v4);
+            }
+            OpResult::Ok
+        }
     }
 }
 

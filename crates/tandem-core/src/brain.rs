@@ -925,6 +925,18 @@ impl Brain {
     /// Applies an operator command; answers what changed, or why not.
     pub fn handle_command(&mut self, now: Timestamp, cmd: Command) -> Result<String, String> {
         self.advance(now);
+        // Until every peer was heard (or initdead passed), this node may not
+        // know the cluster's latest settings; a change made now could be
+        // silently overridden by them.
+        if self.state == NodeState::Starting {
+            return Err(
+                "this node is still joining the cluster (waiting for its peers or initdead); try again in a moment"
+                    .into(),
+            );
+        }
+        if self.leaving {
+            return Err("this node is shutting down".into());
+        }
         let mut next = self.settings.clone();
         let answer = match cmd {
             Command::Move {
@@ -1167,6 +1179,7 @@ impl Brain {
             local: self.local_name().to_string(),
             incarnation: self.cfg.incarnation,
             uptime_ms: ms(now.since(self.started)),
+            joined: self.state != NodeState::Starting,
             members: self
                 .members()
                 .into_iter()

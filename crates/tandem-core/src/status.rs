@@ -168,6 +168,9 @@ pub struct MembershipStatus {
     pub incarnation: u64,
     /// Milliseconds since its brain started.
     pub uptime_ms: u64,
+    /// Whether it has joined: every peer heard (or initdead passed) and its
+    /// resources probed. Before that it runs nothing and takes no command.
+    pub joined: bool,
     /// Nodes currently members (online or late), local included.
     pub members: Vec<String>,
     /// Every configured node.

@@ -197,9 +197,11 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
             .map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0)
     }
 
-    /// A copy of every sample so far.
+    /// A copy of every sample so far, in the order the requests were made.
     pub fn samples(&self) -> Vec<Sample> {
-        self.samples.lock().map(|v| v.clone()).unwrap_or_default()
+        let mut v = self.samples.lock().map(|v| v.clone()).unwrap_or_default();
+        v.sort_by(|a, b| a.t_ms.total_cmp(&b.t_ms));
+        v
     }
 
     /// Waits until the client's latest `n` answers all come from `node`.
@@ -300,6 +302,14 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
 
 impl Drop for WebCluster {
     fn drop(&mut self) {
+        // TANDEM_KEEP_LOGS=DIR keeps the daemons' logs for a post-mortem.
+        if let Some(dir) = std::env::var_os("TANDEM_KEEP_LOGS") {
+            let dir = std::path::PathBuf::from(dir).join(&self.lab.prefix);
+            let _ = std::fs::create_dir_all(&dir);
+            for n in &self.cluster.nodes {
+                let _ = std::fs::copy(&n.log, dir.join(format!("{}.log", n.name)));
+            }
+        }
         if let Some(mut p) = self.probe.take() {
             let _ = p.kill();
             let _ = p.wait();

@@ -1,7 +1,10 @@
 //! `tandem probe URL`: the client of the demo and the failover benchmark.
-//! Every interval it fetches the URL (with a timeout) and prints one JSON
-//! line: milliseconds since start, and the body's first line or the error.
-//! Ends on SIGTERM/SIGINT or when stdout closes.
+//! Every interval it starts one HTTP GET (with a timeout) on a thread of
+//! its own, so a request hanging on a dead node does not delay the next
+//! ones, and prints one JSON line per request: its start time in
+//! milliseconds, and the body's first line or the error. Lines come in
+//! completion order; readers sort by time. Ends on SIGTERM/SIGINT or when
+//! stdout closes.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -11,12 +14,32 @@ use std::time::{Duration, Instant};
 /// One probe's outcome, as printed.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
-    /// Milliseconds since the probe started.
+    /// Milliseconds from the probe's start to this request's start.
     pub t_ms: f64,
     /// The first line of the body (e.g. the node's name), if it answered 200.
     pub answer: Option<String>,
     /// The error, if it did not.
     pub error: Option<String>,
+}
+
+fn one(url: &str, t_ms: f64, timeout: Duration) -> Sample {
+    match tandem_agents::check::http_get(url, timeout) {
+        Ok((200, body)) => Sample {
+            t_ms,
+            answer: Some(body.lines().next().unwrap_or("").trim().to_string()),
+            error: None,
+        },
+        Ok((code, _)) => Sample {
+            t_ms,
+            answer: None,
+            error: Some(format!("HTTP {code}")),
+        },
+        Err(e) => Sample {
+            t_ms,
+            answer: None,
+            error: Some(e),
+        },
+    }
 }
 
 /// Runs the probe loop.
@@ -25,32 +48,28 @@ pub fn run(url: &str, interval: Duration, timeout: Duration) -> anyhow::Result<(
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
+    let (tx, rx) = std::sync::mpsc::channel::<Sample>();
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut out = std::io::stdout().lock();
+            for s in rx {
+                let Ok(line) = serde_json::to_string(&s) else { continue };
+                if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                    stop.store(true, Ordering::Relaxed);
+                    break;
+                }
+            }
+        })
+    };
     let start = Instant::now();
     let mut next = start;
-    let mut out = std::io::stdout().lock();
     while !stop.load(Ordering::Relaxed) {
-        let t = start.elapsed().as_secs_f64() * 1000.0;
-        let sample = match tandem_agents::check::http_get(url, timeout) {
-            Ok((200, body)) => Sample {
-                t_ms: t,
-                answer: Some(body.lines().next().unwrap_or("").trim().to_string()),
-                error: None,
-            },
-            Ok((code, _)) => Sample {
-                t_ms: t,
-                answer: None,
-                error: Some(format!("HTTP {code}")),
-            },
-            Err(e) => Sample {
-                t_ms: t,
-                answer: None,
-                error: Some(e),
-            },
-        };
-        if writeln!(out, "{}", serde_json::to_string(&sample)?).is_err() {
-            break;
-        }
-        let _ = out.flush();
+        let t_ms = start.elapsed().as_secs_f64() * 1000.0;
+        let (tx, url) = (tx.clone(), url.to_string());
+        std::thread::spawn(move || {
+            let _ = tx.send(one(&url, t_ms, timeout));
+        });
         next += interval;
         let now = Instant::now();
         if next > now {
@@ -59,5 +78,7 @@ pub fn run(url: &str, interval: Duration, timeout: Duration) -> anyhow::Result<(
             next = now;
         }
     }
+    drop(tx);
+    let _ = writer.join();
     Ok(())
 }

@@ -1,0 +1,168 @@
+//! Failover benchmark in the lab: a client probes the VIP every 10 ms
+//! (100 ms timeout) while n1 is powered off, its daemon is SIGKILLed, or an
+//! operator moves the group; for each scenario and timing set it records
+//! the outage (last answer from the old node to first answer from the new
+//! one), client errors, answers from the old node after the new one
+//! answered ("dual answers"), and the heartbeat thread's worst timer
+//! lateness. Prints min/median/max and writes `bench/results/failover.json`.
+//!
+//! Usage: `bench/run.sh failover [--runs N]` (root).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use tandem::labcluster::{Outage, WebCluster, WebOptions, outage};
+
+#[derive(Debug, Serialize)]
+struct Run {
+    outage_ms: f64,
+    errors: usize,
+    dual_answers: usize,
+    worst_lateness_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Scenario {
+    timing: String,
+    scenario: String,
+    runs: Vec<Run>,
+    min_ms: f64,
+    median_ms: f64,
+    max_ms: f64,
+    total_dual_answers: usize,
+    total_errors: usize,
+}
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn lateness(w: &WebCluster) -> f64 {
+    (0..2)
+        .filter_map(|i| w.cluster.status(i).ok())
+        .map(|s| s.membership.stats.max_timer_lateness_us as f64 / 1000.0)
+        .fold(0.0, f64::max)
+}
+
+fn summarise(timing: &str, scenario: &str, runs: Vec<Run>) -> Scenario {
+    let mut v: Vec<f64> = runs.iter().map(|r| r.outage_ms).collect();
+    v.sort_by(f64::total_cmp);
+    let median = if v.is_empty() {
+        0.0
+    } else if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    Scenario {
+        timing: timing.into(),
+        scenario: scenario.into(),
+        min_ms: v.first().copied().unwrap_or(0.0),
+        median_ms: median,
+        max_ms: v.last().copied().unwrap_or(0.0),
+        total_dual_answers: runs.iter().map(|r| r.dual_answers).sum(),
+        total_errors: runs.iter().map(|r| r.errors).sum(),
+        runs,
+    }
+}
+
+fn record(w: &WebCluster, o: Outage) -> Run {
+    Run {
+        outage_ms: o.outage_ms,
+        errors: o.errors,
+        dual_answers: o.dual_answers,
+        worst_lateness_ms: lateness(w),
+    }
+}
+
+fn measure(w: &WebCluster, since: f64, old: &str, new: &str) -> anyhow::Result<Outage> {
+    w.wait_served_by(new, 5, WAIT)?;
+    // Let any late answers from the old node show up before counting.
+    std::thread::sleep(Duration::from_millis(300));
+    outage(&w.samples(), since, old, new).context("no switch seen by the client")
+}
+
+fn bench(exe: &Path, name: &str, timing: &str, runs: usize, subnet: u8) -> anyhow::Result<Vec<Scenario>> {
+    let mut w = WebCluster::new(
+        exe,
+        &WebOptions {
+            prefix: "tbfo".into(),
+            subnet,
+            timing: timing.into(),
+            ..WebOptions::default()
+        },
+    )?;
+    w.start_all()?;
+    w.start_probe()?;
+    w.wait_served_by("n1", 5, WAIT)?;
+    let (mut off, mut kill, mut mv) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..runs {
+        eprintln!("  {name}: run {}/{runs}", run + 1);
+        // Power-off of the active node, then its return (failback).
+        let t = w.probe_now_ms();
+        w.power_off(0)?;
+        off.push(record(&w, measure(&w, t, "n1", "n2")?));
+        w.power_on(0)?;
+        w.wait_served_by("n1", 5, WAIT)?;
+        w.cluster.wait_for(0, WAIT, "n1 joined", |s| s.membership.joined)?;
+        // SIGKILL of the active daemon only: its VIP and web server stay.
+        let t = w.probe_now_ms();
+        w.cluster.kill(0)?;
+        kill.push(record(&w, measure(&w, t, "n1", "n2")?));
+        w.cluster.start(0)?;
+        w.wait_served_by("n1", 5, WAIT)?;
+        w.cluster.wait_for(0, WAIT, "n1 joined", |s| s.membership.joined)?;
+        // Operator move and back.
+        let t = w.probe_now_ms();
+        w.tandem(0, &["move", "web", "n2"])?;
+        mv.push(record(&w, measure(&w, t, "n1", "n2")?));
+        w.tandem(0, &["move", "web", "--clear"])?;
+        w.wait_served_by("n1", 5, WAIT)?;
+    }
+    Ok(vec![
+        summarise(name, "power-off", off),
+        summarise(name, "daemon SIGKILL", kill),
+        summarise(name, "operator move", mv),
+    ])
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut runs = 10;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--runs" => runs = args.next().context("--runs N")?.parse()?,
+            other => bail!("unknown argument {other}; usage: failover [--runs N]"),
+        }
+    }
+    let exe = std::env::current_exe()?.parent().context("exe dir")?.join("tandem");
+    if !exe.exists() {
+        bail!("{} not found: build it first (bench/run.sh does)", exe.display());
+    }
+    let sets = [
+        ("default (keepalive 100 ms, deadtime 500 ms)", ""),
+        (
+            "fast (keepalive 10 ms, warntime 25 ms, deadtime 40 ms)",
+            "keepalive = \"10ms\"\nwarntime = \"25ms\"\ndeadtime = \"40ms\"\ninitdead = \"2s\"",
+        ),
+    ];
+    let mut all = Vec::new();
+    for (i, (name, timing)) in sets.iter().enumerate() {
+        eprintln!("timing set: {name}");
+        all.extend(bench(&exe, name, timing, runs, 70 + i as u8)?);
+    }
+    println!("{:<55} {:<16} {:>8} {:>8} {:>8} {:>7} {:>5} {:>12}", "timings", "scenario", "min ms", "median", "max ms", "errors", "dual", "lateness ms");
+    for s in &all {
+        let late = s.runs.iter().map(|r| r.worst_lateness_ms).fold(0.0, f64::max);
+        println!(
+            "{:<55} {:<16} {:>8.0} {:>8.0} {:>8.0} {:>7} {:>5} {:>12.1}",
+            s.timing, s.scenario, s.min_ms, s.median_ms, s.max_ms, s.total_errors, s.total_dual_answers, late
+        );
+    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("failover.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&all)? + "\n")?;
+    println!("\nwritten to {}", path.display());
+    Ok(())
+}
