@@ -82,7 +82,13 @@ fn measure(w: &WebCluster, since: f64, old: &str, new: &str) -> anyhow::Result<O
     outage(&w.samples(), since, old, new).context("no switch seen by the client")
 }
 
-fn bench(exe: &Path, name: &str, timing: &str, runs: usize, subnet: u8) -> anyhow::Result<Vec<Scenario>> {
+fn bench(
+    exe: &Path,
+    name: &str,
+    timing: &str,
+    runs: usize,
+    subnet: u8,
+) -> anyhow::Result<Vec<Scenario>> {
     let mut w = WebCluster::new(
         exe,
         &WebOptions {
@@ -104,14 +110,16 @@ fn bench(exe: &Path, name: &str, timing: &str, runs: usize, subnet: u8) -> anyho
         off.push(record(&w, measure(&w, t, "n1", "n2")?));
         w.power_on(0)?;
         w.wait_served_by("n1", 5, WAIT)?;
-        w.cluster.wait_for(0, WAIT, "n1 joined", |s| s.membership.joined)?;
+        w.cluster
+            .wait_for(0, WAIT, "n1 joined", |s| s.membership.joined)?;
         // SIGKILL of the active daemon only: its VIP and web server stay.
         let t = w.probe_now_ms();
         w.cluster.kill(0)?;
         kill.push(record(&w, measure(&w, t, "n1", "n2")?));
         w.cluster.start(0)?;
         w.wait_served_by("n1", 5, WAIT)?;
-        w.cluster.wait_for(0, WAIT, "n1 joined", |s| s.membership.joined)?;
+        w.cluster
+            .wait_for(0, WAIT, "n1 joined", |s| s.membership.joined)?;
         // Operator move and back.
         let t = w.probe_now_ms();
         w.tandem(0, &["move", "web", "n2"])?;
@@ -135,9 +143,15 @@ fn main() -> anyhow::Result<()> {
             other => bail!("unknown argument {other}; usage: failover [--runs N]"),
         }
     }
-    let exe = std::env::current_exe()?.parent().context("exe dir")?.join("tandem");
+    let exe = std::env::current_exe()?
+        .parent()
+        .context("exe dir")?
+        .join("tandem");
     if !exe.exists() {
-        bail!("{} not found: build it first (bench/run.sh does)", exe.display());
+        bail!(
+            "{} not found: build it first (bench/run.sh does)",
+            exe.display()
+        );
     }
     let sets = [
         ("default (keepalive 100 ms, deadtime 500 ms)", ""),
@@ -151,12 +165,26 @@ fn main() -> anyhow::Result<()> {
         eprintln!("timing set: {name}");
         all.extend(bench(&exe, name, timing, runs, 70 + i as u8)?);
     }
-    println!("{:<55} {:<16} {:>8} {:>8} {:>8} {:>7} {:>5} {:>12}", "timings", "scenario", "min ms", "median", "max ms", "errors", "dual", "lateness ms");
+    println!(
+        "{:<55} {:<16} {:>8} {:>8} {:>8} {:>7} {:>5} {:>12}",
+        "timings", "scenario", "min ms", "median", "max ms", "errors", "dual", "lateness ms"
+    );
     for s in &all {
-        let late = s.runs.iter().map(|r| r.worst_lateness_ms).fold(0.0, f64::max);
+        let late = s
+            .runs
+            .iter()
+            .map(|r| r.worst_lateness_ms)
+            .fold(0.0, f64::max);
         println!(
             "{:<55} {:<16} {:>8.0} {:>8.0} {:>8.0} {:>7} {:>5} {:>12.1}",
-            s.timing, s.scenario, s.min_ms, s.median_ms, s.max_ms, s.total_errors, s.total_dual_answers, late
+            s.timing,
+            s.scenario,
+            s.min_ms,
+            s.median_ms,
+            s.max_ms,
+            s.total_errors,
+            s.total_dual_answers,
+            late
         );
     }
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results");

@@ -76,7 +76,8 @@ pub fn run(loopback: bool) -> anyhow::Result<()> {
     w.power_on(0)?;
     tl.say("n1 powered back on (cable in, daemon started)");
     w.wait_served_by("n1", 5, wait)?;
-    w.cluster.wait_for(0, wait, "n1 joined", |s| s.membership.joined)?;
+    w.cluster
+        .wait_for(0, wait, "n1 joined", |s| s.membership.joined)?;
     let o = outage(&w.samples(), t, "n2", "n1").context("no switch seen")?;
     tl.say(&format!("failback: n1 serves again: {}", describe(&o)));
     results.push(("n1 returns (failback)", o));

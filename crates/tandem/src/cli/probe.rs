@@ -54,7 +54,9 @@ pub fn run(url: &str, interval: Duration, timeout: Duration) -> anyhow::Result<(
         std::thread::spawn(move || {
             let mut out = std::io::stdout().lock();
             for s in rx {
-                let Ok(line) = serde_json::to_string(&s) else { continue };
+                let Ok(line) = serde_json::to_string(&s) else {
+                    continue;
+                };
                 if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
                     stop.store(true, Ordering::Relaxed);
                     break;
@@ -65,9 +67,11 @@ pub fn run(url: &str, interval: Duration, timeout: Duration) -> anyhow::Result<(
     let start = Instant::now();
     let mut next = start;
     while !stop.load(Ordering::Relaxed) {
-        let t_ms = start.elapsed().as_secs_f64() * 1000.0;
         let (tx, url) = (tx.clone(), url.to_string());
         std::thread::spawn(move || {
+            // Stamped when the request really starts: a thread scheduled
+            // late must not be ordered before requests made earlier.
+            let t_ms = start.elapsed().as_secs_f64() * 1000.0;
             let _ = tx.send(one(&url, t_ms, timeout));
         });
         next += interval;
