@@ -9,6 +9,7 @@
 pub mod diagnostic;
 pub mod duration;
 pub mod groups;
+pub mod heartbeat;
 pub mod keyfile;
 mod model;
 mod raw;

@@ -47,6 +47,10 @@ pub struct Link {
     pub interface: Option<String>,
     /// UDP port.
     pub port: u16,
+    /// Unicast only: addresses to send to, Heartbeat style (`ucast IFACE
+    /// PEER-IP` lines); a node skips those that are its own. When set,
+    /// nodes need no address on the link.
+    pub peers: Vec<IpAddr>,
 }
 
 impl Link {
@@ -467,11 +471,26 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
                 None,
             );
         }
+        let mut peers = Vec::new();
+        for p in &l.peers {
+            match p.get_ref().parse::<IpAddr>() {
+                Ok(a) => peers.push(a),
+                Err(_) => c.error(
+                    p.span().start,
+                    format!("`{}` is not an IP address", p.get_ref()),
+                    None,
+                ),
+            }
+        }
+        if !peers.is_empty() && kind != LinkKind::Ucast {
+            c.error(l.kind.span().start, "`peers` is only for ucast links", None);
+        }
         links.push(Link {
             name,
             kind,
             interface,
             port,
+            peers,
         });
     }
 
@@ -532,7 +551,7 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
         for l in &links {
             let addr = match n.addresses.get(&l.name) {
                 None => {
-                    if l.kind == LinkKind::Ucast {
+                    if l.kind == LinkKind::Ucast && l.peers.is_empty() {
                         c.error(node_at, format!("node `{name}` has no address on unicast link `{}`", l.name), Some(format!("add `addresses = {{ {} = \"198.18.0.11\" }}` with the node's real address", l.name)));
                     }
                     None

@@ -94,6 +94,8 @@ pub(crate) struct RawLink {
     pub port: Option<Spanned<i64>>,
     pub group: Option<Spanned<String>>,
     pub ttl: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub peers: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -86,6 +86,11 @@ impl LinkSocket {
     }
 }
 
+/// Whether `ip` is one of this machine's addresses (binding to it works).
+fn is_local(ip: IpAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
 fn ifindex(link: &str, interface: &str) -> Result<u32, LinkError> {
     let path = format!("/sys/class/net/{interface}/ifindex");
     std::fs::read_to_string(&path)
@@ -142,21 +147,35 @@ pub fn open_links(config: &Config, local: &str) -> Result<Vec<LinkSocket>, LinkE
         };
         let destinations = match &link.kind {
             LinkKind::Ucast => {
-                let Some(addr) = own else {
-                    return Err(LinkError::NoLocalAddress {
-                        link: link.name.clone(),
-                        node: local.to_string(),
-                    });
-                };
-                sock.bind(&SocketAddr::new(addr, link.port).into())
-                    .map_err(err(&format!("bind {addr} port {}", link.port)))?;
-                config
+                match own {
+                    Some(addr) => sock
+                        .bind(&SocketAddr::new(addr, link.port).into())
+                        .map_err(err(&format!("bind {addr} port {}", link.port)))?,
+                    None if !link.peers.is_empty() => sock
+                        .bind(&SocketAddr::new(any, link.port).into())
+                        .map_err(err(&format!("bind port {}", link.port)))?,
+                    None => {
+                        return Err(LinkError::NoLocalAddress {
+                            link: link.name.clone(),
+                            node: local.to_string(),
+                        });
+                    }
+                }
+                let mut dests: Vec<SocketAddr> = config
                     .nodes
                     .iter()
                     .filter(|n| n.name != local)
                     .filter_map(|n| n.addresses.get(i).copied().flatten())
                     .map(|a| SocketAddr::new(a, link.port))
-                    .collect()
+                    .collect();
+                // Heartbeat's `ucast` lines: every listed peer but ourselves.
+                for p in &link.peers {
+                    let d = SocketAddr::new(*p, link.port);
+                    if Some(*p) != own && !is_local(*p) && !dests.contains(&d) {
+                        dests.push(d);
+                    }
+                }
+                dests
             }
             LinkKind::Bcast => {
                 sock.set_broadcast(true).map_err(err("enable broadcast"))?;
