@@ -179,7 +179,8 @@ fn agent_op(shared: &Shared, group: &str, res: &Resource, op: Op, timeout: Durat
                 .get("args")
                 .map(|a| a.split("::").map(str::to_string).collect())
                 .unwrap_or_default();
-            scripts::lsb(script, &args, op, timeout)
+            let r1 = res.params.get("r1_status").is_some_and(|v| v == "true");
+            scripts::lsb(script, &args, op, timeout, r1)
         }
         AgentKind::Systemd { unit } => OpResult::Failed(format!(
             "systemd resources are not supported yet (unit {unit}); use lsb:{} or process",

@@ -122,9 +122,23 @@ pub fn lsb_path(script: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Heartbeat R1's ownership test on `status` output (ResourceManager's
+/// `we_own_resource`): "not running" means stopped; "running" or "OK" means
+/// running; anything else means stopped.
+pub fn r1_status(output: &str) -> OpResult {
+    if output.contains("not running") {
+        OpResult::NotRunning
+    } else if output.contains("running") || output.contains("OK") {
+        OpResult::Ok
+    } else {
+        OpResult::NotRunning
+    }
+}
+
 /// Runs an LSB script action, with optional leading arguments (Heartbeat's
-/// `NAME::ARG::ARG` form passes them before the action).
-pub fn lsb(script: &str, args: &[String], op: Op, timeout: Duration) -> OpResult {
+/// `NAME::ARG::ARG` form passes them before the action). With `r1`, the
+/// status is read from the output as Heartbeat's haresources did.
+pub fn lsb(script: &str, args: &[String], op: Op, timeout: Duration, r1: bool) -> OpResult {
     let Some(path) = lsb_path(script) else {
         return OpResult::Failed(format!(
             "no script `{script}` in /etc/ha.d/resource.d or /etc/init.d"
@@ -138,7 +152,11 @@ pub fn lsb(script: &str, args: &[String], op: Op, timeout: Duration) -> OpResult
     let mut argv: Vec<&str> = args.iter().map(String::as_str).collect();
     argv.push(action);
     let path = path.to_string_lossy().to_string();
-    exit_to(op, run(&path, &argv, &BTreeMap::new(), timeout), lsb_result)
+    let exit = run(&path, &argv, &BTreeMap::new(), timeout);
+    match (r1, op, exit) {
+        (true, Op::Monitor, Exit::Code(_, out)) => r1_status(&out),
+        (_, _, exit) => exit_to(op, exit, lsb_result),
+    }
 }
 
 #[cfg(test)]
@@ -188,15 +206,19 @@ mod tests {
         let p = script.to_string_lossy().to_string();
         let args = vec!["hello".to_string()];
         let t = Duration::from_secs(5);
-        assert_eq!(lsb(&p, &args, Op::Monitor, t), OpResult::NotRunning);
-        assert_eq!(lsb(&p, &args, Op::Start, t), OpResult::Ok);
+        assert_eq!(lsb(&p, &args, Op::Monitor, t, false), OpResult::NotRunning);
+        assert_eq!(lsb(&p, &args, Op::Start, t, false), OpResult::Ok);
         assert_eq!(std::fs::read_to_string(&state).unwrap().trim(), "hello");
-        assert_eq!(lsb(&p, &args, Op::Monitor, t), OpResult::Ok);
-        assert_eq!(lsb(&p, &args, Op::Stop, t), OpResult::Ok);
-        assert_eq!(lsb(&p, &args, Op::Monitor, t), OpResult::NotRunning);
+        assert_eq!(lsb(&p, &args, Op::Monitor, t, false), OpResult::Ok);
+        assert_eq!(lsb(&p, &args, Op::Stop, t, false), OpResult::Ok);
+        assert_eq!(lsb(&p, &args, Op::Monitor, t, false), OpResult::NotRunning);
         assert!(matches!(
-            lsb("no-such-script-xyz", &[], Op::Start, t),
+            lsb("no-such-script-xyz", &[], Op::Start, t, false),
             OpResult::Failed(_)
         ));
+        assert_eq!(r1_status("apache2 is running (pid 12)"), OpResult::Ok);
+        assert_eq!(r1_status("apache2 is not running"), OpResult::NotRunning);
+        assert_eq!(r1_status("Status: OK"), OpResult::Ok);
+        assert_eq!(r1_status("??"), OpResult::NotRunning);
     }
 }

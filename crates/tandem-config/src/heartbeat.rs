@@ -98,24 +98,23 @@ fn logical_lines(text: &str) -> Vec<Line> {
         });
         entry.text.push(' ');
         entry.text.push_str(body);
-        if !cont {
-            if let Some(l) = cur.take() {
-                if !l.text.trim().is_empty() {
-                    out.push(Line {
-                        text: l.text.trim().to_string(),
-                        ..l
-                    });
-                }
-            }
-        }
-    }
-    if let Some(l) = cur.take() {
-        if !l.text.trim().is_empty() {
+        if !cont
+            && let Some(l) = cur.take()
+            && !l.text.trim().is_empty()
+        {
             out.push(Line {
                 text: l.text.trim().to_string(),
                 ..l
             });
         }
+    }
+    if let Some(l) = cur.take()
+        && !l.text.trim().is_empty()
+    {
+        out.push(Line {
+            text: l.text.trim().to_string(),
+            ..l
+        });
     }
     out
 }

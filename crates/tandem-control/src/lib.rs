@@ -45,10 +45,12 @@ pub enum Request {
         /// Group name.
         group: String,
     },
-    /// Move every group to this node (`take`) or away from it.
+    /// Move groups to this node (`take`) or away from it, Heartbeat style.
     TakeOver {
         /// True: take over; false: release.
         take: bool,
+        /// `all`, `local` (groups preferring this node) or `foreign`.
+        which: String,
     },
 }
 

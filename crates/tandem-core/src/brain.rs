@@ -110,8 +110,11 @@ pub enum Command {
     /// Heartbeat's hb_takeover / hb_standby: pull (`take`) or push away all
     /// groups from the local node, as moves.
     TakeOver {
-        /// True: move every group here; false: move them off this node.
+        /// True: move the groups here; false: move them off this node.
         take: bool,
+        /// `all`, `local` (groups that prefer this node; also `failback`)
+        /// or `foreign` (groups that prefer another node).
+        which: String,
     },
 }
 
@@ -987,33 +990,55 @@ impl Brain {
                 *next.cleanups.entry(g).or_insert(0) += 1;
                 format!("{group}: fail counts and blocked state cleared on every node")
             }
-            Command::TakeOver { take } => {
+            Command::TakeOver { take, which } => {
                 let me = self.cfg.local;
-                let local = self.local_name().to_string();
-                if take {
-                    next.moves = (0..self.cfg.groups.len())
-                        .map(|g| Move {
-                            group: g,
-                            node: me,
-                            until: None,
-                        })
-                        .collect();
-                    format!("every group moves to {local}")
+                let preferred = |g: usize| {
+                    self.cfg.groups[g]
+                        .rules
+                        .scores
+                        .iter()
+                        .max_by_key(|(n, s)| (*s, std::cmp::Reverse(*n)))
+                        .map(|(n, _)| *n)
+                };
+                let chosen: Vec<usize> = (0..self.cfg.groups.len())
+                    .filter(|&g| match which.as_str() {
+                        "all" => true,
+                        "local" | "failback" => preferred(g) == Some(me),
+                        "foreign" => preferred(g) != Some(me),
+                        _ => false,
+                    })
+                    .collect();
+                if !matches!(which.as_str(), "all" | "local" | "failback" | "foreign") {
+                    return Err(format!("`{which}`: use all, local or foreign"));
+                }
+                let to = if take {
+                    me
                 } else {
-                    let other = self
-                        .peers
+                    self.peers
                         .iter()
                         .find(|p| p.state.is_member())
                         .map(|p| p.id)
-                        .ok_or("no other node is online to take the groups")?;
-                    next.moves = (0..self.cfg.groups.len())
-                        .map(|g| Move {
-                            group: g,
-                            node: other,
-                            until: None,
-                        })
-                        .collect();
-                    format!("every group moves to {}", self.node_name(other))
+                        .ok_or("no other node is online to take the groups")?
+                };
+                next.moves.retain(|m| !chosen.contains(&m.group));
+                next.moves.extend(chosen.iter().map(|&g| Move {
+                    group: g,
+                    node: to,
+                    until: None,
+                }));
+                let names: Vec<&str> = chosen
+                    .iter()
+                    .map(|&g| self.cfg.groups[g].name.as_str())
+                    .collect();
+                if names.is_empty() {
+                    format!("no {which} group to move")
+                } else {
+                    format!(
+                        "{} move{} to {} (until `tandem move GROUP --clear`)",
+                        names.join(", "),
+                        if names.len() == 1 { "s" } else { "" },
+                        self.node_name(to)
+                    )
                 }
             }
         };

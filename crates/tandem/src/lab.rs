@@ -181,6 +181,40 @@ impl Lab {
         Ok(())
     }
 
+    /// Powers host `name` off: its cable is pulled and every process in its
+    /// namespace is killed (by PID).
+    pub fn power_off(&self, name: &str) -> anyhow::Result<()> {
+        self.cable(name, false)?;
+        let h = self.host(name)?;
+        let out = Command::new("ip")
+            .args(["netns", "pids", &h.netns])
+            .output()?;
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<u32>() {
+                let _ = crate::process::signal(pid, libc::SIGKILL);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every address but the lab one from host `name`'s eth0, as a
+    /// reboot would (floating IPs do not survive a power cycle).
+    pub fn reset_addresses(&self, name: &str) -> anyhow::Result<()> {
+        let h = self.host(name)?;
+        run(&["ip", "-n", &h.netns, "addr", "flush", "dev", "eth0"])?;
+        run(&[
+            "ip",
+            "-n",
+            &h.netns,
+            "addr",
+            "add",
+            &format!("{}/24", h.addr),
+            "dev",
+            "eth0",
+        ])?;
+        Ok(())
+    }
+
     /// A command that runs inside host `name`'s namespace.
     pub fn command(&self, name: &str, program: &str) -> anyhow::Result<Command> {
         let h = self.host(name)?;

@@ -189,6 +189,42 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Starts node `i` with a custom command line (run in its namespace, if
+    /// any, with its log as stdout and stderr); the command must end by
+    /// exec-ing the daemon so that its PID is the daemon's.
+    pub fn start_custom(&mut self, i: usize, argv: &[String]) -> anyhow::Result<()> {
+        let n = self
+            .nodes
+            .get_mut(i)
+            .ok_or_else(|| anyhow!("no node {i}"))?;
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&n.log)
+            .context("open the node's log")?;
+        let mut cmd = match &n.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).args(argv);
+                c
+            }
+            None => {
+                let mut c = Command::new(argv.first().map_or("false", String::as_str));
+                c.args(argv.iter().skip(1));
+                c
+            }
+        };
+        let child = cmd
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("start the node")?;
+        n.child = Some(child);
+        Ok(())
+    }
+
     /// Starts every node.
     pub fn start_all(&mut self) -> anyhow::Result<()> {
         (0..self.nodes.len()).try_for_each(|i| self.start(i))

@@ -49,6 +49,13 @@ enum Command {
         /// State directory (default: `state_dir` from the configuration).
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// Run from Heartbeat's files instead: DIR/ha.cf, DIR/haresources and
+        /// DIR/authkeys (e.g. /etc/ha.d), unchanged.
+        #[arg(long, value_name = "DIR", conflicts_with = "config")]
+        heartbeat_dir: Option<PathBuf>,
+        /// Accept an authkeys file that selects `crc` (no authentication at all).
+        #[arg(long)]
+        allow_insecure_crc: bool,
     },
     /// Show the cluster as the local daemon sees it: nodes, links, counters.
     Status {
@@ -100,18 +107,21 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Move every resource group to this node (Heartbeat's hb_takeover).
+    /// Move resource groups to this node (Heartbeat's hb_takeover): all,
+    /// local (those that prefer this node) or foreign (those that prefer
+    /// another node).
     Takeover {
-        /// Only `all` is meaningful without Heartbeat's haresources.
-        #[arg(default_value = "all")]
+        /// all, local or foreign.
+        #[arg(default_value = "all", value_parser = ["all", "local", "foreign", "failback"])]
         which: String,
         #[command(flatten)]
         target: Target,
     },
-    /// Move every resource group away from this node (Heartbeat's hb_standby).
+    /// Move resource groups away from this node (Heartbeat's hb_standby):
+    /// all, local or foreign.
     Release {
-        /// Only `all` is meaningful without Heartbeat's haresources.
-        #[arg(default_value = "all")]
+        /// all, local or foreign.
+        #[arg(default_value = "all", value_parser = ["all", "local", "foreign", "failback"])]
         which: String,
         #[command(flatten)]
         target: Target,
@@ -128,6 +138,17 @@ enum Command {
         /// Timeout of one probe.
         #[arg(long, default_value = "100ms", value_parser = tandem_config::parse_duration)]
         timeout: std::time::Duration,
+    },
+    /// Convert existing configuration: `tandem import heartbeat /etc/ha.d`
+    /// prints the native tandem.toml equivalent to ha.cf + haresources +
+    /// authkeys, with comments naming each source line, and lists on stderr
+    /// what was dropped.
+    Import {
+        /// Only `heartbeat` for now.
+        #[arg(value_parser = ["heartbeat"])]
+        from: String,
+        /// The Heartbeat directory (/etc/ha.d or /etc/heartbeat).
+        dir: PathBuf,
     },
     /// Work with configuration files.
     Config {
@@ -182,21 +203,6 @@ enum ConfigAction {
     },
 }
 
-fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
-    // The heartbeat thread logs; a slow stderr must never block it, so log
-    // lines go through a bounded in-memory queue to a writer thread.
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    guard
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -205,19 +211,16 @@ fn main() -> ExitCode {
             node,
             socket,
             state_dir,
-        } => {
-            let _guard = init_logging();
-            let r = daemon::run(&daemon::Options {
-                config,
-                node,
-                socket,
-                state_dir,
-            });
-            if let Err(e) = &r {
-                tracing::error!("{e:#}");
-            }
-            r
-        }
+            heartbeat_dir,
+            allow_insecure_crc,
+        } => daemon::run(&daemon::Options {
+            config,
+            node,
+            socket,
+            state_dir,
+            heartbeat_dir,
+            allow_insecure_crc,
+        }),
         Command::Status {
             json,
             config,
@@ -233,6 +236,7 @@ fn main() -> ExitCode {
             action: ConfigAction::Check { file },
         } => cli::config_check(&file),
         Command::Keygen { file } => cli::keygen(&file),
+        Command::Import { dir, .. } => cli::import_heartbeat(&dir),
         Command::Move {
             group,
             node,
@@ -264,13 +268,13 @@ fn main() -> ExitCode {
         Command::Cleanup { group, target } => {
             cli::command(&target.socket(), tandem_control::Request::Cleanup { group })
         }
-        Command::Takeover { target, .. } => cli::command(
+        Command::Takeover { which, target } => cli::command(
             &target.socket(),
-            tandem_control::Request::TakeOver { take: true },
+            tandem_control::Request::TakeOver { take: true, which },
         ),
-        Command::Release { target, .. } => cli::command(
+        Command::Release { which, target } => cli::command(
             &target.socket(),
-            tandem_control::Request::TakeOver { take: false },
+            tandem_control::Request::TakeOver { take: false, which },
         ),
         Command::Probe {
             url,

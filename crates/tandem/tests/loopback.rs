@@ -278,3 +278,73 @@ fn daemon_refuses_bad_key_permissions_and_invalid_config() {
         "{err}"
     );
 }
+
+#[test]
+fn import_heartbeat_s4_and_refuse_crc_without_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("ha.cf"),
+        "use_logd on\nkeepalive 2\ndeadtime 30\nwarntime 10\ninitdead 120\nudpport 694\nucast enp0s8 192.168.56.101\nucast enp0s8 192.168.56.102\nauto_failback on\nnode SwapNginxActive\nnode SwapNginxPassive\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("haresources"),
+        "SwapNginxActive 192.168.56.200/24/enp0s8 nginx\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("authkeys"), "auth 1\n1 crc\n").unwrap();
+    std::fs::set_permissions(d.join("authkeys"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = Command::new(EXE)
+        .args(["import", "heartbeat"])
+        .arg(d)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let toml = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        toml.contains("peers = [\"192.168.56.101\", \"192.168.56.102\"]"),
+        "{toml}"
+    );
+    assert!(
+        toml.contains("initdead = \"120000ms\"  # ha.cf line 5"),
+        "{toml}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`use_logd` is ignored"), "{err}");
+    assert!(err.contains("NOT authenticated"), "{err}");
+    let native = d.join("tandem.toml");
+    std::fs::write(&native, &toml).unwrap();
+    let check = Command::new(EXE)
+        .args(["config", "check"])
+        .arg(&native)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // crc authenticates nothing: the daemon refuses it unless told otherwise.
+    let out = Command::new(EXE)
+        .args(["daemon", "--node", "swapnginxactive", "--heartbeat-dir"])
+        .arg(d)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--allow-insecure-crc"), "{err}");
+    // A key file readable by others is refused too, with the fix.
+    std::fs::set_permissions(d.join("authkeys"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(EXE)
+        .args(["import", "heartbeat"])
+        .arg(d)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+}

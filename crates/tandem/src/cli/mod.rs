@@ -65,3 +65,23 @@ pub fn keygen(file: &Path) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `tandem import heartbeat DIR`: prints the native configuration.
+pub fn import_heartbeat(dir: &Path) -> anyhow::Result<()> {
+    let h = tandem_config::heartbeat::load_dir(dir)?;
+    print!("{}", h.toml);
+    let dropped: Vec<String> = h.loaded.warnings.iter().map(ToString::to_string).collect();
+    if !dropped.is_empty() {
+        eprintln!("Not carried over, or worth a look ({}):", dropped.len());
+        for d in dropped {
+            eprintln!("{d}");
+        }
+    }
+    if let Some(l) = &h.extras.logfile {
+        eprintln!(
+            "note: ha.cf's logfile {} is used by `tandem daemon --heartbeat-dir`; with the native file, redirect the daemon's stderr there",
+            l.display()
+        );
+    }
+    Ok(())
+}

@@ -32,6 +32,91 @@ pub struct Options {
     pub socket: Option<PathBuf>,
     /// State directory override.
     pub state_dir: Option<PathBuf>,
+    /// Run from Heartbeat's ha.cf, haresources and authkeys in this directory.
+    pub heartbeat_dir: Option<PathBuf>,
+    /// Accept `crc` in authkeys.
+    pub allow_insecure_crc: bool,
+}
+
+/// Sets up logging: stderr, plus `logfile` when given (ha.cf's logfile).
+/// The heartbeat thread logs; a slow stderr or disk must never block it, so
+/// each sink is fed through an in-memory queue by a writer thread.
+fn init_logging(
+    logfile: Option<&Path>,
+) -> anyhow::Result<Vec<tracing_appender::non_blocking::WorkerGuard>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (err_writer, g1) = tracing_appender::non_blocking(std::io::stderr());
+    let mut guards = vec![g1];
+    let stderr_layer = tracing_subscriber::fmt::layer()
+        .with_writer(err_writer)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let file_layer = match logfile {
+        Some(p) => {
+            if let Some(d) = p.parent() {
+                std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
+            }
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("open logfile {}", p.display()))?;
+            let (w, g) = tracing_appender::non_blocking(f);
+            guards.push(g);
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(w)
+                    .with_target(false)
+                    .with_ansi(false),
+            )
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr_layer)
+        .with(file_layer)
+        .try_init()
+        .map_err(|e| anyhow!("logging: {e}"))?;
+    Ok(guards)
+}
+
+/// Loads the keys from a key file: a bare secret (key id 1), or a
+/// Heartbeat `authkeys` file (every key line; `auth N` selects the sending
+/// key).
+pub fn load_keys(path: &Path, allow_crc: bool) -> anyhow::Result<Keyring> {
+    let secret = tandem_config::keyfile::read_key(path)?;
+    let text = String::from_utf8_lossy(&secret);
+    if !tandem_config::heartbeat::looks_like_authkeys(&text) {
+        return Ok(Keyring::single(Key::new(1, &secret).context("key file")?));
+    }
+    let auth = tandem_config::heartbeat::parse_authkeys(&text, path)?;
+    if auth.method() == Some(tandem_config::heartbeat::AuthMethod::Crc) {
+        if !allow_crc {
+            bail!(
+                "{} selects `crc`, which authenticates nothing: anyone on the network could forge heartbeats. Use `sha1` with a secret, or start with --allow-insecure-crc if you accept the risk",
+                path.display()
+            );
+        }
+        tracing::warn!("INSECURE: authkeys selects crc; heartbeats are not authenticated");
+    }
+    let keys = auth
+        .keys
+        .iter()
+        .map(|(id, method, key)| {
+            let material = if *method == tandem_config::heartbeat::AuthMethod::Crc {
+                b"crc".to_vec()
+            } else {
+                key.clone()
+            };
+            Key::new(*id, &material)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .context("authkeys")?;
+    Keyring::new(keys, auth.send).context("authkeys")
 }
 
 /// This machine's host name, as `uname -n` prints it.
@@ -46,6 +131,14 @@ pub fn local_node(config: &Config, path: &Path, over: Option<&str>) -> anyhow::R
     let name = over.map_or_else(hostname, str::to_string);
     if config.node(&name).is_some() {
         return Ok(name);
+    }
+    // Heartbeat matches node names case-insensitively.
+    if let Some(n) = config
+        .nodes
+        .iter()
+        .find(|n| n.name.eq_ignore_ascii_case(&name))
+    {
+        return Ok(n.name.clone());
     }
     let known: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
     if over.is_some() {
@@ -128,7 +221,27 @@ pub fn brain_config(
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(opts: &Options) -> anyhow::Result<()> {
-    let loaded = tandem_config::load(&opts.config)?;
+    let (loaded, logfile, source) = match &opts.heartbeat_dir {
+        Some(dir) => {
+            let h = tandem_config::heartbeat::load_dir(dir)?;
+            let logfile = h.extras.logfile.clone().or(h.extras.debugfile.clone());
+            (h.loaded, logfile, dir.clone())
+        }
+        None => (
+            tandem_config::load(&opts.config)?,
+            None,
+            opts.config.clone(),
+        ),
+    };
+    let _log_guards = init_logging(logfile.as_deref())?;
+    let r = run_loaded(opts, loaded, &source);
+    if let Err(e) = &r {
+        tracing::error!("{e:#}");
+    }
+    r
+}
+
+fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> anyhow::Result<()> {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
@@ -136,9 +249,8 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     if let Some(d) = &opts.state_dir {
         config.state_dir.clone_from(d);
     }
-    let local = local_node(&config, &opts.config, opts.node.as_deref())?;
-    let secret = tandem_config::keyfile::read_key(&config.key_file)?;
-    let keys = Keyring::single(Key::new(1, &secret).context("key file")?);
+    let local = local_node(&config, source, opts.node.as_deref())?;
+    let keys = load_keys(&config.key_file, opts.allow_insecure_crc)?;
     let (incarnation, warning) = incarnation::next(&config.state_dir);
     if let Some(w) = warning {
         tracing::warn!("{w}");
@@ -232,7 +344,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     let info = DaemonInfo {
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").to_string(),
-        config: opts.config.display().to_string(),
+        config: source.display().to_string(),
         scheduling,
         sent_datagrams: 0,
         sent_bytes: 0,
@@ -255,7 +367,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
             },
             Request::Standby { node, on } => Command::Standby { node, on },
             Request::Cleanup { group } => Command::Cleanup { group },
-            Request::TakeOver { take } => Command::TakeOver { take },
+            Request::TakeOver { take, which } => Command::TakeOver { take, which },
         };
         // The brain applies commands on the heartbeat thread; ask and wait.
         let (tx, rx) = std::sync::mpsc::channel();
