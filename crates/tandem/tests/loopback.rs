@@ -124,8 +124,13 @@ fn forged_and_replayed_packets_are_rejected_and_counted() {
     c.start_all().unwrap();
     c.wait_for(0, WAIT, "both members", members(2)).unwrap();
 
-    // Capture one of n2's genuine heartbeats (sent to x1 as to any peer).
+    // Capture one of n2's genuine heartbeats (sent to x1 as to any peer),
+    // a fresh one: those queued since start-up may predate n1 (a packet n1
+    // never saw would be accepted once, late, which is no replay).
     let mut buf = [0u8; 2048];
+    spy.set_nonblocking(true).unwrap();
+    while spy.recv_from(&mut buf).is_ok() {}
+    spy.set_nonblocking(false).unwrap();
     let deadline = Instant::now() + WAIT;
     let captured = loop {
         let (n, from) = spy.recv_from(&mut buf).expect("heartbeats reach x1");
@@ -134,7 +139,16 @@ fn forged_and_replayed_packets_are_rejected_and_counted() {
         }
         assert!(Instant::now() < deadline, "no heartbeat from n2 captured");
     };
-    let before = c.status(0).unwrap().membership.stats;
+    // Let n1 process the original and newer heartbeats first, so that every
+    // copy below is a replay of something it has seen.
+    let seen = c.status(0).unwrap().membership.stats.accepted;
+    let before = c
+        .wait_for(0, WAIT, "newer heartbeats", |s| {
+            s.membership.stats.accepted >= seen + 2
+        })
+        .unwrap()
+        .membership
+        .stats;
     for _ in 0..3 {
         spy.send_to(&captured, "127.0.32.11:7694").unwrap();
     }
