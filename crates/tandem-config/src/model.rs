@@ -67,6 +67,8 @@ pub struct Node {
     pub name: String,
     /// Its address on each link, in link order (`None` where not given).
     pub addresses: Vec<Option<IpAddr>>,
+    /// Its quorum votes (default 1).
+    pub votes: u32,
 }
 
 /// A validated configuration.
@@ -90,6 +92,8 @@ pub struct Config {
     pub nodes: Vec<Node>,
     /// Resource groups.
     pub groups: Vec<crate::groups::Group>,
+    /// Quorum rules.
+    pub quorum: tandem_core::Quorum,
 }
 
 impl Config {
@@ -97,8 +101,8 @@ impl Config {
     /// links, nodes); carried in heartbeats to spot diverging files.
     pub fn digest(&self) -> u64 {
         let canonical = format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}",
-            self.cluster, self.timing, self.links, self.nodes, self.groups
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.cluster, self.timing, self.links, self.nodes, self.groups, self.quorum
         );
         let d = Sha256::digest(canonical.as_bytes());
         let mut b = [0u8; 8];
@@ -209,6 +213,71 @@ pub(crate) fn valid_name(s: &str) -> bool {
 
 fn ms(d: Duration) -> String {
     tandem_core::time::human(d)
+}
+
+fn build_quorum(
+    c: &mut Checker<'_>,
+    raw: Option<&Spanned<crate::raw::RawQuorum>>,
+    nodes: &[Node],
+) -> tandem_core::Quorum {
+    use tandem_core::NoQuorumPolicy;
+    let q = raw.map(Spanned::get_ref);
+    // Three or more nodes: majority by default. Two nodes cannot form a
+    // majority after one fails, so they run without (as Heartbeat did).
+    let enabled = match q.and_then(|q| q.policy.as_ref()) {
+        None => nodes.len() >= 3,
+        Some(p) => match p.get_ref().as_str() {
+            "majority" => true,
+            "none" => false,
+            other => {
+                c.error(
+                    p.span().start,
+                    format!("unknown quorum policy `{other}`"),
+                    Some("use \"majority\" or \"none\"".to_string()),
+                );
+                false
+            }
+        },
+    };
+    if enabled
+        && nodes.len() == 2
+        && let Some(p) = q.and_then(|q| q.policy.as_ref())
+    {
+        c.warn(
+                p.span().start,
+                "majority quorum with two nodes: when one fails, the other has no quorum and stops everything",
+                Some("use policy = \"none\" (and a witness, when available) for two-node clusters".to_string()),
+            );
+    }
+    let no_quorum = match q.and_then(|q| q.no_quorum.as_ref()) {
+        None => NoQuorumPolicy::Stop,
+        Some(p) => match p.get_ref().as_str() {
+            "stop" => NoQuorumPolicy::Stop,
+            "freeze" => NoQuorumPolicy::Freeze,
+            "ignore" => {
+                c.warn(
+                    p.span().start,
+                    "no_quorum = \"ignore\" lets a minority run groups: two nodes may run the same group",
+                    None,
+                );
+                NoQuorumPolicy::Ignore
+            }
+            other => {
+                c.error(
+                    p.span().start,
+                    format!("unknown no_quorum policy `{other}`"),
+                    Some("use \"stop\", \"freeze\" or \"ignore\" (unsafe)".to_string()),
+                );
+                NoQuorumPolicy::Stop
+            }
+        },
+    };
+    tandem_core::Quorum {
+        enabled,
+        votes: nodes.iter().map(|n| n.votes).collect(),
+        no_quorum,
+        wait_for_all: q.and_then(|q| q.wait_for_all).unwrap_or(true),
+    }
 }
 
 pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
@@ -591,10 +660,25 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
             }
             addresses.push(addr);
         }
-        nodes.push(Node { name, addresses });
+        let votes = match &n.votes {
+            None => 1,
+            Some(v) => match u32::try_from(*v.get_ref()) {
+                Ok(x) if x <= 100 => x,
+                _ => {
+                    c.error(v.span().start, "votes must be 0-100", None);
+                    1
+                }
+            },
+        };
+        nodes.push(Node {
+            name,
+            addresses,
+            votes,
+        });
     }
 
     let groups = crate::groups::build_groups(&mut c, &raw.groups, &nodes);
+    let quorum = build_quorum(&mut c, raw.quorum.as_ref(), &nodes);
 
     let (errors, warnings): (Vec<_>, Vec<_>) = c
         .out
@@ -616,6 +700,7 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
             links,
             nodes,
             groups,
+            quorum,
         },
         warnings,
     })

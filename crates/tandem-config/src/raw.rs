@@ -22,6 +22,15 @@ pub(crate) struct RawConfig {
     pub nodes: Vec<Spanned<RawNode>>,
     #[serde(default, rename = "group")]
     pub groups: Vec<Spanned<RawGroup>>,
+    pub quorum: Option<Spanned<RawQuorum>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQuorum {
+    pub policy: Option<Spanned<String>>,
+    pub no_quorum: Option<Spanned<String>>,
+    pub wait_for_all: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +111,7 @@ pub(crate) struct RawLink {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawNode {
     pub name: Spanned<String>,
+    pub votes: Option<Spanned<i64>>,
     #[serde(default)]
     pub addresses: BTreeMap<String, Spanned<String>>,
 }

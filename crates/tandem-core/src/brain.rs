@@ -80,6 +80,36 @@ pub struct BrainConfig {
     pub config_digest: u64,
     /// Resource groups.
     pub groups: Vec<GroupSpec>,
+    /// Quorum rules.
+    pub quorum: Quorum,
+}
+
+/// What a partition without quorum does with its groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoQuorumPolicy {
+    /// Stop every group (the default: never two actives).
+    #[default]
+    Stop,
+    /// Keep what runs, start and stop nothing.
+    Freeze,
+    /// Act as if quorate (explicitly unsafe).
+    Ignore,
+}
+
+/// Quorum rules: a partition acts only with a strict majority of votes.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Quorum {
+    /// Whether quorum is required at all (off for two-node clusters, which
+    /// need a witness to break ties).
+    pub enabled: bool,
+    /// Votes of each node, in node order (empty: one each).
+    pub votes: Vec<u32>,
+    /// What a partition without quorum does.
+    pub no_quorum: NoQuorumPolicy,
+    /// At start-up, start nothing until every node was seen once (or
+    /// initdead passed).
+    pub wait_for_all: bool,
 }
 
 /// An operator command, as `tandem move|standby|unstandby|cleanup` sends it.
@@ -148,6 +178,8 @@ pub struct Brain {
     op_started: Vec<(u64, Timestamp)>,
     leaving: bool,
     reported: (Vec<GroupReport>, (u64, u16)),
+    had_quorum: bool,
+    seen_all: bool,
 }
 
 impl Brain {
@@ -184,6 +216,8 @@ impl Brain {
             op_started: Vec::new(),
             leaving: false,
             reported: (Vec::new(), (0, 0)),
+            had_quorum: true,
+            seen_all: false,
         }
     }
 
@@ -381,6 +415,10 @@ impl Brain {
     }
 
     fn update_own_state(&mut self) {
+        if !self.seen_all && self.peers.iter().all(|p| p.incarnation.is_some()) {
+            self.seen_all = true;
+        }
+        self.check_quorum();
         if self.state == NodeState::Starting
             && self.groups.iter().all(GroupRt::probed)
             && (self.last_now.since(self.started) >= self.cfg.timing.initdead
@@ -396,10 +434,13 @@ impl Brain {
             incarnation: self.cfg.incarnation,
             up: true,
         }];
+        // "Up" in the view means heard within warntime: a peer that stops
+        // getting through learns it (and loses quorum) before anyone
+        // declares it dead.
         v.extend(self.peers.iter().map(|p| ViewEntry {
             node: p.id.0,
             incarnation: p.incarnation.unwrap_or(0),
-            up: p.state.is_member(),
+            up: p.state == PeerState::Online,
         }));
         v
     }
@@ -413,7 +454,7 @@ impl Brain {
                 group: u16::try_from(i).unwrap_or(u16::MAX),
                 phase: rt.phase(),
                 banned: rt.banned(spec.migration_threshold),
-                target: self.target(i).0.map_or(0, |n| n.0),
+                target: self.grant(i).map_or(0, |n| n.0),
             })
             .collect()
     }
@@ -521,6 +562,15 @@ impl Brain {
         (self.settings.generation, self.settings.origin)
     }
 
+    /// Start-up rule: with `wait_for_all`, nothing starts before every node
+    /// was seen once, or initdead passed.
+    fn start_allowed(&self) -> bool {
+        !self.cfg.quorum.enabled
+            || !self.cfg.quorum.wait_for_all
+            || self.seen_all
+            || self.last_now.since(self.started) >= self.cfg.timing.initdead
+    }
+
     /// Whether every member peer's latest report agrees that this node
     /// should start group `g`: same settings, same target (us), nothing
     /// running there. With reports applied in sequence order, two nodes can
@@ -534,6 +584,85 @@ impl Brain {
                     usize::from(r.group) == g && r.target == me && r.phase == GroupPhase::Stopped
                 })
         })
+    }
+
+    fn votes(&self, id: NodeId) -> u32 {
+        let i = usize::from(id.0).saturating_sub(1);
+        self.cfg.quorum.votes.get(i).copied().unwrap_or(1)
+    }
+
+    /// Votes present (this node and peers heard within warntime) and total.
+    /// A late peer does not count: a holder that stops hearing the majority
+    /// gives up at warntime, before the others declare it dead at deadtime.
+    pub fn quorum_votes(&self) -> (u32, u32) {
+        let total = self.cfg.nodes.iter().map(|n| self.votes(n.id)).sum();
+        // A peer counts only if we hear it and it hears us (its latest view
+        // lists this incarnation as up): a node whose packets no longer get
+        // through loses quorum even if it still hears everyone.
+        let me = (self.cfg.local.0, self.cfg.incarnation);
+        let present = self.votes(self.cfg.local)
+            + self
+                .peers
+                .iter()
+                .filter(|p| {
+                    p.state == PeerState::Online
+                        && p.view.iter().any(|e| (e.node, e.incarnation) == me && e.up)
+                })
+                .map(|p| self.votes(p.id))
+                .sum::<u32>();
+        (present, total)
+    }
+
+    /// Whether this partition has quorum (always, when quorum is off).
+    pub fn has_quorum(&self) -> bool {
+        let (present, total) = self.quorum_votes();
+        !self.cfg.quorum.enabled || present * 2 > total
+    }
+
+    fn check_quorum(&mut self) {
+        let q = self.has_quorum();
+        if q != self.had_quorum && self.state != NodeState::Starting {
+            let (present, total) = self.quorum_votes();
+            self.events.push_back(Event::Quorum {
+                quorate: q,
+                present,
+                needed: total / 2 + 1,
+                policy: self.cfg.quorum.no_quorum,
+            });
+        }
+        self.had_quorum = q;
+    }
+
+    /// The node this node grants group `g` to: the node where it is active
+    /// (the lowest id, if several), else the placement target. A grant stays
+    /// with the holder until it has stopped, so a majority never grants two
+    /// holders at once.
+    fn grant(&self, g: usize) -> Option<NodeId> {
+        if self.groups[g].phase().is_active() {
+            let lower_peer = self
+                .peers
+                .iter()
+                .filter(|p| p.id < self.cfg.local)
+                .any(|p| {
+                    p.state.is_member()
+                        && p.groups
+                            .iter()
+                            .any(|r| usize::from(r.group) == g && r.phase.is_active())
+                });
+            if !lower_peer {
+                return Some(self.cfg.local);
+            }
+        }
+        let active_peer = self.peers.iter().find(|p| {
+            p.state.is_member()
+                && p.groups
+                    .iter()
+                    .any(|r| usize::from(r.group) == g && r.phase.is_active())
+        });
+        match active_peer {
+            Some(p) => Some(p.id),
+            None => self.target(g).0,
+        }
     }
 
     /// Whether this node may run groups now.
@@ -689,9 +818,15 @@ impl Brain {
         // the peers' agreement; a group already active here stays while
         // placement wants it here (another node that also runs it is not
         // its target, so that one stops).
-        let want = target == Some(self.cfg.local)
+        let quorate = self.has_quorum();
+        if !quorate && self.cfg.quorum.no_quorum == NoQuorumPolicy::Freeze {
+            return;
+        }
+        let may_hold = quorate || self.cfg.quorum.no_quorum == NoQuorumPolicy::Ignore;
+        let want = may_hold
+            && target == Some(self.cfg.local)
             && (self.groups[g].phase() != GroupPhase::Stopped
-                || (!elsewhere && !blocked && self.peers_agree(g)));
+                || (!elsewhere && !blocked && self.start_allowed() && self.peers_agree(g)));
         let rt = &mut self.groups[g];
         let n = rt.resources.len();
         if let Some(k) = rt.restart_from {
@@ -752,6 +887,9 @@ impl Brain {
             "too many failures here".into()
         } else if self.groups[g].blocked_on.is_some() {
             "blocked on another node".into()
+        } else if !self.has_quorum() {
+            let (present, total) = self.quorum_votes();
+            format!("no quorum: {present} of {total} votes")
         } else if let Some(t) = target.filter(|t| *t != self.cfg.local) {
             if self.settings.moved_to(g) == Some(t) {
                 format!("moved to {} by an operator", self.node_name(t))
@@ -1218,6 +1356,16 @@ impl Brain {
                 .map(|n| self.node_name(*n))
                 .collect(),
             groups: self.group_status(),
+            quorum: self.cfg.quorum.enabled.then(|| {
+                let (present, total) = self.quorum_votes();
+                crate::status::QuorumStatus {
+                    present,
+                    needed: total / 2 + 1,
+                    total,
+                    quorate: self.has_quorum(),
+                    no_quorum: self.cfg.quorum.no_quorum,
+                }
+            }),
             stats: self.stats.clone(),
         }
     }

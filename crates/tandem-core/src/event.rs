@@ -236,6 +236,17 @@ pub enum Event {
         /// What the agent said.
         detail: String,
     },
+    /// This partition gained or lost quorum.
+    Quorum {
+        /// Whether it has quorum now.
+        quorate: bool,
+        /// Votes present.
+        present: u32,
+        /// Votes needed.
+        needed: u32,
+        /// What happens without quorum.
+        policy: crate::brain::NoQuorumPolicy,
+    },
     /// An operator setting changed (standby, move, cleanup).
     SettingsChanged {
         /// What changed, in words.
@@ -268,6 +279,7 @@ impl Event {
                 | Event::MonitorFailed { .. }
                 | Event::StartFailed { .. }
                 | Event::StopFailed { .. }
+                | Event::Quorum { quorate: false, .. }
         )
     }
 }
@@ -391,6 +403,27 @@ impl fmt::Display for Event {
                 "Stop of {group}/{resource} failed ({detail}): group {group} is BLOCKED here and will not start anywhere; check this node, then run `tandem cleanup {group}`"
             ),
             Event::SettingsChanged { what } => write!(f, "Settings: {what}"),
+            Event::Quorum {
+                quorate: true,
+                present,
+                needed,
+                ..
+            } => write!(f, "Quorum regained ({present} votes, {needed} needed)"),
+            Event::Quorum {
+                quorate: false,
+                present,
+                needed,
+                policy,
+            } => write!(
+                f,
+                "Quorum lost ({present} votes, {needed} needed): {}",
+                match policy {
+                    crate::brain::NoQuorumPolicy::Stop => "stopping every group here",
+                    crate::brain::NoQuorumPolicy::Freeze => "freezing groups as they are",
+                    crate::brain::NoQuorumPolicy::Ignore =>
+                        "ignoring it (no_quorum = ignore: UNSAFE)",
+                }
+            ),
             Event::Rejected {
                 reason,
                 link,

@@ -27,12 +27,16 @@ pub mod settings;
 pub mod status;
 pub mod time;
 
-pub use brain::{Brain, BrainConfig, Command, LinkInfo, NodeInfo, Timing, Transmit};
+pub use brain::{
+    Brain, BrainConfig, Command, LinkInfo, NoQuorumPolicy, NodeInfo, Quorum, Timing, Transmit,
+};
 pub use event::{Event, RejectReason};
 pub use membership::{LinkState, PeerState};
 pub use placement::PlacementRules;
 pub use resources::{Action, GroupSpec, Op, OpResult, ResourceSpec, ResourceState};
-pub use status::{GroupStatus, LinkStatus, MembershipStatus, NodeStatus, ResourceStatus, Stats};
+pub use status::{
+    GroupStatus, LinkStatus, MembershipStatus, NodeStatus, QuorumStatus, ResourceStatus, Stats,
+};
 pub use time::Timestamp;
 
 /// A node's id on the wire: its position in the configuration's node list,

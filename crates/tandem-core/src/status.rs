@@ -157,6 +157,21 @@ pub struct GroupStatus {
     pub resources: Vec<ResourceStatus>,
 }
 
+/// Quorum as the answering node sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumStatus {
+    /// Votes of this node and the peers heard within warntime.
+    pub present: u32,
+    /// Votes needed (a strict majority).
+    pub needed: u32,
+    /// Votes configured.
+    pub total: u32,
+    /// Whether `present >= needed`.
+    pub quorate: bool,
+    /// What happens without quorum.
+    pub no_quorum: crate::brain::NoQuorumPolicy,
+}
+
 /// The membership part of `tandem status`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MembershipStatus {
@@ -179,6 +194,8 @@ pub struct MembershipStatus {
     pub standby: Vec<String>,
     /// Resource groups.
     pub groups: Vec<GroupStatus>,
+    /// Quorum, when the cluster uses it.
+    pub quorum: Option<QuorumStatus>,
     /// Counters.
     pub stats: Stats,
 }

@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tandem_core::{
     Action, Brain, BrainConfig, Event, GroupSpec, LinkId, LinkInfo, NodeId, NodeInfo, Op, OpResult,
-    Timestamp, Timing,
+    Quorum, Timestamp, Timing,
 };
 use tandem_wire::{Key, Keyring};
 
@@ -130,6 +130,7 @@ pub struct Sim {
     /// Datagrams delivered (duplicates included).
     pub delivered: u64,
     groups: Vec<GroupSpec>,
+    quorum: Quorum,
     faults: Vec<AgentFaults>,
     /// Longest simulated agent operation.
     pub op_latency_max: Duration,
@@ -146,6 +147,7 @@ pub fn brain_config(
     timing: Timing,
     incarnation: u64,
     groups: &[GroupSpec],
+    quorum: &Quorum,
 ) -> BrainConfig {
     BrainConfig {
         cluster: "sim".into(),
@@ -169,6 +171,7 @@ pub fn brain_config(
         incarnation,
         config_digest: 1,
         groups: groups.to_vec(),
+        quorum: quorum.clone(),
     }
 }
 
@@ -188,12 +191,24 @@ impl Sim {
         timing: Timing,
         groups: &[GroupSpec],
     ) -> Self {
+        Self::with_quorum(seed, n, links, timing, groups, Quorum::default())
+    }
+
+    /// Like [`Sim::with_groups`], with quorum rules.
+    pub fn with_quorum(
+        seed: u64,
+        n: usize,
+        links: usize,
+        timing: Timing,
+        groups: &[GroupSpec],
+        quorum: Quorum,
+    ) -> Self {
         let nodes = (0..n)
             .map(|i| {
                 let incarnation = 1000 * (i as u64 + 1);
                 SimNode {
                     brain: Some(Brain::new(
-                        brain_config(i, n, links, timing, incarnation, groups),
+                        brain_config(i, n, links, timing, incarnation, groups, &quorum),
                         Timestamp::ZERO,
                     )),
                     frozen: false,
@@ -220,6 +235,7 @@ impl Sim {
             dropped: 0,
             delivered: 0,
             groups: groups.to_vec(),
+            quorum,
             faults: vec![AgentFaults::default(); n],
             op_latency_max: Duration::from_millis(20),
             violations: Vec::new(),
@@ -398,7 +414,15 @@ impl Sim {
         if let Some(node) = self.nodes.get_mut(i) {
             node.incarnation += 1;
             node.brain = Some(Brain::new(
-                brain_config(i, n, links, timing, node.incarnation, &self.groups),
+                brain_config(
+                    i,
+                    n,
+                    links,
+                    timing,
+                    node.incarnation,
+                    &self.groups,
+                    &self.quorum,
+                ),
                 now,
             ));
             node.frozen = false;

@@ -31,6 +31,7 @@ fn cfg(local: u16, incarnation: u64, secret: &[u8]) -> BrainConfig {
         incarnation,
         config_digest: 7,
         groups: vec![],
+        quorum: Quorum::default(),
     }
 }
 

@@ -187,6 +187,7 @@ pub fn brain_config(
         keys,
         incarnation,
         config_digest: config.digest(),
+        quorum: config.quorum.clone(),
         groups: config
             .groups
             .iter()
