@@ -79,6 +79,17 @@ pub fn render(s: &Status) -> String {
         tandem_core::time::human(up)
     );
     let _ = writeln!(out, "Members: {}", m.members.join(", "));
+    if let Some(q) = &m.quorum {
+        let _ = writeln!(
+            out,
+            "Quorum: {} ({} of {} votes present, {} needed; without quorum: {})",
+            if q.quorate { "yes" } else { "NO" },
+            q.present,
+            q.total,
+            q.needed,
+            format!("{:?}", q.no_quorum).to_lowercase()
+        );
+    }
     let _ = writeln!(out);
     let width = m
         .nodes
