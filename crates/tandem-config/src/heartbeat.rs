@@ -425,7 +425,7 @@ fn parse_hacf(text: &str, file: &Path, d: &mut Vec<Diagnostic>) -> HaCf {
                         Err(_) => g.error(&l, format!("`{a}` is not an IP address"), None),
                     }
                 }
-                g.warn(&l, format!("`{directive}` recorded: tandem will use these hosts as witnesses (quorum work); they do not affect failover yet"));
+                g.warn(&l, format!("`{directive}`: these hosts become witnesses; at failover, only a node that reaches one of them takes over alone"));
             }
             other => match IGNORED.iter().find(|(n, _)| *n == other) {
                 Some((_, why)) => g.warn(&l, format!("`{other}` is ignored: {why}")),
@@ -911,6 +911,14 @@ pub fn convert(
             lines.join(", "),
             sanitize(iface),
             peers.join(", ")
+        );
+    }
+    if !cf.extras.ping.is_empty() {
+        let list: Vec<String> = cf.extras.ping.iter().map(|p| format!("\"{p}\"")).collect();
+        let _ = writeln!(
+            toml,
+            "\n[witness]  # ha.cf ping / ping_group: at failover, only a node that reaches one acts alone\naddresses = [{}]\nkind = \"icmp\"",
+            list.join(", ")
         );
     }
     for (node, line) in &cf.nodes {

@@ -94,6 +94,29 @@ pub struct Config {
     pub groups: Vec<crate::groups::Group>,
     /// Quorum rules.
     pub quorum: tandem_core::Quorum,
+    /// Witnesses for two-node clusters (probed at failover only).
+    pub witness: Option<Witness>,
+}
+
+/// How witnesses are probed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WitnessKind {
+    /// ICMP echo (`ping`).
+    Icmp,
+    /// A TCP connection to this port.
+    Tcp(u16),
+}
+
+/// Witnesses: hosts that are always on (a router, say). At failover only, a
+/// node that reaches one of them may act alone; one that cannot waits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Witness {
+    /// The hosts; reaching any one is enough.
+    pub addresses: Vec<IpAddr>,
+    /// ICMP or TCP.
+    pub kind: WitnessKind,
+    /// How long one probe may take.
+    pub timeout: Duration,
 }
 
 impl Config {
@@ -103,7 +126,7 @@ impl Config {
         let canonical = format!(
             "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
             self.cluster, self.timing, self.links, self.nodes, self.groups, self.quorum
-        );
+        ) + &format!("|{:?}", self.witness);
         let d = Sha256::digest(canonical.as_bytes());
         let mut b = [0u8; 8];
         b.copy_from_slice(&d[..8]);
@@ -679,6 +702,49 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
 
     let groups = crate::groups::build_groups(&mut c, &raw.groups, &nodes);
     let quorum = build_quorum(&mut c, raw.quorum.as_ref(), &nodes);
+    let witness = raw.witness.as_ref().map(|w| {
+        let w = w.get_ref();
+        let mut addresses = Vec::new();
+        for a in &w.addresses {
+            match a.get_ref().parse::<IpAddr>() {
+                Ok(ip) => addresses.push(ip),
+                Err(_) => c.error(
+                    a.span().start,
+                    format!("`{}` is not an IP address", a.get_ref()),
+                    None,
+                ),
+            }
+        }
+        let kind = match w.kind.as_ref().map(|k| k.get_ref().as_str()) {
+            None | Some("icmp") => WitnessKind::Icmp,
+            Some("tcp") => match w.port.as_ref().map(|p| u16::try_from(*p.get_ref())) {
+                Some(Ok(p)) if p > 0 => WitnessKind::Tcp(p),
+                _ => {
+                    c.error(
+                        w.kind.as_ref().map_or(0, |k| k.span().start),
+                        "a tcp witness needs a `port` (1-65535)",
+                        None,
+                    );
+                    WitnessKind::Icmp
+                }
+            },
+            Some(other) => {
+                c.error(
+                    w.kind.as_ref().map_or(0, |k| k.span().start),
+                    format!("unknown witness kind `{other}`"),
+                    Some("use \"icmp\" or \"tcp\"".to_string()),
+                );
+                WitnessKind::Icmp
+            }
+        };
+        Witness {
+            addresses,
+            kind,
+            timeout: c
+                .time(&w.timeout, "timeout")
+                .map_or(Duration::from_millis(500), |v| v.0),
+        }
+    });
 
     let (errors, warnings): (Vec<_>, Vec<_>) = c
         .out
@@ -701,6 +767,7 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
             nodes,
             groups,
             quorum,
+            witness,
         },
         warnings,
     })

@@ -23,6 +23,16 @@ pub(crate) struct RawConfig {
     #[serde(default, rename = "group")]
     pub groups: Vec<Spanned<RawGroup>>,
     pub quorum: Option<Spanned<RawQuorum>>,
+    pub witness: Option<Spanned<RawWitness>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWitness {
+    pub addresses: Vec<Spanned<String>>,
+    pub kind: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub timeout: Option<Spanned<RawTime>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -45,6 +45,11 @@ pub enum Request {
         /// Group name.
         group: String,
     },
+    /// Two-node cluster without a reachable witness: let this node act alone.
+    ForcePrimary {
+        /// Must be the node the daemon runs on.
+        node: String,
+    },
     /// Move groups to this node (`take`) or away from it, Heartbeat style.
     TakeOver {
         /// True: take over; false: release.

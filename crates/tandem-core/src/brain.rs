@@ -82,6 +82,9 @@ pub struct BrainConfig {
     pub groups: Vec<GroupSpec>,
     /// Quorum rules.
     pub quorum: Quorum,
+    /// Whether witnesses are configured (two-node clusters): a node takes
+    /// over from a silent peer only if it reaches a witness.
+    pub witness: bool,
 }
 
 /// What a partition without quorum does with its groups.
@@ -137,6 +140,13 @@ pub enum Command {
         /// Group name.
         group: String,
     },
+    /// Two-node clusters whose witness could not be reached: let `node`
+    /// (which must be this node) run the groups alone. Refused while any
+    /// peer is reachable.
+    ForcePrimary {
+        /// The node that should run the groups: this one.
+        node: String,
+    },
     /// Heartbeat's hb_takeover / hb_standby: pull (`take`) or push away all
     /// groups from the local node, as moves.
     TakeOver {
@@ -180,6 +190,24 @@ pub struct Brain {
     reported: (Vec<GroupReport>, (u64, u16)),
     had_quorum: bool,
     seen_all: bool,
+    witness: WitnessState,
+    witness_requests: VecDeque<u64>,
+}
+
+/// Where the witness check of the current failover stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+enum WitnessState {
+    /// Every peer is a member: nothing to check.
+    #[default]
+    Idle,
+    /// A peer went silent; the witness is being probed (request id).
+    Checking(u64),
+    /// The witness answered: this node may act alone.
+    Reached,
+    /// No witness answered: this node waits (runs nothing).
+    Unreachable,
+    /// An operator forced this node to act alone.
+    Forced,
 }
 
 impl Brain {
@@ -218,6 +246,8 @@ impl Brain {
             reported: (Vec::new(), (0, 0)),
             had_quorum: true,
             seen_all: false,
+            witness: WitnessState::Idle,
+            witness_requests: VecDeque::new(),
         }
     }
 
@@ -414,7 +444,74 @@ impl Brain {
         }
     }
 
+    /// Starts a witness check when a peer has gone silent, and forgets the
+    /// last one when every peer is back.
+    fn update_witness(&mut self) {
+        if !self.cfg.witness || self.cfg.quorum.enabled {
+            return;
+        }
+        let all_members = self.peers.iter().all(|p| p.state.is_member());
+        let anyone_silent = self
+            .peers
+            .iter()
+            .any(|p| matches!(p.state, PeerState::Dead | PeerState::Late));
+        if all_members && !anyone_silent {
+            if self.witness != WitnessState::Idle {
+                self.witness = WitnessState::Idle;
+            }
+        } else if self.witness == WitnessState::Idle && anyone_silent {
+            // Checked as soon as a peer is late: a holder that cannot reach
+            // the witness gives its groups up before the peer, at deadtime,
+            // may take them.
+            let id = self.next_op;
+            self.next_op += 1;
+            self.witness = WitnessState::Checking(id);
+            self.witness_requests.push_back(id);
+        }
+    }
+
+    /// The next witness probe the daemon must run (see
+    /// [`Brain::handle_witness_result`]).
+    pub fn poll_witness_probe(&mut self) -> Option<u64> {
+        self.witness_requests.pop_front()
+    }
+
+    /// Feeds the outcome of witness probe `id`: whether any witness answered.
+    pub fn handle_witness_result(&mut self, now: Timestamp, id: u64, reachable: bool) {
+        self.advance(now);
+        if self.witness == WitnessState::Checking(id) {
+            self.witness = if reachable {
+                WitnessState::Reached
+            } else {
+                WitnessState::Unreachable
+            };
+            self.events.push_back(Event::Witness { reachable });
+            self.reconcile(now);
+        }
+    }
+
+    /// Why this node waits instead of acting alone, if it does.
+    pub fn waiting(&self) -> Option<String> {
+        match self.witness {
+            WitnessState::Checking(_) => Some("checking the witness before acting alone".into()),
+            WitnessState::Unreachable => Some(
+                "waiting: witness unreachable at failover; if the peer is really down, run `tandem force-primary` on the node that should run the groups"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Whether this node may hold groups as far as the witness rule goes.
+    fn witness_allows(&self) -> bool {
+        matches!(
+            self.witness,
+            WitnessState::Idle | WitnessState::Reached | WitnessState::Forced
+        )
+    }
+
     fn update_own_state(&mut self) {
+        self.update_witness();
         if !self.seen_all && self.peers.iter().all(|p| p.incarnation.is_some()) {
             self.seen_all = true;
         }
@@ -822,7 +919,8 @@ impl Brain {
         if !quorate && self.cfg.quorum.no_quorum == NoQuorumPolicy::Freeze {
             return;
         }
-        let may_hold = quorate || self.cfg.quorum.no_quorum == NoQuorumPolicy::Ignore;
+        let may_hold = (quorate || self.cfg.quorum.no_quorum == NoQuorumPolicy::Ignore)
+            && self.witness_allows();
         let want = may_hold
             && target == Some(self.cfg.local)
             && (self.groups[g].phase() != GroupPhase::Stopped
@@ -1078,6 +1176,32 @@ impl Brain {
         if self.leaving {
             return Err("this node is shutting down".into());
         }
+        if let Command::ForcePrimary { node } = &cmd {
+            if *node != self.local_name() {
+                return Err(format!(
+                    "run `tandem force-primary {node}` on {node} itself (this is {})",
+                    self.local_name()
+                ));
+            }
+            if let Some(p) = self.peers.iter().find(|p| p.state.is_member()) {
+                return Err(format!(
+                    "refused: {} is reachable, so this is no split; nothing to force",
+                    p.name
+                ));
+            }
+            if !matches!(
+                self.witness,
+                WitnessState::Unreachable | WitnessState::Checking(_)
+            ) {
+                return Err("this node is not waiting for a witness; nothing to force".into());
+            }
+            self.witness = WitnessState::Forced;
+            let what = format!("{node} forced to act alone by an operator");
+            self.events
+                .push_back(Event::SettingsChanged { what: what.clone() });
+            self.reconcile(now);
+            return Ok(what);
+        }
         let mut next = self.settings.clone();
         let answer = match cmd {
             Command::Move {
@@ -1128,6 +1252,7 @@ impl Brain {
                 *next.cleanups.entry(g).or_insert(0) += 1;
                 format!("{group}: fail counts and blocked state cleared on every node")
             }
+            Command::ForcePrimary { .. } => return Err("force-primary is handled above".into()),
             Command::TakeOver { take, which } => {
                 let me = self.cfg.local;
                 let preferred = |g: usize| {
@@ -1356,6 +1481,7 @@ impl Brain {
                 .map(|n| self.node_name(*n))
                 .collect(),
             groups: self.group_status(),
+            waiting: self.waiting(),
             quorum: self.cfg.quorum.enabled.then(|| {
                 let (present, total) = self.quorum_votes();
                 crate::status::QuorumStatus {

@@ -247,6 +247,11 @@ pub enum Event {
         /// What happens without quorum.
         policy: crate::brain::NoQuorumPolicy,
     },
+    /// The witness check of a failover finished.
+    Witness {
+        /// Whether a witness answered.
+        reachable: bool,
+    },
     /// An operator setting changed (standby, move, cleanup).
     SettingsChanged {
         /// What changed, in words.
@@ -280,6 +285,7 @@ impl Event {
                 | Event::StartFailed { .. }
                 | Event::StopFailed { .. }
                 | Event::Quorum { quorate: false, .. }
+                | Event::Witness { reachable: false }
         )
     }
 }
@@ -403,6 +409,13 @@ impl fmt::Display for Event {
                 "Stop of {group}/{resource} failed ({detail}): group {group} is BLOCKED here and will not start anywhere; check this node, then run `tandem cleanup {group}`"
             ),
             Event::SettingsChanged { what } => write!(f, "Settings: {what}"),
+            Event::Witness { reachable: true } => {
+                write!(f, "Witness reached: this node may act alone")
+            }
+            Event::Witness { reachable: false } => write!(
+                f,
+                "Witness unreachable: this node WAITS and runs nothing (split brain avoided); `tandem force-primary` overrides"
+            ),
             Event::Quorum {
                 quorate: true,
                 present,

@@ -196,6 +196,8 @@ pub struct MembershipStatus {
     pub groups: Vec<GroupStatus>,
     /// Quorum, when the cluster uses it.
     pub quorum: Option<QuorumStatus>,
+    /// Why this node waits instead of running groups alone (witness), if so.
+    pub waiting: Option<String>,
     /// Counters.
     pub stats: Stats,
 }

@@ -88,6 +88,10 @@ enum What {
         link: u8,
         bytes: Vec<u8>,
     },
+    Witness {
+        id: u64,
+        reachable: bool,
+    },
     OpDone {
         id: u64,
         group: usize,
@@ -136,6 +140,8 @@ pub struct Sim {
     pub op_latency_max: Duration,
     /// Every moment a resource really ran on two nodes at once.
     pub violations: Vec<String>,
+    /// Whether each node reaches a witness (`None`: no witness at all).
+    witness: Vec<Option<bool>>,
 }
 
 /// Builds the brain configuration of node `idx` (0-based) of an `n`-node,
@@ -172,6 +178,7 @@ pub fn brain_config(
         config_digest: 1,
         groups: groups.to_vec(),
         quorum: quorum.clone(),
+        witness: true,
     }
 }
 
@@ -239,6 +246,15 @@ impl Sim {
             faults: vec![AgentFaults::default(); n],
             op_latency_max: Duration::from_millis(20),
             violations: Vec::new(),
+            witness: vec![None; n],
+        }
+    }
+
+    /// Says whether node `i` reaches a witness; until called for a node,
+    /// its witness probes answer "unreachable" only if some node was set.
+    pub fn set_witness(&mut self, i: usize, reachable: bool) {
+        if let Some(w) = self.witness.get_mut(i) {
+            *w = Some(reachable);
         }
     }
 
@@ -468,12 +484,16 @@ impl Sim {
         let now = self.now;
         let mut sends = Vec::new();
         let mut actions: Vec<Action> = Vec::new();
+        let mut witness_probes: Vec<u64> = Vec::new();
         if let Some(b) = self.nodes.get_mut(i).and_then(|n| n.brain.as_mut()) {
             while let Some(t) = b.poll_transmit() {
                 sends.push(t);
             }
             while let Some(a) = b.poll_action() {
                 actions.push(a);
+            }
+            while let Some(id) = b.poll_witness_probe() {
+                witness_probes.push(id);
             }
             while let Some(e) = b.poll_event() {
                 self.log.push(Record {
@@ -482,6 +502,20 @@ impl Sim {
                     event: e,
                 });
             }
+        }
+        // Witness probes answer after a few milliseconds. Without any
+        // witness configured in the simulation, every probe succeeds (the
+        // two-node behaviour of plain Heartbeat).
+        let any_witness = self.witness.iter().any(Option::is_some);
+        for id in witness_probes {
+            let reachable = !any_witness || self.witness.get(i).copied().flatten().unwrap_or(false);
+            self.order += 1;
+            self.queue.push(Reverse(Delivery {
+                at: now + Duration::from_millis(5),
+                order: self.order,
+                to: i,
+                what: What::Witness { id, reachable },
+            }));
         }
         for a in actions {
             let span = self.op_latency_max.as_nanos() as u64;
@@ -614,6 +648,13 @@ impl Sim {
                             continue;
                         }
                         brain.handle_datagram(now, LinkId(link), &bytes);
+                    }
+                    What::Witness { id, reachable } => {
+                        if let Some(node) = self.nodes.get_mut(d.to).filter(|n| !n.frozen)
+                            && let Some(b) = node.brain.as_mut()
+                        {
+                            b.handle_witness_result(now, id, reachable);
+                        }
                     }
                     What::OpDone {
                         id,

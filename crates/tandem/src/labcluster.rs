@@ -33,6 +33,8 @@ pub struct WebOptions {
     pub group_extra: String,
     /// Extra `[[group.resource]]` tables appended after the web server.
     pub extra_resources: String,
+    /// Extra top-level tables (e.g. `[witness]`), placed before the links.
+    pub extra_top: String,
 }
 
 impl Default for WebOptions {
@@ -46,6 +48,7 @@ impl Default for WebOptions {
             web_command: "exec busybox httpd -f -p 80 -h {www}/$TANDEM_NODE".into(),
             group_extra: String::new(),
             extra_resources: String::new(),
+            extra_top: String::new(),
         }
     }
 }
@@ -91,6 +94,8 @@ realtime = true
 [timing]
 {timing}
 
+{extra_top}
+
 [[link]]
 name = "lan"
 kind = "ucast"
@@ -130,6 +135,7 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
             group_extra = o.group_extra,
             web_extra = o.web_extra,
             extra = o.extra_resources,
+            extra_top = o.extra_top,
             cmd = o.web_command.replace("{www}", "WWW"),
         );
         let cluster = LocalCluster::from_config(exe, &text, nodes)?;

@@ -126,6 +126,15 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Two-node cluster, witness unreachable, both nodes waiting: let NODE
+    /// (run this on NODE itself) run the groups alone. Refused while the
+    /// peer is reachable. Make sure the other node is really down first.
+    ForcePrimary {
+        /// This node's name.
+        node: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Probe a URL every interval and print one JSON line per answer (used
     /// by the demo and the failover benchmark as the client).
     #[command(hide = true)]
@@ -275,6 +284,10 @@ fn main() -> ExitCode {
         Command::Release { which, target } => cli::command(
             &target.socket(),
             tandem_control::Request::TakeOver { take: false, which },
+        ),
+        Command::ForcePrimary { node, target } => cli::command(
+            &target.socket(),
+            tandem_control::Request::ForcePrimary { node },
         ),
         Command::Probe {
             url,

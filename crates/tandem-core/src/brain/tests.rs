@@ -32,6 +32,7 @@ fn cfg(local: u16, incarnation: u64, secret: &[u8]) -> BrainConfig {
         config_digest: 7,
         groups: vec![],
         quorum: Quorum::default(),
+        witness: false,
     }
 }
 

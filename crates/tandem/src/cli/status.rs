@@ -136,6 +136,9 @@ pub fn render(s: &Status) -> String {
             links.join(", ")
         );
     }
+    if let Some(w) = &m.waiting {
+        let _ = writeln!(out, "THIS NODE WAITS: {w}");
+    }
     if !m.standby.is_empty() {
         let _ = writeln!(out, "Standby: {}", m.standby.join(", "));
     }

@@ -56,6 +56,10 @@ pub struct Heartbeat {
     pub commands: Receiver<(Command, Sender<Result<String, String>>)>,
     /// Longest a clean shutdown may take before the daemon exits anyway.
     pub shutdown_limit: Duration,
+    /// Probes witnesses (on threads of its own).
+    pub prober: super::witness::Prober,
+    /// Results of witness probes.
+    pub witness_results: Receiver<(u64, bool)>,
 }
 
 impl Heartbeat {
@@ -68,6 +72,9 @@ impl Heartbeat {
     fn flush(&mut self) -> bool {
         while let Some(a) = self.brain.poll_action() {
             self.executor.submit(a);
+        }
+        while let Some(id) = self.brain.poll_witness_probe() {
+            self.prober.probe(id);
         }
         while let Some(t) = self.brain.poll_transmit() {
             if let Some(link) = self.links.get(usize::from(t.link.0)) {
@@ -123,6 +130,9 @@ impl Heartbeat {
             }
             while let Ok((id, r)) = self.results.try_recv() {
                 self.brain.handle_op_result(self.now(), id, r);
+            }
+            while let Ok((id, reachable)) = self.witness_results.try_recv() {
+                self.brain.handle_witness_result(self.now(), id, reachable);
             }
             while let Ok((cmd, reply)) = self.commands.try_recv() {
                 let _ = reply.send(self.brain.handle_command(self.now(), cmd));

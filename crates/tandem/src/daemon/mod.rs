@@ -4,6 +4,7 @@
 pub mod heartbeat;
 pub mod incarnation;
 pub mod realtime;
+pub mod witness;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -188,6 +189,10 @@ pub fn brain_config(
         incarnation,
         config_digest: config.digest(),
         quorum: config.quorum.clone(),
+        witness: config
+            .witness
+            .as_ref()
+            .is_some_and(|w| !w.addresses.is_empty()),
         groups: config
             .groups
             .iter()
@@ -313,7 +318,18 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         .flat_map(|g| g.resources.iter().map(|r| r.stop_timeout))
         .sum::<Duration>()
         + Duration::from_secs(2);
+    let (witness_tx, witness_rx) = std::sync::mpsc::channel();
+    let witness_waker = waker.clone();
+    let prober = witness::Prober::new(
+        config.witness.clone(),
+        witness_tx,
+        Box::new(move || {
+            let _ = witness_waker.wake();
+        }),
+    );
     let hb = Heartbeat {
+        prober,
+        witness_results: witness_rx,
         brain,
         links,
         poll,
@@ -369,6 +385,7 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
             Request::Standby { node, on } => Command::Standby { node, on },
             Request::Cleanup { group } => Command::Cleanup { group },
             Request::TakeOver { take, which } => Command::TakeOver { take, which },
+            Request::ForcePrimary { node } => Command::ForcePrimary { node },
         };
         // The brain applies commands on the heartbeat thread; ask and wait.
         let (tx, rx) = std::sync::mpsc::channel();
