@@ -192,6 +192,8 @@ pub struct Brain {
     seen_all: bool,
     witness: WitnessState,
     witness_requests: VecDeque<u64>,
+    lease_until: Option<Timestamp>,
+    lease_lost: bool,
 }
 
 /// Where the witness check of the current failover stands.
@@ -248,6 +250,8 @@ impl Brain {
             seen_all: false,
             witness: WitnessState::Idle,
             witness_requests: VecDeque::new(),
+            lease_until: None,
+            lease_lost: false,
         }
     }
 
@@ -291,6 +295,15 @@ impl Brain {
             self.stats.longest_stall_us = self.stats.longest_stall_us.max(us);
             self.hold_until = now + self.cfg.timing.keepalive * 2;
             self.events.push_back(Event::Stalled { gap });
+            // Frozen past its lease: another node may run our groups now.
+            // Release everything before doing anything else.
+            if self.lease_until.is_some_and(|u| u <= now)
+                && self.groups.iter().any(|g| g.phase().is_active())
+            {
+                self.lease_lost = true;
+                self.lease_until = None;
+                self.events.push_back(Event::LeaseLost { gap });
+            }
         }
         if now > self.last_now {
             self.last_now = now;
@@ -500,6 +513,35 @@ impl Brain {
             ),
             _ => None,
         }
+    }
+
+    /// How long a lease lasts from a renewal: deadtime − warntime −
+    /// keepalive/2. Renewals need the peers heard within warntime (or a
+    /// witness, or quorum) and happen at least every keepalive, so a lease
+    /// ends half a keepalive before any peer can declare this node dead.
+    fn lease_span(&self) -> Duration {
+        let t = &self.cfg.timing;
+        t.deadtime
+            .saturating_sub(t.warntime)
+            .saturating_sub(t.keepalive / 2)
+            .max(Duration::from_millis(1))
+    }
+
+    /// Renews (or lets lapse) the lease under which this node holds groups.
+    fn renew_lease(&mut self, now: Timestamp) {
+        let holds = self.groups.iter().any(|g| g.phase().is_active());
+        let may = !self.lease_lost
+            && self.has_quorum()
+            && self.witness_allows()
+            && self.state != NodeState::Leaving;
+        self.lease_until = (holds && may).then(|| now + self.lease_span());
+    }
+
+    /// Until when this node may serve its groups' addresses (the daemon
+    /// mirrors it into the kernel, so a frozen daemon's addresses go silent
+    /// by themselves); `None`: it holds nothing, or may not.
+    pub fn lease_until(&self) -> Option<Timestamp> {
+        self.lease_until
     }
 
     /// Whether this node may hold groups as far as the witness rule goes.
@@ -849,11 +891,20 @@ impl Brain {
     /// change of our groups' phases at once (peers waiting to start a group
     /// we stop learn it within a round trip, not a keepalive).
     fn reconcile(&mut self, now: Timestamp) {
+        if self.lease_lost
+            && self
+                .groups
+                .iter()
+                .all(|g| matches!(g.phase(), GroupPhase::Stopped | GroupPhase::Blocked))
+        {
+            self.lease_lost = false;
+        }
         for g in 0..self.groups.len() {
             self.apply_cleanups(g);
             self.reconcile_group(now, g);
         }
         self.finish_leave_if_done();
+        self.renew_lease(now);
         if self.state != NodeState::Leaving
             && (self.group_reports(), self.settings_key()) != self.reported
         {
@@ -920,7 +971,8 @@ impl Brain {
             return;
         }
         let may_hold = (quorate || self.cfg.quorum.no_quorum == NoQuorumPolicy::Ignore)
-            && self.witness_allows();
+            && self.witness_allows()
+            && !self.lease_lost;
         let want = may_hold
             && target == Some(self.cfg.local)
             && (self.groups[g].phase() != GroupPhase::Stopped
@@ -977,7 +1029,9 @@ impl Brain {
 
     fn release_reason(&self, g: usize, target: Option<NodeId>) -> String {
         let spec = &self.cfg.groups[g];
-        if self.leaving {
+        if self.lease_lost {
+            "lease lost while this daemon was frozen".into()
+        } else if self.leaving {
             "shutting down".into()
         } else if self.settings.standby.contains(&self.cfg.local) {
             "this node is in standby".into()
@@ -1013,6 +1067,9 @@ impl Brain {
     }
 
     fn schedule_monitors(&mut self, now: Timestamp) {
+        if self.lease_lost {
+            return; // a monitor would re-announce the address
+        }
         for g in 0..self.groups.len() {
             if self.groups[g].busy() {
                 continue;

@@ -247,6 +247,11 @@ pub enum Event {
         /// What happens without quorum.
         policy: crate::brain::NoQuorumPolicy,
     },
+    /// The daemon was frozen past its lease: it releases everything first.
+    LeaseLost {
+        /// How long it was frozen.
+        gap: Duration,
+    },
     /// The witness check of a failover finished.
     Witness {
         /// Whether a witness answered.
@@ -286,6 +291,7 @@ impl Event {
                 | Event::StopFailed { .. }
                 | Event::Quorum { quorate: false, .. }
                 | Event::Witness { reachable: false }
+                | Event::LeaseLost { .. }
         )
     }
 }
@@ -409,6 +415,11 @@ impl fmt::Display for Event {
                 "Stop of {group}/{resource} failed ({detail}): group {group} is BLOCKED here and will not start anywhere; check this node, then run `tandem cleanup {group}`"
             ),
             Event::SettingsChanged { what } => write!(f, "Settings: {what}"),
+            Event::LeaseLost { gap } => write!(
+                f,
+                "Frozen for {} past this node's lease: another node may run its groups now; releasing everything before anything else",
+                human(*gap)
+            ),
             Event::Witness { reachable: true } => {
                 write!(f, "Witness reached: this node may act alone")
             }

@@ -258,23 +258,33 @@ impl Sim {
         }
     }
 
-    /// Records a violation if any resource really runs on two nodes.
+    /// Whether node `i` serves what it runs: its resources run and its
+    /// lease is valid (the kernel drops a VIP's traffic once the lease
+    /// lapses, frozen daemon or not).
+    fn serving(&self, i: usize, g: usize, r: usize) -> bool {
+        let node = &self.nodes[i];
+        node.running
+            .get(g)
+            .and_then(|v| v.get(r))
+            .copied()
+            .unwrap_or(false)
+            && node
+                .brain
+                .as_ref()
+                .and_then(Brain::lease_until)
+                .is_some_and(|u| u > self.now)
+    }
+
+    /// Records a violation if any resource is served by two nodes at once.
     fn check_exclusive(&mut self) {
         for (g, spec) in self.groups.iter().enumerate() {
             for r in 0..spec.resources.len() {
                 let on: Vec<usize> = (0..self.nodes.len())
-                    .filter(|&i| {
-                        self.nodes[i]
-                            .running
-                            .get(g)
-                            .and_then(|v| v.get(r))
-                            .copied()
-                            .unwrap_or(false)
-                    })
+                    .filter(|&i| self.serving(i, g, r))
                     .collect();
                 if on.len() > 1 && self.violations.len() < 10 {
                     self.violations.push(format!(
-                        "at {:?}: {}/{} runs on nodes {:?}",
+                        "at {:?}: {}/{} served by nodes {:?}",
                         self.now, spec.name, spec.resources[r].name, on
                     ));
                 }
