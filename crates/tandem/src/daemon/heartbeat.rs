@@ -56,6 +56,8 @@ pub struct Heartbeat {
     pub commands: Receiver<(Command, Sender<Result<String, String>>)>,
     /// Longest a clean shutdown may take before the daemon exits anyway.
     pub shutdown_limit: Duration,
+    /// Mirrors the brain's lease into nftables (on a thread of its own).
+    pub kernel_lease: Option<super::kernel_lease::KernelLease>,
     /// Probes witnesses (on threads of its own).
     pub prober: super::witness::Prober,
     /// Results of witness probes.
@@ -103,6 +105,23 @@ impl Heartbeat {
         reported
     }
 
+    /// Mirrors the brain's lease into the kernel: refreshed when a third of
+    /// the kernel's copy is used up, removed when the lease ends.
+    fn sync_lease(&self, sent: &mut Option<Timestamp>) {
+        let Some(k) = &self.kernel_lease else { return };
+        let now = self.now();
+        let want = self.brain.lease_until();
+        let refresh = match (want, *sent) {
+            (None, None) => false,
+            (None, Some(_)) | (Some(_), None) => true,
+            (Some(u), Some(old)) => old.since(now) < u.since(now) * 2 / 3,
+        };
+        if refresh {
+            k.set(want.map(|u| u.since(now)));
+            *sent = want;
+        }
+    }
+
     fn publish(&self, now: Timestamp) {
         let snap = self.brain.status(now);
         if let Ok(mut guard) = self.shared.snapshot.lock() {
@@ -122,6 +141,8 @@ impl Heartbeat {
         let mut buf = vec![0u8; 2048];
         let mut last_publish: Option<Instant> = None;
         let mut stopping: Option<Instant> = None;
+        // Kernel lease expiry last sent to the enforcer.
+        let mut lease_sent: Option<Timestamp> = None;
         loop {
             let now = self.now();
             if self.stop.load(Ordering::Relaxed) && stopping.is_none() {
@@ -142,12 +163,16 @@ impl Heartbeat {
             {
                 self.flush();
                 self.publish(self.now());
+                if let Some(k) = &self.kernel_lease {
+                    k.remove();
+                }
                 return Ok(());
             }
             if self.brain.poll_timeout().is_some_and(|d| d <= now) {
                 self.brain.handle_timeout(now);
             }
             let reported = self.flush();
+            self.sync_lease(&mut lease_sent);
             if reported || last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY) {
                 self.publish(now);
                 last_publish = Some(Instant::now());
@@ -183,6 +208,9 @@ impl Heartbeat {
                         Err(_) => errors += 1,
                     }
                 }
+            }
+            if changed {
+                self.sync_lease(&mut lease_sent);
             }
             if changed && self.flush() {
                 self.publish(self.now());

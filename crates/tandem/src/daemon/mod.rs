@@ -3,6 +3,7 @@
 
 pub mod heartbeat;
 pub mod incarnation;
+pub mod kernel_lease;
 pub mod realtime;
 pub mod witness;
 
@@ -318,6 +319,39 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         .flat_map(|g| g.resources.iter().map(|r| r.stop_timeout))
         .sum::<Duration>()
         + Duration::from_secs(2);
+    // Kernel-enforced leases on the floating IPv4 addresses.
+    let vips: Vec<std::net::Ipv4Addr> = config
+        .groups
+        .iter()
+        .flat_map(|g| g.resources.iter())
+        .filter(|r| r.agent == tandem_config::AgentKind::IpAddr)
+        .filter_map(|r| r.params.get("address"))
+        .filter_map(|a| a.split('/').next()?.parse().ok())
+        .collect();
+    let kernel_lease = if vips.is_empty() {
+        None
+    } else {
+        match kernel_lease::KernelLease::start(&config.cluster, &vips) {
+            Ok(k) => {
+                tracing::info!(
+                    "kernel leases on {} floating address(es): a frozen daemon's addresses go silent by themselves",
+                    vips.len()
+                );
+                Some(k)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "kernel leases unavailable ({e}): install nftables and run as root, or a frozen daemon's addresses keep answering"
+                );
+                None
+            }
+        }
+    };
+    if !std::path::Path::new("/dev/watchdog").exists() {
+        tracing::info!(
+            "no /dev/watchdog on this machine: a hung node is not reset by hardware (kernel leases still silence its addresses)"
+        );
+    }
     let (witness_tx, witness_rx) = std::sync::mpsc::channel();
     let witness_waker = waker.clone();
     let prober = witness::Prober::new(
@@ -328,6 +362,7 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         }),
     );
     let hb = Heartbeat {
+        kernel_lease,
         prober,
         witness_results: witness_rx,
         brain,
