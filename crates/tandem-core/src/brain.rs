@@ -592,7 +592,10 @@ impl Brain {
             .map(|(i, (rt, spec))| GroupReport {
                 group: u16::try_from(i).unwrap_or(u16::MAX),
                 phase: rt.phase(),
-                banned: rt.banned(spec.migration_threshold),
+                // A node releasing after a lost lease must not attract the
+                // group back while it stops (stickiness): it reports itself
+                // unavailable until it has released everything.
+                banned: rt.banned(spec.migration_threshold) || self.lease_lost,
                 target: self.grant(i).map_or(0, |n| n.0),
             })
             .collect()
@@ -818,7 +821,7 @@ impl Brain {
         let mut cands = vec![Candidate {
             node: self.cfg.local,
             eligible: self.eligible_here(),
-            banned: rt.banned(spec.migration_threshold),
+            banned: rt.banned(spec.migration_threshold) || self.lease_lost,
             active: matches!(
                 rt.phase(),
                 GroupPhase::Starting

@@ -18,6 +18,10 @@ fn ms(v: u64) -> Duration {
 }
 
 fn sim(seed: u64, n: usize) -> Sim {
+    sim_afb(seed, n, true)
+}
+
+fn sim_afb(seed: u64, n: usize, auto_failback: bool) -> Sim {
     let r = |name: &str| ResourceSpec {
         name: name.into(),
         start_timeout: ms(5000),
@@ -31,7 +35,7 @@ fn sim(seed: u64, n: usize) -> Sim {
         rules: PlacementRules {
             scores: vec![(NodeId(1), 100)],
             stickiness: 0,
-            auto_failback: true,
+            auto_failback,
         },
         migration_threshold: 3,
         failure_timeout: None,
@@ -101,6 +105,22 @@ fn a_daemon_frozen_past_its_lease_goes_silent_then_releases_everything() {
         // It released first; with auto-failback the group may come back to
         // it later, through the normal stop-before-start protocol.
         s.run_for(ms(2000));
+        assert!(s.violations.is_empty(), "seed {seed}: {:?}", s.violations);
+    }
+}
+
+/// Without auto-failback the group settles on the survivor at once: the
+/// thawed node does not attract it back while it releases.
+#[test]
+fn after_a_freeze_the_group_settles_on_the_survivor() {
+    for seed in seeds(50) {
+        let mut s = sim_afb(seed, 2, false);
+        s.freeze(0);
+        s.run_for(ms(1500));
+        s.thaw(0);
+        s.run_for(ms(3000));
+        assert_eq!(s.running_on(0, 0), vec![1], "seed {seed}");
+        assert_eq!(s.running_on(0, 1), vec![1], "seed {seed}");
         assert!(s.violations.is_empty(), "seed {seed}: {:?}", s.violations);
     }
 }
