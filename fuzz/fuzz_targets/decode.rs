@@ -28,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
         groups: vec![],
         quorum: Default::default(),
         witness: false,
+        fencing: false,
     };
     let mut brain = Brain::new(cfg, Timestamp::ZERO);
     brain.handle_datagram(Timestamp::from_nanos(1), LinkId(0), data);

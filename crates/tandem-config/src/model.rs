@@ -96,6 +96,21 @@ pub struct Config {
     pub quorum: tandem_core::Quorum,
     /// Witnesses for two-node clusters (probed at failover only).
     pub witness: Option<Witness>,
+    /// Fence agent, if any.
+    pub fencing: Option<Fencing>,
+}
+
+/// A fence agent: run before anything starts in place of a dead node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fencing {
+    /// The program (a `fence_*` agent or a script with the same stdin convention).
+    pub agent: PathBuf,
+    /// Extra `key=value` lines for its stdin.
+    pub params: std::collections::BTreeMap<String, String>,
+    /// `off` (default) or `reboot`.
+    pub action: String,
+    /// How long one run may take.
+    pub timeout: Duration,
 }
 
 /// How witnesses are probed.
@@ -702,6 +717,25 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
 
     let groups = crate::groups::build_groups(&mut c, &raw.groups, &nodes);
     let quorum = build_quorum(&mut c, raw.quorum.as_ref(), &nodes);
+    let fencing = raw.fencing.as_ref().map(|f| {
+        let f = f.get_ref();
+        let action = f.action.clone().unwrap_or_else(|| "off".into());
+        if action != "off" && action != "reboot" {
+            c.error(
+                f.agent.span().start,
+                format!("fencing action `{action}`?"),
+                Some("use \"off\" or \"reboot\"".to_string()),
+            );
+        }
+        Fencing {
+            agent: base.join(f.agent.get_ref()),
+            params: f.params.clone(),
+            action,
+            timeout: c
+                .time(&f.timeout, "timeout")
+                .map_or(Duration::from_secs(30), |v| v.0),
+        }
+    });
     let witness = raw.witness.as_ref().map(|w| {
         let w = w.get_ref();
         let mut addresses = Vec::new();
@@ -768,6 +802,7 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
             groups,
             quorum,
             witness,
+            fencing,
         },
         warnings,
     })

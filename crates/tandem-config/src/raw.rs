@@ -24,6 +24,17 @@ pub(crate) struct RawConfig {
     pub groups: Vec<Spanned<RawGroup>>,
     pub quorum: Option<Spanned<RawQuorum>>,
     pub witness: Option<Spanned<RawWitness>>,
+    pub fencing: Option<Spanned<RawFencing>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFencing {
+    pub agent: Spanned<String>,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    pub action: Option<String>,
+    pub timeout: Option<Spanned<RawTime>>,
 }
 
 #[derive(Debug, Deserialize)]

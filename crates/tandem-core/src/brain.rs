@@ -85,6 +85,9 @@ pub struct BrainConfig {
     /// Whether witnesses are configured (two-node clusters): a node takes
     /// over from a silent peer only if it reaches a witness.
     pub witness: bool,
+    /// Whether a fence agent is configured: a node declared dead is fenced
+    /// (powered off) before anything is started in its place.
+    pub fencing: bool,
 }
 
 /// What a partition without quorum does with its groups.
@@ -194,6 +197,24 @@ pub struct Brain {
     witness_requests: VecDeque<u64>,
     lease_until: Option<Timestamp>,
     lease_lost: bool,
+    /// Per peer (by index): fencing state since it was last declared dead.
+    fence: Vec<FenceState>,
+    fence_requests: VecDeque<(u64, NodeId)>,
+    fence_history: VecDeque<crate::status::FenceRecord>,
+}
+
+/// Fencing of one peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+enum FenceState {
+    /// Not dead, or fencing not configured.
+    #[default]
+    None,
+    /// Declared dead; the fence request `id` is under way.
+    Pending(u64),
+    /// Fencing failed; retried at this time.
+    RetryAt(Timestamp),
+    /// Fenced: it runs nothing any more.
+    Done,
 }
 
 /// Where the witness check of the current failover stands.
@@ -252,6 +273,9 @@ impl Brain {
             witness_requests: VecDeque::new(),
             lease_until: None,
             lease_lost: false,
+            fence: Vec::new(),
+            fence_requests: VecDeque::new(),
+            fence_history: VecDeque::new(),
         }
     }
 
@@ -552,7 +576,95 @@ impl Brain {
         )
     }
 
+    /// Starts fencing peers newly declared dead; forgets it for peers back.
+    fn update_fencing(&mut self, now: Timestamp) {
+        if !self.cfg.fencing {
+            return;
+        }
+        if self.fence.len() != self.peers.len() {
+            self.fence = vec![FenceState::None; self.peers.len()];
+        }
+        for i in 0..self.peers.len() {
+            let dead =
+                self.peers[i].state == PeerState::Dead && self.peers[i].incarnation.is_some();
+            let st = self.fence[i];
+            if !dead {
+                if st != FenceState::None && self.peers[i].state.is_member() {
+                    self.fence[i] = FenceState::None;
+                }
+                continue;
+            }
+            let retry = matches!(st, FenceState::RetryAt(t) if t <= now);
+            if st == FenceState::None || retry {
+                let id = self.next_op;
+                self.next_op += 1;
+                self.fence[i] = FenceState::Pending(id);
+                self.fence_requests.push_back((id, self.peers[i].id));
+            }
+        }
+    }
+
+    /// The next node to fence: (request id, node name). The daemon runs the
+    /// fence agent and reports with [`Brain::handle_fence_result`].
+    pub fn poll_fence(&mut self) -> Option<(u64, String)> {
+        let (id, node) = self.fence_requests.pop_front()?;
+        Some((id, self.node_name(node)))
+    }
+
+    /// Feeds the outcome of fence request `id`.
+    pub fn handle_fence_result(&mut self, now: Timestamp, id: u64, result: Result<(), String>) {
+        self.advance(now);
+        let Some(i) = self
+            .fence
+            .iter()
+            .position(|f| *f == FenceState::Pending(id))
+        else {
+            return;
+        };
+        let node = self.peers[i].name.clone();
+        let ok = result.is_ok();
+        self.fence[i] = if ok {
+            FenceState::Done
+        } else {
+            FenceState::RetryAt(now + Duration::from_secs(1))
+        };
+        if ok {
+            // A group blocked by a failed stop there is recovered by fencing.
+            let id = self.peers[i].id;
+            for g in &mut self.groups {
+                if g.blocked_on == Some(id) {
+                    g.blocked_on = None;
+                }
+            }
+        }
+        self.events.push_back(Event::Fenced {
+            node: node.clone(),
+            error: result.as_ref().err().cloned(),
+        });
+        self.fence_history.push_back(crate::status::FenceRecord {
+            node,
+            ok,
+            detail: result.err().unwrap_or_else(|| "fenced".into()),
+            uptime_ms: u64::try_from(now.since(self.started).as_millis()).unwrap_or(u64::MAX),
+        });
+        if self.fence_history.len() > 20 {
+            self.fence_history.pop_front();
+        }
+        self.reconcile(now);
+    }
+
+    /// Whether some dead peer still waits to be fenced (nothing may start).
+    fn fencing_pending(&self) -> bool {
+        self.cfg.fencing
+            && self
+                .fence
+                .iter()
+                .any(|f| matches!(f, FenceState::Pending(_) | FenceState::RetryAt(_)))
+    }
+
     fn update_own_state(&mut self) {
+        let now = self.last_now;
+        self.update_fencing(now);
         self.update_witness();
         if !self.seen_all && self.peers.iter().all(|p| p.incarnation.is_some()) {
             self.seen_all = true;
@@ -650,6 +762,11 @@ impl Brain {
             }
         };
         consider(self.settings.next_expiry());
+        for f in &self.fence {
+            if let FenceState::RetryAt(t) = f {
+                consider(Some(*t));
+            }
+        }
         for (rt, spec) in self.groups.iter().zip(&self.cfg.groups) {
             if !rt.busy() {
                 consider(
@@ -979,7 +1096,11 @@ impl Brain {
         let want = may_hold
             && target == Some(self.cfg.local)
             && (self.groups[g].phase() != GroupPhase::Stopped
-                || (!elsewhere && !blocked && self.start_allowed() && self.peers_agree(g)));
+                || (!elsewhere
+                    && !blocked
+                    && !self.fencing_pending()
+                    && self.start_allowed()
+                    && self.peers_agree(g)));
         let rt = &mut self.groups[g];
         let n = rt.resources.len();
         if let Some(k) = rt.restart_from {
@@ -1541,7 +1662,12 @@ impl Brain {
                 .map(|n| self.node_name(*n))
                 .collect(),
             groups: self.group_status(),
-            waiting: self.waiting(),
+            waiting: self.waiting().or_else(|| {
+                self.fencing_pending().then(|| {
+                    "waiting: a dead node is being fenced before anything starts".to_string()
+                })
+            }),
+            fencing: self.fence_history.iter().cloned().collect(),
             quorum: self.cfg.quorum.enabled.then(|| {
                 let (present, total) = self.quorum_votes();
                 crate::status::QuorumStatus {

@@ -252,6 +252,13 @@ pub enum Event {
         /// How long it was frozen.
         gap: Duration,
     },
+    /// A fence agent ran against a dead node.
+    Fenced {
+        /// The node.
+        node: String,
+        /// The agent's error, if it failed.
+        error: Option<String>,
+    },
     /// The witness check of a failover finished.
     Witness {
         /// Whether a witness answered.
@@ -292,6 +299,7 @@ impl Event {
                 | Event::Quorum { quorate: false, .. }
                 | Event::Witness { reachable: false }
                 | Event::LeaseLost { .. }
+                | Event::Fenced { error: Some(_), .. }
         )
     }
 }
@@ -415,6 +423,19 @@ impl fmt::Display for Event {
                 "Stop of {group}/{resource} failed ({detail}): group {group} is BLOCKED here and will not start anywhere; check this node, then run `tandem cleanup {group}`"
             ),
             Event::SettingsChanged { what } => write!(f, "Settings: {what}"),
+            Event::Fenced { node, error: None } => {
+                write!(
+                    f,
+                    "{node} fenced: it runs nothing any more; taking over may proceed"
+                )
+            }
+            Event::Fenced {
+                node,
+                error: Some(e),
+            } => write!(
+                f,
+                "Fencing {node} FAILED ({e}): nothing starts in its place; retrying in 1 s"
+            ),
             Event::LeaseLost { gap } => write!(
                 f,
                 "Frozen for {} past this node's lease: another node may run its groups now; releasing everything before anything else",

@@ -157,6 +157,19 @@ pub struct GroupStatus {
     pub resources: Vec<ResourceStatus>,
 }
 
+/// One fencing operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FenceRecord {
+    /// The node fenced.
+    pub node: String,
+    /// Whether the agent succeeded.
+    pub ok: bool,
+    /// "fenced", or the agent's error.
+    pub detail: String,
+    /// When, in milliseconds of the answering daemon's uptime.
+    pub uptime_ms: u64,
+}
+
 /// Quorum as the answering node sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuorumStatus {
@@ -196,8 +209,11 @@ pub struct MembershipStatus {
     pub groups: Vec<GroupStatus>,
     /// Quorum, when the cluster uses it.
     pub quorum: Option<QuorumStatus>,
-    /// Why this node waits instead of running groups alone (witness), if so.
+    /// Why this node waits instead of running groups alone (witness,
+    /// fencing), if so.
     pub waiting: Option<String>,
+    /// Recent fencing operations, oldest first.
+    pub fencing: Vec<FenceRecord>,
     /// Counters.
     pub stats: Stats,
 }

@@ -179,6 +179,7 @@ pub fn brain_config(
         groups: groups.to_vec(),
         quorum: quorum.clone(),
         witness: true,
+        fencing: false,
     }
 }
 

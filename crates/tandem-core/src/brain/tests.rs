@@ -33,6 +33,7 @@ fn cfg(local: u16, incarnation: u64, secret: &[u8]) -> BrainConfig {
         groups: vec![],
         quorum: Quorum::default(),
         witness: false,
+        fencing: false,
     }
 }
 

@@ -139,6 +139,16 @@ pub fn render(s: &Status) -> String {
     if let Some(w) = &m.waiting {
         let _ = writeln!(out, "THIS NODE WAITS: {w}");
     }
+    for f in &m.fencing {
+        let _ = writeln!(
+            out,
+            "Fencing: {} {} at {:.1} s ({})",
+            f.node,
+            if f.ok { "fenced" } else { "FAILED" },
+            f.uptime_ms as f64 / 1000.0,
+            f.detail
+        );
+    }
     if !m.standby.is_empty() {
         let _ = writeln!(out, "Standby: {}", m.standby.join(", "));
     }

@@ -56,6 +56,10 @@ pub struct Heartbeat {
     pub commands: Receiver<(Command, Sender<Result<String, String>>)>,
     /// Longest a clean shutdown may take before the daemon exits anyway.
     pub shutdown_limit: Duration,
+    /// Runs fence agents (on threads of their own).
+    pub fencer: super::fence::Fencer,
+    /// Results of fencing.
+    pub fence_results: Receiver<(u64, Result<(), String>)>,
     /// Mirrors the brain's lease into nftables (on a thread of its own).
     pub kernel_lease: Option<super::kernel_lease::KernelLease>,
     /// Probes witnesses (on threads of its own).
@@ -77,6 +81,9 @@ impl Heartbeat {
         }
         while let Some(id) = self.brain.poll_witness_probe() {
             self.prober.probe(id);
+        }
+        while let Some((id, node)) = self.brain.poll_fence() {
+            self.fencer.fence(id, node);
         }
         while let Some(t) = self.brain.poll_transmit() {
             if let Some(link) = self.links.get(usize::from(t.link.0)) {
@@ -151,6 +158,9 @@ impl Heartbeat {
             }
             while let Ok((id, r)) = self.results.try_recv() {
                 self.brain.handle_op_result(self.now(), id, r);
+            }
+            while let Ok((id, r)) = self.fence_results.try_recv() {
+                self.brain.handle_fence_result(self.now(), id, r);
             }
             while let Ok((id, reachable)) = self.witness_results.try_recv() {
                 self.brain.handle_witness_result(self.now(), id, reachable);

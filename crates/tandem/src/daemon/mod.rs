@@ -1,6 +1,7 @@
 //! `tandem daemon`: loads the configuration, opens the links, and runs the
 //! heartbeat thread and the control socket side by side.
 
+pub mod fence;
 pub mod heartbeat;
 pub mod incarnation;
 pub mod kernel_lease;
@@ -194,6 +195,7 @@ pub fn brain_config(
             .witness
             .as_ref()
             .is_some_and(|w| !w.addresses.is_empty()),
+        fencing: config.fencing.is_some(),
         groups: config
             .groups
             .iter()
@@ -361,7 +363,18 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
             let _ = witness_waker.wake();
         }),
     );
+    let (fence_tx, fence_rx) = std::sync::mpsc::channel();
+    let fence_waker = waker.clone();
+    let fencer = fence::Fencer::new(
+        config.fencing.clone(),
+        fence_tx,
+        Box::new(move || {
+            let _ = fence_waker.wake();
+        }),
+    );
     let hb = Heartbeat {
+        fencer,
+        fence_results: fence_rx,
         kernel_lease,
         prober,
         witness_results: witness_rx,
