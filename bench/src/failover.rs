@@ -134,6 +134,60 @@ fn bench(
     ])
 }
 
+/// Issue-5 drills, with a witness (the client, c1) and without auto-failback
+/// so the group must settle on the survivor at once: the active daemon
+/// frozen (SIGSTOP) for three deadtimes, and n1's cable pulled for the same
+/// time. Between runs the group is moved back to n1.
+fn drills(exe: &Path, runs: usize, subnet: u8) -> anyhow::Result<Vec<Scenario>> {
+    let mut w = WebCluster::new(
+        exe,
+        &WebOptions {
+            prefix: "tbdr".into(),
+            subnet,
+            auto_failback: false,
+            extra_top: format!(
+                "[witness]\naddresses = [\"198.18.{subnet}.100\"]\nkind = \"icmp\"\ntimeout = \"300ms\""
+            ),
+            ..WebOptions::default()
+        },
+    )?;
+    w.start_all()?;
+    w.start_probe()?;
+    w.wait_served_by("n1", 5, WAIT)?;
+    let (mut freeze, mut cable) = (Vec::new(), Vec::new());
+    let back_to_n1 = |w: &WebCluster| -> anyhow::Result<()> {
+        w.cluster.wait_for(0, WAIT, "n1 joined", |s| s.membership.joined && s.membership.members.len() == 2)?;
+        w.tandem(1, &["move", "web", "n1"])?;
+        w.wait_served_by("n1", 5, WAIT)?;
+        w.tandem(1, &["move", "web", "--clear"])?;
+        Ok(())
+    };
+    for run in 0..runs {
+        eprintln!("  drills: run {}/{runs}", run + 1);
+        let t = w.probe_now_ms();
+        w.cluster.signal(0, libc::SIGSTOP)?;
+        w.wait_served_by("n2", 5, WAIT)?;
+        std::thread::sleep(Duration::from_millis(1000));
+        w.cluster.signal(0, libc::SIGCONT)?;
+        std::thread::sleep(Duration::from_millis(1500));
+        freeze.push(record(&w, measure(&w, t, "n1", "n2")?));
+        back_to_n1(&w)?;
+
+        let t = w.probe_now_ms();
+        w.lab.cable("n1", false)?;
+        w.wait_served_by("n2", 5, WAIT)?;
+        std::thread::sleep(Duration::from_millis(1000));
+        w.lab.cable("n1", true)?;
+        std::thread::sleep(Duration::from_millis(1500));
+        cable.push(record(&w, measure(&w, t, "n1", "n2")?));
+        back_to_n1(&w)?;
+    }
+    Ok(vec![
+        summarise("drills (witness, no auto-failback)", "freeze 1.5 s", freeze),
+        summarise("drills (witness, no auto-failback)", "cable pull 1.5 s", cable),
+    ])
+}
+
 fn main() -> anyhow::Result<()> {
     let mut runs = 10;
     let mut args = std::env::args().skip(1);
@@ -165,6 +219,8 @@ fn main() -> anyhow::Result<()> {
         eprintln!("timing set: {name}");
         all.extend(bench(&exe, name, timing, runs, 70 + i as u8)?);
     }
+    eprintln!("drills");
+    all.extend(drills(&exe, runs, 75)?);
     println!(
         "{:<55} {:<16} {:>8} {:>8} {:>8} {:>7} {:>5} {:>12}",
         "timings", "scenario", "min ms", "median", "max ms", "errors", "dual", "lateness ms"
