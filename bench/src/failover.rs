@@ -156,7 +156,9 @@ fn drills(exe: &Path, runs: usize, subnet: u8) -> anyhow::Result<Vec<Scenario>> 
     w.wait_served_by("n1", 5, WAIT)?;
     let (mut freeze, mut cable) = (Vec::new(), Vec::new());
     let back_to_n1 = |w: &WebCluster| -> anyhow::Result<()> {
-        w.cluster.wait_for(0, WAIT, "n1 joined", |s| s.membership.joined && s.membership.members.len() == 2)?;
+        w.cluster.wait_for(0, WAIT, "n1 joined", |s| {
+            s.membership.joined && s.membership.members.len() == 2
+        })?;
         w.tandem(1, &["move", "web", "n1"])?;
         w.wait_served_by("n1", 5, WAIT)?;
         w.tandem(1, &["move", "web", "--clear"])?;
@@ -184,7 +186,11 @@ fn drills(exe: &Path, runs: usize, subnet: u8) -> anyhow::Result<Vec<Scenario>> 
     }
     Ok(vec![
         summarise("drills (witness, no auto-failback)", "freeze 1.5 s", freeze),
-        summarise("drills (witness, no auto-failback)", "cable pull 1.5 s", cable),
+        summarise(
+            "drills (witness, no auto-failback)",
+            "cable pull 1.5 s",
+            cable,
+        ),
     ])
 }
 

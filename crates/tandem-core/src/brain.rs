@@ -1668,6 +1668,7 @@ impl Brain {
                 })
             }),
             fencing: self.fence_history.iter().cloned().collect(),
+            lease_ms: self.lease_until.map(|u| ms(u.since(now))),
             quorum: self.cfg.quorum.enabled.then(|| {
                 let (present, total) = self.quorum_votes();
                 crate::status::QuorumStatus {

@@ -214,6 +214,8 @@ pub struct MembershipStatus {
     pub waiting: Option<String>,
     /// Recent fencing operations, oldest first.
     pub fencing: Vec<FenceRecord>,
+    /// Milliseconds left on this node's lease (it holds groups), if any.
+    pub lease_ms: Option<u64>,
     /// Counters.
     pub stats: Stats,
 }

@@ -736,6 +736,23 @@ impl Sim {
         self.run_until(until);
     }
 
+    /// Runs in 1 ms steps until `pred` holds or `limit` passes; returns how
+    /// long it took.
+    pub fn run_until_true(
+        &mut self,
+        limit: Duration,
+        pred: impl Fn(&Sim) -> bool,
+    ) -> Option<Duration> {
+        let start = self.now;
+        while self.now.since(start) <= limit {
+            if pred(self) {
+                return Some(self.now.since(start));
+            }
+            self.run_for(Duration::from_millis(1));
+        }
+        None
+    }
+
     /// Events reported by node `i` from time `since` on.
     pub fn events_of(&self, i: usize, since: Timestamp) -> impl Iterator<Item = &Record> {
         self.log

@@ -70,14 +70,7 @@ fn settled_on(s: &Sim, i: usize) -> bool {
 /// Runs until `pred` holds (checked every millisecond) or `limit` passes;
 /// returns how long it took.
 fn until(s: &mut Sim, limit: Duration, pred: impl Fn(&Sim) -> bool) -> Option<Duration> {
-    let start = s.now();
-    while s.now().since(start) <= limit {
-        if pred(s) {
-            return Some(s.now().since(start));
-        }
-        s.run_for(ms(1));
-    }
-    None
+    s.run_until_true(limit, pred)
 }
 
 #[test]

@@ -112,6 +112,17 @@ impl Lab {
         for ns in namespaces_with(prefix) {
             destroy_namespace(&ns);
         }
+        // A run that died half-way may have left veth ends in the root
+        // namespace (named PREFIX + host + i/s).
+        if let Ok(out) = Command::new("ip").args(["-o", "link", "show"]).output() {
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let name = line.split(':').nth(1).unwrap_or("").trim();
+                let name = name.split('@').next().unwrap_or("");
+                if name.starts_with(prefix) && name.len() > prefix.len() {
+                    let _ = Command::new("ip").args(["link", "del", name]).output();
+                }
+            }
+        }
         let switch = format!("{prefix}-sw");
         let mut lab = Self {
             prefix: prefix.to_string(),

@@ -256,16 +256,8 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
     /// Powers node `i` off: every process in its namespace is killed and
     /// its cable pulled.
     pub fn power_off(&mut self, i: usize) -> anyhow::Result<()> {
-        let h = self.lab.hosts[i].clone();
-        self.lab.cable(&h.name, false)?;
-        let out = Command::new("ip")
-            .args(["netns", "pids", &h.netns])
-            .output()?;
-        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            if let Ok(pid) = pid.parse::<u32>() {
-                let _ = crate::process::signal(pid, libc::SIGKILL);
-            }
-        }
+        let name = self.lab.hosts[i].name.clone();
+        self.lab.power_off(&name)?;
         self.cluster.forget(i);
         Ok(())
     }

@@ -146,47 +146,25 @@ impl LocalCluster {
 
     /// Starts (or restarts) node `i`.
     pub fn start(&mut self, i: usize) -> anyhow::Result<()> {
-        let n = self
-            .nodes
-            .get_mut(i)
-            .ok_or_else(|| anyhow!("no node {i}"))?;
-        if let Some(c) = &mut n.child
-            && c.try_wait()?.is_none()
-        {
-            bail!("{} is already running", n.name);
-        }
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&n.log)
-            .context("open the node's log")?;
-        let mut cmd = match &n.netns {
-            // `ip netns exec` execs the daemon in place: same PID.
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(&self.exe);
-                c
-            }
-            None => Command::new(&self.exe),
-        };
-        let child = cmd
-            .arg("daemon")
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--node")
-            .arg(&n.name)
-            .arg("--socket")
-            .arg(&n.socket)
-            .arg("--state-dir")
-            .arg(self.dir.path().join(format!("state-{}", n.name)))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("start {}", self.exe.display()))?;
-        n.child = Some(child);
-        Ok(())
+        let n = self.nodes.get(i).ok_or_else(|| anyhow!("no node {i}"))?;
+        let argv: Vec<String> = [
+            self.exe.to_string_lossy().to_string(),
+            "daemon".into(),
+            "--config".into(),
+            self.config.to_string_lossy().to_string(),
+            "--node".into(),
+            n.name.clone(),
+            "--socket".into(),
+            n.socket.to_string_lossy().to_string(),
+            "--state-dir".into(),
+            self.dir
+                .path()
+                .join(format!("state-{}", n.name))
+                .to_string_lossy()
+                .to_string(),
+        ]
+        .into();
+        self.start_custom(i, &argv)
     }
 
     /// Starts node `i` with a custom command line (run in its namespace, if

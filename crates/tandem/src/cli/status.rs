@@ -136,6 +136,12 @@ pub fn render(s: &Status) -> String {
             links.join(", ")
         );
     }
+    if let Some(l) = m.lease_ms {
+        let _ = writeln!(
+            out,
+            "Lease: {l} ms left (renewed continuously; enforced by the kernel)"
+        );
+    }
     if let Some(w) = &m.waiting {
         let _ = writeln!(out, "THIS NODE WAITS: {w}");
     }

@@ -476,6 +476,7 @@ fn status(shared: &Shared, info: &DaemonInfo) -> Response {
     // The snapshot may be up to one refresh old: age its "ago" fields.
     let age = u64::try_from(taken.elapsed().as_millis()).unwrap_or(0);
     membership.uptime_ms += age;
+    membership.lease_ms = membership.lease_ms.map(|l| l.saturating_sub(age));
     for n in &mut membership.nodes {
         if !n.local {
             n.last_heard_ms = n.last_heard_ms.map(|v| v + age);
