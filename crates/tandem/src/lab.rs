@@ -175,6 +175,69 @@ impl Lab {
         Ok(lab)
     }
 
+    /// Adds a second network: bridge br1 in the switch, and eth1 with
+    /// 198.18.S2.(10+K)/24 on every node nK (a second heartbeat path).
+    pub fn add_second_network(&self, subnet2: u8) -> anyhow::Result<()> {
+        run(&[
+            "ip",
+            "-n",
+            &self.switch,
+            "link",
+            "add",
+            "br1",
+            "type",
+            "bridge",
+        ])?;
+        run(&["ip", "-n", &self.switch, "link", "set", "br1", "up"])?;
+        for h in self.hosts.iter().filter(|h| h.name.starts_with('n')) {
+            let num: u8 = h.name[1..].parse().context("host number")?;
+            let inner = format!("{}{}j", self.prefix, h.name);
+            let port = format!("{}{}t", self.prefix, h.name);
+            run(&[
+                "ip", "link", "add", &inner, "type", "veth", "peer", "name", &port,
+            ])?;
+            run(&["ip", "link", "set", &inner, "netns", &h.netns])?;
+            run(&["ip", "link", "set", &port, "netns", &self.switch])?;
+            run(&["ip", "-n", &h.netns, "link", "set", &inner, "name", "eth1"])?;
+            let addr = format!("198.18.{subnet2}.{}/24", 10 + num);
+            run(&["ip", "-n", &h.netns, "addr", "add", &addr, "dev", "eth1"])?;
+            run(&["ip", "-n", &h.netns, "link", "set", "eth1", "up"])?;
+            run(&[
+                "ip",
+                "-n",
+                &self.switch,
+                "link",
+                "set",
+                &port,
+                "master",
+                "br1",
+            ])?;
+            run(&["ip", "-n", &self.switch, "link", "set", &port, "up"])?;
+        }
+        Ok(())
+    }
+
+    /// Drops `percent` % of the packets in and out of host `name`'s
+    /// interface `iface`, at random (nftables `numgen random`).
+    pub fn lossy(&self, name: &str, iface: &str, percent: u32) -> anyhow::Result<()> {
+        let h = self.host(name)?;
+        let script = format!(
+            "table inet labloss {{\n chain in {{ type filter hook input priority -50; policy accept; iifname \"{iface}\" numgen random mod 100 < {percent} drop; }}\n chain out {{ type filter hook output priority -50; policy accept; oifname \"{iface}\" numgen random mod 100 < {percent} drop; }}\n}}\n"
+        );
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &h.netns, "nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .context("run nft")?;
+        if let Some(mut i) = child.stdin.take() {
+            std::io::Write::write_all(&mut i, script.as_bytes())?;
+        }
+        if !child.wait()?.success() {
+            bail!("nft refused the loss rules");
+        }
+        Ok(())
+    }
+
     /// The host named `name`.
     pub fn host(&self, name: &str) -> anyhow::Result<&Host> {
         self.hosts
