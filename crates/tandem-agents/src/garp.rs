@@ -23,7 +23,8 @@ pub fn frame(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 42] {
     f
 }
 
-fn mac_of(interface: &str) -> std::io::Result<[u8; 6]> {
+/// The MAC address of `interface`.
+pub fn mac_of(interface: &str) -> std::io::Result<[u8; 6]> {
     let text = std::fs::read_to_string(format!("/sys/class/net/{interface}/address"))?;
     let mut mac = [0u8; 6];
     let parts: Vec<&str> = text.trim().split(':').collect();

@@ -2,7 +2,7 @@
 //! `ip addr` would, with an `eth0:0`-style label for IPv4), announces it with
 //! gratuitous ARP, and reports it present only while the link is up.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
@@ -142,9 +142,7 @@ pub fn start(f: &FloatingIp, timeout: Duration) -> OpResult {
     if let Err(e) = r {
         return OpResult::Failed(e);
     }
-    if let IpAddr::V4(v4) = f.ip {
-        announce(f.interface.clone(), v4, f.garp_count, f.garp_interval);
-    }
+    announce(f.interface.clone(), f.ip, f.garp_count, f.garp_interval);
     OpResult::Ok
 }
 
@@ -192,28 +190,38 @@ pub fn monitor(f: &FloatingIp, timeout: Duration) -> OpResult {
             // Refresh neighbours' caches at every monitor (as keepalived's
             // garp_master_refresh): repairs a cache left pointing at another
             // node, e.g. after a daemon restart found the address in place.
-            if let (IpAddr::V4(v4), true) = (f.ip, f.garp_count > 0) {
-                let _ = crate::garp::send(&f.interface, v4);
+            if f.garp_count > 0 {
+                let _ = send_one(&f.interface, f.ip);
             }
             OpResult::Ok
         }
     }
 }
 
-/// Sends `count` gratuitous ARPs for `ip` on `interface`, the first at once
-/// and the rest `interval` apart on a background thread.
-pub fn announce(interface: String, ip: Ipv4Addr, count: u32, interval: Duration) {
+/// Announces `ip` once: a gratuitous ARP (IPv4) or an unsolicited
+/// neighbour advertisement (IPv6).
+fn send_one(interface: &str, ip: IpAddr) -> std::io::Result<()> {
+    match ip {
+        IpAddr::V4(v4) => crate::garp::send(interface, v4),
+        IpAddr::V6(v6) => crate::na::send(interface, v6),
+    }
+}
+
+/// Sends `count` announcements (gratuitous ARP or unsolicited NA) for `ip`
+/// on `interface`, the first at once and the rest `interval` apart on a
+/// background thread.
+pub fn announce(interface: String, ip: IpAddr, count: u32, interval: Duration) {
     if count == 0 {
         return;
     }
-    if let Err(e) = crate::garp::send(&interface, ip) {
-        tracing::warn!("gratuitous ARP for {ip} on {interface} failed: {e}");
+    if let Err(e) = send_one(&interface, ip) {
+        tracing::warn!("announcing {ip} on {interface} failed: {e}");
     }
     if count > 1 {
         std::thread::spawn(move || {
             for _ in 1..count {
                 std::thread::sleep(interval);
-                let _ = crate::garp::send(&interface, ip);
+                let _ = send_one(&interface, ip);
             }
         });
     }

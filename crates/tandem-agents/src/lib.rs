@@ -6,7 +6,7 @@
 //! agent ever runs on the heartbeat thread.
 //!
 //! Agents: [`ipaddr`] (floating IP via netlink, gratuitous ARP),
-//! [`process`] (a supervised command), [`scripts`] (OCF agents and LSB init
+//! unsolicited neighbour advertisements for IPv6 ([`na`]), [`process`] (a supervised command), [`scripts`] (OCF agents and LSB init
 //! scripts), and [`check`] (TCP/HTTP/script health checks with rise/fall).
 //! systemd units are not supported yet: see `docs/agents.md`.
 
@@ -14,6 +14,7 @@ pub mod check;
 pub mod exec;
 pub mod garp;
 pub mod ipaddr;
+pub mod na;
 pub mod process;
 pub mod scripts;
 

@@ -117,3 +117,72 @@ monitor = "1s"
     );
     assert!(!dummy_state.exists());
 }
+
+/// An IPv6 floating address: added without duplicate address detection,
+/// announced with unsolicited neighbour advertisements, removed on stop.
+#[test]
+fn ipv6_floating_address_is_added_announced_and_removed() {
+    let lab = Lab::new("tdv6", 79, &["n1", "n2"]).expect("lab (root needed)");
+    let text = r#"cluster = "v6"
+key_file = "authkey"
+realtime = false
+[timing]
+initdead = "1s"
+[[link]]
+name = "lan"
+kind = "ucast"
+[[node]]
+name = "n1"
+addresses = { lan = "198.18.79.11" }
+[[node]]
+name = "n2"
+addresses = { lan = "198.18.79.12" }
+[[group]]
+name = "v6"
+[[group.resource]]
+name = "vip6"
+agent = "ipaddr"
+params = { address = "fd00:18::200/64", interface = "eth0" }
+monitor = "1s"
+"#;
+    let h = &lab.hosts[0];
+    let mut c = LocalCluster::from_config(
+        EXE.as_ref(),
+        text,
+        vec![(h.name.clone(), h.addr.clone(), Some(h.netns.clone()))],
+    )
+    .unwrap();
+    c.start(0).unwrap();
+    c.wait_for(0, WAIT, "vip6 started", |s| {
+        s.membership.groups[0].resources[0].state == ResourceState::Started
+    })
+    .unwrap();
+    let show = || {
+        String::from_utf8_lossy(
+            &Command::new("ip")
+                .args(["-n", &h.netns, "-6", "addr", "show", "eth0"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .to_string()
+    };
+    assert!(show().contains("fd00:18::200/64"), "{}", show());
+    let line = show()
+        .lines()
+        .find(|l| l.contains("fd00:18::200"))
+        .unwrap()
+        .to_string();
+    assert!(
+        !line.contains("tentative") && line.contains("nodad"),
+        "{line}"
+    );
+    // Monitors (which re-announce) keep passing; no announcement failed.
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = c.status(0).unwrap();
+    assert_eq!(s.membership.groups[0].resources[0].fail_count, 0);
+    let log = std::fs::read_to_string(&c.nodes[0].log).unwrap();
+    assert!(!log.contains("announcing"), "{log}");
+    c.stop(0, WAIT).unwrap();
+    assert!(!show().contains("fd00:18::200"), "{}", show());
+}
