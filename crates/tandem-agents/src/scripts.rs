@@ -110,6 +110,66 @@ pub fn ocf(
     exit_to(op, run(&path, &[action], &env, timeout), ocf_result)
 }
 
+/// Timeouts and monitor interval an OCF agent recommends in its meta-data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OcfDefaults {
+    /// `<action name="start" timeout=…>`.
+    pub start: Option<Duration>,
+    /// `<action name="stop" timeout=…>`.
+    pub stop: Option<Duration>,
+    /// `<action name="monitor" timeout=…>`.
+    pub monitor_timeout: Option<Duration>,
+    /// `<action name="monitor" interval=…>` (0 or absent: none).
+    pub monitor_interval: Option<Duration>,
+}
+
+fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let at = tag.find(&format!("{name}=\""))? + name.len() + 2;
+    let rest = &tag[at..];
+    Some(&rest[..rest.find('"')?])
+}
+
+/// Reads the `<actions>` of an OCF agent's meta-data (pure).
+pub fn parse_meta_data(xml: &str) -> OcfDefaults {
+    let mut d = OcfDefaults::default();
+    for tag in xml.split("<action ").skip(1) {
+        let tag = tag.split('>').next().unwrap_or("");
+        let time = |n: &str| {
+            attr(tag, n)
+                .and_then(|v| tandem_config::parse_duration(v).ok())
+                .filter(|t| !t.is_zero())
+        };
+        match attr(tag, "name") {
+            Some("start") => d.start = time("timeout"),
+            Some("stop") => d.stop = time("timeout"),
+            Some("monitor") | Some("status") if d.monitor_timeout.is_none() => {
+                d.monitor_timeout = time("timeout");
+                d.monitor_interval = time("interval");
+            }
+            _ => {}
+        }
+    }
+    d
+}
+
+/// Runs `AGENT meta-data` and reads its recommended timeouts.
+pub fn ocf_meta_data(provider: &str, kind: &str) -> Option<OcfDefaults> {
+    let path = Path::new(OCF_ROOT)
+        .join("resource.d")
+        .join(provider)
+        .join(kind);
+    let env = BTreeMap::from([("OCF_ROOT".to_string(), OCF_ROOT.to_string())]);
+    match run(
+        &path.to_string_lossy(),
+        &["meta-data"],
+        &env,
+        Duration::from_secs(5),
+    ) {
+        Exit::Code(0, out) => Some(parse_meta_data(&out)),
+        _ => None,
+    }
+}
+
 /// Finds an LSB script: an absolute path, else `/etc/ha.d/resource.d/NAME`,
 /// else `/etc/init.d/NAME` (Heartbeat's lookup order).
 pub fn lsb_path(script: &str) -> Option<PathBuf> {
@@ -162,6 +222,22 @@ pub fn lsb(script: &str, args: &[String], op: Op, timeout: Duration, r1: bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn meta_data_defaults() {
+        let xml = r#"<actions>
+<action name="start"        timeout="25s" />
+<action name="stop"         timeout="30" />
+<action name="monitor"      timeout="15s" interval="10s" depth="0" />
+<action name="meta-data"    timeout="5s" />
+</actions>"#;
+        let d = parse_meta_data(xml);
+        assert_eq!(d.start, Some(Duration::from_secs(25)));
+        assert_eq!(d.stop, Some(Duration::from_secs(30)));
+        assert_eq!(d.monitor_timeout, Some(Duration::from_secs(15)));
+        assert_eq!(d.monitor_interval, Some(Duration::from_secs(10)));
+        assert_eq!(parse_meta_data("garbage"), OcfDefaults::default());
+    }
 
     #[test]
     fn exit_code_tables() {

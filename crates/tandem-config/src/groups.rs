@@ -97,6 +97,23 @@ pub struct Resource {
     pub monitor_timeout: Duration,
     /// Optional health check.
     pub check: Option<HealthCheck>,
+    /// Which of start/stop timeout, monitor timeout and monitor interval
+    /// the file set explicitly (the others may come from an OCF agent's
+    /// meta-data).
+    pub explicit: Explicit,
+}
+
+/// Timings the configuration set explicitly for a resource.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Explicit {
+    /// start_timeout (or timeout).
+    pub start: bool,
+    /// stop_timeout (or timeout).
+    pub stop: bool,
+    /// monitor_timeout (or timeout).
+    pub monitor_timeout: bool,
+    /// monitor (or a check interval).
+    pub monitor_interval: bool,
 }
 
 /// A resource group.
@@ -316,6 +333,12 @@ pub(crate) fn build_groups(
                 stop_timeout,
                 monitor_interval,
                 monitor_timeout,
+                explicit: Explicit {
+                    start: r.start_timeout.is_some() || r.timeout.is_some(),
+                    stop: r.stop_timeout.is_some() || r.timeout.is_some(),
+                    monitor_timeout: r.monitor_timeout.is_some() || r.timeout.is_some(),
+                    monitor_interval: r.monitor.is_some() || r.check.is_some(),
+                },
                 check,
             });
         }

@@ -86,6 +86,14 @@ monitor = "1s"
         show(&h.netns)
     );
     assert!(dummy_state.exists(), "Dummy did not create its state file");
+    // Timeouts not configured come from the agent's meta-data; the
+    // configured monitor interval (1 s) wins over its 10 s.
+    c.wait_log(
+        0,
+        WAIT,
+        &["db/dummy: timings from ocf:heartbeat:Dummy meta-data where not configured: start 20.0 s, stop 20.0 s, monitor every 1.0 s (timeout 20.0 s)"],
+    )
+    .unwrap();
 
     // Monitors keep passing for a few intervals.
     std::thread::sleep(Duration::from_millis(2500));
