@@ -222,7 +222,7 @@ impl Lab {
     pub fn lossy(&self, name: &str, iface: &str, percent: u32) -> anyhow::Result<()> {
         let h = self.host(name)?;
         let script = format!(
-            "table inet labloss {{\n chain in {{ type filter hook input priority -50; policy accept; iifname \"{iface}\" numgen random mod 100 < {percent} drop; }}\n chain out {{ type filter hook output priority -50; policy accept; oifname \"{iface}\" numgen random mod 100 < {percent} drop; }}\n}}\n"
+            "table inet labloss {{\n chain in {{ type filter hook input priority -50; policy accept; iifname \"{iface}\" numgen random mod 100 < {percent} counter drop; }}\n chain out {{ type filter hook output priority -50; policy accept; oifname \"{iface}\" numgen random mod 100 < {percent} counter drop; }}\n}}\n"
         );
         let mut child = Command::new("ip")
             .args(["netns", "exec", &h.netns, "nft", "-f", "-"])
@@ -236,6 +236,20 @@ impl Lab {
             bail!("nft refused the loss rules");
         }
         Ok(())
+    }
+
+    /// Packets dropped so far by [`Lab::lossy`] on host `name`.
+    pub fn dropped(&self, name: &str) -> anyhow::Result<u64> {
+        let h = self.host(name)?;
+        let out = run(&[
+            "ip", "netns", "exec", &h.netns, "nft", "list", "table", "inet", "labloss",
+        ])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .split("packets ")
+            .skip(1)
+            .filter_map(|t| t.split_whitespace().next()?.parse::<u64>().ok())
+            .sum())
     }
 
     /// The host named `name`.
