@@ -98,6 +98,10 @@ fn witness_down_and_link_cut_both_wait_until_force_primary() {
     w.cluster
         .wait_for(1, WAIT, "n2 runs the group", |s| {
             s.membership.groups[0].active_on == vec!["n2"]
+                && s.membership.groups[0]
+                    .resources
+                    .iter()
+                    .all(|r| r.state == tandem_core::ResourceState::Started)
         })
         .unwrap();
     assert!(holds_vip(&w, 1));
