@@ -154,60 +154,82 @@ fn crash_of_the_holder_with_a_majority_left_moves_the_group() {
     }
 }
 
+/// Plays the seeded random schedule of partitions, blocks, heals,
+/// crashes, restarts and moves used by the campaign below; `trace` prints
+/// each step (for `dump`).
+fn random_schedule(seed: u64, trace: bool) -> (Sim, f64) {
+    let n = 3 + 2 * (seed % 2) as usize;
+    let loss = [0.0, 0.05, 0.2][(seed % 3) as usize];
+    let mut s = sim(seed, n, loss);
+    s.run_until(Timestamp::ZERO + ms(1500));
+    let mut down = vec![false; n];
+    for _ in 0..20 {
+        let wait = ms(s.rng().random_range(100..1500));
+        s.run_for(wait);
+        let i = s.rng().random_range(0..n);
+        let t = s.now().as_nanos() / 1_000_000;
+        let say = |what: String| {
+            if trace {
+                println!("{t} {what}");
+            }
+        };
+        match s.rng().random_range(0..6) {
+            0 => {
+                let k = s.rng().random_range(1..n);
+                let mut side: Vec<usize> = (0..n).collect();
+                for j in (1..n).rev() {
+                    let x = s.rng().random_range(0..=j);
+                    side.swap(j, x);
+                }
+                side.truncate(k);
+                say(format!("PARTITION {side:?}"));
+                s.partition(&side);
+            }
+            1 => {
+                let j = s.rng().random_range(0..n);
+                if i != j {
+                    say(format!("BLOCK {i}->{j}"));
+                    s.block(i, j);
+                }
+            }
+            2 => {
+                say("HEAL".into());
+                s.heal();
+            }
+            3 if !down[i] && down.iter().filter(|d| **d).count() + 1 < n => {
+                say(format!("CRASH {i}"));
+                s.crash(i);
+                down[i] = true;
+            }
+            4 if down[i] => {
+                say(format!("RESTART {i}"));
+                s.restart(i);
+                down[i] = false;
+            }
+            5 if !down[i] => {
+                let to = format!("n{}", s.rng().random_range(1..=n));
+                say(format!("MOVE via {i} to {to}"));
+                let _ = s.command(
+                    i,
+                    tandem_core::Command::Move {
+                        group: "db".into(),
+                        node: Some(to),
+                        duration: None,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+    (s, loss)
+}
+
 /// Random partitions (symmetric and one-way), heals, crashes, restarts and
 /// moves on 3 or 5 nodes with up to 20 % loss: never two holders.
 #[test]
 fn never_two_holders_under_random_partitions() {
     for seed in seeds(120) {
-        let n = 3 + 2 * (seed % 2) as usize;
-        let loss = [0.0, 0.05, 0.2][(seed % 3) as usize];
-        let mut s = sim(seed, n, loss);
-        s.run_until(Timestamp::ZERO + ms(1500));
-        let mut down = vec![false; n];
-        for _ in 0..20 {
-            let wait = ms(s.rng().random_range(100..1500));
-            s.run_for(wait);
-            let i = s.rng().random_range(0..n);
-            match s.rng().random_range(0..6) {
-                0 => {
-                    let k = s.rng().random_range(1..n);
-                    let mut side: Vec<usize> = (0..n).collect();
-                    for j in (1..n).rev() {
-                        let x = s.rng().random_range(0..=j);
-                        side.swap(j, x);
-                    }
-                    side.truncate(k);
-                    s.partition(&side);
-                }
-                1 => {
-                    let j = s.rng().random_range(0..n);
-                    if i != j {
-                        s.block(i, j);
-                    }
-                }
-                2 => s.heal(),
-                3 if !down[i] && down.iter().filter(|d| **d).count() + 1 < n => {
-                    s.crash(i);
-                    down[i] = true;
-                }
-                4 if down[i] => {
-                    s.restart(i);
-                    down[i] = false;
-                }
-                5 if !down[i] => {
-                    let to = format!("n{}", s.rng().random_range(1..=n));
-                    let _ = s.command(
-                        i,
-                        tandem_core::Command::Move {
-                            group: "db".into(),
-                            node: Some(to),
-                            duration: None,
-                        },
-                    );
-                }
-                _ => {}
-            }
-        }
+        let (s, loss) = random_schedule(seed, false);
         assert!(
             s.violations.is_empty(),
             "seed {seed} (loss {loss}): {:?}",
@@ -231,65 +253,7 @@ fn dump() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(u64::MAX);
-    let n = 3 + 2 * (seed % 2) as usize;
-    let loss = [0.0, 0.05, 0.2][(seed % 3) as usize];
-    let mut s = sim(seed, n, loss);
-    s.run_until(Timestamp::ZERO + ms(1500));
-    let mut down = vec![false; n];
-    for _ in 0..20 {
-        let wait = ms(s.rng().random_range(100..1500));
-        s.run_for(wait);
-        let i = s.rng().random_range(0..n);
-        let what = s.rng().random_range(0..6);
-        let t = s.now().as_nanos() / 1_000_000;
-        match what {
-            0 => {
-                let k = s.rng().random_range(1..n);
-                let mut side: Vec<usize> = (0..n).collect();
-                for j in (1..n).rev() {
-                    let x = s.rng().random_range(0..=j);
-                    side.swap(j, x);
-                }
-                side.truncate(k);
-                println!("{t} PARTITION {side:?}");
-                s.partition(&side);
-            }
-            1 => {
-                let j = s.rng().random_range(0..n);
-                if i != j {
-                    println!("{t} BLOCK {i}->{j}");
-                    s.block(i, j);
-                }
-            }
-            2 => {
-                println!("{t} HEAL");
-                s.heal()
-            }
-            3 if !down[i] && down.iter().filter(|d| **d).count() + 1 < n => {
-                println!("{t} CRASH {i}");
-                s.crash(i);
-                down[i] = true;
-            }
-            4 if down[i] => {
-                println!("{t} RESTART {i}");
-                s.restart(i);
-                down[i] = false;
-            }
-            5 if !down[i] => {
-                let to = format!("n{}", s.rng().random_range(1..=n));
-                println!("{t} MOVE via {i} to {to}");
-                let _ = s.command(
-                    i,
-                    tandem_core::Command::Move {
-                        group: "db".into(),
-                        node: Some(to),
-                        duration: None,
-                    },
-                );
-            }
-            _ => {}
-        }
-    }
+    let (s, _) = random_schedule(seed, true);
     for r in &s.log {
         let t = r.at.as_nanos() / 1_000_000;
         if t >= from && t <= to {

@@ -93,6 +93,17 @@ fn start_mode(c: &mut LocalCluster, i: usize, n: &Node, native: Option<&Path>) {
         .unwrap();
 }
 
+/// A cluster running the two node directories on the lab's n1 and n2 (the
+/// daemons read their own files, so the shared configuration is empty).
+fn cluster(lab: &Lab, nodes: &[Node]) -> LocalCluster {
+    let hosts = lab.hosts[..2]
+        .iter()
+        .zip(nodes)
+        .map(|(h, n)| (n.name.clone(), h.addr.clone(), Some(h.netns.clone())))
+        .collect();
+    LocalCluster::from_config(EXE.as_ref(), "", hosts).unwrap()
+}
+
 fn start(c: &mut LocalCluster, i: usize, n: &Node) {
     start_mode(c, i, n, None);
 }
@@ -170,16 +181,7 @@ fn s1_files_fail_over_and_back_with_heartbeat_log_lines() {
         res,
         "apache2",
     );
-    let mut c = LocalCluster::from_config(
-        EXE.as_ref(),
-        "",
-        lab.hosts[..2]
-            .iter()
-            .zip(&nodes)
-            .map(|(h, n)| (n.name.clone(), h.addr.clone(), Some(h.netns.clone())))
-            .collect(),
-    )
-    .unwrap();
+    let mut c = cluster(&lab, &nodes);
     start(&mut c, 0, &nodes[0]);
     start(&mut c, 1, &nodes[1]);
     let (mut probe_child, samples) = probe(&lab, "198.18.68.200");
@@ -280,16 +282,7 @@ fn s4_unicast_honours_initdead_before_taking_over_alone() {
         res,
         "nginx",
     );
-    let mut c = LocalCluster::from_config(
-        EXE.as_ref(),
-        "",
-        lab.hosts[..2]
-            .iter()
-            .zip(&nodes)
-            .map(|(h, n)| (n.name.clone(), h.addr.clone(), Some(h.netns.clone())))
-            .collect(),
-    )
-    .unwrap();
+    let mut c = cluster(&lab, &nodes);
     let t0 = Instant::now();
     start(&mut c, 0, &nodes[0]);
     // Alone, it waits initdead for its peer before running anything.
@@ -372,16 +365,7 @@ fn s1_imported_native_file_behaves_the_same() {
         String::from_utf8_lossy(&check.stderr)
     );
 
-    let mut c = LocalCluster::from_config(
-        EXE.as_ref(),
-        "",
-        lab.hosts[..2]
-            .iter()
-            .zip(&nodes)
-            .map(|(h, n)| (n.name.clone(), h.addr.clone(), Some(h.netns.clone())))
-            .collect(),
-    )
-    .unwrap();
+    let mut c = cluster(&lab, &nodes);
     start_mode(&mut c, 0, &nodes[0], Some(&native));
     start_mode(&mut c, 1, &nodes[1], Some(&native));
     let (mut probe_child, samples) = probe(&lab, "198.18.70.200");
