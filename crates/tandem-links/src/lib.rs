@@ -6,6 +6,9 @@
 //! 255.255.255.255; a multicast link joins its group on its interface with
 //! the configured TTL and loopback off. Sockets are non-blocking `mio`
 //! sockets, so the heartbeat thread can poll them all with one timeout.
+//! [`neighbours`] keeps unicast links quick to recover after a cable flap.
+
+pub mod neighbours;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

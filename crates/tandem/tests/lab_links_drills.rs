@@ -1,8 +1,6 @@
 //! Network drills that must NOT cause a failover: 20 % packet loss on one
-//! of two heartbeat links. Needs root and nftables. (The flapping-link drill
-//! is not here yet: in this lab a unicast link that flaps loses its ARP
-//! entry and stays silent for about a second after each flap; see
-//! docs/safety.md.)
+//! of two heartbeat links, and the only heartbeat link flapping (cable down
+//! and up every half deadtime for a minute). Needs root and nftables.
 #![allow(clippy::unwrap_used)] // test helpers panic on failure by design
 
 use std::time::{Duration, Instant};
@@ -95,4 +93,44 @@ fn twenty_percent_loss_on_one_of_two_links_causes_no_failover() {
         lab.dropped("n1").unwrap() > 50,
         "the loss rules dropped nothing"
     );
+}
+
+#[test]
+fn a_link_flapping_every_half_deadtime_for_a_minute_causes_no_failover() {
+    let lab = Lab::new("tdlf", 78, &["n1", "n2"]).expect("lab (root needed)");
+    let c = start(&lab, &config(78, None));
+    // The daemons lowered the ARP retransmit time of the heartbeat interface
+    // (default timings: keepalive 100 ms, so 50 ms).
+    for node in ["n1", "n2"] {
+        let h = lab.hosts.iter().find(|h| h.name == node).unwrap();
+        let read = |setting: &str| {
+            let out = std::process::Command::new("ip")
+                .args(["netns", "exec", &h.netns, "cat"])
+                .arg(format!("/proc/sys/net/ipv4/neigh/eth0/{setting}"))
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            text.parse::<u64>()
+                .unwrap_or_else(|_| panic!("{setting}: {text:?}"))
+        };
+        // Stored in jiffies: 50 ms may read back as 52.
+        assert!((50..60).contains(&read("retrans_time_ms")), "{node}");
+        assert_eq!(read("mcast_solicit"), 10, "{node}");
+    }
+    // Default deadtime 500 ms: the cable is down 250 ms, then up 250 ms.
+    let half = Duration::from_millis(250);
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut flaps = 0;
+    while Instant::now() < until {
+        lab.cable("n1", false).unwrap();
+        std::thread::sleep(half);
+        lab.cable("n1", true).unwrap();
+        std::thread::sleep(half);
+        flaps += 1;
+        if flaps % 10 == 0 {
+            assert_no_failover(&c, &format!("after {flaps} flaps"));
+        }
+    }
+    assert!(flaps >= 100, "only {flaps} flaps in a minute");
+    assert_no_failover(&c, "after a minute of flapping");
 }

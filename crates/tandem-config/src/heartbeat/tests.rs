@@ -252,3 +252,26 @@ fn authkeys_rules() {
         Err(ConfigError::Invalid(_) | ConfigError::Io { .. })
     ));
 }
+
+#[test]
+fn routing_tables_name_the_longest_matching_interface() {
+    let v4 = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+eth1\t008012C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+    let got = find_interface_v4("198.18.128.12".parse().unwrap(), v4);
+    assert_eq!(got, Some(("eth1".to_string(), 24)));
+    assert_eq!(find_interface_v4("10.0.0.1".parse().unwrap(), v4), None);
+    let v6 = "fd000000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0\n\
+fd000000000000000000000000000000 70 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth2\n\
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 fd000000000000000000000000000001 00000400 00000003 00000000 00000003     eth0\n";
+    assert_eq!(
+        find_interface_v6("fd00::12".parse().unwrap(), v6),
+        Some(("eth2".to_string(), 112))
+    );
+    assert_eq!(
+        find_interface_v6("fd00::1:0:12".parse().unwrap(), v6),
+        Some(("eth0".to_string(), 64))
+    );
+    assert_eq!(find_interface_v6("2001:db8::1".parse().unwrap(), v6), None);
+}

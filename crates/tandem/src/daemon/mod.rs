@@ -309,6 +309,21 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         tracing::warn!("{w}");
     }
     let links = tandem_links::open_links(&config, &local)?;
+    for t in tandem_links::neighbours::tune(&config, &local) {
+        let what = format!("{}: {} neighbour {}", t.interface, t.family, t.setting);
+        match &t.error {
+            None => tracing::info!(
+                "{what} changed from {} to {}, so a unicast peer is found again quickly after a cable flap",
+                t.from,
+                t.to
+            ),
+            Some(e) => tracing::warn!(
+                "{what} left at {} instead of {} ({e}): after a cable flap this unicast link may stay silent for about a second",
+                t.from,
+                t.to
+            ),
+        }
+    }
     let socket = opts.socket.clone().unwrap_or_else(|| config.socket.clone());
 
     let epoch = Instant::now();
