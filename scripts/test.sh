@@ -6,14 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The lab tests use namespaces (iproute2), a real web server (busybox httpd),
-# real OCF agents (resource-agents), ICMP witnesses (ping) and kernel leases
-# (nftables).
+# real OCF agents (resource-agents), ICMP witnesses (ping), kernel leases
+# (nftables) and a private D-Bus for the systemd agent's tests (dbus-daemon).
 need=()
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v busybox >/dev/null 2>&1 || need+=(busybox)
 command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 [ -x /usr/lib/ocf/resource.d/heartbeat/Dummy ] || need+=(resource-agents)
+command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus-daemon)
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${need[*]} for the lab tests"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -7,8 +7,8 @@
 //!
 //! Agents: [`ipaddr`] (floating IP via netlink, gratuitous ARP),
 //! unsolicited neighbour advertisements for IPv6 ([`na`]), [`process`] (a supervised command), [`scripts`] (OCF agents and LSB init
-//! scripts), and [`check`] (TCP/HTTP/script health checks with rise/fall).
-//! systemd units are not supported yet: see `docs/agents.md`.
+//! scripts), [`systemd`] (units through systemd's D-Bus API), and [`check`]
+//! (TCP/HTTP/script health checks with rise/fall).
 
 pub mod check;
 pub mod exec;
@@ -17,6 +17,7 @@ pub mod ipaddr;
 pub mod na;
 pub mod process;
 pub mod scripts;
+pub mod systemd;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -183,9 +184,6 @@ fn agent_op(shared: &Shared, group: &str, res: &Resource, op: Op, timeout: Durat
             let r1 = res.params.get("r1_status").is_some_and(|v| v == "true");
             scripts::lsb(script, &args, op, timeout, r1)
         }
-        AgentKind::Systemd { unit } => OpResult::Failed(format!(
-            "systemd resources are not supported yet (unit {unit}); use lsb:{} or process",
-            unit.trim_end_matches(".service")
-        )),
+        AgentKind::Systemd { unit } => systemd::run(unit, op, timeout),
     }
 }
