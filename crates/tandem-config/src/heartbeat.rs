@@ -224,15 +224,15 @@ const IGNORED: &[(&str, &str)] = &[
     ("conn_logd_time", "tandem writes its log itself"),
     (
         "deadping",
-        "ping nodes are kept for the quorum work, not yet used",
+        "ping nodes become witnesses, probed at failover with the [witness] timeout",
     ),
     (
         "stonith",
-        "fencing is configured natively (issue 5), not through cluster-glue plugins",
+        "fencing is configured natively ([fencing] with a fence_* agent), not through cluster-glue plugins",
     ),
     (
         "stonith_host",
-        "fencing is configured natively (issue 5), not through cluster-glue plugins",
+        "fencing is configured natively ([fencing] with a fence_* agent), not through cluster-glue plugins",
     ),
     ("watchdog", "watchdog support is configured natively"),
     ("crm_daemon_dir", "there is no CRM"),
