@@ -37,50 +37,80 @@ pub fn mac_of(interface: &str) -> std::io::Result<[u8; 6]> {
     Ok(mac)
 }
 
-/// Sends one gratuitous ARP for `ip` on `interface`.
-pub fn send(interface: &str, ip: Ipv4Addr) -> std::io::Result<()> {
-    let mac = mac_of(interface)?;
-    let index: i32 = std::fs::read_to_string(format!("/sys/class/net/{interface}/ifindex"))?
-        .trim()
-        .parse()
-        .map_err(std::io::Error::other)?;
-    let f = frame(mac, ip);
-    let proto = (libc::ETH_P_ARP as u16).to_be();
-    // SAFETY: socket(2) takes integers only; the result is checked.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            i32::from(proto),
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: sockaddr_ll is a plain C struct for which all-zero bytes are a
-    // valid value.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = proto;
-    addr.sll_ifindex = index;
-    addr.sll_halen = 6;
-    addr.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-    // SAFETY: `f` and `addr` are valid for the lengths passed and outlive
-    // the call; `fd` is the socket opened above.
-    let sent = unsafe {
-        libc::sendto(
+/// An open AF_PACKET socket ready to send gratuitous ARPs for one address.
+/// Closing it waits for an RCU grace period in the kernel (10–20 ms seen
+/// here), so callers on a latency-critical path drop it on another thread.
+pub struct Garp {
+    fd: std::os::fd::OwnedFd,
+    frame: [u8; 42],
+    addr: libc::sockaddr_ll,
+}
+
+impl Garp {
+    /// Opens the socket for `ip` on `interface`.
+    pub fn open(interface: &str, ip: Ipv4Addr) -> std::io::Result<Self> {
+        use std::os::fd::FromRawFd;
+        let mac = mac_of(interface)?;
+        let index: i32 = std::fs::read_to_string(format!("/sys/class/net/{interface}/ifindex"))?
+            .trim()
+            .parse()
+            .map_err(std::io::Error::other)?;
+        let proto = (libc::ETH_P_ARP as u16).to_be();
+        // SAFETY: socket(2) takes integers only; the result is checked.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                i32::from(proto),
+            )
+        };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a freshly opened descriptor that nothing else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_ll is a plain C struct for which all-zero bytes
+        // are a valid value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = proto;
+        addr.sll_ifindex = index;
+        addr.sll_halen = 6;
+        addr.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+        Ok(Self {
             fd,
-            f.as_ptr().cast(),
-            f.len(),
-            0,
-            (&raw const addr).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    let err = std::io::Error::last_os_error();
-    // SAFETY: `fd` is ours and closed exactly once.
-    unsafe { libc::close(fd) };
-    if sent < 0 { Err(err) } else { Ok(()) }
+            frame: frame(mac, ip),
+            addr,
+        })
+    }
+
+    /// Sends one gratuitous ARP.
+    pub fn send(&self) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `frame` and `addr` are valid for the lengths passed and
+        // outlive the call; the descriptor is open while `self` lives.
+        let sent = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                self.frame.as_ptr().cast(),
+                self.frame.len(),
+                0,
+                (&raw const self.addr).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if sent < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Sends one gratuitous ARP for `ip` on `interface` (and closes the socket,
+/// which takes a few milliseconds).
+pub fn send(interface: &str, ip: Ipv4Addr) -> std::io::Result<()> {
+    Garp::open(interface, ip)?.send()
 }
 
 #[cfg(test)]

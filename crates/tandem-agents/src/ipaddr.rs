@@ -2,7 +2,7 @@
 //! `ip addr` would, with an `eth0:0`-style label for IPv4), announces it with
 //! gratuitous ARP, and reports it present only while the link is up.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
@@ -207,22 +207,51 @@ fn send_one(interface: &str, ip: IpAddr) -> std::io::Result<()> {
     }
 }
 
+/// An open socket announcing one address.
+enum Announcer {
+    Arp(crate::garp::Garp),
+    Na(String, Ipv6Addr),
+}
+
+impl Announcer {
+    fn open(interface: &str, ip: IpAddr) -> std::io::Result<Self> {
+        Ok(match ip {
+            IpAddr::V4(v4) => Self::Arp(crate::garp::Garp::open(interface, v4)?),
+            IpAddr::V6(v6) => Self::Na(interface.to_string(), v6),
+        })
+    }
+
+    fn send(&self) -> std::io::Result<()> {
+        match self {
+            Self::Arp(g) => g.send(),
+            Self::Na(interface, v6) => crate::na::send(interface, *v6),
+        }
+    }
+}
+
 /// Sends `count` announcements (gratuitous ARP or unsolicited NA) for `ip`
 /// on `interface`, the first at once and the rest `interval` apart on a
-/// background thread.
+/// background thread, which also closes the socket: closing a packet
+/// socket waits for the kernel (10–20 ms), and a start must not.
 pub fn announce(interface: String, ip: IpAddr, count: u32, interval: Duration) {
     if count == 0 {
         return;
     }
-    if let Err(e) = send_one(&interface, ip) {
+    let announcer = match Announcer::open(&interface, ip) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("announcing {ip} on {interface} failed: {e}");
+            return;
+        }
+    };
+    if let Err(e) = announcer.send() {
         tracing::warn!("announcing {ip} on {interface} failed: {e}");
     }
-    if count > 1 {
-        std::thread::spawn(move || {
-            for _ in 1..count {
-                std::thread::sleep(interval);
-                let _ = send_one(&interface, ip);
-            }
-        });
-    }
+    std::thread::spawn(move || {
+        for _ in 1..count {
+            std::thread::sleep(interval);
+            let _ = announcer.send();
+        }
+        drop(announcer);
+    });
 }

@@ -108,8 +108,11 @@ fn run_action(shared: &Shared, a: &Action) -> OpResult {
     let deadline = Instant::now() + a.timeout;
     let mut r = agent_op(shared, group, res, a.op, a.timeout);
     if let (Some(chk), OpResult::Ok) = (&res.check, &r) {
+        let mut pause = Duration::from_millis(1);
         r = match a.op {
             // A start is done when the service answers its health check.
+            // Polled at 1 ms, doubling up to 20 ms: a quick service is
+            // seen ready within a millisecond, a slow one costs little.
             Op::Start => loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match check::probe(
@@ -127,7 +130,10 @@ fn run_action(shared: &Shared, a: &Action) -> OpResult {
                             "started, but its health check never passed: {e}"
                         ));
                     }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5).min(left)),
+                    Err(_) => {
+                        std::thread::sleep(pause.min(left));
+                        pause = (pause * 2).min(Duration::from_millis(20));
+                    }
                 }
             },
             Op::Monitor => {
