@@ -3,7 +3,10 @@
 //! address whose element has expired, so a daemon that is frozen, starved
 //! or hung stops answering on its VIPs by itself, before a peer can take
 //! over — no help from the daemon needed. The heartbeat thread only sends
-//! the new expiry to this module's thread, which runs `nft`.
+//! the new expiry to this module's thread, which feeds one long-running
+//! `nft -i` process: each refresh is one line, one atomic transaction, with
+//! no process start (with fast timings the lease is refreshed every few
+//! milliseconds, and starting `nft` each time would cost a CPU).
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -81,31 +84,96 @@ table arp {t} {{\n set vips {{ type ipv4_addr; {e} }}\n set leases {{ type ipv4_
     }
 }
 
+/// A long-running `nft -i`; its errors are logged by a thread of its own.
+struct NftShell {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+}
+
+impl NftShell {
+    fn spawn() -> Result<Self, String> {
+        let mut child = Command::new("nft")
+            .arg("-i")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run nft -i: {e}"))?;
+        let stdin = child.stdin.take().ok_or("nft -i has no stdin")?;
+        if let Some(err) = child.stderr.take() {
+            let _ = std::thread::Builder::new()
+                .name("tandem-lease-err".into())
+                .spawn(move || {
+                    use std::io::BufRead;
+                    for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                        if !line.trim().is_empty() {
+                            tracing::warn!("kernel lease (nft): {line}");
+                        }
+                    }
+                });
+        }
+        Ok(Self { child, stdin })
+    }
+
+    /// Runs `commands` as one line, hence one transaction.
+    fn run(&mut self, commands: &str) -> std::io::Result<()> {
+        self.stdin.write_all(commands.as_bytes())?;
+        self.stdin.write_all(b"\n")?;
+        self.stdin.flush()
+    }
+}
+
+impl Drop for NftShell {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn enforce(rx: &Receiver<Option<Duration>>, table: &str, vips: &[Ipv4Addr]) {
+    let mut shell: Option<NftShell> = None;
     while let Ok(mut latest) = rx.recv() {
         // Only the newest expiry matters.
         while let Ok(l) = rx.try_recv() {
             latest = l;
         }
-        let mut script = String::new();
+        let mut commands = Vec::new();
         for fam in ["inet", "arp"] {
             for v in vips {
                 // Add (a no-op if present), delete, add with the new
                 // timeout: one atomic transaction that refreshes it.
-                script.push_str(&format!(
-                    "add element {fam} {table} leases {{ {v} timeout 1s }}\n"
+                commands.push(format!(
+                    "add element {fam} {table} leases {{ {v} timeout 1s }}"
                 ));
-                script.push_str(&format!("delete element {fam} {table} leases {{ {v} }}\n"));
+                commands.push(format!("delete element {fam} {table} leases {{ {v} }}"));
                 if let Some(d) = latest {
-                    script.push_str(&format!(
-                        "add element {fam} {table} leases {{ {v} timeout {}ms }}\n",
+                    commands.push(format!(
+                        "add element {fam} {table} leases {{ {v} timeout {}ms }}",
                         d.as_millis().max(1)
                     ));
                 }
             }
         }
-        if let Err(e) = nft(&script) {
-            tracing::warn!("could not update the kernel lease: {e}");
+        let line = commands.join("; ");
+        // A shell that died is started again, once per update.
+        for _ in 0..2 {
+            if shell.is_none() {
+                match NftShell::spawn() {
+                    Ok(s) => shell = Some(s),
+                    Err(e) => {
+                        tracing::warn!("could not update the kernel lease: {e}");
+                        break;
+                    }
+                }
+            }
+            match shell.as_mut().map(|s| s.run(&line)) {
+                Some(Ok(())) => break,
+                Some(Err(e)) => {
+                    tracing::warn!("kernel lease: nft -i stopped ({e}); starting it again");
+                    shell = None;
+                }
+                None => break,
+            }
         }
     }
 }
