@@ -6,7 +6,8 @@
 //! answered ("dual answers"), and the heartbeat thread's worst timer
 //! lateness. Prints min/median/max and writes `bench/results/failover.json`.
 //!
-//! Usage: `bench/run.sh failover [--runs N]` (root).
+//! Usage: `bench/run.sh failover [--runs N] [--only default|fast|drills]`
+//! (root). `--only` runs one part and still writes the results file.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -196,13 +197,24 @@ fn drills(exe: &Path, runs: usize, subnet: u8) -> anyhow::Result<Vec<Scenario>> 
 
 fn main() -> anyhow::Result<()> {
     let mut runs = 10;
+    let mut only: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--runs" => runs = args.next().context("--runs N")?.parse()?,
-            other => bail!("unknown argument {other}; usage: failover [--runs N]"),
+            "--only" => {
+                let part = args.next().context("--only default|fast|drills")?;
+                if !["default", "fast", "drills"].contains(&part.as_str()) {
+                    bail!("--only {part}: choose default, fast or drills");
+                }
+                only = Some(part);
+            }
+            other => bail!(
+                "unknown argument {other}; usage: failover [--runs N] [--only default|fast|drills]"
+            ),
         }
     }
+    let wanted = |part: &str| only.as_deref().is_none_or(|o| o == part);
     let exe = std::env::current_exe()?
         .parent()
         .context("exe dir")?
@@ -214,19 +226,24 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let sets = [
-        ("default (keepalive 100 ms, deadtime 500 ms)", ""),
+        ("default", "default (keepalive 100 ms, deadtime 500 ms)", ""),
         (
+            "fast",
             "fast (keepalive 10 ms, warntime 25 ms, deadtime 40 ms)",
             "keepalive = \"10ms\"\nwarntime = \"25ms\"\ndeadtime = \"40ms\"\ninitdead = \"2s\"",
         ),
     ];
     let mut all = Vec::new();
-    for (i, (name, timing)) in sets.iter().enumerate() {
-        eprintln!("timing set: {name}");
-        all.extend(bench(&exe, name, timing, runs, 70 + i as u8)?);
+    for (i, (part, name, timing)) in sets.iter().enumerate() {
+        if wanted(part) {
+            eprintln!("timing set: {name}");
+            all.extend(bench(&exe, name, timing, runs, 70 + i as u8)?);
+        }
     }
-    eprintln!("drills");
-    all.extend(drills(&exe, runs, 75)?);
+    if wanted("drills") {
+        eprintln!("drills");
+        all.extend(drills(&exe, runs, 75)?);
+    }
     println!(
         "{:<55} {:<16} {:>8} {:>8} {:>8} {:>7} {:>5} {:>12}",
         "timings", "scenario", "min ms", "median", "max ms", "errors", "dual", "lateness ms"
