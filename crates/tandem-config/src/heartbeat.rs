@@ -53,8 +53,10 @@ pub struct Extras {
     pub logfile: Option<PathBuf>,
     /// `debugfile`: the same lines plus debug output.
     pub debugfile: Option<PathBuf>,
-    /// `ping` / `ping_group` addresses, kept for the quorum work (witnesses).
+    /// `ping` / `ping_group` addresses: they become witnesses.
     pub ping: Vec<IpAddr>,
+    /// `watchdog`: the device to arm.
+    pub watchdog: Option<PathBuf>,
 }
 
 /// A Heartbeat directory turned into tandem's configuration.
@@ -234,7 +236,6 @@ const IGNORED: &[(&str, &str)] = &[
         "stonith_host",
         "fencing is configured natively ([fencing] with a fence_* agent), not through cluster-glue plugins",
     ),
-    ("watchdog", "watchdog support is configured natively"),
     ("crm_daemon_dir", "there is no CRM"),
     ("crmd_spawns_pengine", "there is no CRM"),
     ("quorum_server", "quorum is configured natively"),
@@ -417,6 +418,10 @@ fn parse_hacf(text: &str, file: &Path, d: &mut Vec<Diagnostic>) -> HaCf {
                     cf.extras.debugfile = Some(p);
                 }
             }
+            "watchdog" => match args.first() {
+                Some(dev) if args.len() == 1 => cf.extras.watchdog = Some(PathBuf::from(dev)),
+                _ => g.error(&l, "`watchdog` takes one device path", Some("e.g. `watchdog /dev/watchdog`".into())),
+            },
             "ping" | "ping_group" => {
                 let addrs = if directive == "ping" { &args[..] } else { args.get(1..).unwrap_or(&[]) };
                 for a in addrs {
@@ -953,6 +958,13 @@ pub fn convert(
             toml,
             "\n[witness]  # ha.cf ping / ping_group: at failover, only a node that reaches one acts alone\naddresses = [{}]\nkind = \"icmp\"",
             list.join(", ")
+        );
+    }
+    if let Some(dev) = &cf.extras.watchdog {
+        let _ = writeln!(
+            toml,
+            "\n[watchdog]  # ha.cf watchdog: a hung or killed daemon resets this node\ndevice = {:?}\ntimeout = \"10s\"",
+            dev.display().to_string()
         );
     }
     for (node, line) in &cf.nodes {

@@ -17,7 +17,9 @@ mod raw;
 pub use diagnostic::{Diagnostic, Severity};
 pub use duration::parse_duration;
 pub use groups::{AgentKind, CheckKind, Explicit, Group, HealthCheck, Resource};
-pub use model::{Config, DEFAULT_PORT, Fencing, Link, LinkKind, Node, Witness, WitnessKind};
+pub use model::{
+    Config, DEFAULT_PORT, Fencing, Link, LinkKind, Node, Watchdog, Witness, WitnessKind,
+};
 
 use std::path::{Path, PathBuf};
 

@@ -98,6 +98,18 @@ pub struct Config {
     pub witness: Option<Witness>,
     /// Fence agent, if any.
     pub fencing: Option<Fencing>,
+    /// The watchdog device to arm, if any.
+    pub watchdog: Option<Watchdog>,
+}
+
+/// A watchdog device (`/dev/watchdog`): armed at start-up, petted by the
+/// heartbeat thread, disarmed on a clean stop; a hung node is reset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Watchdog {
+    /// The device (default `/dev/watchdog`).
+    pub device: PathBuf,
+    /// Reset after this long without a pet (whole seconds; default 10 s).
+    pub timeout: Duration,
 }
 
 /// A fence agent: run before anything starts in place of a dead node.
@@ -779,6 +791,26 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
                 .map_or(Duration::from_millis(500), |v| v.0),
         }
     });
+    let watchdog = raw.watchdog.as_ref().map(|w| {
+        let w = w.get_ref();
+        let timeout = c
+            .time(&w.timeout, "timeout")
+            .map_or(Duration::from_secs(10), |v| v.0);
+        if timeout < Duration::from_secs(1) {
+            c.error(
+                w.timeout.as_ref().map_or(0, |t| t.span().start),
+                "the watchdog timeout must be at least 1s",
+                Some("watchdog devices count in whole seconds; 10s is a common choice".to_string()),
+            );
+        }
+        Watchdog {
+            device: w.device.as_ref().map_or_else(
+                || PathBuf::from("/dev/watchdog"),
+                |d| base.join(d.get_ref()),
+            ),
+            timeout,
+        }
+    });
 
     let (errors, warnings): (Vec<_>, Vec<_>) = c
         .out
@@ -803,6 +835,7 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
             quorum,
             witness,
             fencing,
+            watchdog,
         },
         warnings,
     })

@@ -25,6 +25,14 @@ pub(crate) struct RawConfig {
     pub quorum: Option<Spanned<RawQuorum>>,
     pub witness: Option<Spanned<RawWitness>>,
     pub fencing: Option<Spanned<RawFencing>>,
+    pub watchdog: Option<Spanned<RawWatchdog>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWatchdog {
+    pub device: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<RawTime>>,
 }
 
 #[derive(Debug, Deserialize)]

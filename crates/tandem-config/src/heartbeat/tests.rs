@@ -136,9 +136,12 @@ fn every_heartbeat_directive_is_accepted() {
     for (d, _) in IGNORED {
         cf.push_str(&format!("{d} something\n"));
     }
-    cf.push_str("mcast enp0s3 239.0.0.1 694 1 0\nucast enp0s3 10.0.0.2\nping 10.0.0.254\nping_group routers 10.0.0.1 10.0.0.2\ndebugfile /var/log/ha-debug\nwarntime 3500ms\n");
+    cf.push_str("mcast enp0s3 239.0.0.1 694 1 0\nucast enp0s3 10.0.0.2\nping 10.0.0.254\nping_group routers 10.0.0.1 10.0.0.2\ndebugfile /var/log/ha-debug\nwarntime 3500ms\nwatchdog /dev/watchdog\n");
     let h = conv(&cf, Some(S1_RES)).unwrap();
     assert_eq!(h.loaded.config.links.len(), 3);
+    let wd = h.loaded.config.watchdog.as_ref().unwrap();
+    assert_eq!(wd.device, std::path::Path::new("/dev/watchdog"));
+    assert_eq!(wd.timeout, Duration::from_secs(10));
     assert_eq!(h.extras.ping.len(), 3);
     assert_eq!(h.loaded.config.timing.warntime, Duration::from_millis(3500));
     let ignored = h

@@ -66,6 +66,8 @@ pub struct Heartbeat {
     pub prober: super::witness::Prober,
     /// Results of witness probes.
     pub witness_results: Receiver<(u64, bool)>,
+    /// The armed watchdog, petted by this thread as it loops.
+    pub watchdog: Option<super::watchdog::Watchdog>,
 }
 
 impl Heartbeat {
@@ -176,6 +178,9 @@ impl Heartbeat {
                 if let Some(k) = &self.kernel_lease {
                     k.remove();
                 }
+                if let Some(w) = self.watchdog.take() {
+                    w.disarm();
+                }
                 return Ok(());
             }
             if self.brain.poll_timeout().is_some_and(|d| d <= now) {
@@ -187,10 +192,16 @@ impl Heartbeat {
                 self.publish(now);
                 last_publish = Some(Instant::now());
             }
-            let wait = self
+            if let Some(w) = &mut self.watchdog {
+                w.pet();
+            }
+            let mut wait = self
                 .brain
                 .poll_timeout()
                 .map(|d| Duration::from_nanos(d.as_nanos().saturating_sub(self.now().as_nanos())));
+            if let Some(w) = &self.watchdog {
+                wait = Some(wait.map_or(w.due_in(), |d| d.min(w.due_in())));
+            }
             if let Err(e) = self.poll.poll(&mut events, wait) {
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;

@@ -6,6 +6,7 @@ pub mod heartbeat;
 pub mod incarnation;
 pub mod kernel_lease;
 pub mod realtime;
+pub mod watchdog;
 pub mod witness;
 
 use std::path::{Path, PathBuf};
@@ -408,11 +409,27 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
             }
         }
     };
-    if !std::path::Path::new("/dev/watchdog").exists() {
-        tracing::info!(
-            "no /dev/watchdog on this machine: a hung node is not reset by hardware (kernel leases still silence its addresses)"
-        );
-    }
+    let watchdog = match &config.watchdog {
+        Some(w) => match watchdog::Watchdog::arm(w.device.clone(), w.timeout) {
+            Ok((w, line)) => {
+                tracing::info!("{line}");
+                Some(w)
+            }
+            Err(e) => bail!("[watchdog]: {e} (remove [watchdog] to run without one)"),
+        },
+        None if std::path::Path::new("/dev/watchdog").exists() => {
+            tracing::info!(
+                "/dev/watchdog exists but is not armed: add [watchdog] to have a hung node reset"
+            );
+            None
+        }
+        None => {
+            tracing::info!(
+                "no /dev/watchdog on this machine: a hung node is not reset by hardware (kernel leases still silence its addresses)"
+            );
+            None
+        }
+    };
     let (witness_tx, witness_rx) = std::sync::mpsc::channel();
     let witness_waker = waker.clone();
     let prober = witness::Prober::new(
@@ -432,6 +449,7 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         }),
     );
     let hb = Heartbeat {
+        watchdog,
         fencer,
         fence_results: fence_rx,
         kernel_lease,
