@@ -132,6 +132,14 @@ pub enum WitnessKind {
     Icmp,
     /// A TCP connection to this port.
     Tcp(u16),
+    /// A `tandem witness` arbitrator: it gives its vote to one node of the
+    /// cluster at a time.
+    Arbiter {
+        /// Its UDP port (default 7695).
+        port: u16,
+        /// The key shared with the arbitrator (default: the cluster's key).
+        key_file: PathBuf,
+    },
 }
 
 /// Witnesses: hosts that are always on (a router, say). At failover only, a
@@ -761,8 +769,49 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
                 ),
             }
         }
-        let kind = match w.kind.as_ref().map(|k| k.get_ref().as_str()) {
+        let kind_name = w.kind.as_ref().map(|k| k.get_ref().as_str());
+        if let Some(k) = &w.key_file
+            && kind_name != Some("arbiter")
+        {
+            c.error(
+                k.span().start,
+                "`key_file` is only for kind = \"arbiter\"",
+                Some("ICMP and TCP witnesses need no key".to_string()),
+            );
+        }
+        let kind = match kind_name {
             None | Some("icmp") => WitnessKind::Icmp,
+            Some("arbiter") => {
+                if addresses.len() != 1 {
+                    c.error(
+                        w.kind.as_ref().map_or(0, |k| k.span().start),
+                        format!(
+                            "an arbitrator witness needs exactly one address (got {})",
+                            addresses.len()
+                        ),
+                        Some("two arbitrators could each give their vote to a different node; use one `tandem witness`".to_string()),
+                    );
+                }
+                let port = match w.port.as_ref().map(|p| u16::try_from(*p.get_ref())) {
+                    None => 7695,
+                    Some(Ok(p)) if p > 0 => p,
+                    Some(_) => {
+                        c.error(
+                            w.port.as_ref().map_or(0, |p| p.span().start),
+                            "port must be 1-65535",
+                            None,
+                        );
+                        7695
+                    }
+                };
+                WitnessKind::Arbiter {
+                    port,
+                    key_file: w
+                        .key_file
+                        .as_ref()
+                        .map_or_else(|| key_file.clone(), |k| base.join(k.get_ref())),
+                }
+            }
             Some("tcp") => match w.port.as_ref().map(|p| u16::try_from(*p.get_ref())) {
                 Some(Ok(p)) if p > 0 => WitnessKind::Tcp(p),
                 _ => {
@@ -778,7 +827,7 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
                 c.error(
                     w.kind.as_ref().map_or(0, |k| k.span().start),
                     format!("unknown witness kind `{other}`"),
-                    Some("use \"icmp\" or \"tcp\"".to_string()),
+                    Some("use \"icmp\", \"tcp\" or \"arbiter\"".to_string()),
                 );
                 WitnessKind::Icmp
             }

@@ -52,6 +52,7 @@ pub(crate) struct RawWitness {
     pub kind: Option<Spanned<String>>,
     pub port: Option<Spanned<i64>>,
     pub timeout: Option<Spanned<RawTime>>,
+    pub key_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

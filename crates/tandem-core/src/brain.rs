@@ -85,6 +85,13 @@ pub struct BrainConfig {
     /// Whether witnesses are configured (two-node clusters): a node takes
     /// over from a silent peer only if it reaches a witness.
     pub witness: bool,
+    /// Whether the witness is an arbitrator (`tandem witness`) that gives
+    /// its vote to one node at a time for a limited time: answers come
+    /// through [`Brain::handle_witness_vote`], a holder renews its vote
+    /// and stops when it lapses, a waiting node asks again every second,
+    /// and a node that holds no group asks only once the peer is dead (so
+    /// the holder, which asks as soon as the peer is late, wins a tie).
+    pub witness_arbiter: bool,
     /// Whether a fence agent is configured: a node declared dead is fenced
     /// (powered off) before anything is started in its place.
     pub fencing: bool,
@@ -195,6 +202,14 @@ pub struct Brain {
     seen_all: bool,
     witness: WitnessState,
     witness_requests: VecDeque<u64>,
+    /// Arbitrator vote: valid until then (`None`: no expiry, or no vote).
+    witness_until: Option<Timestamp>,
+    /// When the current vote was granted (renewed halfway to expiry).
+    witness_granted_at: Timestamp,
+    /// A renewal (or, while waiting, a retry) in flight.
+    witness_again: Option<u64>,
+    /// While waiting for an arbitrator: when to ask again.
+    witness_retry_at: Option<Timestamp>,
     lease_until: Option<Timestamp>,
     lease_lost: bool,
     /// Per peer (by index): fencing state since it was last declared dead.
@@ -215,6 +230,22 @@ enum FenceState {
     RetryAt(Timestamp),
     /// Fenced: it runs nothing any more.
     Done,
+}
+
+/// An arbitrator's answer to a vote request (see
+/// [`Brain::handle_witness_vote`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Vote {
+    /// This node holds the vote until then (the daemon counts from when it
+    /// sent the request, minus a margin for clock-rate differences).
+    Granted {
+        /// End of the vote, in brain time.
+        until: Timestamp,
+    },
+    /// Another node holds the vote.
+    Refused,
+    /// No valid answer in time.
+    NoAnswer,
 }
 
 /// Where the witness check of the current failover stands.
@@ -271,6 +302,10 @@ impl Brain {
             seen_all: false,
             witness: WitnessState::Idle,
             witness_requests: VecDeque::new(),
+            witness_until: None,
+            witness_granted_at: Timestamp::ZERO,
+            witness_again: None,
+            witness_retry_at: None,
             lease_until: None,
             lease_lost: false,
             fence: Vec::new(),
@@ -481,12 +516,27 @@ impl Brain {
         }
     }
 
+    /// How long a node waiting for an arbitrator waits before asking again.
+    pub const WITNESS_RETRY: Duration = Duration::from_secs(1);
+    /// How soon a holder asks again after a renewal got no answer.
+    pub const WITNESS_RENEW_RETRY: Duration = Duration::from_millis(200);
+
+    fn witness_request(&mut self) -> u64 {
+        let id = self.next_op;
+        self.next_op += 1;
+        self.witness_requests.push_back(id);
+        id
+    }
+
     /// Starts a witness check when a peer has gone silent, and forgets the
-    /// last one when every peer is back.
+    /// last one when every peer is back; with an arbitrator, also renews a
+    /// vote halfway to its expiry, gives up a vote that lapsed, and asks
+    /// again while waiting.
     fn update_witness(&mut self) {
         if !self.cfg.witness || self.cfg.quorum.enabled {
             return;
         }
+        let now = self.last_now;
         let all_members = self.peers.iter().all(|p| p.state.is_member());
         let anyone_silent = self
             .peers
@@ -496,19 +546,59 @@ impl Brain {
             if self.witness != WitnessState::Idle {
                 self.witness = WitnessState::Idle;
             }
-        } else if self.witness == WitnessState::Idle && anyone_silent {
-            // Checked as soon as a peer is late: a holder that cannot reach
-            // the witness gives its groups up before the peer, at deadtime,
-            // may take them.
-            let id = self.next_op;
-            self.next_op += 1;
-            self.witness = WitnessState::Checking(id);
-            self.witness_requests.push_back(id);
+            self.witness_until = None;
+            self.witness_again = None;
+            self.witness_retry_at = None;
+            return;
+        }
+        match self.witness {
+            WitnessState::Idle if anyone_silent => {
+                // With an arbitrator, a node that holds nothing asks only
+                // once the peer is dead: the holder asks at warntime and so
+                // keeps the groups when both sides reach the arbitrator.
+                let holds = self.groups.iter().any(|g| g.phase().is_active());
+                let anyone_dead = self.peers.iter().any(|p| p.state == PeerState::Dead);
+                if self.cfg.witness_arbiter && !holds && !anyone_dead {
+                    return;
+                }
+                // Checked as soon as a peer is late: a holder that cannot
+                // reach the witness gives its groups up before the peer, at
+                // deadtime, may take them.
+                let id = self.witness_request();
+                self.witness = WitnessState::Checking(id);
+            }
+            WitnessState::Reached => {
+                let Some(until) = self.witness_until else {
+                    return;
+                };
+                if now >= until {
+                    // The vote lapsed without a renewal: another node may
+                    // hold it now. Stop acting alone (the lease ended too).
+                    self.witness = WitnessState::Unreachable;
+                    self.witness_until = None;
+                    self.witness_again = None;
+                    self.witness_retry_at = Some(now);
+                    self.events.push_back(Event::Witness { reachable: false });
+                } else if self.witness_again.is_none()
+                    && self.witness_retry_at.is_none_or(|t| now >= t)
+                {
+                    let half = until.since(self.witness_granted_at) / 2;
+                    if now >= self.witness_granted_at + half {
+                        self.witness_again = Some(self.witness_request());
+                    }
+                }
+            }
+            WitnessState::Unreachable if self.cfg.witness_arbiter => {
+                if self.witness_again.is_none() && self.witness_retry_at.is_none_or(|t| now >= t) {
+                    self.witness_again = Some(self.witness_request());
+                }
+            }
+            _ => {}
         }
     }
 
     /// The next witness probe the daemon must run (see
-    /// [`Brain::handle_witness_result`]).
+    /// [`Brain::handle_witness_result`] and [`Brain::handle_witness_vote`]).
     pub fn poll_witness_probe(&mut self) -> Option<u64> {
         self.witness_requests.pop_front()
     }
@@ -525,6 +615,48 @@ impl Brain {
             self.events.push_back(Event::Witness { reachable });
             self.reconcile(now);
         }
+    }
+
+    /// Feeds an arbitrator's answer to request `id`. A holder whose
+    /// renewal got no answer keeps its vote until it lapses and asks again
+    /// every [`Brain::WITNESS_RENEW_RETRY`]; a refusal stops it at once.
+    pub fn handle_witness_vote(&mut self, now: Timestamp, id: u64, vote: Vote) {
+        self.advance(now);
+        let first = self.witness == WitnessState::Checking(id);
+        let again = self.witness_again == Some(id);
+        if !first && !again {
+            return;
+        }
+        if again {
+            self.witness_again = None;
+        }
+        let vote = match vote {
+            Vote::Granted { until } if until <= now => Vote::NoAnswer,
+            v => v,
+        };
+        match vote {
+            Vote::Granted { until } => {
+                if self.witness != WitnessState::Reached {
+                    self.events.push_back(Event::Witness { reachable: true });
+                }
+                self.witness = WitnessState::Reached;
+                self.witness_until = Some(until);
+                self.witness_granted_at = now;
+                self.witness_retry_at = None;
+            }
+            Vote::NoAnswer if self.witness == WitnessState::Reached => {
+                self.witness_retry_at = Some(now + Self::WITNESS_RENEW_RETRY);
+            }
+            Vote::Refused | Vote::NoAnswer => {
+                if self.witness != WitnessState::Unreachable {
+                    self.events.push_back(Event::Witness { reachable: false });
+                }
+                self.witness = WitnessState::Unreachable;
+                self.witness_until = None;
+                self.witness_retry_at = Some(now + Self::WITNESS_RETRY);
+            }
+        }
+        self.reconcile(now);
     }
 
     /// Why this node waits instead of acting alone, if it does.
@@ -558,7 +690,10 @@ impl Brain {
             && self.has_quorum()
             && self.witness_allows()
             && self.state != NodeState::Leaving;
-        self.lease_until = (holds && may).then(|| now + self.lease_span());
+        // Acting alone on an arbitrator's vote: never past the vote.
+        let span_end = now + self.lease_span();
+        let end = self.witness_until.map_or(span_end, |u| u.min(span_end));
+        self.lease_until = (holds && may && end > now).then_some(end);
     }
 
     /// Until when this node may serve its groups' addresses (the daemon
@@ -570,10 +705,23 @@ impl Brain {
 
     /// Whether this node may hold groups as far as the witness rule goes.
     fn witness_allows(&self) -> bool {
-        matches!(
-            self.witness,
-            WitnessState::Idle | WitnessState::Reached | WitnessState::Forced
-        )
+        match self.witness {
+            WitnessState::Forced => true,
+            // Idle means every peer is a member (or left cleanly); a peer
+            // never heard since this daemon started counts as silent too.
+            WitnessState::Idle => {
+                !self.cfg.witness
+                    || self.cfg.quorum.enabled
+                    || self.peers.iter().all(|p| {
+                        !matches!(
+                            p.state,
+                            PeerState::Pending | PeerState::Late | PeerState::Dead
+                        )
+                    })
+            }
+            WitnessState::Reached => self.witness_until.is_none_or(|u| self.last_now < u),
+            WitnessState::Checking(_) | WitnessState::Unreachable => false,
+        }
     }
 
     /// Starts fencing peers newly declared dead; forgets it for peers back.
@@ -762,6 +910,16 @@ impl Brain {
             }
         };
         consider(self.settings.next_expiry());
+        if let Some(u) = self.witness_until {
+            consider(Some(u));
+            if self.witness_again.is_none() {
+                let half = self.witness_granted_at + u.since(self.witness_granted_at) / 2;
+                consider(Some(self.witness_retry_at.map_or(half, |t| t.max(half))));
+            }
+        }
+        if self.witness_again.is_none() && self.witness == WitnessState::Unreachable {
+            consider(self.witness_retry_at);
+        }
         for f in &self.fence {
             if let FenceState::RetryAt(t) = f {
                 consider(Some(*t));
@@ -824,6 +982,13 @@ impl Brain {
     /// Start-up rule: with `wait_for_all`, nothing starts before every node
     /// was seen once, or initdead passed.
     fn start_allowed(&self) -> bool {
+        // After a stall (a frozen daemon reading packets queued while it
+        // was stopped), the peers' reports it holds may be stale grants:
+        // start nothing until fresh ones had time to arrive.
+        self.last_now >= self.hold_until && self.start_allowed_by_quorum()
+    }
+
+    fn start_allowed_by_quorum(&self) -> bool {
         !self.cfg.quorum.enabled
             || !self.cfg.quorum.wait_for_all
             || self.seen_all
@@ -1090,14 +1255,19 @@ impl Brain {
         if !quorate && self.cfg.quorum.no_quorum == NoQuorumPolicy::Freeze {
             return;
         }
+        // While the witness is being asked, a holder keeps what runs (its
+        // lease is not renewed meanwhile, so its addresses go silent if the
+        // answer is slow) but starts nothing; a refusal stops it.
         let may_hold = (quorate || self.cfg.quorum.no_quorum == NoQuorumPolicy::Ignore)
-            && self.witness_allows()
+            && self.witness != WitnessState::Unreachable
+            && !(self.witness == WitnessState::Idle && !self.witness_allows())
             && !self.lease_lost;
         let want = may_hold
             && target == Some(self.cfg.local)
             && (self.groups[g].phase() != GroupPhase::Stopped
                 || (!elsewhere
                     && !blocked
+                    && self.witness_allows()
                     && !self.fencing_pending()
                     && self.start_allowed()
                     && self.peers_agree(g)));
@@ -1163,6 +1333,12 @@ impl Brain {
             "too many failures here".into()
         } else if self.groups[g].blocked_on.is_some() {
             "blocked on another node".into()
+        } else if self.witness == WitnessState::Unreachable {
+            if self.cfg.witness_arbiter {
+                "the arbitrator's vote is not ours".into()
+            } else {
+                "witness unreachable".into()
+            }
         } else if !self.has_quorum() {
             let (present, total) = self.quorum_votes();
             format!("no quorum: {present} of {total} votes")

@@ -18,6 +18,7 @@
 //! detection), [`event`] (what the brain reports), [`status`] (the snapshot
 //! served to operators).
 
+pub mod arbiter;
 pub mod brain;
 pub mod event;
 pub mod membership;
@@ -28,7 +29,7 @@ pub mod status;
 pub mod time;
 
 pub use brain::{
-    Brain, BrainConfig, Command, LinkInfo, NoQuorumPolicy, NodeInfo, Quorum, Timing, Transmit,
+    Brain, BrainConfig, Command, LinkInfo, NoQuorumPolicy, NodeInfo, Quorum, Timing, Transmit, Vote,
 };
 pub use event::{Event, RejectReason};
 pub use membership::{LinkState, PeerState};

@@ -92,6 +92,10 @@ enum What {
         id: u64,
         reachable: bool,
     },
+    Vote {
+        id: u64,
+        vote: tandem_core::Vote,
+    },
     OpDone {
         id: u64,
         group: usize,
@@ -142,6 +146,10 @@ pub struct Sim {
     pub violations: Vec<String>,
     /// Whether each node reaches a witness (`None`: no witness at all).
     witness: Vec<Option<bool>>,
+    /// The arbitrator, when the witness is one (see [`Sim::use_arbiter`]).
+    arbiter: Option<tandem_core::arbiter::Arbiter>,
+    /// Per node: requests sent to the arbitrator.
+    arbiter_counters: Vec<u64>,
 }
 
 /// Builds the brain configuration of node `idx` (0-based) of an `n`-node,
@@ -179,6 +187,7 @@ pub fn brain_config(
         groups: groups.to_vec(),
         quorum: quorum.clone(),
         witness: true,
+        witness_arbiter: false,
         fencing: false,
     }
 }
@@ -248,7 +257,40 @@ impl Sim {
             op_latency_max: Duration::from_millis(20),
             violations: Vec::new(),
             witness: vec![None; n],
+            arbiter: None,
+            arbiter_counters: vec![0; n],
         }
+    }
+
+    /// Makes the witness an arbitrator whose votes last `vote` (call before
+    /// running): nodes ask it for its vote, it gives it to one at a time;
+    /// [`Sim::set_witness`] says who reaches it. A node counts a vote as
+    /// valid for 95 % of `vote` from when it asked.
+    pub fn use_arbiter(&mut self, vote: Duration) {
+        self.arbiter = Some(tandem_core::arbiter::Arbiter::new(vote));
+        let (n, links, timing) = (self.nodes.len(), self.links.len(), self.timing);
+        for i in 0..n {
+            let mut cfg = brain_config(
+                i,
+                n,
+                links,
+                timing,
+                self.nodes[i].incarnation,
+                &self.groups,
+                &self.quorum,
+            );
+            cfg.witness_arbiter = true;
+            self.nodes[i].brain = Some(Brain::new(cfg, self.now));
+        }
+    }
+
+    /// Who holds the arbitrator's vote now (node index).
+    pub fn arbiter_holder(&self) -> Option<usize> {
+        let name = self.arbiter.as_ref()?.holder(self.now, "sim")?.to_string();
+        name.strip_prefix('n')?
+            .parse::<usize>()
+            .ok()
+            .and_then(|k| k.checked_sub(1))
     }
 
     /// Says whether node `i` reaches a witness; until called for a node,
@@ -438,20 +480,20 @@ impl Sim {
     /// Restarts a crashed node with a new, larger incarnation.
     pub fn restart(&mut self, i: usize) {
         let (n, links, timing, now) = (self.nodes.len(), self.links.len(), self.timing, self.now);
+        let arbiter = self.arbiter.is_some();
         if let Some(node) = self.nodes.get_mut(i) {
             node.incarnation += 1;
-            node.brain = Some(Brain::new(
-                brain_config(
-                    i,
-                    n,
-                    links,
-                    timing,
-                    node.incarnation,
-                    &self.groups,
-                    &self.quorum,
-                ),
-                now,
-            ));
+            let mut cfg = brain_config(
+                i,
+                n,
+                links,
+                timing,
+                node.incarnation,
+                &self.groups,
+                &self.quorum,
+            );
+            cfg.witness_arbiter = arbiter;
+            node.brain = Some(Brain::new(cfg, now));
             node.frozen = false;
             node.inbox.clear();
         }
@@ -518,6 +560,43 @@ impl Sim {
         // witness configured in the simulation, every probe succeeds (the
         // two-node behaviour of plain Heartbeat).
         let any_witness = self.witness.iter().any(Option::is_some);
+        if self.arbiter.is_some() {
+            // The arbitrator decides when the request arrives (2 ms); the
+            // answer is back 2 ms later; the node counts its vote from when
+            // it asked, minus 5 % for clock-rate differences.
+            let reaches = !any_witness || self.witness.get(i).copied().flatten().unwrap_or(false);
+            let incarnation = self.nodes.get(i).map_or(0, |n| n.incarnation);
+            for id in witness_probes {
+                let mut vote = tandem_core::Vote::NoAnswer;
+                if reaches && let Some(a) = self.arbiter.as_mut() {
+                    self.arbiter_counters[i] += 1;
+                    let vote_for = a.vote();
+                    let d = a.request(
+                        now + Duration::from_millis(2),
+                        "sim",
+                        &format!("n{}", i + 1),
+                        incarnation,
+                        self.arbiter_counters[i],
+                    );
+                    vote = match d {
+                        tandem_core::arbiter::Decision::Granted { .. } => {
+                            tandem_core::Vote::Granted {
+                                until: now + vote_for.mul_f64(0.95),
+                            }
+                        }
+                        _ => tandem_core::Vote::Refused,
+                    };
+                }
+                self.order += 1;
+                self.queue.push(Reverse(Delivery {
+                    at: now + Duration::from_millis(4),
+                    order: self.order,
+                    to: i,
+                    what: What::Vote { id, vote },
+                }));
+            }
+            witness_probes = Vec::new();
+        }
         for id in witness_probes {
             let reachable = !any_witness || self.witness.get(i).copied().flatten().unwrap_or(false);
             self.order += 1;
@@ -665,6 +744,13 @@ impl Sim {
                             && let Some(b) = node.brain.as_mut()
                         {
                             b.handle_witness_result(now, id, reachable);
+                        }
+                    }
+                    What::Vote { id, vote } => {
+                        if let Some(node) = self.nodes.get_mut(d.to).filter(|n| !n.frozen)
+                            && let Some(b) = node.brain.as_mut()
+                        {
+                            b.handle_witness_vote(now, id, vote);
                         }
                     }
                     What::OpDone {

@@ -12,6 +12,7 @@
 //! 32-byte MAC: about two hundred lines that are easy to audit and to fuzz,
 //! with no allocation beyond the bounded membership view.
 
+pub mod arbiter;
 mod auth;
 mod codec;
 mod replay;

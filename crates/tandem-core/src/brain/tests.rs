@@ -34,6 +34,7 @@ fn cfg(local: u16, incarnation: u64, secret: &[u8]) -> BrainConfig {
         quorum: Quorum::default(),
         witness: false,
         fencing: false,
+        witness_arbiter: false,
     }
 }
 

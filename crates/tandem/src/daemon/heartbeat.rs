@@ -65,7 +65,7 @@ pub struct Heartbeat {
     /// Probes witnesses (on threads of its own).
     pub prober: super::witness::Prober,
     /// Results of witness probes.
-    pub witness_results: Receiver<(u64, bool)>,
+    pub witness_results: Receiver<(u64, super::witness::Answer)>,
     /// The armed watchdog, petted by this thread as it loops.
     pub watchdog: Option<super::watchdog::Watchdog>,
 }
@@ -112,6 +112,24 @@ impl Heartbeat {
             }
         }
         reported
+    }
+
+    /// Hands a witness probe's answer to the brain.
+    fn witness_answer(&mut self, id: u64, answer: super::witness::Answer) {
+        use super::witness::Answer;
+        use tandem_core::Vote;
+        let now = self.now();
+        match answer {
+            Answer::Reachable(r) => self.brain.handle_witness_result(now, id, r),
+            Answer::Granted(at) => {
+                let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+                let until = Timestamp::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+                self.brain
+                    .handle_witness_vote(now, id, Vote::Granted { until });
+            }
+            Answer::Refused => self.brain.handle_witness_vote(now, id, Vote::Refused),
+            Answer::NoAnswer => self.brain.handle_witness_vote(now, id, Vote::NoAnswer),
+        }
     }
 
     /// Mirrors the brain's lease into the kernel: refreshed when a third of
@@ -164,8 +182,8 @@ impl Heartbeat {
             while let Ok((id, r)) = self.fence_results.try_recv() {
                 self.brain.handle_fence_result(self.now(), id, r);
             }
-            while let Ok((id, reachable)) = self.witness_results.try_recv() {
-                self.brain.handle_witness_result(self.now(), id, reachable);
+            while let Ok((id, answer)) = self.witness_results.try_recv() {
+                self.witness_answer(id, answer);
             }
             while let Ok((cmd, reply)) = self.commands.try_recv() {
                 let _ = reply.send(self.brain.handle_command(self.now(), cmd));

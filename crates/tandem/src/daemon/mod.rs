@@ -196,6 +196,10 @@ pub fn brain_config(
             .witness
             .as_ref()
             .is_some_and(|w| !w.addresses.is_empty()),
+        witness_arbiter: config
+            .witness
+            .as_ref()
+            .is_some_and(|w| matches!(w.kind, tandem_config::WitnessKind::Arbiter { .. })),
         fencing: config.fencing.is_some(),
         groups: config
             .groups
@@ -432,8 +436,24 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
     };
     let (witness_tx, witness_rx) = std::sync::mpsc::channel();
     let witness_waker = waker.clone();
+    let arbiter_key = match config.witness.as_ref().map(|w| &w.kind) {
+        Some(tandem_config::WitnessKind::Arbiter { key_file, .. }) => {
+            let secret = tandem_config::keyfile::read_key(key_file)
+                .with_context(|| format!("[witness] key_file {}", key_file.display()))?;
+            Some(Arc::new(
+                Key::new(1, &secret).context("[witness] key_file")?,
+            ))
+        }
+        _ => None,
+    };
     let prober = witness::Prober::new(
         config.witness.clone(),
+        witness::Identity {
+            cluster: config.cluster.clone(),
+            node: local.clone(),
+            incarnation,
+            key: arbiter_key,
+        },
         witness_tx,
         Box::new(move || {
             let _ = witness_waker.wake();

@@ -1,18 +1,55 @@
-//! Witness probes (two-node clusters, scenario S5): at failover only, is
-//! any witness host reachable? ICMP echo through the system's `ping`, or a
-//! TCP connection. Runs on threads of its own, never on the heartbeat
-//! thread.
+//! Witness probes (two-node clusters, scenario S5), on threads of their
+//! own, never on the heartbeat thread: at failover only, is any witness
+//! host reachable (ICMP echo through the system's `ping`, or a TCP
+//! connection)? Or, with an arbitrator (`tandem witness`), does it give
+//! this node its vote?
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
 
 use tandem_config::{Witness, WitnessKind};
+use tandem_wire::Key;
+use tandem_wire::arbiter::{VoteAnswer, VoteRequest};
 
-/// Runs witness probes and reports (probe id, reachable).
+/// The answer to one witness probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// A plain witness: whether any answered.
+    Reachable(bool),
+    /// The arbitrator's vote, valid until then.
+    Granted(Instant),
+    /// The arbitrator gives its vote to another node.
+    Refused,
+    /// No valid answer from the arbitrator in time.
+    NoAnswer,
+}
+
+/// Who this node is, for arbitrator requests.
+#[derive(Clone)]
+pub struct Identity {
+    /// Cluster name.
+    pub cluster: String,
+    /// This node's name.
+    pub node: String,
+    /// This daemon's incarnation.
+    pub incarnation: u64,
+    /// The key shared with the arbitrator.
+    pub key: Option<Arc<Key>>,
+}
+
+/// A vote counts as valid for this share of its length, from when it was
+/// asked for: a margin for clock-rate differences between the machines.
+const VOTE_SHARE: f64 = 0.9;
+
+/// Runs witness probes and reports (probe id, answer).
 pub struct Prober {
     witness: Option<Witness>,
-    results: Sender<(u64, bool)>,
+    identity: Identity,
+    counter: Arc<AtomicU64>,
+    results: Sender<(u64, Answer)>,
     wake: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -20,23 +57,41 @@ impl Prober {
     /// A prober for `witness` (none configured: every probe fails).
     pub fn new(
         witness: Option<Witness>,
-        results: Sender<(u64, bool)>,
+        identity: Identity,
+        results: Sender<(u64, Answer)>,
         wake: Box<dyn Fn() + Send + Sync>,
     ) -> Self {
         Self {
             witness,
+            identity,
+            counter: Arc::new(AtomicU64::new(0)),
             results,
             wake: Arc::from(wake),
         }
     }
 
     /// Starts probe `id`: every witness at once; reachable if any answers.
+    /// An arbitrator is asked for its vote instead.
     pub fn probe(&self, id: u64) {
         let (w, tx, wake) = (
             self.witness.clone(),
             self.results.clone(),
             self.wake.clone(),
         );
+        if let Some(w) = &w
+            && let WitnessKind::Arbiter { port, .. } = w.kind
+            && let Some(addr) = w.addresses.first()
+        {
+            let to = SocketAddr::new(*addr, port);
+            let (who, counter, timeout) = (self.identity.clone(), self.counter.clone(), w.timeout);
+            std::thread::spawn(move || {
+                let answer = ask_arbiter(to, &who, &counter, timeout);
+                tracing::info!("arbitrator {to}, request {id}: {answer:?}");
+                let _ = tx.send((id, answer));
+                wake();
+            });
+            return;
+        }
         std::thread::spawn(move || {
             let reachable = w.is_some_and(|w| {
                 let handles: Vec<_> = w
@@ -48,6 +103,8 @@ impl Prober {
                             WitnessKind::Tcp(port) => {
                                 TcpStream::connect_timeout(&SocketAddr::new(a, port), t).is_ok()
                             }
+                            // Handled by `ask_arbiter` before this point.
+                            WitnessKind::Arbiter { .. } => false,
                             WitnessKind::Icmp => {
                                 let secs = format!("{:.3}", t.as_secs_f64().max(0.001));
                                 matches!(
@@ -73,8 +130,75 @@ impl Prober {
                     "unreachable"
                 }
             );
-            let _ = tx.send((id, reachable));
+            let _ = tx.send((id, Answer::Reachable(reachable)));
             wake();
         });
     }
+}
+
+/// Asks the arbitrator at `to` for its vote: the request is sent up to
+/// three times within `timeout`; the first valid answer counts.
+fn ask_arbiter(to: SocketAddr, who: &Identity, counter: &AtomicU64, timeout: Duration) -> Answer {
+    let Some(key) = &who.key else {
+        return Answer::NoAnswer;
+    };
+    let bind: SocketAddr = if to.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let Ok(sock) = UdpSocket::bind(bind) else {
+        return Answer::NoAnswer;
+    };
+    if sock.connect(to).is_err() {
+        return Answer::NoAnswer;
+    }
+    let mut nonce = [0u8; 8];
+    if getrandom::fill(&mut nonce).is_err() {
+        return Answer::NoAnswer;
+    }
+    let nonce = u64::from_le_bytes(nonce);
+    let asked = Instant::now();
+    let deadline = asked + timeout;
+    let tries = 3u32;
+    let mut buf = [0u8; tandem_wire::arbiter::ARBITER_MAX];
+    for n in 0..tries {
+        let request = VoteRequest {
+            cluster: who.cluster.clone(),
+            node: who.node.clone(),
+            incarnation: who.incarnation,
+            counter: counter.fetch_add(1, Ordering::Relaxed) + 1,
+            nonce,
+        };
+        let _ = sock.send(&tandem_wire::arbiter::seal(key, &request));
+        let slot_end = asked + timeout * (n + 1) / tries;
+        loop {
+            let left = slot_end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let _ = sock.set_read_timeout(Some(left));
+            let Ok(len) = sock.recv(&mut buf) else {
+                break;
+            };
+            let answer: Result<VoteAnswer, _> =
+                tandem_wire::arbiter::open(&buf[..len], |c| (c == who.cluster).then_some(&**key));
+            match answer {
+                Ok(a) if a.nonce == nonce && a.node == who.node => {
+                    return if a.granted {
+                        let vote = Duration::from_millis(a.vote_ms).mul_f64(VOTE_SHARE);
+                        Answer::Granted(asked + vote)
+                    } else {
+                        Answer::Refused
+                    };
+                }
+                Ok(_) => {} // an answer to an older request
+                Err(e) => tracing::warn!("arbitrator {to}: rejected an answer: {e}"),
+            }
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    Answer::NoAnswer
 }

@@ -1,0 +1,156 @@
+//! Two-node clusters with an arbitrator (`tandem witness`): it gives its
+//! vote to one node at a time, for a limited time. Unlike a plain witness,
+//! a split where both nodes reach it still leaves one side acting: the
+//! holder, which asks first. A holder that loses the arbitrator stops when
+//! its vote lapses, and the other node gets the vote after that.
+#![allow(clippy::unwrap_used)] // test helpers panic on failure by design
+
+use std::time::Duration;
+
+use rand::Rng;
+use tandem_core::{GroupSpec, NodeId, PlacementRules, ResourceSpec, Timestamp, Timing};
+use tandem_sim::{Sim, seeds};
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+const VOTE: Duration = Duration::from_secs(2);
+
+fn sim(seed: u64) -> Sim {
+    let r = |n: &str| ResourceSpec {
+        name: n.into(),
+        start_timeout: ms(5000),
+        stop_timeout: ms(5000),
+        monitor_interval: Some(ms(1000)),
+        monitor_timeout: ms(1000),
+    };
+    let g = GroupSpec {
+        name: "app".into(),
+        resources: vec![r("vip"), r("app")],
+        rules: PlacementRules {
+            scores: vec![(NodeId(1), 100)],
+            stickiness: 0,
+            auto_failback: false,
+        },
+        migration_threshold: 3,
+        failure_timeout: None,
+    };
+    let mut s = Sim::with_groups(seed, 2, 1, Timing::default(), &[g]);
+    s.use_arbiter(VOTE);
+    s.set_witness(0, true);
+    s.set_witness(1, true);
+    s.run_until(Timestamp::ZERO + ms(2000));
+    s
+}
+
+fn holder(s: &Sim) -> Option<usize> {
+    let on = s.running_on(0, 1);
+    (on.len() == 1 && s.running_on(0, 0) == on).then(|| on[0])
+}
+
+#[test]
+fn a_split_where_both_reach_the_arbiter_leaves_the_group_with_its_holder() {
+    for seed in seeds(100) {
+        let mut s = sim(seed);
+        assert_eq!(holder(&s), Some(0), "seed {seed}");
+        s.partition(&[0]);
+        s.run_for(ms(5000));
+        assert_eq!(holder(&s), Some(0), "seed {seed}: {:?}", s.running_on(0, 1));
+        assert_eq!(s.arbiter_holder(), Some(0), "seed {seed}");
+        let w = s.brain(1).unwrap().waiting();
+        assert!(
+            w.as_ref().is_some_and(|w| w.contains("waiting")),
+            "seed {seed}: {w:?}"
+        );
+        s.heal();
+        s.run_for(ms(3000));
+        assert_eq!(holder(&s), Some(0), "seed {seed}");
+        assert!(s.violations.is_empty(), "seed {seed}: {:?}", s.violations);
+    }
+}
+
+#[test]
+fn a_crashed_holder_is_replaced_within_deadtime() {
+    let t = Timing::default();
+    for seed in seeds(50) {
+        let mut s = sim(seed);
+        s.crash(0);
+        let start = s.now();
+        while holder(&s) != Some(1) {
+            assert!(
+                s.now().since(start) < t.deadtime + ms(200),
+                "seed {seed}: no takeover"
+            );
+            s.run_for(ms(1));
+        }
+        assert!(s.violations.is_empty(), "seed {seed}: {:?}", s.violations);
+    }
+}
+
+#[test]
+fn a_holder_that_loses_the_arbiter_stops_and_the_other_node_takes_over() {
+    for seed in seeds(50) {
+        let mut s = sim(seed);
+        s.partition(&[0]);
+        s.run_for(ms(2000));
+        assert_eq!(holder(&s), Some(0), "seed {seed}");
+        // Now n1 cannot reach the arbitrator either: its renewals fail, its
+        // vote lapses, it stops; n2 asks again every second and gets the
+        // vote once the arbitrator's copy lapsed too.
+        s.set_witness(0, false);
+        let ok = s.run_until_true(ms(2 * VOTE.as_millis() as u64 + 3000), |s| {
+            holder(s) == Some(1)
+        });
+        assert!(
+            ok.is_some(),
+            "seed {seed}: n2 never took over: {:?}",
+            s.running_on(0, 1)
+        );
+        assert!(s.violations.is_empty(), "seed {seed}: {:?}", s.violations);
+        let w = s.brain(0).unwrap().waiting();
+        assert!(w.is_some(), "seed {seed}: n1 must wait");
+    }
+}
+
+#[test]
+fn random_splits_arbiter_outages_crashes_and_freezes_never_run_a_group_twice() {
+    for seed in seeds(150) {
+        let mut s = sim(seed);
+        for _ in 0..25 {
+            let wait = ms(s.rng().random_range(50..2500));
+            let i = s.rng().random_range(0..2);
+            match s.rng().random_range(0..7) {
+                0 => s.partition(&[i]),
+                1 => s.heal(),
+                2 => {
+                    let reach = s.rng().random_bool(0.6);
+                    s.set_witness(i, reach);
+                }
+                3 => {
+                    s.crash(i);
+                    s.run_for(wait);
+                    s.restart(i);
+                }
+                4 => {
+                    s.freeze(i);
+                    s.run_for(wait);
+                    s.thaw(i);
+                }
+                _ => {}
+            }
+            s.run_for(wait);
+            assert!(s.violations.is_empty(), "seed {seed}: {:?}", s.violations);
+        }
+        // Everything healed: the group runs on exactly one node again.
+        s.heal();
+        s.set_witness(0, true);
+        s.set_witness(1, true);
+        let ok = s.run_until_true(ms(10_000), |s| holder(s).is_some());
+        assert!(
+            ok.is_some(),
+            "seed {seed}: nobody runs the group after healing"
+        );
+        assert!(s.violations.is_empty(), "seed {seed}: {:?}", s.violations);
+    }
+}
