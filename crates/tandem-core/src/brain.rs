@@ -588,10 +588,12 @@ impl Brain {
                     }
                 }
             }
-            WitnessState::Unreachable if self.cfg.witness_arbiter => {
-                if self.witness_again.is_none() && self.witness_retry_at.is_none_or(|t| now >= t) {
-                    self.witness_again = Some(self.witness_request());
-                }
+            WitnessState::Unreachable
+                if self.cfg.witness_arbiter
+                    && self.witness_again.is_none()
+                    && self.witness_retry_at.is_none_or(|t| now >= t) =>
+            {
+                self.witness_again = Some(self.witness_request());
             }
             _ => {}
         }
@@ -663,8 +665,16 @@ impl Brain {
     pub fn waiting(&self) -> Option<String> {
         match self.witness {
             WitnessState::Checking(_) => Some("checking the witness before acting alone".into()),
+            WitnessState::Unreachable if self.cfg.witness_arbiter => Some(
+                "waiting: the arbitrator's vote is not ours (the peer holds it, or the arbitrator is unreachable); asking again every second. If the peer is really down and the arbitrator gone, run `tandem force-primary` on the node that should run the groups"
+                    .into(),
+            ),
             WitnessState::Unreachable => Some(
                 "waiting: witness unreachable at failover; if the peer is really down, run `tandem force-primary` on the node that should run the groups"
+                    .into(),
+            ),
+            WitnessState::Idle if !self.witness_allows() && self.cfg.witness_arbiter => Some(
+                "waiting: the peer is silent; asking the arbitrator once it is declared dead"
                     .into(),
             ),
             _ => None,
@@ -701,6 +711,16 @@ impl Brain {
     /// by themselves); `None`: it holds nothing, or may not.
     pub fn lease_until(&self) -> Option<Timestamp> {
         self.lease_until
+    }
+
+    /// Whether a holder may keep what runs as far as the witness rule goes:
+    /// yes while the witness is being asked, no once it said no.
+    fn witness_keeps(&self) -> bool {
+        match self.witness {
+            WitnessState::Unreachable => false,
+            WitnessState::Idle => self.witness_allows(),
+            WitnessState::Checking(_) | WitnessState::Reached | WitnessState::Forced => true,
+        }
     }
 
     /// Whether this node may hold groups as far as the witness rule goes.
@@ -1259,8 +1279,7 @@ impl Brain {
         // lease is not renewed meanwhile, so its addresses go silent if the
         // answer is slow) but starts nothing; a refusal stops it.
         let may_hold = (quorate || self.cfg.quorum.no_quorum == NoQuorumPolicy::Ignore)
-            && self.witness != WitnessState::Unreachable
-            && !(self.witness == WitnessState::Idle && !self.witness_allows())
+            && self.witness_keeps()
             && !self.lease_lost;
         let want = may_hold
             && target == Some(self.cfg.local)

@@ -303,6 +303,32 @@ impl Lab {
         Ok(())
     }
 
+    /// Cuts (or, with `cut = false`, restores) all IP traffic between host
+    /// `name` and the address `peer`, with nftables in `name`'s namespace:
+    /// a partition between two hosts that both still reach the others.
+    pub fn isolate_from(&self, name: &str, peer: &str, cut: bool) -> anyhow::Result<()> {
+        let h = self.host(name)?;
+        let script = if cut {
+            format!(
+                "table inet labcut {{\n chain in {{ type filter hook input priority -60; policy accept; ip saddr {peer} drop; }}\n chain out {{ type filter hook output priority -60; policy accept; ip daddr {peer} drop; }}\n}}\n"
+            )
+        } else {
+            "delete table inet labcut\n".to_string()
+        };
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &h.netns, "nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .context("run nft")?;
+        if let Some(mut i) = child.stdin.take() {
+            std::io::Write::write_all(&mut i, script.as_bytes())?;
+        }
+        if !child.wait()?.success() {
+            bail!("nft refused the partition rules");
+        }
+        Ok(())
+    }
+
     /// A command that runs inside host `name`'s namespace.
     pub fn command(&self, name: &str, program: &str) -> anyhow::Result<Command> {
         let h = self.host(name)?;

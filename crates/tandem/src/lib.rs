@@ -2,6 +2,7 @@
 //! the operator commands, and a loopback cluster of real daemons used by the
 //! demo, the tests and the benchmarks.
 
+pub mod arbiter;
 pub mod cli;
 pub mod daemon;
 pub mod lab;

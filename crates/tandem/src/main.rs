@@ -164,6 +164,25 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Run the arbitrator for a third machine (like corosync-qnetd): it gives
+    /// a tie-breaking vote to one node at a time of each two-node cluster it
+    /// serves, so a split where both nodes reach it still leaves one side
+    /// acting.
+    ///
+    /// The file (TOML):
+    ///
+    ///   listen = "0.0.0.0:7695"     # UDP address and port (default shown)
+    ///   vote = "2s"                 # how long a vote lasts; nodes renew it halfway
+    ///   [[cluster]]                 # one per cluster served
+    ///   name = "web"                # the cluster's name, as in its tandem.toml
+    ///   key_file = "web.key"        # shared with the cluster's nodes (mode 600)
+    ///
+    /// On the nodes: [witness] kind = "arbiter", addresses = ["IP"], key_file = "...".
+    Witness {
+        /// Configuration file.
+        #[arg(long, short, default_value = "/etc/tandem/witness.toml")]
+        config: PathBuf,
+    },
     /// Create a new random key file (mode 600) to copy to every node.
     Keygen {
         /// Where to write the key; refuses to overwrite an existing file.
@@ -245,6 +264,7 @@ fn main() -> ExitCode {
             action: ConfigAction::Check { file },
         } => cli::config_check(&file),
         Command::Keygen { file } => cli::keygen(&file),
+        Command::Witness { config } => tandem::arbiter::run(&config),
         Command::Import { dir, .. } => cli::import_heartbeat(&dir),
         Command::Move {
             group,

@@ -45,7 +45,7 @@ pub struct Options {
 /// Sets up logging: stderr, plus `logfile` when given (ha.cf's logfile).
 /// The heartbeat thread logs; a slow stderr or disk must never block it, so
 /// each sink is fed through an in-memory queue by a writer thread.
-fn init_logging(
+pub(crate) fn init_logging(
     logfile: Option<&Path>,
 ) -> anyhow::Result<Vec<tracing_appender::non_blocking::WorkerGuard>> {
     use tracing_subscriber::layer::SubscriberExt;
