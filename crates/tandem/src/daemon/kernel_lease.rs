@@ -1,6 +1,9 @@
 //! The lease, enforced by the kernel: nftables sets whose elements carry
 //! the lease as a timeout. Rules drop IP traffic and ARP for every floating
-//! address whose element has expired, so a daemon that is frozen, starved
+//! IPv4 address whose element has expired, and IPv6 traffic to and from
+//! every floating IPv6 address whose element has expired (the neighbour
+//! advertisements that answer solicitations for it, and tandem's own
+//! unsolicited ones, leave from that address, so they are dropped too), so a daemon that is frozen, starved
 //! or hung stops answering on its VIPs by itself, before a peer can take
 //! over — no help from the daemon needed. The heartbeat thread only sends
 //! the new expiry to this module's thread, which feeds one long-running
@@ -9,7 +12,7 @@
 //! milliseconds, and starting `nft` each time would cost a CPU).
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
@@ -40,27 +43,46 @@ fn nft(script: &str) -> Result<(), String> {
 }
 
 impl KernelLease {
-    /// Installs the tables for `vips` (IPv4 floating addresses) and starts
-    /// the enforcer thread. Fails (and the daemon says so) without nftables
-    /// or privileges.
-    pub fn start(cluster: &str, vips: &[Ipv4Addr]) -> Result<Self, String> {
+    /// Installs the tables for `vips` (floating addresses) and starts the
+    /// enforcer thread. Fails (and the daemon says so) without nftables or
+    /// privileges.
+    pub fn start(cluster: &str, vips: &[IpAddr]) -> Result<Self, String> {
         let table = format!("tandem_{}", cluster.replace(['-', '.'], "_"));
-        let list: Vec<String> = vips.iter().map(ToString::to_string).collect();
-        let elements = if list.is_empty() {
-            String::new()
-        } else {
-            format!("elements = {{ {} }}", list.join(", "))
+        let v4: Vec<Ipv4Addr> = vips
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V4(v) => Some(*v),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let v6: Vec<Ipv6Addr> = vips
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V6(v) => Some(*v),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        let elements = |list: Vec<String>| {
+            if list.is_empty() {
+                String::new()
+            } else {
+                format!("elements = {{ {} }}", list.join(", "))
+            }
         };
+        let e4 = elements(v4.iter().map(ToString::to_string).collect());
+        let e6 = elements(v6.iter().map(ToString::to_string).collect());
         let script = format!(
             "table inet {t}\ndelete table inet {t}\ntable arp {t}\ndelete table arp {t}\n\
 table inet {t} {{\n set vips {{ type ipv4_addr; {e} }}\n set leases {{ type ipv4_addr; flags timeout; }}\n\
- chain input {{ type filter hook input priority -10; policy accept; ip daddr @vips ip daddr != @leases drop; }}\n\
- chain output {{ type filter hook output priority -10; policy accept; ip saddr @vips ip saddr != @leases drop; }}\n}}\n\
+ set vips6 {{ type ipv6_addr; {e6} }}\n set leases6 {{ type ipv6_addr; flags timeout; }}\n\
+ chain input {{ type filter hook input priority -10; policy accept; ip daddr @vips ip daddr != @leases drop; ip6 daddr @vips6 ip6 daddr != @leases6 drop; }}\n\
+ chain output {{ type filter hook output priority -10; policy accept; ip saddr @vips ip saddr != @leases drop; ip6 saddr @vips6 ip6 saddr != @leases6 drop; }}\n}}\n\
 table arp {t} {{\n set vips {{ type ipv4_addr; {e} }}\n set leases {{ type ipv4_addr; flags timeout; }}\n\
  chain input {{ type filter hook input priority 0; policy accept; arp daddr ip @vips arp daddr ip != @leases drop; }}\n\
  chain output {{ type filter hook output priority 0; policy accept; arp saddr ip @vips arp saddr ip != @leases drop; }}\n}}\n",
             t = table,
-            e = elements
+            e = e4,
+            e6 = e6
         );
         nft(&script)?;
         let (tx, rx) = std::sync::mpsc::channel();
@@ -130,7 +152,7 @@ impl Drop for NftShell {
     }
 }
 
-fn enforce(rx: &Receiver<Option<Duration>>, table: &str, vips: &[Ipv4Addr]) {
+fn enforce(rx: &Receiver<Option<Duration>>, table: &str, vips: &[IpAddr]) {
     let mut shell: Option<NftShell> = None;
     while let Ok(mut latest) = rx.recv() {
         // Only the newest expiry matters.
@@ -138,17 +160,22 @@ fn enforce(rx: &Receiver<Option<Duration>>, table: &str, vips: &[Ipv4Addr]) {
             latest = l;
         }
         let mut commands = Vec::new();
-        for fam in ["inet", "arp"] {
-            for v in vips {
+        for v in vips {
+            let places: &[(&str, &str)] = if v.is_ipv4() {
+                &[("inet", "leases"), ("arp", "leases")]
+            } else {
+                &[("inet", "leases6")]
+            };
+            for (fam, set) in places {
                 // Add (a no-op if present), delete, add with the new
                 // timeout: one atomic transaction that refreshes it.
                 commands.push(format!(
-                    "add element {fam} {table} leases {{ {v} timeout 1s }}"
+                    "add element {fam} {table} {set} {{ {v} timeout 1s }}"
                 ));
-                commands.push(format!("delete element {fam} {table} leases {{ {v} }}"));
+                commands.push(format!("delete element {fam} {table} {set} {{ {v} }}"));
                 if let Some(d) = latest {
                     commands.push(format!(
-                        "add element {fam} {table} leases {{ {v} timeout {}ms }}",
+                        "add element {fam} {table} {set} {{ {v} timeout {}ms }}",
                         d.as_millis().max(1)
                     ));
                 }

@@ -385,8 +385,8 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         .flat_map(|g| g.resources.iter().map(|r| r.stop_timeout))
         .sum::<Duration>()
         + Duration::from_secs(2);
-    // Kernel-enforced leases on the floating IPv4 addresses.
-    let vips: Vec<std::net::Ipv4Addr> = config
+    // Kernel-enforced leases on the floating addresses.
+    let vips: Vec<std::net::IpAddr> = config
         .groups
         .iter()
         .flat_map(|g| g.resources.iter())
