@@ -95,19 +95,20 @@ fn a_split_where_both_reach_the_arbitrator_keeps_the_group_with_its_holder() {
         .unwrap();
     let s = w
         .cluster
-        .wait_for(1, WAIT, "n2 waiting", |s| {
+        .wait_for(1, WAIT, "n2 refused the vote, waiting", |s| {
             s.membership
                 .waiting
                 .as_deref()
-                .is_some_and(|x| x.contains("waiting"))
+                .is_some_and(|x| x.contains("vote is not ours"))
         })
         .unwrap();
-    assert!(s.membership.groups[0].active_on.is_empty(), "{s:?}");
+    assert_eq!(s.membership.groups[0].phase_here, "stopped", "{s:?}");
     wait_log(&arb.log, "n2 asked; n1 holds the vote");
     // Three vote periods: n1 renews, n2 keeps asking and keeps waiting.
     std::thread::sleep(Duration::from_secs(6));
     let st = w.cluster.status(1).unwrap();
     assert!(st.membership.waiting.is_some(), "n2 stopped waiting");
+    assert_eq!(st.membership.groups[0].phase_here, "stopped", "{st:?}");
     let samples = w.samples();
     let during: Vec<_> = samples.iter().filter(|s| s.t_ms >= t0).collect();
     assert!(
