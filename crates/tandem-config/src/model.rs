@@ -15,8 +15,9 @@ use crate::{ConfigError, Loaded};
 
 /// UDP port used when a link names none: Heartbeat's IANA-registered 694.
 pub const DEFAULT_PORT: u16 = 694;
-/// Most nodes a cluster may have (Heartbeat's `MAXNODE`).
-pub const MAX_NODES: usize = 100;
+/// Most nodes a cluster may have (as corosync): every heartbeat carries the
+/// whole membership view, 19 bytes per node, within one 1400-byte datagram.
+pub const MAX_NODES: usize = 32;
 /// Most links a cluster may have.
 pub const MAX_LINKS: usize = 8;
 

@@ -192,6 +192,7 @@ pub struct Brain {
     events: VecDeque<Event>,
     stats: Stats,
     groups: Vec<GroupRt>,
+    grants: Vec<GrantState>,
     settings: Settings,
     actions: VecDeque<Action>,
     next_op: u64,
@@ -248,6 +249,19 @@ pub enum Vote {
     NoAnswer,
 }
 
+/// What this node's reports grant for one group (see
+/// `Brain::update_grants`).
+#[derive(Clone, Copy, Debug, Default)]
+struct GrantState {
+    /// The node our reports name as the one that may run the group.
+    to: Option<NodeId>,
+    /// A grant being taken back from this peer: our reports name nobody
+    /// until the peer has seen one of them (from this sequence number on)
+    /// and reports the group stopped, or is no member any more. Otherwise
+    /// the peer could still start on the old grant while we grant another.
+    withdrawing: Option<(NodeId, u64)>,
+}
+
 /// Where the witness check of the current failover stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 enum WitnessState {
@@ -274,12 +288,14 @@ impl Brain {
             .filter(|n| n.id != cfg.local)
             .map(|n| Peer::new(n.id, n.name.clone(), &labels))
             .collect();
-        let groups = cfg
+        let groups: Vec<GroupRt> = cfg
             .groups
             .iter()
             .map(|g| GroupRt::new(g.resources.len()))
             .collect();
+        let grants = vec![GrantState::default(); groups.len()];
         Self {
+            grants,
             cfg,
             started: now,
             last_now: now,
@@ -852,6 +868,7 @@ impl Brain {
             node: self.cfg.local.0,
             incarnation: self.cfg.incarnation,
             up: true,
+            seen: 0,
         }];
         // "Up" in the view means heard within warntime: a peer that stops
         // getting through learns it (and loses quorum) before anyone
@@ -860,6 +877,7 @@ impl Brain {
             node: p.id.0,
             incarnation: p.incarnation.unwrap_or(0),
             up: p.state == PeerState::Online,
+            seen: p.state_seq,
         }));
         v
     }
@@ -876,12 +894,55 @@ impl Brain {
                 // group back while it stops (stickiness): it reports itself
                 // unavailable until it has released everything.
                 banned: rt.banned(spec.migration_threshold) || self.lease_lost,
-                target: self.grant(i).map_or(0, |n| n.0),
+                target: self.grants.get(i).and_then(|st| st.to).map_or(0, |n| n.0),
             })
             .collect()
     }
 
+    /// Moves each group's grant where [`Brain::grant`] wants it, but takes
+    /// a grant back from a peer that has not started the group before
+    /// giving it to anyone else: nothing is granted until the peer has seen
+    /// the withdrawal and reports the group stopped (or is no member).
+    fn update_grants(&mut self) {
+        let me = (self.cfg.local.0, self.cfg.incarnation);
+        let next_seq = self.seq + 1;
+        for g in 0..self.groups.len() {
+            let want = self.grant(g);
+            let report = |p: &Peer| p.groups.iter().find(|r| usize::from(r.group) == g).copied();
+            if let Some((x, from_seq)) = self.grants[g].withdrawing {
+                let done = self.peers.iter().find(|p| p.id == x).is_none_or(|p| {
+                    !p.state.is_member()
+                        || (p.seen(me) >= from_seq
+                            && report(p).is_none_or(|r| !r.phase.is_active()))
+                });
+                if !done {
+                    self.grants[g].to = None;
+                    continue;
+                }
+                self.grants[g].withdrawing = None;
+            }
+            let current = self.grants[g].to;
+            let withdraw = current.filter(|x| {
+                *x != self.cfg.local
+                    && want != Some(*x)
+                    && self.peers.iter().any(|p| {
+                        p.id == *x
+                            && p.state.is_member()
+                            && report(p).is_none_or(|r| !r.phase.is_active())
+                    })
+            });
+            match withdraw {
+                Some(x) => {
+                    self.grants[g].withdrawing = Some((x, next_seq));
+                    self.grants[g].to = None;
+                }
+                None => self.grants[g].to = want,
+            }
+        }
+    }
+
     fn queue_heartbeats(&mut self, kind: PacketKind) {
+        self.update_grants();
         let view = self.view();
         let groups = self.group_reports();
         let settings = (self.settings.generation > 0).then(|| self.settings.to_wire(self.last_now));
@@ -1204,6 +1265,7 @@ impl Brain {
         {
             self.lease_lost = false;
         }
+        self.update_grants();
         for g in 0..self.groups.len() {
             self.apply_cleanups(g);
             self.reconcile_group(now, g);
@@ -1287,6 +1349,7 @@ impl Brain {
                 || (!elsewhere
                     && !blocked
                     && self.witness_allows()
+                    && self.grants[g].to == Some(self.cfg.local)
                     && !self.fencing_pending()
                     && self.start_allowed()
                     && self.peers_agree(g)));

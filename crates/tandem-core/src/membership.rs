@@ -88,6 +88,15 @@ pub(crate) enum Admission {
 }
 
 impl Peer {
+    /// The highest sequence number of ours this peer applied, as its
+    /// latest view says (0 when it lists another incarnation of us).
+    pub(crate) fn seen(&self, me: (u16, u64)) -> u64 {
+        self.view
+            .iter()
+            .find(|e| (e.node, e.incarnation) == me)
+            .map_or(0, |e| e.seen)
+    }
+
     pub(crate) fn new(id: NodeId, name: String, link_labels: &[String]) -> Self {
         Self {
             id,

@@ -159,7 +159,7 @@ fn crash_of_the_holder_with_a_majority_left_moves_the_group() {
 /// each step (for `dump`).
 fn random_schedule(seed: u64, trace: bool) -> (Sim, f64) {
     let n = 3 + 2 * (seed % 2) as usize;
-    let loss = [0.0, 0.05, 0.2][(seed % 3) as usize];
+    let loss = [0.0, 0.05, 0.2, 0.5][(seed % 4) as usize];
     let mut s = sim(seed, n, loss);
     s.run_until(Timestamp::ZERO + ms(1500));
     let mut down = vec![false; n];
@@ -225,10 +225,10 @@ fn random_schedule(seed: u64, trace: bool) -> (Sim, f64) {
 }
 
 /// Random partitions (symmetric and one-way), heals, crashes, restarts and
-/// moves on 3 or 5 nodes with up to 20 % loss: never two holders.
+/// moves on 3 or 5 nodes with up to 50 % loss: never two holders.
 #[test]
 fn never_two_holders_under_random_partitions() {
-    for seed in seeds(120) {
+    for seed in seeds(400) {
         let (s, loss) = random_schedule(seed, false);
         assert!(
             s.violations.is_empty(),
@@ -236,6 +236,17 @@ fn never_two_holders_under_random_partitions() {
             s.violations
         );
     }
+}
+
+/// Seed 1161 (5 % loss) once showed a grant race: a node granted a group to
+/// n2, then, as n1 came back, to n1, before n2's start reached it; both
+/// started. Grants are now taken back only once the peer has seen the
+/// withdrawal (wire version 2).
+#[test]
+fn the_grant_race_of_seed_1161_stays_fixed() {
+    let (s, loss) = random_schedule(1161, false);
+    assert_eq!(loss, 0.05);
+    assert!(s.violations.is_empty(), "{:?}", s.violations);
 }
 
 #[test]

@@ -24,7 +24,7 @@ use crate::auth::{Keyring, MAC_LEN};
 /// First four bytes of every packet.
 pub const MAGIC: [u8; 4] = *b"TNDM";
 /// The protocol version this build speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 32;
 /// Smallest valid packet: a header and a MAC.
@@ -43,7 +43,7 @@ const GROUP_ENTRY_LEN: usize = 2 + 1 + 1 + 2;
 pub const MAX_GROUPS: usize = 64;
 /// Most entries of each settings list (standby nodes, moves, cleanups).
 pub const MAX_LIST: usize = 32;
-const VIEW_ENTRY_LEN: usize = 2 + 8 + 1;
+const VIEW_ENTRY_LEN: usize = 2 + 8 + 1 + 8;
 
 /// What a packet announces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +93,10 @@ pub struct ViewEntry {
     pub incarnation: u64,
     /// Whether the sender considers the member up.
     pub up: bool,
+    /// The highest sequence number whose state the sender applied from
+    /// this member (0: none): tells the member which of its reports (its
+    /// grants, above all) the sender has seen.
+    pub seen: u64,
 }
 
 /// Where a group stands on the sending node.
@@ -317,6 +321,7 @@ pub fn encode(packet: &Packet, keys: &Keyring) -> Vec<u8> {
         v.extend_from_slice(&e.node.to_be_bytes());
         v.extend_from_slice(&e.incarnation.to_be_bytes());
         v.push(u8::from(e.up));
+        v.extend_from_slice(&e.seen.to_be_bytes());
     }
     push_tlv(&mut body, TLV_VIEW, &v);
 
@@ -508,6 +513,7 @@ pub fn decode(data: &[u8], cluster: u32, keys: &Keyring) -> Result<Packet, Decod
                         node: be_u16(c, 0),
                         incarnation: be_u64(c, 2),
                         up: c[10] != 0,
+                        seen: be_u64(c, 11),
                     })
                     .collect();
             }
@@ -563,11 +569,13 @@ mod tests {
                     node: 1,
                     incarnation: 7,
                     up: true,
+                    seen: 41,
                 },
                 ViewEntry {
                     node: 2,
                     incarnation: 1_700_000_000_000_000,
                     up: true,
+                    seen: 0,
                 },
             ],
             config_digest: 0x0102_0304_0506_0708,
@@ -577,19 +585,24 @@ mod tests {
     }
 
     #[test]
-    fn golden_layout_v1() {
+    fn golden_layout_v2() {
         let bytes = encode(&sample(), &ring());
         assert_eq!(&bytes[..4], b"TNDM");
-        assert_eq!(bytes[4], 1, "version");
+        assert_eq!(bytes[4], 2, "version");
         assert_eq!(bytes[5], 1, "kind heartbeat");
         assert_eq!(bytes[6], 1, "key id");
         assert_eq!(bytes[7], 1, "link");
         assert_eq!(&bytes[8..12], &[0xde, 0xad, 0xbe, 0xef]);
         assert_eq!(&bytes[12..14], &[0, 2]);
-        // state (4) + digest (11) + view header (3) + 2 entries (22)
-        assert_eq!(&bytes[14..16], &[0, 40]);
-        assert_eq!(bytes.len(), 32 + 40 + 32);
+        // state (4) + digest (11) + view header (3) + 2 entries (38)
+        assert_eq!(&bytes[14..16], &[0, 56]);
+        assert_eq!(bytes.len(), 32 + 56 + 32);
         assert_eq!(&bytes[32..36], &[1, 0, 1, 2], "state TLV");
+        // The first view entry: node 1, incarnation 7, up, seen 41.
+        let view = 32 + 4 + 11 + 3;
+        assert_eq!(&bytes[view..view + 2], &[0, 1]);
+        assert_eq!(bytes[view + 10], 1);
+        assert_eq!(&bytes[view + 11..view + 19], &41u64.to_be_bytes());
     }
 
     #[test]
@@ -635,11 +648,11 @@ mod tests {
             decode(&vec![0u8; 2000], 0xdead_beef, &keys).unwrap_err(),
             DecodeError::Oversized(2000)
         );
-        let mut v2 = bytes.clone();
-        v2[4] = 2;
+        let mut v3 = bytes.clone();
+        v3[4] = 3;
         assert_eq!(
-            decode(&v2, 0xdead_beef, &keys).unwrap_err(),
-            DecodeError::UnsupportedVersion(2)
+            decode(&v3, 0xdead_beef, &keys).unwrap_err(),
+            DecodeError::UnsupportedVersion(3)
         );
         let mut magic = bytes.clone();
         magic[0] = b'X';
@@ -705,7 +718,9 @@ mod tests {
             any::<u64>(),
             any::<u64>(),
             0u8..3,
-            proptest::collection::vec((any::<u16>(), any::<u64>(), any::<bool>()), 0..100),
+            // Up to 40 members: what fits beside 20 groups (configurations
+            // allow 32 nodes).
+            proptest::collection::vec((any::<u16>(), any::<u64>(), any::<bool>()), 0..40),
             any::<u64>(),
             proptest::collection::vec((any::<u16>(), 0u8..6, any::<bool>(), any::<u16>()), 0..20),
             proptest::option::of((
@@ -736,6 +751,7 @@ mod tests {
                             node,
                             incarnation,
                             up,
+                            seen: incarnation.rotate_left(7),
                         })
                         .collect(),
                     config_digest: digest,
