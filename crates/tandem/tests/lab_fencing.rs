@@ -7,7 +7,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use tandem::labcluster::{WebCluster, WebOptions};
+use tandem::labcluster::{WebCluster, WebOptions, outage};
 
 const EXE: &str = env!("CARGO_BIN_EXE_tandem");
 const WAIT: Duration = Duration::from_secs(15);
@@ -43,6 +43,7 @@ fn the_dead_node_is_fenced_before_takeover_and_nothing_starts_while_fencing_fail
     w.start_probe().unwrap();
     w.wait_served_by("n1", 5, WAIT).unwrap();
 
+    let t = w.probe_now_ms();
     w.power_off(0).unwrap();
     // Fencing fails: n2 waits, retries, and starts nothing.
     w.cluster
@@ -62,6 +63,13 @@ fn the_dead_node_is_fenced_before_takeover_and_nothing_starts_while_fencing_fail
     // The power switch answers again: fencing succeeds, then n2 takes over.
     std::fs::remove_file(&fail).unwrap();
     w.wait_served_by("n2", 5, WAIT).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let o = outage(&w.samples(), t, "n1", "n2").expect("a switch seen by the client");
+    assert_eq!(o.dual_answers, 0, "{o:?}");
+    eprintln!(
+        "outage {:.0} ms (fencing failed first), {} client errors",
+        o.outage_ms, o.errors
+    );
     let log = w
         .cluster
         .wait_log(1, WAIT, &["n1 fenced", "Taking over resource group web"])

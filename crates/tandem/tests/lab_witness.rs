@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use tandem::labcluster::{WebCluster, WebOptions};
+use tandem::labcluster::{WebCluster, WebOptions, outage};
 use tandem_core::PeerState;
 
 const EXE: &str = env!("CARGO_BIN_EXE_tandem");
@@ -28,6 +28,15 @@ fn web(prefix: &str, subnet: u8) -> WebCluster {
     w
 }
 
+/// The client's view of the switch from `old` to `new` since `since`: no
+/// answer from `old` after `new` answered; the outage is printed.
+fn no_dual_answers(w: &WebCluster, since: f64, old: &str, new: &str) {
+    std::thread::sleep(Duration::from_millis(300));
+    let o = outage(&w.samples(), since, old, new).expect("a switch seen by the client");
+    assert_eq!(o.dual_answers, 0, "{old} answered after {new}: {o:?}");
+    eprintln!("outage {:.0} ms, {} client errors", o.outage_ms, o.errors);
+}
+
 fn holds_vip(w: &WebCluster, i: usize) -> bool {
     let out = Command::new("ip")
         .args(["-n", &w.lab.hosts[i].netns, "addr", "show", "eth0"])
@@ -40,8 +49,10 @@ fn holds_vip(w: &WebCluster, i: usize) -> bool {
 fn the_side_that_reaches_the_witness_takes_over_the_other_waits() {
     let w = web("twit", 71);
     // n1's cable is pulled: it reaches neither n2 nor the witness.
+    let t = w.probe_now_ms();
     w.lab.cable("n1", false).unwrap();
     w.wait_served_by("n2", 5, WAIT).unwrap();
+    no_dual_answers(&w, t, "n1", "n2");
     let s = w
         .cluster
         .wait_for(0, WAIT, "n1 waiting", |s| {
@@ -75,6 +86,7 @@ fn witness_down_and_link_cut_both_wait_until_force_primary() {
         .to_string();
     assert!(e.contains("reachable"), "{e}");
     // The witness goes away, then n1 is cut off: nobody reaches the witness.
+    let t = w.probe_now_ms();
     w.lab.cable("c1", false).unwrap();
     w.lab.cable("n1", false).unwrap();
     w.cluster
@@ -107,4 +119,5 @@ fn witness_down_and_link_cut_both_wait_until_force_primary() {
     assert!(holds_vip(&w, 1));
     w.lab.cable("c1", true).unwrap();
     w.wait_served_by("n2", 5, WAIT).unwrap();
+    no_dual_answers(&w, t, "n1", "n2");
 }
