@@ -333,3 +333,58 @@ fn group_errors_are_located() {
         "{msgs:#?}"
     );
 }
+
+#[test]
+fn arbiter_witness_and_watchdog() {
+    let text = format!(
+        "{GOOD}\n[witness]\nkind = \"arbiter\"\naddresses = [\"10.9.0.5\"]\nkey_file = \"arb.key\"\n\n[watchdog]\ntimeout = \"5s\"\n"
+    );
+    let c = parse(&text, Path::new("/etc/tandem/tandem.toml"))
+        .unwrap()
+        .config;
+    let w = c.witness.unwrap();
+    assert_eq!(
+        w.kind,
+        WitnessKind::Arbiter {
+            port: 7695,
+            key_file: PathBuf::from("/etc/tandem/arb.key")
+        }
+    );
+    let wd = c.watchdog.unwrap();
+    assert_eq!(wd.device, PathBuf::from("/dev/watchdog"));
+    assert_eq!(wd.timeout, Duration::from_secs(5));
+    // Without key_file, the cluster's key.
+    let text = format!("{GOOD}\n[witness]\nkind = \"arbiter\"\naddresses = [\"10.9.0.5\"]\n");
+    let c = parse(&text, Path::new("/etc/tandem/tandem.toml"))
+        .unwrap()
+        .config;
+    assert!(matches!(
+        c.witness.unwrap().kind,
+        WitnessKind::Arbiter { key_file, .. } if key_file == Path::new("/etc/tandem/authkey")
+    ));
+}
+
+#[test]
+fn arbiter_and_watchdog_mistakes_are_located() {
+    let two = format!(
+        "{GOOD}\n[witness]\nkind = \"arbiter\"\naddresses = [\"10.9.0.5\", \"10.9.0.6\"]\n"
+    );
+    let d = errors(&two);
+    assert!(d[0].message.contains("exactly one address"), "{d:?}");
+    assert!(
+        d[0].hint
+            .as_deref()
+            .unwrap_or("")
+            .contains("tandem witness")
+    );
+    let key = format!("{GOOD}\n[witness]\naddresses = [\"10.9.0.5\"]\nkey_file = \"k\"\n");
+    let d = errors(&key);
+    assert!(
+        d[0].message.contains("only for kind = \"arbiter\""),
+        "{d:?}"
+    );
+    assert!(d[0].line > 25, "{d:?}");
+    let short = format!("{GOOD}\n[watchdog]\ntimeout = \"500ms\"\n");
+    let d = errors(&short);
+    assert!(d[0].message.contains("at least 1s"), "{d:?}");
+}
