@@ -135,7 +135,31 @@ fn bench(
     ])
 }
 
-/// Issue-5 drills, with a witness (the client, c1) and without auto-failback
+/// Once n1 has rejoined, moves the group back to it (no auto-failback in
+/// the drills) and clears the move.
+fn back_to_n1(w: &WebCluster) -> anyhow::Result<()> {
+    w.cluster.wait_for(0, WAIT, "n1 joined", |s| {
+        s.membership.joined && s.membership.members.len() == 2
+    })?;
+    w.tandem(1, &["move", "web", "n1"])?;
+    w.wait_served_by("n1", 5, WAIT)?;
+    w.tandem(1, &["move", "web", "--clear"])?;
+    Ok(())
+}
+
+/// Pulls n1's cable until n2 serves, plus a second; puts it back and
+/// measures the switch.
+fn cable_pull(w: &WebCluster) -> anyhow::Result<Run> {
+    let t = w.probe_now_ms();
+    w.lab.cable("n1", false)?;
+    w.wait_served_by("n2", 5, WAIT)?;
+    std::thread::sleep(Duration::from_millis(1000));
+    w.lab.cable("n1", true)?;
+    std::thread::sleep(Duration::from_millis(1500));
+    Ok(record(w, measure(w, t, "n1", "n2")?))
+}
+
+/// Split-brain drills, with a witness (the client, c1) and without auto-failback
 /// so the group must settle on the survivor at once: the active daemon
 /// frozen (SIGSTOP) for three deadtimes, and n1's cable pulled for the same
 /// time. Between runs the group is moved back to n1.
@@ -156,15 +180,6 @@ fn drills(exe: &Path, runs: usize, subnet: u8) -> anyhow::Result<Vec<Scenario>> 
     w.start_probe()?;
     w.wait_served_by("n1", 5, WAIT)?;
     let (mut freeze, mut cable) = (Vec::new(), Vec::new());
-    let back_to_n1 = |w: &WebCluster| -> anyhow::Result<()> {
-        w.cluster.wait_for(0, WAIT, "n1 joined", |s| {
-            s.membership.joined && s.membership.members.len() == 2
-        })?;
-        w.tandem(1, &["move", "web", "n1"])?;
-        w.wait_served_by("n1", 5, WAIT)?;
-        w.tandem(1, &["move", "web", "--clear"])?;
-        Ok(())
-    };
     for run in 0..runs {
         eprintln!("  drills: run {}/{runs}", run + 1);
         let t = w.probe_now_ms();
@@ -176,13 +191,7 @@ fn drills(exe: &Path, runs: usize, subnet: u8) -> anyhow::Result<Vec<Scenario>> 
         freeze.push(record(&w, measure(&w, t, "n1", "n2")?));
         back_to_n1(&w)?;
 
-        let t = w.probe_now_ms();
-        w.lab.cable("n1", false)?;
-        w.wait_served_by("n2", 5, WAIT)?;
-        std::thread::sleep(Duration::from_millis(1000));
-        w.lab.cable("n1", true)?;
-        std::thread::sleep(Duration::from_millis(1500));
-        cable.push(record(&w, measure(&w, t, "n1", "n2")?));
+        cable.push(cable_pull(&w)?);
         back_to_n1(&w)?;
     }
     Ok(vec![
@@ -193,6 +202,110 @@ fn drills(exe: &Path, runs: usize, subnet: u8) -> anyhow::Result<Vec<Scenario>> 
             cable,
         ),
     ])
+}
+
+/// Drills with the arbitrator (`tandem witness` in c1), no auto-failback:
+/// a split between n1 and n2 while both reach it (the group must stay on
+/// n1: the figure is the longest gap in n1's answers, the dual column
+/// counts answers from n2), and n1's cable pulled for 1.5 s (outage until
+/// n2 serves). Between runs the group is moved back to n1.
+fn arbiter_drills(exe: &Path, runs: usize, subnet: u8) -> anyhow::Result<Vec<Scenario>> {
+    let mut w = WebCluster::new(
+        exe,
+        &WebOptions {
+            prefix: "tbar".into(),
+            subnet,
+            auto_failback: false,
+            extra_top: format!(
+                "[witness]\nkind = \"arbiter\"\naddresses = [\"198.18.{subnet}.100\"]\nkey_file = \"arbiter.key\"\ntimeout = \"300ms\""
+            ),
+            ..WebOptions::default()
+        },
+    )?;
+    let dir = w.cluster.dir().to_path_buf();
+    tandem_config::keyfile::write_key(
+        &dir.join("arbiter.key"),
+        b"bench-arbitrator-key-0123456789",
+    )?;
+    std::fs::write(
+        dir.join("witness.toml"),
+        format!(
+            "listen = \"198.18.{subnet}.100:7695\"\nvote = \"2s\"\n[[cluster]]\nname = \"lab{subnet}\"\nkey_file = \"arbiter.key\"\n"
+        ),
+    )?;
+    let log = dir.join("witness.log");
+    let mut arbiter = w
+        .lab
+        .command("c1", &exe.to_string_lossy())?
+        .args(["witness", "--config"])
+        .arg(dir.join("witness.toml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    let result = (|| -> anyhow::Result<Vec<Scenario>> {
+        let deadline = std::time::Instant::now() + WAIT;
+        while !std::fs::read_to_string(&log)?.contains("votes open") {
+            if std::time::Instant::now() > deadline {
+                bail!("the arbitrator never opened its votes");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        w.start_all()?;
+        w.start_probe()?;
+        w.wait_served_by("n1", 5, WAIT)?;
+        let n2_addr = format!("198.18.{subnet}.12");
+        let (mut split, mut cable) = (Vec::new(), Vec::new());
+        for run in 0..runs {
+            eprintln!("  arbitrator drills: run {}/{runs}", run + 1);
+            let t = w.probe_now_ms();
+            w.lab.isolate_from("n1", &n2_addr, true)?;
+            std::thread::sleep(Duration::from_millis(3000));
+            w.lab.isolate_from("n1", &n2_addr, false)?;
+            let end = w.probe_now_ms();
+            let window: Vec<_> = w
+                .samples()
+                .into_iter()
+                .filter(|x| x.t_ms >= t && x.t_ms <= end)
+                .collect();
+            let mut gap: f64 = 0.0;
+            let mut last = t;
+            for x in window.iter().filter(|x| x.answer.as_deref() == Some("n1")) {
+                gap = gap.max(x.t_ms - last);
+                last = x.t_ms;
+            }
+            gap = gap.max(end - last);
+            split.push(Run {
+                outage_ms: gap,
+                errors: window.iter().filter(|x| x.error.is_some()).count(),
+                dual_answers: window
+                    .iter()
+                    .filter(|x| x.answer.as_deref() == Some("n2"))
+                    .count(),
+                worst_lateness_ms: lateness(&w),
+            });
+            w.cluster.wait_for(1, WAIT, "n2 back", |s| {
+                s.membership.members.len() == 2 && s.membership.waiting.is_none()
+            })?;
+
+            cable.push(cable_pull(&w)?);
+            back_to_n1(&w)?;
+        }
+        Ok(vec![
+            summarise(
+                "drills (arbitrator, no auto-failback)",
+                "split, both reach it",
+                split,
+            ),
+            summarise(
+                "drills (arbitrator, no auto-failback)",
+                "cable pull 1.5 s",
+                cable,
+            ),
+        ])
+    })();
+    let _ = arbiter.kill();
+    let _ = arbiter.wait();
+    result
 }
 
 fn main() -> anyhow::Result<()> {
@@ -243,6 +356,8 @@ fn main() -> anyhow::Result<()> {
     if wanted("drills") {
         eprintln!("drills");
         all.extend(drills(&exe, runs, 75)?);
+        eprintln!("arbitrator drills");
+        all.extend(arbiter_drills(&exe, runs, 76)?);
     }
     println!(
         "{:<55} {:<16} {:>8} {:>8} {:>8} {:>7} {:>5} {:>12}",

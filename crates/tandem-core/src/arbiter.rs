@@ -82,6 +82,22 @@ impl Arbiter {
         }
     }
 
+    /// Node `node` of `cluster` gives the vote back (its peers are back);
+    /// returns whether it held it. Replays change nothing.
+    pub fn release(&mut self, cluster: &str, node: &str, incarnation: u64, counter: u64) -> bool {
+        let c = self.clusters.entry(cluster.to_string()).or_default();
+        let seq = (incarnation, counter);
+        if c.last.get(node).is_some_and(|last| *last >= seq) {
+            return false;
+        }
+        c.last.insert(node.to_string(), seq);
+        if c.holder.as_ref().is_some_and(|(h, _)| h == node) {
+            c.holder = None;
+            return true;
+        }
+        false
+    }
+
     /// Who holds the vote of `cluster` at `now`, if anyone.
     pub fn holder(&self, now: Timestamp, cluster: &str) -> Option<&str> {
         self.clusters
@@ -130,6 +146,15 @@ mod tests {
             Decision::Granted { changed: true }
         );
         assert_eq!(a.holder(at(3001), "web"), Some("n2"));
+        // A release by a node that does not hold it changes nothing; by
+        // the holder, it frees the vote at once.
+        assert!(!a.release("web", "n1", 1, 3));
+        assert!(a.release("web", "n2", 5, 4));
+        assert_eq!(a.holder(at(3002), "web"), None);
+        assert_eq!(
+            a.request(at(3003), "web", "n1", 1, 4),
+            Decision::Granted { changed: true }
+        );
         // Other clusters are independent.
         assert_eq!(
             a.request(at(3001), "db", "n1", 1, 1),

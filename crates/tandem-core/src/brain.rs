@@ -211,6 +211,12 @@ pub struct Brain {
     witness_again: Option<u64>,
     /// While waiting for an arbitrator: when to ask again.
     witness_retry_at: Option<Timestamp>,
+    /// This node was given the arbitrator's vote and has not given it
+    /// back yet.
+    witness_vote_held: bool,
+    /// The arbitrator's vote is no longer needed: tell it (see
+    /// [`Brain::poll_witness_release`]).
+    witness_release: bool,
     lease_until: Option<Timestamp>,
     lease_lost: bool,
     /// Per peer (by index): fencing state since it was last declared dead.
@@ -322,6 +328,8 @@ impl Brain {
             witness_granted_at: Timestamp::ZERO,
             witness_again: None,
             witness_retry_at: None,
+            witness_vote_held: false,
+            witness_release: false,
             lease_until: None,
             lease_lost: false,
             fence: Vec::new(),
@@ -442,7 +450,18 @@ impl Brain {
         self.stats.accepted_bytes += data.len() as u64;
         let fresh_state = packet.seq > peer.state_seq;
         let settings = packet.settings;
+        // A peer that takes back a grant it gave us waits until our view
+        // shows we saw it: answer at once instead of at the next keepalive.
+        let me = self.cfg.local.0;
+        let mut ack = false;
         if fresh_state {
+            ack = peer.groups.iter().any(|old| {
+                old.target == me
+                    && packet
+                        .groups
+                        .iter()
+                        .any(|new| new.group == old.group && new.target != me)
+            });
             peer.state_seq = packet.seq;
             peer.remote_state = packet.state;
             peer.view = packet.view;
@@ -468,6 +487,9 @@ impl Brain {
         }
         self.update_own_state();
         self.reconcile(now);
+        if ack && self.state != NodeState::Leaving {
+            self.queue_heartbeats(PacketKind::Heartbeat);
+        }
     }
 
     /// Runs every timer due at `now`: deaths, warnings, heartbeats.
@@ -562,6 +584,19 @@ impl Brain {
             if self.witness != WitnessState::Idle {
                 self.witness = WitnessState::Idle;
             }
+            // Every peer is back, and hears us: give the arbitrator's vote
+            // back, so a new split does not find it still with this node.
+            // (Not before they hear us: one that still thinks we are dead
+            // would be given the vote and act.)
+            let me = (self.cfg.local.0, self.cfg.incarnation);
+            let heard_back = self
+                .peers
+                .iter()
+                .all(|p| p.view.iter().any(|e| (e.node, e.incarnation) == me && e.up));
+            if self.witness_vote_held && heard_back {
+                self.witness_vote_held = false;
+                self.witness_release = true;
+            }
             self.witness_until = None;
             self.witness_again = None;
             self.witness_retry_at = None;
@@ -621,6 +656,12 @@ impl Brain {
         self.witness_requests.pop_front()
     }
 
+    /// Whether the daemon should tell the arbitrator that this node no
+    /// longer needs its vote (every peer is back). Reading clears it.
+    pub fn poll_witness_release(&mut self) -> bool {
+        std::mem::take(&mut self.witness_release)
+    }
+
     /// Feeds the outcome of witness probe `id`: whether any witness answered.
     pub fn handle_witness_result(&mut self, now: Timestamp, id: u64, reachable: bool) {
         self.advance(now);
@@ -659,6 +700,7 @@ impl Brain {
                 }
                 self.witness = WitnessState::Reached;
                 self.witness_until = Some(until);
+                self.witness_vote_held = true;
                 self.witness_granted_at = now;
                 self.witness_retry_at = None;
             }

@@ -538,6 +538,7 @@ impl Sim {
         let mut sends = Vec::new();
         let mut actions: Vec<Action> = Vec::new();
         let mut witness_probes: Vec<u64> = Vec::new();
+        let mut release = false;
         if let Some(b) = self.nodes.get_mut(i).and_then(|n| n.brain.as_mut()) {
             while let Some(t) = b.poll_transmit() {
                 sends.push(t);
@@ -548,6 +549,7 @@ impl Sim {
             while let Some(id) = b.poll_witness_probe() {
                 witness_probes.push(id);
             }
+            release = b.poll_witness_release();
             while let Some(e) = b.poll_event() {
                 self.log.push(Record {
                     at: now,
@@ -560,6 +562,19 @@ impl Sim {
         // witness configured in the simulation, every probe succeeds (the
         // two-node behaviour of plain Heartbeat).
         let any_witness = self.witness.iter().any(Option::is_some);
+        if release {
+            let reaches = !any_witness || self.witness.get(i).copied().flatten().unwrap_or(false);
+            let incarnation = self.nodes.get(i).map_or(0, |n| n.incarnation);
+            if reaches && let Some(a) = self.arbiter.as_mut() {
+                self.arbiter_counters[i] += 1;
+                a.release(
+                    "sim",
+                    &format!("n{}", i + 1),
+                    incarnation,
+                    self.arbiter_counters[i],
+                );
+            }
+        }
         if self.arbiter.is_some() {
             // The arbitrator decides when the request arrives (2 ms); the
             // answer is back 2 ms later; the node counts its vote from when

@@ -154,3 +154,31 @@ fn random_splits_arbiter_outages_crashes_and_freezes_never_run_a_group_twice() {
         assert!(s.violations.is_empty(), "seed {seed}: {:?}", s.violations);
     }
 }
+
+#[test]
+fn a_vote_no_longer_needed_is_given_back_so_the_next_failover_is_quick() {
+    let t = Timing::default();
+    for seed in seeds(50) {
+        let mut s = sim(seed);
+        // A split: n1 gets the vote and keeps the group.
+        s.partition(&[0]);
+        s.run_for(ms(1500));
+        assert_eq!(s.arbiter_holder(), Some(0), "seed {seed}");
+        // Healed: n1 gives the vote back at once.
+        s.heal();
+        let back = s.run_until_true(ms(1000), |s| s.arbiter_holder().is_none());
+        assert!(back.is_some(), "seed {seed}: the vote was not given back");
+        s.run_for(ms(200));
+        // n1 crashes right after: n2 gets the vote without waiting for a lapse.
+        s.crash(0);
+        let start = s.now();
+        while holder(&s) != Some(1) {
+            assert!(
+                s.now().since(start) < t.deadtime + ms(200),
+                "seed {seed}: no quick takeover"
+            );
+            s.run_for(ms(1));
+        }
+        assert!(s.violations.is_empty(), "seed {seed}: {:?}", s.violations);
+    }
+}

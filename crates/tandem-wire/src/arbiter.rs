@@ -35,6 +35,10 @@ pub struct VoteRequest {
     pub counter: u64,
     /// Random; echoed in the answer.
     pub nonce: u64,
+    /// The node gives the vote back (it needs it no more) instead of
+    /// asking for it.
+    #[serde(default)]
+    pub release: bool,
 }
 
 /// The arbitrator's answer.
@@ -151,6 +155,7 @@ mod tests {
             incarnation: 7,
             counter: 1,
             nonce: 42,
+            release: false,
         }
     }
 

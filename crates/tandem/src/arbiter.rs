@@ -170,7 +170,16 @@ pub fn serve(loaded: &Loaded, stop: &AtomicBool) -> anyhow::Result<()> {
                 continue;
             }
         };
-        let (granted, holder) = if elapsed < loaded.vote {
+        let (granted, holder) = if req.release {
+            if arbiter.release(&req.cluster, &req.node, req.incarnation, req.counter) {
+                tracing::info!(
+                    "cluster {}: {} gave the vote back ({from})",
+                    req.cluster,
+                    req.node
+                );
+            }
+            (false, None)
+        } else if elapsed < loaded.vote {
             (false, None)
         } else {
             match arbiter.request(now, &req.cluster, &req.node, req.incarnation, req.counter) {

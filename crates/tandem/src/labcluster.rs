@@ -66,7 +66,9 @@ pub struct WebCluster {
     pub vip: String,
     probe: Option<Child>,
     samples: Samples,
-    probe_started: Option<Instant>,
+    /// Wall-clock start of the probe's time scale (ms since 1970), shared
+    /// with the probe process so marks and samples use one clock.
+    probe_started: Option<f64>,
     exe: std::path::PathBuf,
     /// When set (e.g. by Ctrl-C), waits give up at once.
     pub abort: Option<Arc<std::sync::atomic::AtomicBool>>,
@@ -165,6 +167,7 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
 
     /// Starts the client: `tandem probe http://VIP/` every 10 ms in c1.
     pub fn start_probe(&mut self) -> anyhow::Result<()> {
+        let epoch = crate::cli::probe::unix_ms().floor();
         let mut child = self
             .lab
             .command("c1", &self.exe.to_string_lossy())?
@@ -175,6 +178,8 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
                 "10ms",
                 "--timeout",
                 "100ms",
+                "--epoch-unix-ms",
+                &format!("{epoch}"),
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -193,14 +198,14 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
             }
         });
         self.probe = Some(child);
-        self.probe_started = Some(Instant::now());
+        self.probe_started = Some(epoch);
         Ok(())
     }
 
     /// Milliseconds on the probe's clock (approximately) now.
     pub fn probe_now_ms(&self) -> f64 {
         self.probe_started
-            .map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0)
+            .map_or(0.0, |epoch| crate::cli::probe::unix_ms() - epoch)
     }
 
     /// A copy of every sample so far, in the order the requests were made.

@@ -147,6 +147,11 @@ enum Command {
         /// Timeout of one probe.
         #[arg(long, default_value = "100ms", value_parser = tandem_config::parse_duration)]
         timeout: std::time::Duration,
+        /// Count sample times from this wall-clock instant (milliseconds
+        /// since 1970) instead of from the probe's own start, so another
+        /// process can compare its times with the samples.
+        #[arg(long, value_name = "MS")]
+        epoch_unix_ms: Option<u64>,
     },
     /// Convert existing configuration: `tandem import heartbeat /etc/ha.d`
     /// prints the native tandem.toml equivalent to ha.cf + haresources +
@@ -178,6 +183,7 @@ enum Command {
     ///   key_file = "web.key"        # shared with the cluster's nodes (mode 600)
     ///
     /// On the nodes: [witness] kind = "arbiter", addresses = ["IP"], key_file = "...".
+    #[command(verbatim_doc_comment)]
     Witness {
         /// Configuration file.
         #[arg(long, short, default_value = "/etc/tandem/witness.toml")]
@@ -313,7 +319,8 @@ fn main() -> ExitCode {
             url,
             interval,
             timeout,
-        } => cli::probe::run(&url, interval, timeout),
+            epoch_unix_ms,
+        } => cli::probe::run(&url, interval, timeout, epoch_unix_ms),
         Command::Demo { loopback } => cli::demo::run(loopback),
     };
     match result {

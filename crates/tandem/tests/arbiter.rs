@@ -78,6 +78,7 @@ impl Node {
                 incarnation: 1,
                 counter: self.counter,
                 nonce: self.counter * 7919,
+                release: false,
             },
         )
     }
@@ -145,6 +146,21 @@ fn one_holder_per_cluster_renewals_refusals_and_no_replays() {
     std::thread::sleep(Duration::from_millis(500));
     let c = n2.ask().unwrap();
     assert!(c.granted, "{c:?}");
+    // n2 gives it back: n1 gets it at once, without waiting for a lapse.
+    n2.counter += 1;
+    let back = seal(
+        &n2.key,
+        &VoteRequest {
+            cluster: "web".into(),
+            node: "n2".into(),
+            incarnation: 1,
+            counter: n2.counter,
+            nonce: 1,
+            release: true,
+        },
+    );
+    assert!(n2.send(&back).is_some_and(|a| !a.granted));
+    assert!(n1.ask().unwrap().granted, "the vote was not given back");
 }
 
 #[test]

@@ -43,7 +43,14 @@ fn one(url: &str, t_ms: f64, timeout: Duration) -> Sample {
 }
 
 /// Runs the probe loop.
-pub fn run(url: &str, interval: Duration, timeout: Duration) -> anyhow::Result<()> {
+/// Sample times count from `epoch_unix_ms` (wall clock) when given, else
+/// from the probe's start.
+pub fn run(
+    url: &str,
+    interval: Duration,
+    timeout: Duration,
+    epoch_unix_ms: Option<u64>,
+) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone())?;
@@ -65,13 +72,15 @@ pub fn run(url: &str, interval: Duration, timeout: Duration) -> anyhow::Result<(
         })
     };
     let start = Instant::now();
+    // The probe's start, in milliseconds after the epoch.
+    let offset_ms = epoch_unix_ms.map_or(0.0, |e| unix_ms() - e as f64);
     let mut next = start;
     while !stop.load(Ordering::Relaxed) {
         let (tx, url) = (tx.clone(), url.to_string());
         std::thread::spawn(move || {
             // Stamped when the request really starts: a thread scheduled
             // late must not be ordered before requests made earlier.
-            let t_ms = start.elapsed().as_secs_f64() * 1000.0;
+            let t_ms = offset_ms + start.elapsed().as_secs_f64() * 1000.0;
             let _ = tx.send(one(&url, t_ms, timeout));
         });
         next += interval;
@@ -85,4 +94,11 @@ pub fn run(url: &str, interval: Duration, timeout: Duration) -> anyhow::Result<(
     drop(tx);
     let _ = writer.join();
     Ok(())
+}
+
+/// Milliseconds since 1970 by the wall clock.
+pub fn unix_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }

@@ -84,6 +84,9 @@ impl Heartbeat {
         while let Some(id) = self.brain.poll_witness_probe() {
             self.prober.probe(id);
         }
+        if self.brain.poll_witness_release() {
+            self.prober.release();
+        }
         while let Some((id, node)) = self.brain.poll_fence() {
             self.fencer.fence(id, node);
         }

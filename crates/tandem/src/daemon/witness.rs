@@ -136,6 +136,40 @@ impl Prober {
     }
 }
 
+impl Prober {
+    /// Tells the arbitrator (if the witness is one) that this node no
+    /// longer needs its vote: one datagram, no answer awaited.
+    pub fn release(&self) {
+        let Some(w) = &self.witness else { return };
+        let (WitnessKind::Arbiter { port, .. }, Some(addr)) = (&w.kind, w.addresses.first()) else {
+            return;
+        };
+        let Some(key) = self.identity.key.clone() else {
+            return;
+        };
+        let to = SocketAddr::new(*addr, *port);
+        let request = VoteRequest {
+            cluster: self.identity.cluster.clone(),
+            node: self.identity.node.clone(),
+            incarnation: self.identity.incarnation,
+            counter: self.counter.fetch_add(1, Ordering::Relaxed) + 1,
+            nonce: 0,
+            release: true,
+        };
+        std::thread::spawn(move || {
+            let bind: SocketAddr = if to.is_ipv4() {
+                (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            if let Ok(sock) = UdpSocket::bind(bind) {
+                let _ = sock.send_to(&tandem_wire::arbiter::seal(&key, &request), to);
+                tracing::info!("arbitrator {to}: vote given back (every peer is back)");
+            }
+        });
+    }
+}
+
 /// Asks the arbitrator at `to` for its vote: the request is sent up to
 /// three times within `timeout`; the first valid answer counts.
 fn ask_arbiter(to: SocketAddr, who: &Identity, counter: &AtomicU64, timeout: Duration) -> Answer {
@@ -169,6 +203,7 @@ fn ask_arbiter(to: SocketAddr, who: &Identity, counter: &AtomicU64, timeout: Dur
             incarnation: who.incarnation,
             counter: counter.fetch_add(1, Ordering::Relaxed) + 1,
             nonce,
+            release: false,
         };
         let _ = sock.send(&tandem_wire::arbiter::seal(key, &request));
         let slot_end = asked + timeout * (n + 1) / tries;
