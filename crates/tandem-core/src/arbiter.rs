@@ -34,6 +34,19 @@ struct ClusterVotes {
     last: HashMap<String, (u64, u64)>,
 }
 
+impl ClusterVotes {
+    /// Records `node`'s (incarnation, counter); false if it did not grow
+    /// (a replayed or reordered request).
+    fn admit(&mut self, node: &str, incarnation: u64, counter: u64) -> bool {
+        let seq = (incarnation, counter);
+        if self.last.get(node).is_some_and(|last| *last >= seq) {
+            return false;
+        }
+        self.last.insert(node.to_string(), seq);
+        true
+    }
+}
+
 /// The vote keeper of one arbitrator.
 #[derive(Debug)]
 pub struct Arbiter {
@@ -65,11 +78,9 @@ impl Arbiter {
         counter: u64,
     ) -> Decision {
         let c = self.clusters.entry(cluster.to_string()).or_default();
-        let seq = (incarnation, counter);
-        if c.last.get(node).is_some_and(|last| *last >= seq) {
+        if !c.admit(node, incarnation, counter) {
             return Decision::Replayed;
         }
-        c.last.insert(node.to_string(), seq);
         match &c.holder {
             Some((holder, until)) if holder != node && *until > now => Decision::Refused {
                 holder: holder.clone(),
@@ -86,11 +97,9 @@ impl Arbiter {
     /// returns whether it held it. Replays change nothing.
     pub fn release(&mut self, cluster: &str, node: &str, incarnation: u64, counter: u64) -> bool {
         let c = self.clusters.entry(cluster.to_string()).or_default();
-        let seq = (incarnation, counter);
-        if c.last.get(node).is_some_and(|last| *last >= seq) {
+        if !c.admit(node, incarnation, counter) {
             return false;
         }
-        c.last.insert(node.to_string(), seq);
         if c.holder.as_ref().is_some_and(|(h, _)| h == node) {
             c.holder = None;
             return true;

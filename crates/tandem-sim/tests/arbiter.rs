@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use rand::Rng;
-use tandem_core::{GroupSpec, NodeId, PlacementRules, ResourceSpec, Timestamp, Timing};
-use tandem_sim::{Sim, seeds};
+use tandem_core::{Timestamp, Timing};
+use tandem_sim::{Sim, seeds, sole_holder, two_node_app_group};
 
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
@@ -18,25 +18,7 @@ fn ms(v: u64) -> Duration {
 const VOTE: Duration = Duration::from_secs(2);
 
 fn sim(seed: u64) -> Sim {
-    let r = |n: &str| ResourceSpec {
-        name: n.into(),
-        start_timeout: ms(5000),
-        stop_timeout: ms(5000),
-        monitor_interval: Some(ms(1000)),
-        monitor_timeout: ms(1000),
-    };
-    let g = GroupSpec {
-        name: "app".into(),
-        resources: vec![r("vip"), r("app")],
-        rules: PlacementRules {
-            scores: vec![(NodeId(1), 100)],
-            stickiness: 0,
-            auto_failback: false,
-        },
-        migration_threshold: 3,
-        failure_timeout: None,
-    };
-    let mut s = Sim::with_groups(seed, 2, 1, Timing::default(), &[g]);
+    let mut s = Sim::with_groups(seed, 2, 1, Timing::default(), &[two_node_app_group()]);
     s.use_arbiter(VOTE);
     s.set_witness(0, true);
     s.set_witness(1, true);
@@ -45,8 +27,7 @@ fn sim(seed: u64) -> Sim {
 }
 
 fn holder(s: &Sim) -> Option<usize> {
-    let on = s.running_on(0, 1);
-    (on.len() == 1 && s.running_on(0, 0) == on).then(|| on[0])
+    sole_holder(s)
 }
 
 #[test]

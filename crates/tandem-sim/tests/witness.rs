@@ -5,40 +5,21 @@
 
 use std::time::Duration;
 
-use tandem_core::{Command, GroupSpec, NodeId, PlacementRules, ResourceSpec, Timestamp, Timing};
-use tandem_sim::{Sim, seeds};
+use tandem_core::{Command, Timestamp, Timing};
+use tandem_sim::{Sim, seeds, sole_holder, two_node_app_group};
 
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
 
 fn sim(seed: u64) -> Sim {
-    let r = |n: &str| ResourceSpec {
-        name: n.into(),
-        start_timeout: ms(5000),
-        stop_timeout: ms(5000),
-        monitor_interval: Some(ms(1000)),
-        monitor_timeout: ms(1000),
-    };
-    let g = GroupSpec {
-        name: "app".into(),
-        resources: vec![r("vip"), r("app")],
-        rules: PlacementRules {
-            scores: vec![(NodeId(1), 100)],
-            stickiness: 0,
-            auto_failback: false,
-        },
-        migration_threshold: 3,
-        failure_timeout: None,
-    };
-    let mut s = Sim::with_groups(seed, 2, 1, Timing::default(), &[g]);
+    let mut s = Sim::with_groups(seed, 2, 1, Timing::default(), &[two_node_app_group()]);
     s.run_until(Timestamp::ZERO + ms(2000));
     s
 }
 
 fn holder(s: &Sim) -> Option<usize> {
-    let on = s.running_on(0, 1);
-    (on.len() == 1 && s.running_on(0, 0) == on).then(|| on[0])
+    sole_holder(s)
 }
 
 #[test]

@@ -224,18 +224,7 @@ impl Lab {
         let script = format!(
             "table inet labloss {{\n chain in {{ type filter hook input priority -50; policy accept; iifname \"{iface}\" numgen random mod 100 < {percent} counter drop; }}\n chain out {{ type filter hook output priority -50; policy accept; oifname \"{iface}\" numgen random mod 100 < {percent} counter drop; }}\n}}\n"
         );
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &h.netns, "nft", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .context("run nft")?;
-        if let Some(mut i) = child.stdin.take() {
-            std::io::Write::write_all(&mut i, script.as_bytes())?;
-        }
-        if !child.wait()?.success() {
-            bail!("nft refused the loss rules");
-        }
-        Ok(())
+        nft_in(&h.netns, &script, "the loss rules")
     }
 
     /// Packets dropped so far by [`Lab::lossy`] on host `name`.
@@ -315,18 +304,7 @@ impl Lab {
         } else {
             "delete table inet labcut\n".to_string()
         };
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &h.netns, "nft", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .context("run nft")?;
-        if let Some(mut i) = child.stdin.take() {
-            std::io::Write::write_all(&mut i, script.as_bytes())?;
-        }
-        if !child.wait()?.success() {
-            bail!("nft refused the partition rules");
-        }
-        Ok(())
+        nft_in(&h.netns, &script, "the partition rules")
     }
 
     /// A command that runs inside host `name`'s namespace.
@@ -336,6 +314,53 @@ impl Lab {
         c.args(["netns", "exec", &h.netns, program]);
         Ok(c)
     }
+}
+
+/// A two-node configuration for lab subnet `subnet` (nodes n1 and n2 on
+/// 198.18.S.11/12, one unicast link) with one group `vip` holding one
+/// floating address `address` (e.g. "fd00:18::200/64") on eth0; key file
+/// "authkey", initdead 1 s.
+pub fn vip_cluster_config(cluster: &str, subnet: u8, address: &str) -> String {
+    format!(
+        r#"cluster = "{cluster}"
+key_file = "authkey"
+realtime = false
+[timing]
+initdead = "1s"
+[[link]]
+name = "lan"
+kind = "ucast"
+[[node]]
+name = "n1"
+addresses = {{ lan = "198.18.{subnet}.11" }}
+[[node]]
+name = "n2"
+addresses = {{ lan = "198.18.{subnet}.12" }}
+[[group]]
+name = "vip"
+[[group.resource]]
+name = "vip"
+agent = "ipaddr"
+params = {{ address = "{address}", interface = "eth0" }}
+monitor = "1s"
+"#
+    )
+}
+
+/// Runs an nftables script in namespace `netns`; `what` names it in errors.
+fn nft_in(netns: &str, script: &str, what: &str) -> anyhow::Result<()> {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", netns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("run nft")?;
+    if let Some(mut i) = child.stdin.take() {
+        std::io::Write::write_all(&mut i, script.as_bytes())?;
+    }
+    if !child.wait()?.success() {
+        bail!("nft refused {what}");
+    }
+    Ok(())
 }
 
 impl Drop for Lab {

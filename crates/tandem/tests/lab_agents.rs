@@ -131,28 +131,7 @@ monitor = "1s"
 #[test]
 fn ipv6_floating_address_is_added_announced_and_removed() {
     let lab = Lab::new("tdv6", 79, &["n1", "n2"]).expect("lab (root needed)");
-    let text = r#"cluster = "v6"
-key_file = "authkey"
-realtime = false
-[timing]
-initdead = "1s"
-[[link]]
-name = "lan"
-kind = "ucast"
-[[node]]
-name = "n1"
-addresses = { lan = "198.18.79.11" }
-[[node]]
-name = "n2"
-addresses = { lan = "198.18.79.12" }
-[[group]]
-name = "v6"
-[[group.resource]]
-name = "vip6"
-agent = "ipaddr"
-params = { address = "fd00:18::200/64", interface = "eth0" }
-monitor = "1s"
-"#;
+    let text = &tandem::lab::vip_cluster_config("v6", 79, "fd00:18::200/64");
     let h = &lab.hosts[0];
     let mut c = LocalCluster::from_config(
         EXE.as_ref(),

@@ -100,28 +100,7 @@ fn eventually(within: Duration, mut pred: impl FnMut() -> bool) -> bool {
 #[test]
 fn an_ipv6_vip_goes_silent_by_itself_while_its_daemon_is_frozen() {
     let lab = tandem::lab::Lab::new("tfr6", 75, &["n1", "n2"]).expect("lab (root needed)");
-    let text = r#"cluster = "v6lease"
-key_file = "authkey"
-realtime = false
-[timing]
-initdead = "1s"
-[[link]]
-name = "lan"
-kind = "ucast"
-[[node]]
-name = "n1"
-addresses = { lan = "198.18.75.11" }
-[[node]]
-name = "n2"
-addresses = { lan = "198.18.75.12" }
-[[group]]
-name = "v6"
-[[group.resource]]
-name = "vip6"
-agent = "ipaddr"
-params = { address = "fd00:75::200/64", interface = "eth0" }
-monitor = "1s"
-"#;
+    let text = &tandem::lab::vip_cluster_config("v6lease", 75, "fd00:75::200/64");
     let (n1, n2) = (&lab.hosts[0], &lab.hosts[1]);
     // Only n1 runs a daemon; n2 is the client, on the same IPv6 prefix.
     let ok = Command::new("ip")
