@@ -244,10 +244,19 @@ pub fn announce(interface: String, ip: IpAddr, count: u32, interval: Duration) {
             return;
         }
     };
-    if let Err(e) = announcer.send() {
-        tracing::warn!("announcing {ip} on {interface} failed: {e}");
-    }
+    let first = announcer.send();
     std::thread::spawn(move || {
+        // The kernel lease for a new address may land a moment after it:
+        // until then the lease rules refuse what leaves from it (IPv6).
+        if let Err(e) = first {
+            let retried = (0..25).any(|_| {
+                std::thread::sleep(Duration::from_millis(2));
+                announcer.send().is_ok()
+            });
+            if !retried {
+                tracing::warn!("announcing {ip} on {interface} failed: {e}");
+            }
+        }
         for _ in 1..count {
             std::thread::sleep(interval);
             let _ = announcer.send();

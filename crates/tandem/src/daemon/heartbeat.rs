@@ -207,8 +207,11 @@ impl Heartbeat {
             if self.brain.poll_timeout().is_some_and(|d| d <= now) {
                 self.brain.handle_timeout(now);
             }
-            let reported = self.flush();
+            // The kernel lease first: a start about to be submitted must
+            // find its addresses leased (an IPv6 announcement sent from an
+            // unleased address is refused by the lease rules).
             self.sync_lease(&mut lease_sent);
+            let reported = self.flush();
             if reported || last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY) {
                 self.publish(now);
                 last_publish = Some(Instant::now());
