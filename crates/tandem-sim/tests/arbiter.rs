@@ -26,18 +26,19 @@ fn sim(seed: u64) -> Sim {
     s
 }
 
-fn holder(s: &Sim) -> Option<usize> {
-    sole_holder(s)
-}
-
 #[test]
 fn a_split_where_both_reach_the_arbiter_leaves_the_group_with_its_holder() {
     for seed in seeds(100) {
         let mut s = sim(seed);
-        assert_eq!(holder(&s), Some(0), "seed {seed}");
+        assert_eq!(sole_holder(&s), Some(0), "seed {seed}");
         s.partition(&[0]);
         s.run_for(ms(5000));
-        assert_eq!(holder(&s), Some(0), "seed {seed}: {:?}", s.running_on(0, 1));
+        assert_eq!(
+            sole_holder(&s),
+            Some(0),
+            "seed {seed}: {:?}",
+            s.running_on(0, 1)
+        );
         assert_eq!(s.arbiter_holder(), Some(0), "seed {seed}");
         let w = s.brain(1).unwrap().waiting();
         assert!(
@@ -46,7 +47,7 @@ fn a_split_where_both_reach_the_arbiter_leaves_the_group_with_its_holder() {
         );
         s.heal();
         s.run_for(ms(3000));
-        assert_eq!(holder(&s), Some(0), "seed {seed}");
+        assert_eq!(sole_holder(&s), Some(0), "seed {seed}");
         assert!(s.violations.is_empty(), "seed {seed}: {:?}", s.violations);
     }
 }
@@ -57,14 +58,8 @@ fn a_crashed_holder_is_replaced_within_deadtime() {
     for seed in seeds(50) {
         let mut s = sim(seed);
         s.crash(0);
-        let start = s.now();
-        while holder(&s) != Some(1) {
-            assert!(
-                s.now().since(start) < t.deadtime + ms(200),
-                "seed {seed}: no takeover"
-            );
-            s.run_for(ms(1));
-        }
+        let took = s.run_until_true(t.deadtime + ms(200), |s| sole_holder(s) == Some(1));
+        assert!(took.is_some(), "seed {seed}: no takeover");
         assert!(s.violations.is_empty(), "seed {seed}: {:?}", s.violations);
     }
 }
@@ -75,13 +70,13 @@ fn a_holder_that_loses_the_arbiter_stops_and_the_other_node_takes_over() {
         let mut s = sim(seed);
         s.partition(&[0]);
         s.run_for(ms(2000));
-        assert_eq!(holder(&s), Some(0), "seed {seed}");
+        assert_eq!(sole_holder(&s), Some(0), "seed {seed}");
         // Now n1 cannot reach the arbitrator either: its renewals fail, its
         // vote lapses, it stops; n2 asks again every second and gets the
         // vote once the arbitrator's copy lapsed too.
         s.set_witness(0, false);
         let ok = s.run_until_true(ms(2 * VOTE.as_millis() as u64 + 3000), |s| {
-            holder(s) == Some(1)
+            sole_holder(s) == Some(1)
         });
         assert!(
             ok.is_some(),
@@ -127,7 +122,7 @@ fn random_splits_arbiter_outages_crashes_and_freezes_never_run_a_group_twice() {
         s.heal();
         s.set_witness(0, true);
         s.set_witness(1, true);
-        let ok = s.run_until_true(ms(10_000), |s| holder(s).is_some());
+        let ok = s.run_until_true(ms(10_000), |s| sole_holder(s).is_some());
         assert!(
             ok.is_some(),
             "seed {seed}: nobody runs the group after healing"
@@ -152,14 +147,8 @@ fn a_vote_no_longer_needed_is_given_back_so_the_next_failover_is_quick() {
         s.run_for(ms(200));
         // n1 crashes right after: n2 gets the vote without waiting for a lapse.
         s.crash(0);
-        let start = s.now();
-        while holder(&s) != Some(1) {
-            assert!(
-                s.now().since(start) < t.deadtime + ms(200),
-                "seed {seed}: no quick takeover"
-            );
-            s.run_for(ms(1));
-        }
+        let took = s.run_until_true(t.deadtime + ms(200), |s| sole_holder(s) == Some(1));
+        assert!(took.is_some(), "seed {seed}: no quick takeover");
         assert!(s.violations.is_empty(), "seed {seed}: {:?}", s.violations);
     }
 }

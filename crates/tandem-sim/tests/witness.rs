@@ -18,21 +18,22 @@ fn sim(seed: u64) -> Sim {
     s
 }
 
-fn holder(s: &Sim) -> Option<usize> {
-    sole_holder(s)
-}
-
 #[test]
 fn only_the_side_that_reaches_the_witness_takes_over() {
     for seed in seeds(100) {
         let mut s = sim(seed);
-        assert_eq!(holder(&s), Some(0), "seed {seed}");
+        assert_eq!(sole_holder(&s), Some(0), "seed {seed}");
         // The cable between the rooms is cut; only n2 still reaches the router.
         s.set_witness(0, false);
         s.set_witness(1, true);
         s.partition(&[0]);
         s.run_for(Duration::from_secs(2));
-        assert_eq!(holder(&s), Some(1), "seed {seed}: {:?}", s.running_on(0, 1));
+        assert_eq!(
+            sole_holder(&s),
+            Some(1),
+            "seed {seed}: {:?}",
+            s.running_on(0, 1)
+        );
         let st = s.brain(0).unwrap().status(s.now());
         assert!(
             st.waiting.unwrap().contains("witness unreachable"),
@@ -44,7 +45,7 @@ fn only_the_side_that_reaches_the_witness_takes_over() {
         s.run_for(Duration::from_secs(1));
         assert!(s.brain(0).unwrap().waiting().is_none(), "seed {seed}");
         assert_eq!(
-            holder(&s),
+            sole_holder(&s),
             Some(1),
             "seed {seed}: no auto-failback configured"
         );
@@ -77,7 +78,7 @@ fn when_nobody_reaches_the_witness_both_wait_until_forced() {
         s.command(1, Command::ForcePrimary { node: "n2".into() })
             .unwrap();
         s.run_for(Duration::from_millis(200));
-        assert_eq!(holder(&s), Some(1), "seed {seed}");
+        assert_eq!(sole_holder(&s), Some(1), "seed {seed}");
         assert!(s.violations.is_empty(), "seed {seed}: {:?}", s.violations);
     }
 }
@@ -90,13 +91,7 @@ fn a_crashed_holder_is_replaced_when_the_witness_answers() {
         s.set_witness(0, true);
         s.set_witness(1, true);
         s.crash(0);
-        let start = s.now();
-        while holder(&s) != Some(1) {
-            assert!(
-                s.now().since(start) < t.deadtime + ms(200),
-                "seed {seed}: no takeover"
-            );
-            s.run_for(ms(1));
-        }
+        let took = s.run_until_true(t.deadtime + ms(200), |s| sole_holder(s) == Some(1));
+        assert!(took.is_some(), "seed {seed}: no takeover");
     }
 }

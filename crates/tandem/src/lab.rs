@@ -316,11 +316,10 @@ impl Lab {
     }
 }
 
-/// A two-node configuration for lab subnet `subnet` (nodes n1 and n2 on
-/// 198.18.S.11/12, one unicast link) with one group `vip` holding one
-/// floating address `address` (e.g. "fd00:18::200/64") on eth0; key file
-/// "authkey", initdead 1 s.
-pub fn vip_cluster_config(cluster: &str, subnet: u8, address: &str) -> String {
+/// The head of a two-node lab configuration: nodes n1 and n2 on
+/// 198.18.S.11/12, one unicast link, key file "authkey", initdead 1 s,
+/// no real-time scheduling. Append `[[group]]` tables to it.
+pub fn two_node_config(cluster: &str, subnet: u8) -> String {
     format!(
         r#"cluster = "{cluster}"
 key_file = "authkey"
@@ -336,14 +335,23 @@ addresses = {{ lan = "198.18.{subnet}.11" }}
 [[node]]
 name = "n2"
 addresses = {{ lan = "198.18.{subnet}.12" }}
-[[group]]
+"#
+    )
+}
+
+/// [`two_node_config`] with one group `vip` holding one floating address
+/// `address` (e.g. "fd00:18::200/64") on eth0.
+pub fn vip_cluster_config(cluster: &str, subnet: u8, address: &str) -> String {
+    format!(
+        r#"{}[[group]]
 name = "vip"
 [[group.resource]]
 name = "vip"
 agent = "ipaddr"
 params = {{ address = "{address}", interface = "eth0" }}
 monitor = "1s"
-"#
+"#,
+        two_node_config(cluster, subnet)
     )
 }
 

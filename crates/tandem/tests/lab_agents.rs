@@ -23,21 +23,7 @@ fn ocf_ipaddr2_and_dummy_start_monitor_and_stop() {
     let state = tempfile::tempdir().unwrap();
     let dummy_state = state.path().join("dummy.state");
     let text = format!(
-        r#"cluster = "ocf"
-key_file = "authkey"
-realtime = false
-[timing]
-initdead = "1s"
-[[link]]
-name = "lan"
-kind = "ucast"
-[[node]]
-name = "n1"
-addresses = {{ lan = "198.18.67.11" }}
-[[node]]
-name = "n2"
-addresses = {{ lan = "198.18.67.12" }}
-[[group]]
+        r#"{}[[group]]
 name = "db"
 [[group.resource]]
 name = "ip"
@@ -50,6 +36,7 @@ agent = "ocf:heartbeat:Dummy"
 params = {{ state = "{}" }}
 monitor = "1s"
 "#,
+        tandem::lab::two_node_config("ocf", 67),
         dummy_state.display()
     );
     let h = &lab.hosts[0];
