@@ -832,6 +832,20 @@ pub fn convert(
             ),
             Some("Heartbeat refuses this too; raise deadtime".into()),
         );
+    } else if dt < crate::model::min_deadtime(ka) {
+        let l = line_of(cf.deadtime.or(cf.keepalive).map_or(1, |v| v.1));
+        g.error(
+            &l,
+            format!(
+                "deadtime ({}) must be at least 4 x keepalive + 10 ms ({}) for tandem",
+                ms(dt),
+                ms(crate::model::min_deadtime(ka))
+            ),
+            Some(
+                "raise deadtime: the lease under which a node serves must outlast a lost heartbeat, a refresh period and two ticks of the kernel's timer (docs/safety.md, \"Lease sizing\")"
+                    .into(),
+            ),
+        );
     }
     let wt = cf.warntime.map_or(dt / 2, |v| v.0);
     if wt <= ka || wt >= dt {

@@ -19,6 +19,7 @@ pub use duration::parse_duration;
 pub use groups::{AgentKind, CheckKind, Explicit, Group, HealthCheck, Resource};
 pub use model::{
     Config, DEFAULT_PORT, Fencing, Link, LinkKind, Node, Watchdog, Witness, WitnessKind,
+    min_deadtime,
 };
 
 use std::path::{Path, PathBuf};

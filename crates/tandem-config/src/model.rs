@@ -263,6 +263,17 @@ impl Checker<'_> {
     }
 }
 
+/// The shortest deadtime accepted with `keepalive`: 4 × keepalive + 10 ms.
+///
+/// The lease under which a node serves ends `deadtime − 2 %` after the
+/// last heartbeat a peer acknowledged, which is up to two keepalives old
+/// (three with one lost), and is refreshed every keepalive; the kernel
+/// counts it in timer ticks (4 ms with HZ=250) and may end it a tick early.
+/// This floor keeps the kernel's copy alive through all of that.
+pub fn min_deadtime(keepalive: Duration) -> Duration {
+    keepalive * 4 + Duration::from_millis(10)
+}
+
 pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -414,28 +425,63 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
         |s| base.join(s.get_ref()),
     );
 
-    // Timings: defaults derive from whatever the operator did set.
+    // Timings: a preset, then defaults derived from whatever the operator
+    // did set.
     let t = &raw.timing;
+    let preset = t.preset.as_ref().and_then(|p| match p.get_ref().as_str() {
+        "default" => Some(Timing::default()),
+        "fast" => Some(Timing::fast()),
+        other => {
+            c.error(
+                p.span().start,
+                format!("unknown timing preset `{other}`"),
+                Some(
+                    "use preset = \"default\" (keepalive 100 ms, deadtime 500 ms) or \"fast\" (keepalive 10 ms, deadtime 50 ms)"
+                        .into(),
+                ),
+            );
+            None
+        }
+    });
     let keepalive = c.time(&t.keepalive, "keepalive");
     let deadtime = c.time(&t.deadtime, "deadtime");
     let warntime = c.time(&t.warntime, "warntime");
     let initdead = c.time(&t.initdead, "initdead");
-    let ka = keepalive.map_or(Duration::from_millis(100), |v| v.0);
-    let dt = deadtime.map_or(ka * 5, |v| v.0);
-    let wt = warntime.map_or(dt * 3 / 5, |v| v.0);
-    let id = initdead.map_or((dt * 2).max(Duration::from_secs(3)), |v| v.0);
+    let ka = keepalive.map_or(
+        preset.map_or(Duration::from_millis(100), |p| p.keepalive),
+        |v| v.0,
+    );
+    let dt = deadtime.map_or(
+        preset
+            .filter(|_| keepalive.is_none())
+            .map_or(ka * 5, |p| p.deadtime),
+        |v| v.0,
+    );
+    let wt = warntime.map_or(
+        preset
+            .filter(|_| keepalive.is_none() && deadtime.is_none())
+            .map_or(dt * 3 / 5, |p| p.warntime),
+        |v| v.0,
+    );
+    let id = initdead.map_or(
+        preset
+            .filter(|_| deadtime.is_none())
+            .map_or((dt * 2).max(Duration::from_secs(3)), |p| p.initdead),
+        |v| v.0,
+    );
     let dt_at = deadtime.or(keepalive).map_or(0, |v| v.1);
-    if dt <= ka * 2 {
+    if dt < min_deadtime(ka) {
         c.error(
             dt_at,
             format!(
-                "deadtime ({}) must be more than twice keepalive ({})",
+                "deadtime ({}) must be at least 4 x keepalive + 10 ms ({}) with keepalive {}",
                 ms(dt),
+                ms(min_deadtime(ka)),
                 ms(ka)
             ),
             Some(format!(
-                "set deadtime to at least {} so a node survives a lost heartbeat or two",
-                ms(ka * 5)
+                "set deadtime to at least {}: the lease under which a node serves must outlast a lost heartbeat, a refresh period and two ticks of the kernel's timer (docs/safety.md, \"Lease sizing\")",
+                ms(min_deadtime(ka).max(ka * 4))
             )),
         );
     }

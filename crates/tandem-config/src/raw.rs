@@ -110,6 +110,7 @@ pub(crate) struct RawCheck {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTiming {
+    pub preset: Option<Spanned<String>>,
     pub keepalive: Option<Spanned<RawTime>>,
     pub warntime: Option<Spanned<RawTime>>,
     pub deadtime: Option<Spanned<RawTime>>,

@@ -28,6 +28,40 @@ pub struct Timing {
     pub initdead: Duration,
 }
 
+impl Timing {
+    /// The `fast` preset: keepalive 10 ms, warntime 30 ms, deadtime 50 ms,
+    /// initdead 2 s (100 heartbeats a second per link, as keepalived's
+    /// `advert_int 0.01`; deadtime is the floor for that keepalive).
+    pub fn fast() -> Self {
+        Self {
+            keepalive: Duration::from_millis(10),
+            warntime: Duration::from_millis(30),
+            deadtime: Duration::from_millis(50),
+            initdead: Duration::from_secs(2),
+        }
+    }
+
+    /// How long this node may serve its groups after it last sent a
+    /// heartbeat (the bound for a frozen node): `deadtime − keepalive −
+    /// deadtime/50`.
+    ///
+    /// A peer can take over only after it has heard nothing from this node
+    /// for `deadtime`. This node sends every `keepalive`, so if it freezes
+    /// right after a send and that last heartbeat is lost too, a peer's
+    /// silence started at most one `keepalive` earlier. The last term (2 %
+    /// of deadtime) covers clock-rate differences between the nodes. The
+    /// lease is therefore sized from the takeover bound, not from the
+    /// keepalive: it lasts several refresh periods, so scheduling hiccups
+    /// shorter than `deadtime − 2 × keepalive` neither let it lapse nor
+    /// make the node release its groups (`docs/safety.md`, "Lease sizing").
+    pub fn lease_span(&self) -> Duration {
+        self.deadtime
+            .saturating_sub(self.keepalive)
+            .saturating_sub(self.deadtime / 50)
+            .max(Duration::from_millis(1))
+    }
+}
+
 impl Default for Timing {
     /// tandem's defaults: sub-second detection that tolerates four lost
     /// heartbeats in a row (see `docs/configuration.md`).
@@ -219,10 +253,37 @@ pub struct Brain {
     witness_release: bool,
     lease_until: Option<Timestamp>,
     lease_lost: bool,
+    /// When this node last queued heartbeats: leases count from here.
+    last_sent: Timestamp,
+    /// Recent sends: (last sequence number of the batch, when), oldest
+    /// first, to learn when a packet a peer acknowledges was sent.
+    sent_log: VecDeque<(u64, Timestamp)>,
     /// Per peer (by index): fencing state since it was last declared dead.
     fence: Vec<FenceState>,
     fence_requests: VecDeque<(u64, NodeId)>,
     fence_history: VecDeque<crate::status::FenceRecord>,
+}
+
+/// What peers acknowledged of this node's heartbeats (see
+/// `Brain::peers_acked_at`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Acked {
+    /// No peer that could take over has acknowledged anything.
+    Nobody,
+    /// The acknowledged packet was sent then.
+    At(Timestamp),
+    /// Longer ago than this node remembers (two deadtimes).
+    TooLongAgo,
+}
+
+impl Acked {
+    fn earlier(self, other: Acked) -> Acked {
+        match (self, other) {
+            (Acked::TooLongAgo, _) | (_, Acked::TooLongAgo) => Acked::TooLongAgo,
+            (Acked::Nobody, x) | (x, Acked::Nobody) => x,
+            (Acked::At(a), Acked::At(b)) => Acked::At(a.min(b)),
+        }
+    }
 }
 
 /// Fencing of one peer.
@@ -332,6 +393,8 @@ impl Brain {
             witness_release: false,
             lease_until: None,
             lease_lost: false,
+            last_sent: now,
+            sent_log: VecDeque::new(),
             fence: Vec::new(),
             fence_requests: VecDeque::new(),
             fence_history: VecDeque::new(),
@@ -521,6 +584,8 @@ impl Brain {
             if self.next_send <= now {
                 self.next_send = now + self.cfg.timing.keepalive;
             }
+            // The lease counts from this send.
+            self.renew_lease(now);
         }
     }
 
@@ -739,29 +804,82 @@ impl Brain {
         }
     }
 
-    /// How long a lease lasts from a renewal: deadtime − warntime −
-    /// keepalive/2. Renewals need the peers heard within warntime (or a
-    /// witness, or quorum) and happen at least every keepalive, so a lease
-    /// ends half a keepalive before any peer can declare this node dead.
-    fn lease_span(&self) -> Duration {
-        let t = &self.cfg.timing;
-        t.deadtime
-            .saturating_sub(t.warntime)
-            .saturating_sub(t.keepalive / 2)
-            .max(Duration::from_millis(1))
-    }
-
     /// Renews (or lets lapse) the lease under which this node holds groups.
+    ///
+    /// Two bounds, the earlier wins (`docs/safety.md`, "Lease sizing"):
+    /// - frozen: the lease ends [`Timing::lease_span`] after the last
+    ///   heartbeat this node sent;
+    /// - cut off: a peer declares this node dead `deadtime` after the last
+    ///   packet it received from it, and its heartbeats say which one that
+    ///   was (the view's `seen`), so the lease ends `deadtime − 2 %` after
+    ///   that packet was sent — for every member peer with two nodes, for
+    ///   the majority with quorum.
     fn renew_lease(&mut self, now: Timestamp) {
         let holds = self.groups.iter().any(|g| g.phase().is_active());
         let may = !self.lease_lost
             && self.has_quorum()
             && self.witness_allows()
             && self.state != NodeState::Leaving;
+        let t = &self.cfg.timing;
+        let frozen_end = self.last_sent + t.lease_span();
+        let cut_end = match self.peers_acked_at() {
+            Acked::Nobody => frozen_end,
+            Acked::At(at) => at + t.deadtime.saturating_sub(t.deadtime / 50),
+            Acked::TooLongAgo => now,
+        };
+        let span_end = cut_end.min(frozen_end);
         // Acting alone on an arbitrator's vote: never past the vote.
-        let span_end = now + self.lease_span();
         let end = self.witness_until.map_or(span_end, |u| u.min(span_end));
         self.lease_until = (holds && may && end > now).then_some(end);
+    }
+
+    /// When the packet the peers that could take over last acknowledged was
+    /// sent: the earliest over member peers with two nodes; with quorum,
+    /// the latest moment by which a majority (with this node) had received
+    /// one. Peers that never acknowledged this incarnation are not counted
+    /// (they have not heard it; `initdead` holds them back).
+    fn peers_acked_at(&self) -> Acked {
+        let me = (self.cfg.local.0, self.cfg.incarnation);
+        let acked = |p: &Peer| match p.seen(me) {
+            0 => Acked::Nobody,
+            seq => self.sent_at(seq).map_or(Acked::TooLongAgo, Acked::At),
+        };
+        if !self.cfg.quorum.enabled {
+            return self
+                .peers
+                .iter()
+                .filter(|p| p.state.is_member())
+                .map(acked)
+                .fold(Acked::Nobody, Acked::earlier);
+        }
+        let total: u32 = self.cfg.nodes.iter().map(|n| self.votes(n.id)).sum();
+        let mut heard: Vec<(Timestamp, u32)> = self
+            .peers
+            .iter()
+            .filter(|p| {
+                p.state == PeerState::Online
+                    && p.view.iter().any(|e| (e.node, e.incarnation) == me && e.up)
+            })
+            .filter_map(|p| match acked(p) {
+                Acked::At(t) => Some((t, self.votes(p.id))),
+                Acked::Nobody | Acked::TooLongAgo => None,
+            })
+            .collect();
+        heard.sort_by_key(|h| std::cmp::Reverse(h.0));
+        let mut present = self.votes(self.cfg.local);
+        let mut at = Acked::Nobody;
+        for (t, v) in heard {
+            if present * 2 > total {
+                break;
+            }
+            present += v;
+            at = Acked::At(t);
+        }
+        if present * 2 > total {
+            at
+        } else {
+            Acked::TooLongAgo
+        }
     }
 
     /// Until when this node may serve its groups' addresses (the daemon
@@ -989,6 +1107,7 @@ impl Brain {
         let groups = self.group_reports();
         let settings = (self.settings.generation > 0).then(|| self.settings.to_wire(self.last_now));
         self.reported = (groups.clone(), self.settings_key());
+        self.last_sent = self.last_now;
         for i in 0..self.cfg.links.len() {
             // One sequence across links: packets of different links can be
             // ordered, so a late packet never overrides a newer state.
@@ -1012,6 +1131,28 @@ impl Brain {
                 payload: tandem_wire::encode(&packet, &self.cfg.keys),
             });
         }
+        self.sent_log.push_back((self.seq, self.last_now));
+        while self.sent_log.len() > 1
+            && self
+                .sent_log
+                .front()
+                .is_some_and(|&(_, at)| self.last_now.since(at) > self.cfg.timing.deadtime * 2)
+        {
+            self.sent_log.pop_front();
+        }
+    }
+
+    /// When this node sent the packet with sequence number `seq`; `None`
+    /// if it is older than the log (more than two deadtimes ago).
+    fn sent_at(&self, seq: u64) -> Option<Timestamp> {
+        let (first, _) = *self.sent_log.front()?;
+        if seq + u64::try_from(self.cfg.links.len()).unwrap_or(u64::MAX) <= first {
+            return None;
+        }
+        self.sent_log
+            .iter()
+            .find(|&&(last, _)| last >= seq)
+            .map(|&(_, at)| at)
     }
 
     /// The next instant at which [`Brain::handle_timeout`] must be called.

@@ -22,6 +22,10 @@ fn sim(seed: u64, n: usize) -> Sim {
 }
 
 fn sim_afb(seed: u64, n: usize, auto_failback: bool) -> Sim {
+    sim_timed(seed, n, auto_failback, Timing::default(), ms(3))
+}
+
+fn sim_timed(seed: u64, n: usize, auto_failback: bool, t: Timing, delay_max: Duration) -> Sim {
     let r = |name: &str| ResourceSpec {
         name: name.into(),
         start_timeout: ms(5000),
@@ -46,14 +50,14 @@ fn sim_afb(seed: u64, n: usize, auto_failback: bool) -> Sim {
         no_quorum: tandem_core::NoQuorumPolicy::Stop,
         wait_for_all: true,
     };
-    let mut s = Sim::with_quorum(seed, n, 2, Timing::default(), &[g], q);
+    let mut s = Sim::with_quorum(seed, n, 2, t, &[g], q);
     for l in 0..2 {
         s.set_link(
             l,
             LinkModel {
                 loss: 0.02,
                 delay_min: ms(0),
-                delay_max: ms(3),
+                delay_max,
                 ..LinkModel::default()
             },
         );
@@ -121,6 +125,92 @@ fn after_a_freeze_the_group_settles_on_the_survivor() {
         s.run_for(ms(3000));
         assert_eq!(s.running_on(0, 0), vec![1], "seed {seed}");
         assert_eq!(s.running_on(0, 1), vec![1], "seed {seed}");
+        assert!(s.violations.is_empty(), "seed {seed}: {:?}", s.violations);
+    }
+}
+
+fn lease_lost_since(s: &Sim, i: usize, since: Timestamp) -> bool {
+    s.events_of(i, since)
+        .any(|r| matches!(r.event, Event::LeaseLost { .. }))
+}
+
+/// Issue 17: at the fast timings the lease used to last 15 ms and lapse
+/// between refreshes (one 4 ms kernel tick, a late refresh). Sized from the takeover bound, it never lapses in
+/// steady state and always has more than one refresh period left.
+#[test]
+fn at_fast_timings_the_lease_never_runs_low_in_steady_state() {
+    let t = Timing::fast();
+    for seed in seeds(30) {
+        let mut s = sim_timed(seed, 2 + (seed % 2) as usize, true, t, ms(1));
+        let from = s.now();
+        let mut lowest = Duration::MAX;
+        for _ in 0..3000 {
+            s.run_for(ms(1));
+            let until = s.brain(0).unwrap().lease_until();
+            assert!(
+                until.is_some_and(|u| u > s.now()),
+                "seed {seed}: lease gap at {:?}",
+                s.now()
+            );
+            lowest = lowest.min(until.unwrap().since(s.now()));
+        }
+        // 49 ms from the last acknowledged heartbeat, two keepalives old at
+        // worst (three with one lost): the kernel's copy (one 4 ms tick
+        // shorter, which may end a tick early) never lapses.
+        assert!(
+            lowest >= ms(12),
+            "seed {seed}: only {lowest:?} left at worst"
+        );
+        assert!(!lease_lost_since(&s, 0, from), "seed {seed}");
+        assert!(s.violations.is_empty(), "seed {seed}: {:?}", s.violations);
+    }
+}
+
+/// A scheduling hiccup shorter than the takeover bound (a VM's vCPU
+/// descheduled for 18 ms at the fast timings) is not a freeze: the lease is
+/// still valid when the daemon runs again, so it releases nothing.
+#[test]
+fn a_hiccup_shorter_than_the_takeover_bound_releases_nothing() {
+    let t = Timing::fast();
+    for seed in seeds(100) {
+        let mut s = sim_timed(seed, 2, true, t, ms(1));
+        assert_eq!(s.running_on(0, 0), vec![0], "seed {seed}");
+        let from = s.now();
+        for _ in 0..5 {
+            let gap = ms(s.rng().random_range(1..30));
+            s.run_for(gap);
+            let hiccup = ms(s.rng().random_range(1..=18));
+            s.freeze(0);
+            s.run_for(hiccup);
+            s.thaw(0);
+        }
+        s.run_for(ms(200));
+        assert!(!lease_lost_since(&s, 0, from), "seed {seed}");
+        assert_eq!(s.running_on(0, 0), vec![0], "seed {seed}");
+        assert!(s.violations.is_empty(), "seed {seed}: {:?}", s.violations);
+    }
+}
+
+/// The longer lease is still safe: frozen past deadtime at the fast
+/// timings, the holder's lease has lapsed before any peer starts the group
+/// (checked by the simulator at every step), and it releases on thawing.
+#[test]
+fn at_fast_timings_a_frozen_holder_lapses_before_a_peer_starts() {
+    let t = Timing::fast();
+    for seed in seeds(100) {
+        let n = 2 + (seed % 2) as usize;
+        let mut s = sim_timed(seed, n, true, t, ms(1));
+        assert_eq!(s.running_on(0, 0), vec![0], "seed {seed}");
+        let frozen_at = s.now();
+        s.freeze(0);
+        let extra = ms(s.rng().random_range(0..200));
+        s.run_for(t.deadtime * 2 + extra);
+        let others: Vec<usize> = s.running_on(0, 1).into_iter().filter(|&i| i != 0).collect();
+        assert_eq!(others.len(), 1, "seed {seed}: {:?}", s.running_on(0, 1));
+        s.thaw(0);
+        s.run_for(ms(100));
+        assert!(lease_lost_since(&s, 0, frozen_at), "seed {seed}");
+        s.run_for(ms(1000));
         assert!(s.violations.is_empty(), "seed {seed}: {:?}", s.violations);
     }
 }

@@ -148,7 +148,7 @@ addresses = { lan = "banana" }
     };
     has(
         5,
-        "deadtime (1.5 s) must be more than twice keepalive (1.0 s)",
+        "deadtime (1.5 s) must be at least 4 x keepalive + 10 ms (4.0 s)",
     );
     has(8, "unknown link kind `udp`");
     has(13, "not a multicast address");
@@ -184,6 +184,54 @@ fn timing_rules() {
     )
     .unwrap();
     assert_eq!(ok.config.timing.warntime, Duration::from_secs(6));
+}
+
+/// The lease floor: deadtime ≥ 3 × keepalive + 10 ms, located at deadtime.
+#[test]
+fn deadtime_floor_for_the_lease() {
+    let with = |t: &str| GOOD.replace("keepalive = \"100ms\"\ndeadtime = 1\n", t);
+    let d = errors(&with(
+        "keepalive = \"10ms\"\ndeadtime = \"49ms\"\ninitdead = 1\n",
+    ));
+    assert!(
+        d[0].message
+            .contains("deadtime (49 ms) must be at least 4 x keepalive + 10 ms (50 ms)"),
+        "{:?}",
+        d[0]
+    );
+    assert_eq!(d[0].line, 7);
+    assert!(d[0].hint.as_deref().unwrap_or("").contains("Lease sizing"));
+    let ok = parse(
+        &with("keepalive = \"10ms\"\ndeadtime = \"50ms\"\ninitdead = 1\n"),
+        Path::new("t"),
+    )
+    .unwrap();
+    assert_eq!(ok.config.timing.deadtime, Duration::from_millis(50));
+}
+
+#[test]
+fn timing_presets() {
+    let with = |t: &str| GOOD.replace("keepalive = \"100ms\"\ndeadtime = 1\n", t);
+    let fast = parse(&with("preset = \"fast\"\n"), Path::new("t")).unwrap();
+    assert_eq!(fast.config.timing, Timing::fast());
+    // Explicit values win; the rest derives from them.
+    let tuned = parse(
+        &with("preset = \"fast\"\ndeadtime = \"60ms\"\n"),
+        Path::new("t"),
+    )
+    .unwrap();
+    assert_eq!(tuned.config.timing.keepalive, Duration::from_millis(10));
+    assert_eq!(tuned.config.timing.deadtime, Duration::from_millis(60));
+    assert_eq!(tuned.config.timing.warntime, Duration::from_millis(36));
+    let dflt = parse(&with("preset = \"default\"\n"), Path::new("t")).unwrap();
+    assert_eq!(dflt.config.timing, Timing::default());
+    let d = errors(&with("preset = \"turbo\"\n"));
+    assert!(
+        d[0].message.contains("unknown timing preset `turbo`"),
+        "{:?}",
+        d[0]
+    );
+    assert_eq!(d[0].line, 6);
 }
 
 #[test]

@@ -135,8 +135,10 @@ impl Heartbeat {
         }
     }
 
-    /// Mirrors the brain's lease into the kernel: refreshed when a third of
-    /// the kernel's copy is used up, removed when the lease ends.
+    /// Mirrors the brain's lease into the kernel: shortened at once;
+    /// extended when the kernel's copy has less than two keepalives and two
+    /// ticks left, or less than two thirds of the new lease; removed when
+    /// the lease ends.
     fn sync_lease(&self, sent: &mut Option<Timestamp>) {
         let Some(k) = &self.kernel_lease else { return };
         let now = self.now();
@@ -144,10 +146,15 @@ impl Heartbeat {
         let refresh = match (want, *sent) {
             (None, None) => false,
             (None, Some(_)) | (Some(_), None) => true,
-            (Some(u), Some(old)) => old.since(now) < u.since(now) * 2 / 3,
+            (Some(u), Some(old)) => {
+                let (left, new) = (old.since(now), u.since(now));
+                // A shorter lease (an arbitrator's vote ending sooner)
+                // reaches the kernel at once.
+                u < old || (u > old && (left < new * 2 / 3 || left < k.refresh_below))
+            }
         };
         if refresh {
-            k.set(want.map(|u| u.since(now)));
+            k.set(want.map(|u| self.epoch + Duration::from_nanos(u.as_nanos())));
             *sent = want;
         }
     }

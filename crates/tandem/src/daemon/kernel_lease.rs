@@ -10,17 +10,73 @@
 //! `nft -i` process: each refresh is one line, one atomic transaction, with
 //! no process start (with fast timings the lease is refreshed every few
 //! milliseconds, and starting `nft` each time would cost a CPU).
+//!
+//! Timing rules (`docs/safety.md`, "Lease sizing"): the enforcer gets the
+//! lease's *end* and turns it into a timeout at the moment it writes the
+//! line, so queueing never lengthens the lease; the kernel counts element
+//! timeouts in jiffies, so an element may live up to one tick longer or
+//! shorter than asked: the timeout written is the time left minus one tick,
+//! and refreshes come while the kernel's copy has more than two keepalives
+//! and two ticks left. The enforcer thread, and the `nft -i` it starts,
+//! run real-time just below the heartbeat thread, so CPU load does not
+//! delay a refresh past the element's expiry.
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{Receiver, Sender};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Real-time priority of the enforcer thread and its `nft -i`: just below
+/// the heartbeat thread.
+const PRIORITY: i32 = 49;
 
 /// Handle of the enforcer thread.
 pub struct KernelLease {
-    tx: Sender<Option<Duration>>,
+    tx: Sender<Option<Instant>>,
     table: String,
+    /// The kernel's timer tick (element timeouts count in ticks).
+    pub tick: Duration,
+    /// Refresh once the kernel's copy has less than this left.
+    pub refresh_below: Duration,
+}
+
+/// The kernel's timer tick, from `CONFIG_HZ` in `/proc/config.gz` or
+/// `/boot/config-RELEASE`; 10 ms (HZ=100, the coarsest in use) when neither
+/// says. Returns the tick and where it came from, for the log.
+pub fn kernel_tick() -> (Duration, String) {
+    use std::io::Read;
+    let mut sources: Vec<(String, String)> = Vec::new();
+    if let Ok(f) = std::fs::File::open("/proc/config.gz") {
+        let mut text = String::new();
+        if flate2::read::GzDecoder::new(f)
+            .read_to_string(&mut text)
+            .is_ok()
+        {
+            sources.push(("/proc/config.gz".into(), text));
+        }
+    }
+    if let Ok(rel) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
+        let path = format!("/boot/config-{}", rel.trim());
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            sources.push((path, text));
+        }
+    }
+    for (from, text) in sources {
+        let hz = text
+            .lines()
+            .find_map(|l| l.strip_prefix("CONFIG_HZ=")?.trim().parse::<u64>().ok());
+        if let Some(hz) = hz.filter(|h| (24..=10_000).contains(h)) {
+            return (
+                Duration::from_nanos(1_000_000_000 / hz),
+                format!("CONFIG_HZ={hz} in {from}"),
+            );
+        }
+    }
+    (
+        Duration::from_millis(10),
+        "CONFIG_HZ not found; assuming HZ=100".into(),
+    )
 }
 
 fn nft(script: &str) -> Result<(), String> {
@@ -46,7 +102,8 @@ impl KernelLease {
     /// Installs the tables for `vips` (floating addresses) and starts the
     /// enforcer thread. Fails (and the daemon says so) without nftables or
     /// privileges.
-    pub fn start(cluster: &str, vips: &[IpAddr]) -> Result<Self, String> {
+    /// `keepalive` is how often the brain renews the lease.
+    pub fn start(cluster: &str, vips: &[IpAddr], keepalive: Duration) -> Result<Self, String> {
         let table = format!("tandem_{}", cluster.replace(['-', '.'], "_"));
         let v4: Vec<Ipv4Addr> = vips
             .iter()
@@ -85,18 +142,32 @@ table arp {t} {{\n set vips {{ type ipv4_addr; {e} }}\n set leases {{ type ipv4_
             e6 = e6
         );
         nft(&script)?;
+        let (tick, from) = kernel_tick();
+        tracing::info!("kernel lease: timer tick {} µs ({from})", tick.as_micros());
         let (tx, rx) = std::sync::mpsc::channel();
         let (t, v) = (table.clone(), vips.to_vec());
         std::thread::Builder::new()
             .name("tandem-lease".into())
-            .spawn(move || enforce(&rx, &t, &v))
+            .spawn(move || {
+                if let Err(e) = super::realtime::set_priority(PRIORITY) {
+                    tracing::warn!(
+                        "kernel lease enforcer runs without real-time priority ({e}): under CPU load a refresh may come late"
+                    );
+                }
+                enforce(&rx, &t, &v, tick);
+            })
             .map_err(|e| e.to_string())?;
-        Ok(Self { tx, table })
+        Ok(Self {
+            tx,
+            table,
+            tick,
+            refresh_below: keepalive * 2 + tick * 2,
+        })
     }
 
-    /// The lease now lasts `remaining` more (`None`: no lease).
-    pub fn set(&self, remaining: Option<Duration>) {
-        let _ = self.tx.send(remaining);
+    /// The lease now ends at `until` (`None`: no lease).
+    pub fn set(&self, until: Option<Instant>) {
+        let _ = self.tx.send(until);
     }
 
     /// Removes the tables (clean shutdown).
@@ -127,6 +198,8 @@ impl NftShell {
                 .name("tandem-lease-err".into())
                 .spawn(move || {
                     use std::io::BufRead;
+                    // Only logs: no real-time priority needed.
+                    super::realtime::set_normal();
                     for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
                         if !line.trim().is_empty() {
                             tracing::warn!("kernel lease (nft): {line}");
@@ -152,13 +225,21 @@ impl Drop for NftShell {
     }
 }
 
-fn enforce(rx: &Receiver<Option<Duration>>, table: &str, vips: &[IpAddr]) {
+fn enforce(rx: &Receiver<Option<Instant>>, table: &str, vips: &[IpAddr], tick: Duration) {
     let mut shell: Option<NftShell> = None;
     while let Ok(mut latest) = rx.recv() {
         // Only the newest expiry matters.
         while let Ok(l) = rx.try_recv() {
             latest = l;
         }
+        // The timeout is taken at the last moment, one tick short: the
+        // kernel may keep an element up to a tick past its timeout.
+        let left = latest
+            .map(|u| {
+                u.saturating_duration_since(Instant::now())
+                    .saturating_sub(tick)
+            })
+            .filter(|d| d.as_millis() >= 1);
         let mut commands = Vec::new();
         for v in vips {
             let places: &[(&str, &str)] = if v.is_ipv4() {
@@ -173,10 +254,10 @@ fn enforce(rx: &Receiver<Option<Duration>>, table: &str, vips: &[IpAddr]) {
                     "add element {fam} {table} {set} {{ {v} timeout 1s }}"
                 ));
                 commands.push(format!("delete element {fam} {table} {set} {{ {v} }}"));
-                if let Some(d) = latest {
+                if let Some(d) = left {
                     commands.push(format!(
                         "add element {fam} {table} {set} {{ {v} timeout {}ms }}",
-                        d.as_millis().max(1)
+                        d.as_millis()
                     ));
                 }
             }

@@ -397,7 +397,7 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
     let kernel_lease = if vips.is_empty() {
         None
     } else {
-        match kernel_lease::KernelLease::start(&config.cluster, &vips) {
+        match kernel_lease::KernelLease::start(&config.cluster, &vips, config.timing.keepalive) {
             Ok(k) => {
                 tracing::info!(
                     "kernel leases on {} floating address(es): a frozen daemon's addresses go silent by themselves",

@@ -35,3 +35,27 @@ pub fn enter() -> String {
     };
     format!("{sched_msg}, {lock_msg}")
 }
+
+/// Makes the calling thread `SCHED_RR` at `priority` (no memory locking):
+/// for the few helpers whose delay would defeat the heartbeat thread's
+/// (the kernel lease enforcer). Processes it starts inherit the priority.
+pub fn set_priority(priority: libc::c_int) -> std::io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: `param` is a valid, initialised sched_param that outlives the
+    // call; pid 0 designates the calling thread.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &param) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Puts the calling thread back to normal scheduling (a thread spawned by a
+/// real-time thread inherits its priority).
+pub fn set_normal() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: as in `set_priority`.
+    let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+}
