@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 # The lab tests use namespaces (iproute2), a real web server (busybox httpd),
 # real OCF agents (resource-agents), ICMP witnesses (ping), kernel leases
-# (nftables) and a private D-Bus for the systemd agent's tests (dbus-daemon).
+# (nftables), a private D-Bus for the systemd agent's tests (dbus-daemon)
+# and CPU load for the lease drills (stress-ng).
 need=()
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v busybox >/dev/null 2>&1 || need+=(busybox)
@@ -15,6 +16,7 @@ command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 [ -x /usr/lib/ocf/resource.d/heartbeat/Dummy ] || need+=(resource-agents)
 command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus-daemon)
+command -v stress-ng >/dev/null 2>&1 || need+=(stress-ng)
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${need[*]} for the lab tests"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

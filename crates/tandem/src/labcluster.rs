@@ -35,6 +35,10 @@ pub struct WebOptions {
     pub extra_resources: String,
     /// Extra top-level tables (e.g. `[witness]`), placed before the links.
     pub extra_top: String,
+    /// The group holds only the VIP; the web server runs on both nodes all
+    /// the time, outside tandem (as keepalived users run it): see
+    /// [`WebCluster::start_servers`].
+    pub vip_only: bool,
 }
 
 impl Default for WebOptions {
@@ -49,6 +53,7 @@ impl Default for WebOptions {
             group_extra: String::new(),
             extra_resources: String::new(),
             extra_top: String::new(),
+            vip_only: false,
         }
     }
 }
@@ -65,6 +70,7 @@ pub struct WebCluster {
     /// The floating IP.
     pub vip: String,
     probe: Option<Child>,
+    servers: Vec<Child>,
     samples: Samples,
     /// Wall-clock start of the probe's time scale (ms since 1970), shared
     /// with the probe process so marks and samples use one clock.
@@ -122,23 +128,30 @@ name = "vip"
 agent = "ipaddr"
 params = {{ address = "{vip}/24", interface = "eth0", label = "eth0:0" }}
 monitor = "1s"
-
+{web}
+{extra}
+"#,
+            web = if o.vip_only {
+                String::new()
+            } else {
+                format!(
+                    r#"
 [[group.resource]]
 name = "httpd"
 agent = "process"
 params = {{ command = "{cmd}" }}
 check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = "500ms", rise = 1, fall = 2 }}
-{web_extra}
-{extra}
-"#,
+{web_extra}"#,
+                    cmd = o.web_command.replace("{www}", "WWW"),
+                    web_extra = o.web_extra,
+                )
+            },
             s = o.subnet,
             timing = o.timing,
             afb = o.auto_failback,
             group_extra = o.group_extra,
-            web_extra = o.web_extra,
             extra = o.extra_resources,
             extra_top = o.extra_top,
-            cmd = o.web_command.replace("{www}", "WWW"),
         );
         let cluster = LocalCluster::from_config(exe, &text, nodes)?;
         let www = cluster.dir().join("www");
@@ -153,6 +166,7 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
             cluster,
             vip,
             probe: None,
+            servers: Vec::new(),
             samples: Arc::new(Mutex::new(Vec::new())),
             probe_started: None,
             exe: exe.to_path_buf(),
@@ -163,6 +177,26 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
     /// Starts both daemons.
     pub fn start_all(&mut self) -> anyhow::Result<()> {
         self.cluster.start_all()
+    }
+
+    /// Starts a web server on n1 and n2 outside tandem, listening on every
+    /// address (the VIP's included), for [`WebOptions::vip_only`] labs.
+    pub fn start_servers(&mut self) -> anyhow::Result<()> {
+        let www = self.cluster.dir().join("www");
+        for n in ["n1", "n2"] {
+            let child = self
+                .lab
+                .command(n, "busybox")?
+                .args(["httpd", "-f", "-p", "80", "-h"])
+                .arg(www.join(n))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .with_context(|| format!("start busybox httpd on {n}"))?;
+            self.servers.push(child);
+        }
+        Ok(())
     }
 
     /// Starts the client: `tandem probe http://VIP/` every 10 ms in c1.
@@ -316,6 +350,10 @@ impl Drop for WebCluster {
         if let Some(mut p) = self.probe.take() {
             let _ = p.kill();
             let _ = p.wait();
+        }
+        for mut s in self.servers.drain(..) {
+            let _ = s.kill();
+            let _ = s.wait();
         }
     }
 }

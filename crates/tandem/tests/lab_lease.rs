@@ -1,0 +1,139 @@
+//! Issue 17: at the fast timings the kernel lease must never lapse while
+//! the daemon runs. A VIP-only group (the web server runs on both nodes all
+//! the time, as keepalived users run it), `preset = "fast"` (keepalive
+//! 10 ms, deadtime 50 ms), and a client opening a new connection every
+//! 10 ms with a 100 ms timeout: no failed connection in steady state, before
+//! and after a failover, also with every CPU loaded by stress-ng; a frozen
+//! daemon still goes silent and the survivor takes over with no dual
+//! answers. Needs root, busybox, nftables and stress-ng.
+#![allow(clippy::unwrap_used)] // test helpers panic on failure by design
+
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tandem::labcluster::{WebCluster, WebOptions, outage};
+
+const EXE: &str = env!("CARGO_BIN_EXE_tandem");
+const WAIT: Duration = Duration::from_secs(15);
+/// The two drills load the machine differently: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn lab(prefix: &str, subnet: u8) -> WebCluster {
+    assert!(
+        Command::new("nft").arg("--version").output().is_ok(),
+        "this drill needs nftables (apt-get install nftables)"
+    );
+    let o = WebOptions {
+        prefix: prefix.into(),
+        subnet,
+        timing: "preset = \"fast\"".into(),
+        auto_failback: false,
+        vip_only: true,
+        ..WebOptions::default()
+    };
+    let mut w = WebCluster::new(EXE.as_ref(), &o).expect("lab (needs root and busybox)");
+    w.start_servers().unwrap();
+    w.start_all().unwrap();
+    w.start_probe().unwrap();
+    w.wait_served_by("n1", 5, WAIT).unwrap();
+    w
+}
+
+/// Lets the client probe for `d` (a measurement window, not a wait for a
+/// condition), then returns what it saw in that window: (answers by node,
+/// failed requests, first failures).
+fn window(w: &WebCluster, d: Duration) -> (Vec<(String, usize)>, usize, Vec<String>) {
+    let from = w.probe_now_ms();
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let to = w.probe_now_ms() - 150.0; // answers still in flight
+    let s: Vec<_> = w
+        .samples()
+        .into_iter()
+        .filter(|x| x.t_ms >= from && x.t_ms <= to)
+        .collect();
+    let mut by: Vec<(String, usize)> = Vec::new();
+    let mut failed = Vec::new();
+    for x in &s {
+        match &x.answer {
+            Some(a) => match by.iter_mut().find(|(n, _)| n == a) {
+                Some((_, c)) => *c += 1,
+                None => by.push((a.clone(), 1)),
+            },
+            None => failed.push(format!(
+                "{:.0} ms: {}",
+                x.t_ms,
+                x.error.clone().unwrap_or_default()
+            )),
+        }
+    }
+    let n = failed.len();
+    failed.truncate(10);
+    (by, n, failed)
+}
+
+fn log_of(w: &WebCluster, i: usize) -> String {
+    std::fs::read_to_string(&w.cluster.nodes[i].log).unwrap_or_default()
+}
+
+#[test]
+fn at_fast_timings_no_connection_fails_before_or_after_a_failover() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut w = lab("tlse", 77);
+    let (by, failed, first) = window(&w, Duration::from_secs(30));
+    assert_eq!(failed, 0, "steady state on n1: {by:?}, failures {first:?}");
+    assert!(by.iter().all(|(n, _)| n == "n1"), "{by:?}");
+    assert!(by.iter().map(|(_, c)| c).sum::<usize>() > 2000, "{by:?}");
+
+    let t = w.probe_now_ms();
+    w.power_off(0).unwrap();
+    w.wait_served_by("n2", 20, WAIT).unwrap();
+    let o = outage(&w.samples(), t, "n1", "n2").unwrap();
+    eprintln!("power-off outage at the fast preset: {o:?}");
+    let (by, failed, first) = window(&w, Duration::from_secs(30));
+    assert_eq!(failed, 0, "steady state on n2: {by:?}, failures {first:?}");
+    assert!(by.iter().all(|(n, _)| n == "n2"), "{by:?}");
+    let log = log_of(&w, 1);
+    assert!(
+        !log.contains("past this node's lease"),
+        "n2 released:\n{log}"
+    );
+}
+
+#[test]
+fn at_fast_timings_cpu_load_neither_lapses_the_lease_nor_releases() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(
+        Command::new("stress-ng").arg("--version").output().is_ok(),
+        "this drill needs stress-ng (apt-get install stress-ng)"
+    );
+    let w = lab("tlss", 78);
+    let mut stress = Command::new("stress-ng")
+        .args(["--cpu", "2", "--io", "1", "--vm", "1", "--vm-bytes", "128M"])
+        .args(["--timeout", "75s", "--quiet"])
+        .spawn()
+        .unwrap();
+    let (by, failed, first) = window(&w, Duration::from_secs(60));
+    let log = log_of(&w, 0);
+    // While the daemon runs, its lease never lapses and it never releases.
+    assert!(
+        !log.contains("past this node's lease"),
+        "n1 released under load:\n{log}"
+    );
+    assert!(by.iter().all(|(n, _)| n == "n1"), "failed over: {by:?}");
+    assert_eq!(failed, 0, "under load: {by:?}, failures {first:?}");
+    // Frozen under the same load: its VIP goes silent, n2 takes over, and
+    // the client never hears n1 after n2.
+    let t = w.probe_now_ms();
+    w.cluster.signal(0, libc::SIGSTOP).unwrap();
+    w.wait_served_by("n2", 20, WAIT).unwrap();
+    let o = outage(&w.samples(), t, "n1", "n2").unwrap();
+    eprintln!("freeze under load at the fast preset: {o:?}");
+    assert_eq!(o.dual_answers, 0, "{o:?}");
+    let _ = stress.kill();
+    let _ = stress.wait();
+    w.cluster.signal(0, libc::SIGCONT).unwrap();
+}
