@@ -342,8 +342,8 @@ fn main() -> anyhow::Result<()> {
         ("default", "default (keepalive 100 ms, deadtime 500 ms)", ""),
         (
             "fast",
-            "fast (keepalive 10 ms, warntime 25 ms, deadtime 40 ms)",
-            "keepalive = \"10ms\"\nwarntime = \"25ms\"\ndeadtime = \"40ms\"\ninitdead = \"2s\"",
+            "fast preset (keepalive 10 ms, warntime 30 ms, deadtime 50 ms)",
+            "preset = \"fast\"",
         ),
     ];
     let mut all = Vec::new();

@@ -837,7 +837,7 @@ pub fn convert(
         g.error(
             &l,
             format!(
-                "deadtime ({}) must be at least 4 x keepalive + 10 ms ({}) for tandem",
+                "deadtime ({}) must be at least 3 x keepalive + 20 ms ({}) for tandem",
                 ms(dt),
                 ms(crate::model::min_deadtime(ka))
             ),

@@ -263,15 +263,16 @@ impl Checker<'_> {
     }
 }
 
-/// The shortest deadtime accepted with `keepalive`: 4 × keepalive + 10 ms.
+/// The shortest deadtime accepted with `keepalive`: 3 × keepalive + 20 ms.
 ///
 /// The lease under which a node serves ends `deadtime − 2 %` after the
 /// last heartbeat a peer acknowledged, which is up to two keepalives old
-/// (three with one lost), and is refreshed every keepalive; the kernel
-/// counts it in timer ticks (4 ms with HZ=250) and may end it a tick early.
-/// This floor keeps the kernel's copy alive through all of that.
+/// (three with one lost), and the kernel's copy of it is counted in timer
+/// ticks (4 ms with HZ=250, 10 ms with HZ=100) and may end a tick early.
+/// This floor keeps the kernel's copy alive through a lost heartbeat and
+/// two ticks (`docs/safety.md`, "Lease sizing").
 pub fn min_deadtime(keepalive: Duration) -> Duration {
-    keepalive * 4 + Duration::from_millis(10)
+    keepalive * 3 + Duration::from_millis(20)
 }
 
 pub(crate) fn valid_name(s: &str) -> bool {
@@ -474,14 +475,14 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
         c.error(
             dt_at,
             format!(
-                "deadtime ({}) must be at least 4 x keepalive + 10 ms ({}) with keepalive {}",
+                "deadtime ({}) must be at least 3 x keepalive + 20 ms ({}) with keepalive {}",
                 ms(dt),
                 ms(min_deadtime(ka)),
                 ms(ka)
             ),
             Some(format!(
                 "set deadtime to at least {}: the lease under which a node serves must outlast a lost heartbeat, a refresh period and two ticks of the kernel's timer (docs/safety.md, \"Lease sizing\")",
-                ms(min_deadtime(ka).max(ka * 4))
+                ms(min_deadtime(ka))
             )),
         );
     }

@@ -148,7 +148,7 @@ addresses = { lan = "banana" }
     };
     has(
         5,
-        "deadtime (1.5 s) must be at least 4 x keepalive + 10 ms (4.0 s)",
+        "deadtime (1.5 s) must be at least 3 x keepalive + 20 ms (3.0 s)",
     );
     has(8, "unknown link kind `udp`");
     has(13, "not a multicast address");
@@ -195,7 +195,7 @@ fn deadtime_floor_for_the_lease() {
     ));
     assert!(
         d[0].message
-            .contains("deadtime (49 ms) must be at least 4 x keepalive + 10 ms (50 ms)"),
+            .contains("deadtime (49 ms) must be at least 3 x keepalive + 20 ms (50 ms)"),
         "{:?}",
         d[0]
     );
