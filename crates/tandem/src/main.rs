@@ -227,7 +227,7 @@ enum ConfigAction {
     /// Validate a configuration file and print every problem with file,
     /// line, column and a hint. Exit status 1 when the file is refused.
     ///
-    /// Keys: cluster, key_file, socket, state_dir, realtime; [timing] keepalive,
+    /// Keys: cluster, key_file, socket, state_dir, realtime; [timing] preset (default|fast), keepalive,
     /// warntime, deadtime, initdead ("2", "2s", "500ms"); [[link]] name, kind
     /// (ucast|bcast|mcast), interface, port, group, ttl; [[node]] name, addresses
     /// = { LINK = "IP" }.
