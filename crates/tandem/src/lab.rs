@@ -271,6 +271,12 @@ impl Lab {
                 let _ = crate::process::signal(pid, libc::SIGKILL);
             }
         }
+        // A real power-off also loses the transmit queue. Without a carrier
+        // the interface keeps the heartbeats it could not send, and would
+        // deliver them (an old incarnation "back") when the cable returns:
+        // bouncing the interface drops them.
+        run(&["ip", "-n", &h.netns, "link", "set", "eth0", "down"])?;
+        run(&["ip", "-n", &h.netns, "link", "set", "eth0", "up"])?;
         Ok(())
     }
 
