@@ -37,6 +37,12 @@ fn lab(prefix: &str, subnet: u8) -> WebCluster {
     w.start_all().unwrap();
     w.start_probe().unwrap();
     w.wait_served_by("n1", 5, WAIT).unwrap();
+    // Steady state: both daemons members of each other's view.
+    for i in 0..2 {
+        w.cluster
+            .wait_for(i, WAIT, "both members", |s| s.membership.members.len() == 2)
+            .unwrap();
+    }
     w
 }
 

@@ -107,9 +107,22 @@ pub fn load_keys(path: &Path, allow_crc: bool) -> anyhow::Result<Keyring> {
         }
         tracing::warn!("INSECURE: authkeys selects crc; heartbeats are not authenticated");
     }
+    // A `crc` line is a key whose secret everybody knows ("crc"): selected
+    // or not, it would let anyone on the network forge heartbeats under its
+    // id. Without the flag, every one of them is dropped.
+    let crc = tandem_config::heartbeat::AuthMethod::Crc;
+    if !allow_crc {
+        for (id, _, _) in auth.keys.iter().filter(|(_, m, _)| *m == crc) {
+            tracing::warn!(
+                "{}: ignoring key {id} (`crc` authenticates nothing; anyone could forge heartbeats with it); delete the line, or start with --allow-insecure-crc",
+                path.display()
+            );
+        }
+    }
     let keys = auth
         .keys
         .iter()
+        .filter(|(_, method, _)| allow_crc || *method != crc)
         .map(|(id, method, key)| {
             let material = if *method == tandem_config::heartbeat::AuthMethod::Crc {
                 b"crc".to_vec()
@@ -587,4 +600,41 @@ fn status(shared: &Shared, info: &DaemonInfo) -> Response {
     daemon.sent_datagrams = shared.sent_datagrams.load(Ordering::Relaxed);
     daemon.sent_bytes = shared.sent_bytes.load(Ordering::Relaxed);
     Response::Status(Box::new(Status { daemon, membership }))
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::load_keys;
+
+    fn authkeys(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("authkeys");
+        std::fs::write(&path, text).expect("write authkeys");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+        (dir, path)
+    }
+
+    /// Issue 12, finding 1: an unselected `crc` line was a receive key with
+    /// the public secret "crc".
+    #[test]
+    fn an_unselected_crc_line_is_no_key() {
+        let (_d, path) = authkeys("auth 1\n1 sha1 a-long-enough-secret\n2 crc\n");
+        let keys = load_keys(&path, false).expect("sha1 selected");
+        assert!(keys.get(1).is_some());
+        assert!(keys.get(2).is_none(), "crc key 2 accepted");
+        // With the flag, the operator asked for it.
+        let keys = load_keys(&path, true).expect("allowed");
+        assert!(keys.get(2).is_some());
+    }
+
+    #[test]
+    fn a_selected_crc_line_is_refused_without_the_flag() {
+        let (_d, path) = authkeys("auth 2\n1 sha1 a-long-enough-secret\n2 crc\n");
+        let err = load_keys(&path, false).expect_err("crc selected");
+        assert!(
+            format!("{err:#}").contains("--allow-insecure-crc"),
+            "{err:#}"
+        );
+    }
 }
