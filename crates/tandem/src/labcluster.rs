@@ -71,6 +71,8 @@ pub struct WebCluster {
     pub vip: String,
     probe: Option<Child>,
     servers: Vec<Child>,
+    /// Web servers run outside tandem (restarted by [`WebCluster::power_on`]).
+    vip_only: bool,
     samples: Samples,
     /// Wall-clock start of the probe's time scale (ms since 1970), shared
     /// with the probe process so marks and samples use one clock.
@@ -167,6 +169,7 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
             vip,
             probe: None,
             servers: Vec::new(),
+            vip_only: false,
             samples: Arc::new(Mutex::new(Vec::new())),
             probe_started: None,
             exe: exe.to_path_buf(),
@@ -182,20 +185,27 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
     /// Starts a web server on n1 and n2 outside tandem, listening on every
     /// address (the VIP's included), for [`WebOptions::vip_only`] labs.
     pub fn start_servers(&mut self) -> anyhow::Result<()> {
-        let www = self.cluster.dir().join("www");
-        for n in ["n1", "n2"] {
-            let child = self
-                .lab
-                .command(n, "busybox")?
-                .args(["httpd", "-f", "-p", "80", "-h"])
-                .arg(www.join(n))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .with_context(|| format!("start busybox httpd on {n}"))?;
-            self.servers.push(child);
-        }
+        self.start_server(0)?;
+        self.start_server(1)
+    }
+
+    /// Starts node `i`'s web server outside tandem (again, after a
+    /// power-off killed it).
+    pub fn start_server(&mut self, i: usize) -> anyhow::Result<()> {
+        let n = self.lab.hosts[i].name.clone();
+        let root = self.cluster.dir().join("www").join(&n);
+        let child = self
+            .lab
+            .command(&n, "busybox")?
+            .args(["httpd", "-f", "-p", "80", "-h"])
+            .arg(root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("start busybox httpd on {n}"))?;
+        self.servers.push(child);
+        self.vip_only = true;
         Ok(())
     }
 
@@ -317,6 +327,9 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
             ])
             .output();
         self.lab.cable(&h.name, true)?;
+        if self.vip_only {
+            self.start_server(i)?;
+        }
         self.cluster.start(i)
     }
 

@@ -1,0 +1,355 @@
+//! Lease benchmark (issue 17), in the lab, with a VIP-only group and a web
+//! server running on both nodes all the time (as keepalived users run it),
+//! and a client opening a new connection to the VIP every 10 ms (100 ms
+//! timeout):
+//!
+//! 1. **Lease health**, for the default timings and the fast preset, in
+//!    steady state and under `stress-ng` on every CPU: how often the active
+//!    node's kernel lease element was missing when sampled (`nft list set`
+//!    in its namespace, back to back), self-inflicted releases ("past this
+//!    node's lease" in its log) and failed client connections.
+//! 2. **Power-off failover, tandem's fast preset against keepalived** with
+//!    `advert_int 0.01` (VRRPv3, 100 adverts a second, the same heartbeat
+//!    rate as keepalive 10 ms), in one run on the same lab: outage seen by
+//!    the client, failed connections, answers from the old node after the
+//!    new one.
+//!
+//! Prints tables and writes `bench/results/lease.json`; asserts nothing.
+//! Usage: `bench/run.sh lease [--runs N] [--seconds S]` (root; installs
+//! keepalived and stress-ng).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use tandem::labcluster::{WebCluster, WebOptions, outage};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Serialize)]
+struct Health {
+    timing: String,
+    load: String,
+    seconds: u64,
+    lease_samples: usize,
+    lease_missing: usize,
+    self_releases: usize,
+    client_requests: usize,
+    client_errors: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Failover {
+    what: String,
+    outages_ms: Vec<f64>,
+    min_ms: f64,
+    median_ms: f64,
+    max_ms: f64,
+    errors: usize,
+    dual_answers: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Results {
+    health: Vec<Health>,
+    failover: Vec<Failover>,
+}
+
+fn lab(exe: &Path, prefix: &str, subnet: u8, timing: &str) -> anyhow::Result<WebCluster> {
+    let mut w = WebCluster::new(
+        exe,
+        &WebOptions {
+            prefix: prefix.into(),
+            subnet,
+            timing: timing.into(),
+            auto_failback: true,
+            vip_only: true,
+            ..WebOptions::default()
+        },
+    )?;
+    w.start_servers()?;
+    Ok(w)
+}
+
+/// Whether the lease set in `netns` holds an element right now.
+fn lease_present(netns: &str, table: &str) -> anyhow::Result<bool> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", netns, "nft", "list", "set", "inet", table])
+        .arg("leases")
+        .output()
+        .context("nft list set")?;
+    Ok(String::from_utf8_lossy(&out.stdout).contains("expires"))
+}
+
+fn stress() -> anyhow::Result<Child> {
+    Command::new("stress-ng")
+        .args(["--cpu", "2", "--io", "1", "--vm", "1", "--vm-bytes", "128M"])
+        .args(["--quiet"])
+        .stdout(Stdio::null())
+        .spawn()
+        .context("run stress-ng (apt-get install stress-ng)")
+}
+
+fn health(
+    exe: &Path,
+    name: &str,
+    timing: &str,
+    subnet: u8,
+    seconds: u64,
+) -> anyhow::Result<Vec<Health>> {
+    let mut w = lab(exe, "tblh", subnet, timing)?;
+    w.start_all()?;
+    w.start_probe()?;
+    w.wait_served_by("n1", 5, WAIT)?;
+    for i in 0..2 {
+        w.cluster
+            .wait_for(i, WAIT, "both members", |s| s.membership.members.len() == 2)?;
+    }
+    let table = format!("tandem_lab{subnet}");
+    let netns = w.lab.hosts[0].netns.clone();
+    let mut out = Vec::new();
+    for load in ["idle", "stress-ng --cpu 2 --io 1 --vm 1"] {
+        let mut s = if load == "idle" {
+            None
+        } else {
+            Some(stress()?)
+        };
+        let log_before = std::fs::read_to_string(&w.cluster.nodes[0].log)?
+            .matches("past this node's lease")
+            .count();
+        let from = w.probe_now_ms();
+        let end = Instant::now() + Duration::from_secs(seconds);
+        let (mut samples, mut missing) = (0, 0);
+        while Instant::now() < end {
+            samples += 1;
+            if !lease_present(&netns, &table)? {
+                missing += 1;
+            }
+        }
+        if let Some(c) = s.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let to = w.probe_now_ms() - 150.0;
+        let window: Vec<_> = w
+            .samples()
+            .into_iter()
+            .filter(|x| x.t_ms >= from && x.t_ms <= to)
+            .collect();
+        let releases = std::fs::read_to_string(&w.cluster.nodes[0].log)?
+            .matches("past this node's lease")
+            .count()
+            - log_before;
+        eprintln!("  {name}, {load}: {missing}/{samples} samples without a lease");
+        out.push(Health {
+            timing: name.into(),
+            load: load.into(),
+            seconds,
+            lease_samples: samples,
+            lease_missing: missing,
+            self_releases: releases,
+            client_requests: window.len(),
+            client_errors: window.iter().filter(|x| x.answer.is_none()).count(),
+        });
+    }
+    Ok(out)
+}
+
+fn summary(what: &str, runs: Vec<tandem::labcluster::Outage>) -> Failover {
+    let mut v: Vec<f64> = runs.iter().map(|o| o.outage_ms).collect();
+    v.sort_by(f64::total_cmp);
+    let median = match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    };
+    Failover {
+        what: what.into(),
+        min_ms: v.first().copied().unwrap_or(0.0),
+        median_ms: median,
+        max_ms: v.last().copied().unwrap_or(0.0),
+        errors: runs.iter().map(|o| o.errors).sum(),
+        dual_answers: runs.iter().map(|o| o.dual_answers).sum(),
+        outages_ms: v,
+    }
+}
+
+fn measure(w: &WebCluster, since: f64) -> anyhow::Result<tandem::labcluster::Outage> {
+    w.wait_served_by("n2", 5, WAIT)?;
+    std::thread::sleep(Duration::from_millis(300));
+    outage(&w.samples(), since, "n1", "n2").context("no switch seen by the client")
+}
+
+fn tandem_failover(exe: &Path, subnet: u8, runs: usize) -> anyhow::Result<Failover> {
+    let mut w = lab(exe, "tblt", subnet, "preset = \"fast\"")?;
+    w.start_all()?;
+    w.start_probe()?;
+    w.wait_served_by("n1", 5, WAIT)?;
+    let mut v = Vec::new();
+    for run in 0..runs {
+        eprintln!("  tandem fast preset: power-off {}/{runs}", run + 1);
+        w.cluster
+            .wait_for(0, WAIT, "n1 joined", |s| s.membership.members.len() == 2)?;
+        let t = w.probe_now_ms();
+        w.power_off(0)?;
+        v.push(measure(&w, t)?);
+        w.power_on(0)?;
+        w.wait_served_by("n1", 5, WAIT)?;
+    }
+    Ok(summary(
+        "tandem, preset fast (keepalive 10 ms, deadtime 50 ms), kernel leases on",
+        v,
+    ))
+}
+
+/// keepalived on node `i` of `w`'s lab: VRRPv3, advert_int 0.01, n1
+/// preferred (priority 200, preempting), the VIP on eth0.
+fn keepalived(w: &WebCluster, dir: &Path, i: usize, subnet: u8) -> anyhow::Result<Child> {
+    let name = format!("n{}", i + 1);
+    let conf = dir.join(format!("keepalived-{name}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "global_defs {{\n  router_id {name}\n  vrrp_version 3\n  vrrp_garp_master_delay 0\n}}\n\
+vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {prio}\n  advert_int 0.01\n  virtual_ipaddress {{\n    198.18.{subnet}.200/24 dev eth0\n  }}\n}}\n",
+            prio = if i == 0 { 200 } else { 100 }
+        ),
+    )?;
+    let pid = |what: &str| dir.join(format!("{what}-{name}.pid"));
+    w.lab
+        .command(&name, "keepalived")?
+        .args(["--dont-fork", "--log-console", "--vrrp", "--use-file"])
+        .arg(&conf)
+        .arg("--pid")
+        .arg(pid("keepalived"))
+        .arg("--vrrp_pid")
+        .arg(pid("vrrp"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(
+            dir.join(format!("keepalived-{name}.log")),
+        )?)
+        .spawn()
+        .context("start keepalived (apt-get install keepalived)")
+}
+
+fn keepalived_failover(exe: &Path, subnet: u8, runs: usize) -> anyhow::Result<Failover> {
+    let mut w = lab(exe, "tblk", subnet, "")?;
+    let dir = w.cluster.dir().to_path_buf();
+    let mut kids = vec![
+        keepalived(&w, &dir, 0, subnet)?,
+        keepalived(&w, &dir, 1, subnet)?,
+    ];
+    let result = (|| -> anyhow::Result<Failover> {
+        w.start_probe()?;
+        w.wait_served_by("n1", 5, WAIT)?;
+        let mut v = Vec::new();
+        for run in 0..runs {
+            eprintln!("  keepalived advert_int 0.01: power-off {}/{runs}", run + 1);
+            std::thread::sleep(Duration::from_millis(500));
+            let t = w.probe_now_ms();
+            w.lab.power_off("n1")?;
+            v.push(measure(&w, t)?);
+            // Back on: no VIP (a reboot), cable in, keepalived started.
+            let _ = kids[0].wait();
+            w.lab.reset_addresses("n1")?;
+            w.lab.cable("n1", true)?;
+            w.start_server(0)?;
+            kids[0] = keepalived(&w, &dir, 0, subnet)?;
+            w.wait_served_by("n1", 5, WAIT)?;
+        }
+        Ok(summary(
+            "keepalived 2.2, VRRPv3 advert_int 0.01 (n1 priority 200, n2 100)",
+            v,
+        ))
+    })();
+    for k in &mut kids {
+        let _ = k.kill();
+        let _ = k.wait();
+    }
+    // The web servers (and the probe) go with the lab.
+    drop(w);
+    result
+}
+
+fn main() -> anyhow::Result<()> {
+    let (mut runs, mut seconds) = (10usize, 30u64);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--runs" => runs = args.next().context("--runs N")?.parse()?,
+            "--seconds" => seconds = args.next().context("--seconds S")?.parse()?,
+            other => bail!("unknown argument {other}; usage: lease [--runs N] [--seconds S]"),
+        }
+    }
+    let exe = std::env::current_exe()?
+        .parent()
+        .context("exe dir")?
+        .join("tandem");
+    if !exe.exists() {
+        bail!(
+            "{} not found: build it first (bench/run.sh does)",
+            exe.display()
+        );
+    }
+    eprintln!("lease health");
+    let mut health_rows = health(&exe, "default (100 / 500 ms)", "", 80, seconds)?;
+    health_rows.extend(health(
+        &exe,
+        "fast preset (10 / 50 ms)",
+        "preset = \"fast\"",
+        81,
+        seconds,
+    )?);
+    eprintln!("power-off failover");
+    let failover = vec![
+        tandem_failover(&exe, 82, runs)?,
+        keepalived_failover(&exe, 83, runs)?,
+    ];
+
+    println!(
+        "{:<26} {:<34} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "timings", "load", "samples", "no lease", "releases", "requests", "errors"
+    );
+    for h in &health_rows {
+        println!(
+            "{:<26} {:<34} {:>9} {:>9} {:>9} {:>9} {:>8}",
+            h.timing,
+            h.load,
+            h.lease_samples,
+            h.lease_missing,
+            h.self_releases,
+            h.client_requests,
+            h.client_errors
+        );
+    }
+    println!(
+        "\n{:<72} {:>7} {:>7} {:>7} {:>7} {:>5}",
+        "power-off of the active node", "min ms", "median", "max ms", "errors", "dual"
+    );
+    for f in &failover {
+        println!(
+            "{:<72} {:>7.0} {:>7.0} {:>7.0} {:>7} {:>5}",
+            f.what, f.min_ms, f.median_ms, f.max_ms, f.errors, f.dual_answers
+        );
+    }
+    if let [t, k] = failover.as_slice()
+        && k.median_ms > 0.0
+    {
+        println!(
+            "\ntandem's median is {:.2} x keepalived's (goal: at most 0.8)",
+            t.median_ms / k.median_ms
+        );
+    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("lease.json");
+    let all = Results {
+        health: health_rows,
+        failover,
+    };
+    std::fs::write(&path, serde_json::to_string_pretty(&all)? + "\n")?;
+    println!("\nwritten to {}", path.display());
+    Ok(())
+}
