@@ -15,8 +15,8 @@
 //!    new one.
 //!
 //! Prints tables and writes `bench/results/lease.json`; asserts nothing.
-//! Usage: `bench/run.sh lease [--runs N] [--seconds S]` (root; installs
-//! keepalived and stress-ng).
+//! Usage: `bench/run.sh lease [--runs N] [--seconds S] [--only
+//! health|failover]` (root; installs keepalived and stress-ng).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,11 +33,33 @@ struct Health {
     timing: String,
     load: String,
     seconds: u64,
-    lease_samples: usize,
-    lease_missing: usize,
-    self_releases: usize,
+    /// Lease samples taken and found missing (tandem only).
+    lease_samples: Option<usize>,
+    lease_missing: Option<usize>,
+    /// Releases after a "freeze" (tandem only).
+    self_releases: Option<usize>,
     client_requests: usize,
     client_errors: usize,
+    /// Answers from n2 while n1 was healthy: false failovers.
+    answers_from_n2: usize,
+}
+
+/// What the client saw between `from` and `to` (probe clock, ms):
+/// (requests, failed, answered by n2).
+fn client_window(w: &WebCluster, from: f64, to: f64) -> (usize, usize, usize) {
+    let window: Vec<_> = w
+        .samples()
+        .into_iter()
+        .filter(|x| x.t_ms >= from && x.t_ms <= to)
+        .collect();
+    (
+        window.len(),
+        window.iter().filter(|x| x.answer.is_none()).count(),
+        window
+            .iter()
+            .filter(|x| x.answer.as_deref() == Some("n2"))
+            .count(),
+    )
 }
 
 #[derive(Debug, Serialize)]
@@ -132,12 +154,7 @@ fn health(
             let _ = c.kill();
             let _ = c.wait();
         }
-        let to = w.probe_now_ms() - 150.0;
-        let window: Vec<_> = w
-            .samples()
-            .into_iter()
-            .filter(|x| x.t_ms >= from && x.t_ms <= to)
-            .collect();
+        let (requests, errors, from_n2) = client_window(&w, from, w.probe_now_ms() - 150.0);
         let releases = std::fs::read_to_string(&w.cluster.nodes[0].log)?
             .matches("past this node's lease")
             .count()
@@ -147,11 +164,12 @@ fn health(
             timing: name.into(),
             load: load.into(),
             seconds,
-            lease_samples: samples,
-            lease_missing: missing,
-            self_releases: releases,
-            client_requests: window.len(),
-            client_errors: window.iter().filter(|x| x.answer.is_none()).count(),
+            lease_samples: Some(samples),
+            lease_missing: Some(missing),
+            self_releases: Some(releases),
+            client_requests: requests,
+            client_errors: errors,
+            answers_from_n2: from_n2,
         });
     }
     Ok(out)
@@ -205,19 +223,24 @@ fn tandem_failover(exe: &Path, subnet: u8, runs: usize) -> anyhow::Result<Failov
 }
 
 /// keepalived on node `i` of `w`'s lab: VRRPv3, advert_int 0.01, n1
-/// preferred (priority 200, preempting), the VIP on eth0.
+/// preferred (priority 200, preempting), the VIP on eth0, real-time
+/// scheduling (`max_auto_priority`), as at its fastest.
 fn keepalived(w: &WebCluster, dir: &Path, i: usize, subnet: u8) -> anyhow::Result<Child> {
     let name = format!("n{}", i + 1);
     let conf = dir.join(format!("keepalived-{name}.conf"));
     std::fs::write(
         &conf,
         format!(
-            "global_defs {{\n  router_id {name}\n  vrrp_version 3\n  vrrp_garp_master_delay 0\n}}\n\
+            "global_defs {{\n  router_id {name}\n  vrrp_version 3\n  vrrp_garp_master_delay 0\n  max_auto_priority\n}}\n\
 vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {prio}\n  advert_int 0.01\n  virtual_ipaddress {{\n    198.18.{subnet}.200/24 dev eth0\n  }}\n}}\n",
             prio = if i == 0 { 200 } else { 100 }
         ),
     )?;
     let pid = |what: &str| dir.join(format!("{what}-{name}.pid"));
+    // A power-off leaves the pid files behind: keepalived would refuse to
+    // start ("daemon is already running").
+    let _ = std::fs::remove_file(pid("keepalived"));
+    let _ = std::fs::remove_file(pid("vrrp"));
     w.lab
         .command(&name, "keepalived")?
         .args(["--dont-fork", "--log-console", "--vrrp", "--use-file"])
@@ -232,6 +255,56 @@ vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\
         )?)
         .spawn()
         .context("start keepalived (apt-get install keepalived)")
+}
+
+/// keepalived's steady state, idle and under stress-ng: failed requests
+/// and answers from the backup (false failovers).
+fn keepalived_health(exe: &Path, subnet: u8, seconds: u64) -> anyhow::Result<Vec<Health>> {
+    let mut w = lab(exe, "tblq", subnet, "")?;
+    let dir = w.cluster.dir().to_path_buf();
+    let mut kids = vec![
+        keepalived(&w, &dir, 0, subnet)?,
+        keepalived(&w, &dir, 1, subnet)?,
+    ];
+    let result = (|| -> anyhow::Result<Vec<Health>> {
+        w.start_probe()?;
+        w.wait_served_by("n1", 50, WAIT)?;
+        let mut out = Vec::new();
+        for load in ["idle", "stress-ng --cpu 2 --io 1 --vm 1"] {
+            let mut s = if load == "idle" {
+                None
+            } else {
+                Some(stress()?)
+            };
+            let from = w.probe_now_ms();
+            std::thread::sleep(Duration::from_secs(seconds));
+            if let Some(c) = s.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            let (requests, errors, from_n2) = client_window(&w, from, w.probe_now_ms() - 150.0);
+            eprintln!("  keepalived, {load}: {errors} failed, {from_n2} from n2");
+            out.push(Health {
+                timing: "keepalived advert_int 0.01".into(),
+                load: load.into(),
+                seconds,
+                lease_samples: None,
+                lease_missing: None,
+                self_releases: None,
+                client_requests: requests,
+                client_errors: errors,
+                answers_from_n2: from_n2,
+            });
+            // Back to n1 before the next window.
+            w.wait_served_by("n1", 50, WAIT)?;
+        }
+        Ok(out)
+    })();
+    for k in &mut kids {
+        let _ = k.kill();
+        let _ = k.wait();
+    }
+    result
 }
 
 fn keepalived_failover(exe: &Path, subnet: u8, runs: usize) -> anyhow::Result<Failover> {
@@ -268,6 +341,16 @@ fn keepalived_failover(exe: &Path, subnet: u8, runs: usize) -> anyhow::Result<Fa
         let _ = k.kill();
         let _ = k.wait();
     }
+    if result.is_err() {
+        // Keep keepalived's own logs for a post-mortem.
+        let keep = std::env::temp_dir().join("tandem-bench-keepalived");
+        let _ = std::fs::create_dir_all(&keep);
+        for n in ["n1", "n2"] {
+            let f = format!("keepalived-{n}.log");
+            let _ = std::fs::copy(dir.join(&f), keep.join(&f));
+        }
+        eprintln!("keepalived's logs kept in {}", keep.display());
+    }
     // The web servers (and the probe) go with the lab.
     drop(w);
     result
@@ -275,12 +358,21 @@ fn keepalived_failover(exe: &Path, subnet: u8, runs: usize) -> anyhow::Result<Fa
 
 fn main() -> anyhow::Result<()> {
     let (mut runs, mut seconds) = (10usize, 30u64);
+    let mut only: Option<String> = None;
+    let usage = "usage: lease [--runs N] [--seconds S] [--only health|failover]";
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--runs" => runs = args.next().context("--runs N")?.parse()?,
             "--seconds" => seconds = args.next().context("--seconds S")?.parse()?,
-            other => bail!("unknown argument {other}; usage: lease [--runs N] [--seconds S]"),
+            "--only" => {
+                let part = args.next().context("--only health|failover")?;
+                if !["health", "failover"].contains(&part.as_str()) {
+                    bail!("--only {part}: {usage}");
+                }
+                only = Some(part);
+            }
+            other => bail!("unknown argument {other}; {usage}"),
         }
     }
     let exe = std::env::current_exe()?
@@ -293,35 +385,42 @@ fn main() -> anyhow::Result<()> {
             exe.display()
         );
     }
-    eprintln!("lease health");
-    let mut health_rows = health(&exe, "default (100 / 500 ms)", "", 80, seconds)?;
-    health_rows.extend(health(
-        &exe,
-        "fast preset (10 / 50 ms)",
-        "preset = \"fast\"",
-        81,
-        seconds,
-    )?);
-    eprintln!("power-off failover");
-    let failover = vec![
-        tandem_failover(&exe, 82, runs)?,
-        keepalived_failover(&exe, 83, runs)?,
-    ];
-
+    let wanted = |part: &str| only.as_deref().is_none_or(|o| o == part);
+    let mut health_rows = Vec::new();
+    if wanted("health") {
+        eprintln!("lease health");
+        health_rows = health(&exe, "default (100 / 500 ms)", "", 80, seconds)?;
+        health_rows.extend(health(
+            &exe,
+            "fast preset (10 / 50 ms)",
+            "preset = \"fast\"",
+            81,
+            seconds,
+        )?);
+        health_rows.extend(keepalived_health(&exe, 84, seconds)?);
+    }
+    let mut failover = Vec::new();
+    if wanted("failover") {
+        eprintln!("power-off failover");
+        failover.push(tandem_failover(&exe, 82, runs)?);
+        failover.push(keepalived_failover(&exe, 83, runs)?);
+    }
+    let opt = |v: Option<usize>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
     println!(
-        "{:<26} {:<34} {:>9} {:>9} {:>9} {:>9} {:>8}",
-        "timings", "load", "samples", "no lease", "releases", "requests", "errors"
+        "{:<28} {:<34} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
+        "timings", "load", "samples", "no lease", "releases", "requests", "errors", "from n2"
     );
     for h in &health_rows {
         println!(
-            "{:<26} {:<34} {:>9} {:>9} {:>9} {:>9} {:>8}",
+            "{:<28} {:<34} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
             h.timing,
             h.load,
-            h.lease_samples,
-            h.lease_missing,
-            h.self_releases,
+            opt(h.lease_samples),
+            opt(h.lease_missing),
+            opt(h.self_releases),
             h.client_requests,
-            h.client_errors
+            h.client_errors,
+            h.answers_from_n2
         );
     }
     println!(
