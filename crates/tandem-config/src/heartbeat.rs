@@ -490,7 +490,7 @@ pub fn parse_authkeys(text: &str, file: &Path) -> Result<AuthKeys, ConfigError> 
         let Some(id) = w[0].parse::<u8>().ok().filter(|n| (1..=15).contains(n)) else {
             g.error(
                 &l,
-                format!("unexpected `{}`", w[0]),
+                "unexpected line (not shown: it may hold a secret)",
                 Some("lines are `auth N` or `N METHOD KEY` (e.g. 1 sha1 secret)".into()),
             );
             continue;
@@ -499,11 +499,15 @@ pub fn parse_authkeys(text: &str, file: &Path) -> Result<AuthKeys, ConfigError> 
             Some("crc") => AuthMethod::Crc,
             Some("md5") => AuthMethod::Md5,
             Some("sha1") => AuthMethod::Sha1,
-            other => {
+            _ => {
+                // The word is not echoed: it may be the secret itself
+                // (`1 mysecret`, the method forgotten).
                 g.error(
                     &l,
-                    format!("unknown method {other:?}"),
-                    Some("use sha1 (best), md5, or crc (no security)".into()),
+                    format!("key {id}: unknown method (not sha1, md5 or crc)"),
+                    Some(format!(
+                        "write `{id} sha1 YOUR-SECRET` (sha1 is best; crc secures nothing)"
+                    )),
                 );
                 continue;
             }
@@ -540,6 +544,10 @@ pub fn parse_authkeys(text: &str, file: &Path) -> Result<AuthKeys, ConfigError> 
         }
         _ => {}
     }
+    // Diagnostics quote their line: never the secrets on it.
+    for d in &mut g.out {
+        d.source_line = redact_key_line(&d.source_line);
+    }
     if g.out.iter().any(|d| d.severity == Severity::Error) {
         return Err(ConfigError::Invalid(g.out));
     }
@@ -547,6 +555,18 @@ pub fn parse_authkeys(text: &str, file: &Path) -> Result<AuthKeys, ConfigError> 
         send: send.map_or(1, |s| s.0),
         keys,
     })
+}
+
+/// An authkeys line as it may be shown: `auth N` lines as they are, key
+/// lines with everything after the key number hidden.
+fn redact_key_line(line: &str) -> String {
+    let mut words = line.split_whitespace();
+    match words.next() {
+        None => String::new(),
+        Some("auth") => line.to_string(),
+        Some(first) if words.next().is_some() => format!("{first} <hidden>"),
+        Some(_) => "<hidden>".to_string(),
+    }
 }
 
 /// Whether a key file is a Heartbeat `authkeys` file rather than a bare secret.

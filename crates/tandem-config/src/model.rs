@@ -240,8 +240,12 @@ impl Checker<'_> {
         let v = v.as_ref()?;
         let at = v.span().start;
         let parsed = match v.get_ref() {
+            // Every time is capped at a day: larger values overflow the
+            // arithmetic on deadlines (and are mistakes anyway).
+            RawTime::Int(i) if *i > 86_400 => Err(format!("`{i}` is too long (at most a day)")),
+            RawTime::Float(f) if *f > 86_400.0 => Err(format!("`{f}` is too long (at most a day)")),
             RawTime::Int(i) if *i > 0 => Ok(Duration::from_secs(i.unsigned_abs())),
-            RawTime::Float(f) if *f > 0.0 && *f <= 86_400.0 => Ok(Duration::from_secs_f64(*f)),
+            RawTime::Float(f) if *f > 0.0 => Ok(Duration::from_secs_f64(*f)),
             RawTime::Int(_) | RawTime::Float(_) => Err("must be positive".to_string()),
             RawTime::Text(s) => parse_duration(s),
         };
@@ -854,10 +858,12 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
                 };
                 WitnessKind::Arbiter {
                     port,
-                    key_file: w
-                        .key_file
-                        .as_ref()
-                        .map_or_else(|| key_file.clone(), |k| base.join(k.get_ref())),
+                    // Not the heartbeat key by default: the arbitrator's
+                    // host must not be able to forge heartbeats.
+                    key_file: w.key_file.as_ref().map_or_else(
+                        || key_file.with_file_name("arbiter.key"),
+                        |k| base.join(k.get_ref()),
+                    ),
                 }
             }
             Some("tcp") => match w.port.as_ref().map(|p| u16::try_from(*p.get_ref())) {

@@ -108,7 +108,9 @@ pub struct BrainConfig {
     pub timing: Timing,
     /// Keys to sign and verify packets.
     pub keys: Keyring,
-    /// This daemon's boot incarnation; must grow at every start.
+    /// This daemon's boot incarnation; must grow at every start. The daemon
+    /// uses the wall clock in microseconds, so a peer's incarnation more
+    /// than a day past this one (plus the time since start) is refused.
     pub incarnation: u64,
     /// Digest of the configuration, compared with peers'.
     pub config_digest: u64,
@@ -210,6 +212,10 @@ pub struct Transmit {
     /// The signed packet.
     pub payload: Vec<u8>,
 }
+
+/// How far (µs) a peer's incarnation may be ahead of this node's clock: a
+/// day of clock difference. Further is refused as forged.
+pub const MAX_INCARNATION_AHEAD_US: u64 = 86_400_000_000;
 
 /// The cluster brain of one node. See the crate documentation.
 #[derive(Debug)]
@@ -491,6 +497,17 @@ impl Brain {
         }
         if packet.link != link.0 {
             return self.reject(link, RejectReason::WrongLink);
+        }
+        // An incarnation far in the future would lock the real peer out
+        // (its packets would look stale) until the clock caught up.
+        let since_start = u64::try_from(now.since(self.started).as_micros()).unwrap_or(u64::MAX);
+        let latest_plausible = self
+            .cfg
+            .incarnation
+            .saturating_add(since_start)
+            .saturating_add(MAX_INCARNATION_AHEAD_US);
+        if packet.incarnation > latest_plausible {
+            return self.reject(link, RejectReason::FutureIncarnation);
         }
         let Some(idx) = self.peers.iter().position(|p| p.id.0 == packet.sender) else {
             return self.reject(link, RejectReason::UnknownSender);

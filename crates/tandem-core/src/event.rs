@@ -34,6 +34,9 @@ pub enum RejectReason {
     Replayed,
     /// An older incarnation, or a sequence number behind the window.
     Stale,
+    /// An incarnation far ahead of this node's clock: forged, or a peer
+    /// whose clock is more than a day ahead.
+    FutureIncarnation,
 }
 
 impl RejectReason {
@@ -52,6 +55,9 @@ impl RejectReason {
             Self::WrongLink => "sent on another link",
             Self::Replayed => "replayed or duplicate",
             Self::Stale => "stale incarnation or sequence",
+            Self::FutureIncarnation => {
+                "incarnation from the future (forged, or the sender's clock is over a day ahead)"
+            }
         }
     }
 

@@ -42,6 +42,9 @@ pub struct Stats {
     pub replayed: u64,
     /// Rejected: older incarnation or sequence behind the window.
     pub stale: u64,
+    /// Rejected: an incarnation far ahead of this node's clock.
+    #[serde(default)]
+    pub future_incarnation: u64,
     /// Times the brain found it had not been run for over two keepalives.
     pub stalls: u64,
     /// Longest stall seen, in microseconds.
@@ -67,6 +70,7 @@ impl Stats {
             RejectReason::WrongLink => &mut self.wrong_link,
             RejectReason::Replayed => &mut self.replayed,
             RejectReason::Stale => &mut self.stale,
+            RejectReason::FutureIncarnation => &mut self.future_incarnation,
         };
         *c += 1;
         *c
@@ -86,6 +90,7 @@ impl Stats {
             + self.wrong_link
             + self.replayed
             + self.stale
+            + self.future_incarnation
     }
 }
 

@@ -77,11 +77,12 @@ pub enum ArbiterError {
     /// The body is not the expected JSON.
     #[error("malformed body: {0}")]
     Malformed(String),
-    /// No key for the cluster it names.
-    #[error("unknown cluster `{0}`")]
-    UnknownCluster(String),
-    /// The MAC does not match.
-    #[error("bad MAC (wrong key?)")]
+    /// Authentic under one cluster's key, but naming another cluster.
+    #[error("signed with one cluster's key but naming another")]
+    ClusterMismatch,
+    /// The MAC matches none of the keys (wrong key, tampering, or a
+    /// cluster this end does not serve).
+    #[error("bad MAC (wrong key, or a cluster not served here)")]
     BadMac,
 }
 
@@ -97,11 +98,13 @@ pub fn seal<T: Serialize>(key: &Key, msg: &T) -> Vec<u8> {
     out
 }
 
-/// Parses a datagram and checks its MAC with the key `key_for` gives for
-/// the cluster it names (by [`Cluster::cluster`]).
+/// Checks a datagram's MAC against the `(cluster, key)` pairs given, then
+/// — only once it is known to be authentic — parses it, and checks that it
+/// names the cluster whose key signed it. Nothing an attacker without a key
+/// sends is ever parsed.
 pub fn open<'k, T: DeserializeOwned + Cluster>(
     bytes: &[u8],
-    key_for: impl FnOnce(&str) -> Option<&'k Key>,
+    keys: impl IntoIterator<Item = (&'k str, &'k Key)>,
 ) -> Result<T, ArbiterError> {
     if bytes.len() > ARBITER_MAX {
         return Err(ArbiterError::TooLong);
@@ -116,12 +119,15 @@ pub fn open<'k, T: DeserializeOwned + Cluster>(
         return Err(ArbiterError::Version(bytes[4]));
     }
     let (signed, tag) = bytes.split_at(bytes.len() - MAC_LEN);
+    let cluster = keys
+        .into_iter()
+        .find(|(_, key)| key.verify(signed, tag))
+        .map(|(cluster, _)| cluster)
+        .ok_or(ArbiterError::BadMac)?;
     let msg: T =
         serde_json::from_slice(&signed[5..]).map_err(|e| ArbiterError::Malformed(e.to_string()))?;
-    let key = key_for(msg.cluster())
-        .ok_or_else(|| ArbiterError::UnknownCluster(msg.cluster().to_string()))?;
-    if !key.verify(signed, tag) {
-        return Err(ArbiterError::BadMac);
+    if msg.cluster() != cluster {
+        return Err(ArbiterError::ClusterMismatch);
     }
     Ok(msg)
 }
@@ -165,35 +171,52 @@ mod tests {
         let other = Key::new(1, b"another key").unwrap_or_else(|_| unreachable!());
         let bytes = seal(&key, &req());
         assert_eq!(&bytes[..4], b"TNDW");
-        let got: VoteRequest =
-            open(&bytes, |c| (c == "web").then_some(&key)).unwrap_or_else(|e| panic!("{e}"));
+        let both = [("db", &other), ("web", &key)];
+        let got: VoteRequest = open(&bytes, both).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(got, req());
-        let bad = open::<VoteRequest>(&bytes, |_| Some(&other));
+        let bad = open::<VoteRequest>(&bytes, [("web", &other)]);
         assert_eq!(bad, Err(ArbiterError::BadMac));
-        let unknown = open::<VoteRequest>(&bytes, |_| None);
-        assert_eq!(unknown, Err(ArbiterError::UnknownCluster("web".into())));
+        let unknown = open::<VoteRequest>(&bytes, []);
+        assert_eq!(unknown, Err(ArbiterError::BadMac));
+        // Signed with db's key but naming web: refused.
+        let mismatch = open::<VoteRequest>(&seal(&other, &req()), both);
+        assert_eq!(mismatch, Err(ArbiterError::ClusterMismatch));
         let mut flipped = bytes.clone();
         let mid = flipped.len() / 2;
         flipped[mid] ^= 1;
-        assert!(open::<VoteRequest>(&flipped, |_| Some(&key)).is_err());
+        assert!(open::<VoteRequest>(&flipped, both).is_err());
         assert_eq!(
-            open::<VoteRequest>(&bytes[..10], |_| Some(&key)),
+            open::<VoteRequest>(&bytes[..10], both),
             Err(ArbiterError::TooShort)
         );
         let mut v2 = bytes.clone();
         v2[4] = 2;
         assert_eq!(
-            open::<VoteRequest>(&v2, |_| Some(&key)),
+            open::<VoteRequest>(&v2, both),
             Err(ArbiterError::Version(2))
         );
         assert_eq!(
-            open::<VoteRequest>(&vec![0u8; 2000], |_| Some(&key)),
+            open::<VoteRequest>(&vec![0u8; 2000], both),
             Err(ArbiterError::TooLong)
         );
         // A request is not an answer.
         assert!(matches!(
-            open::<VoteAnswer>(&bytes, |_| Some(&key)),
+            open::<VoteAnswer>(&bytes, both),
             Err(ArbiterError::Malformed(_))
         ));
+    }
+
+    /// Issue 12, finding 12: the JSON was parsed before the MAC was
+    /// checked. Garbage that is not signed never reaches the parser: it is
+    /// refused as a bad MAC, whatever it holds.
+    #[test]
+    fn unsigned_garbage_is_never_parsed() {
+        let key = Key::new(1, b"arbiter key").unwrap_or_else(|_| unreachable!());
+        let mut junk = b"TNDW\x01{not json at all\n".to_vec();
+        junk.extend_from_slice(&[0u8; MAC_LEN]);
+        assert_eq!(
+            open::<VoteRequest>(&junk, [("web", &key)]),
+            Err(ArbiterError::BadMac)
+        );
     }
 }

@@ -75,6 +75,12 @@ pub fn load(path: &Path) -> anyhow::Result<Loaded> {
         Some(v) => tandem_config::parse_duration(v)
             .map_err(|e| anyhow::anyhow!("{}: vote = {v:?}: {e}", path.display()))?,
     };
+    if vote > Duration::from_secs(60) {
+        bail!(
+            "{}: vote = {vote:?} is too long: a node that dies holding the vote keeps it that long, and its peer waits; use at most 60s (default 2s)",
+            path.display()
+        );
+    }
     if vote < Duration::from_millis(200) {
         bail!(
             "{}: vote = {vote:?} is too short: nodes renew it halfway, over the network; use at least 200ms (default 2s)",
@@ -158,8 +164,8 @@ pub fn serve(loaded: &Loaded, stop: &AtomicBool) -> anyhow::Result<()> {
         };
         let elapsed = epoch.elapsed();
         let now = Timestamp::from_nanos(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
-        let req: VoteRequest = match tandem_wire::arbiter::open(&buf[..len], |c| loaded.keys.get(c))
-        {
+        let keys = loaded.keys.iter().map(|(c, k)| (c.as_str(), k));
+        let req: VoteRequest = match tandem_wire::arbiter::open(&buf[..len], keys) {
             Ok(r) => r,
             Err(e) => {
                 rejected += 1;
@@ -174,8 +180,8 @@ pub fn serve(loaded: &Loaded, stop: &AtomicBool) -> anyhow::Result<()> {
             if arbiter.release(&req.cluster, &req.node, req.incarnation, req.counter) {
                 tracing::info!(
                     "cluster {}: {} gave the vote back ({from})",
-                    req.cluster,
-                    req.node
+                    req.cluster.escape_debug(),
+                    req.node.escape_debug()
                 );
             }
             (false, None)
@@ -187,17 +193,18 @@ pub fn serve(loaded: &Loaded, stop: &AtomicBool) -> anyhow::Result<()> {
                     if changed {
                         tracing::info!(
                             "cluster {}: vote given to {} ({from})",
-                            req.cluster,
-                            req.node
+                            req.cluster.escape_debug(),
+                            req.node.escape_debug()
                         );
                     }
                     (true, Some(req.node.clone()))
                 }
                 Decision::Refused { holder } => {
                     tracing::info!(
-                        "cluster {}: {} asked; {holder} holds the vote",
-                        req.cluster,
-                        req.node
+                        "cluster {}: {} asked; {} holds the vote",
+                        req.cluster.escape_debug(),
+                        req.node.escape_debug(),
+                        holder.escape_debug()
                     );
                     (false, Some(holder))
                 }
@@ -205,8 +212,8 @@ pub fn serve(loaded: &Loaded, stop: &AtomicBool) -> anyhow::Result<()> {
                     rejected += 1;
                     tracing::warn!(
                         "cluster {}: replayed or reordered request from {} ({from}) ignored",
-                        req.cluster,
-                        req.node
+                        req.cluster.escape_debug(),
+                        req.node.escape_debug()
                     );
                     continue;
                 }

@@ -93,7 +93,7 @@ impl Node {
         self.sock.send(bytes).unwrap();
         let mut buf = [0u8; 2048];
         let n = self.sock.recv(&mut buf).ok()?;
-        Some(open::<VoteAnswer>(&buf[..n], |c| (c == self.cluster).then_some(&self.key)).unwrap())
+        Some(open::<VoteAnswer>(&buf[..n], [(self.cluster, &self.key)]).unwrap())
     }
 
     fn ask(&mut self) -> Option<VoteAnswer> {

@@ -3,13 +3,15 @@
 //! the time, as keepalived users run it), `preset = "fast"` (keepalive
 //! 10 ms, deadtime 50 ms), and a client opening a new connection every
 //! 10 ms with a 100 ms timeout: no failed connection in steady state, before
-//! and after a failover, also with every CPU loaded by stress-ng; a frozen
+//! and after a failover (also while an operator lists the lease set every
+//! 20 ms), and with every CPU loaded by stress-ng; a frozen
 //! daemon still goes silent and the survivor takes over with no dual
 //! answers. Needs root, busybox, nftables and stress-ng.
 #![allow(clippy::unwrap_used)] // test helpers panic on failure by design
 
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tandem::labcluster::{WebCluster, WebOptions, outage};
@@ -81,6 +83,29 @@ fn window(w: &WebCluster, d: Duration) -> (Vec<(String, usize)>, usize, Vec<Stri
     (by, n, failed)
 }
 
+/// An operator's monitoring loop: `nft list set` of the leases in `netns`
+/// every 20 ms until the returned flag is set. Refreshing the lease by
+/// delete-and-add raced with such listings and dropped packets.
+fn lister(netns: String, table: String) -> (Arc<AtomicBool>, std::thread::JoinHandle<usize>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let h = std::thread::spawn(move || {
+        let mut n = 0;
+        while !flag.load(Ordering::Relaxed) {
+            let ok = Command::new("ip")
+                .args([
+                    "netns", "exec", &netns, "nft", "list", "set", "inet", &table, "leases",
+                ])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            n += usize::from(ok);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        n
+    });
+    (stop, h)
+}
+
 fn log_of(w: &WebCluster, i: usize) -> String {
     std::fs::read_to_string(&w.cluster.nodes[i].log).unwrap_or_default()
 }
@@ -89,7 +114,14 @@ fn log_of(w: &WebCluster, i: usize) -> String {
 fn at_fast_timings_no_connection_fails_before_or_after_a_failover() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut w = lab("tlse", 77);
+    let (stop, listed) = lister(w.lab.hosts[0].netns.clone(), "tandem_lab77".into());
     let (by, failed, first) = window(&w, Duration::from_secs(30));
+    stop.store(true, Ordering::Relaxed);
+    let listed = listed.join().unwrap();
+    assert!(
+        listed > 100,
+        "the lister listed the set only {listed} times"
+    );
     assert_eq!(failed, 0, "steady state on n1: {by:?}, failures {first:?}");
     assert!(by.iter().all(|(n, _)| n == "n1"), "{by:?}");
     assert!(by.iter().map(|(_, c)| c).sum::<usize>() > 2000, "{by:?}");

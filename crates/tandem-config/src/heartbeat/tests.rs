@@ -278,3 +278,23 @@ fd000000000000000000000000000000 70 00000000000000000000000000000000 00 00000000
     );
     assert_eq!(find_interface_v6("2001:db8::1".parse().unwrap(), v6), None);
 }
+
+/// Issue 12, finding 11: authkeys errors quoted the line with its secret.
+#[test]
+fn authkeys_errors_never_show_a_secret() {
+    let p = Path::new("/etc/ha.d/authkeys");
+    for text in [
+        "auth 1\n1 sha256 TOPSECRET\n",
+        "auth 1\n1 TOPSECRET\n",
+        "auth 1\n1 sha1 TOPSECRET\n1 sha1 TOPSECRET\n",
+        "auth 1\nTOPSECRET\n",
+    ] {
+        let Err(ConfigError::Invalid(d)) = parse_authkeys(text, p) else {
+            panic!("accepted {text:?}");
+        };
+        for x in &d {
+            let shown = x.to_string();
+            assert!(!shown.contains("TOPSECRET"), "{shown}");
+        }
+    }
+}

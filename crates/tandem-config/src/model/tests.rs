@@ -401,14 +401,15 @@ fn arbiter_witness_and_watchdog() {
     let wd = c.watchdog.unwrap();
     assert_eq!(wd.device, PathBuf::from("/dev/watchdog"));
     assert_eq!(wd.timeout, Duration::from_secs(5));
-    // Without key_file, the cluster's key.
+    // Without key_file, arbiter.key beside the heartbeat key, never the
+    // heartbeat key itself (issue 12, finding 13).
     let text = format!("{GOOD}\n[witness]\nkind = \"arbiter\"\naddresses = [\"10.9.0.5\"]\n");
     let c = parse(&text, Path::new("/etc/tandem/tandem.toml"))
         .unwrap()
         .config;
     assert!(matches!(
         c.witness.unwrap().kind,
-        WitnessKind::Arbiter { key_file, .. } if key_file == Path::new("/etc/tandem/authkey")
+        WitnessKind::Arbiter { key_file, .. } if key_file == Path::new("/etc/tandem/arbiter.key")
     ));
 }
 
@@ -435,4 +436,31 @@ fn arbiter_and_watchdog_mistakes_are_located() {
     let short = format!("{GOOD}\n[watchdog]\ntimeout = \"500ms\"\n");
     let d = errors(&short);
     assert!(d[0].message.contains("at least 1s"), "{d:?}");
+}
+
+/// Issue 12, finding 14: huge integers overflowed the deadline arithmetic
+/// (a panic); every time is capped at a day, with a located error.
+#[test]
+fn huge_times_are_located_errors_not_panics() {
+    let with = |t: &str| GOOD.replace("keepalive = \"100ms\"\ndeadtime = 1\n", t);
+    for text in [
+        with("keepalive = 4000000000000000000\n"),
+        with("deadtime = 1e300\n"),
+        with("initdead = \"99999999s\"\n"),
+    ] {
+        let d = errors(&text);
+        assert!(
+            d.iter()
+                .any(|d| d.message.contains("at most a day") && d.line == 6),
+            "{d:?}"
+        );
+    }
+    let group = format!(
+        "{GOOD}\n[[group]]\nname = \"g\"\n[[group.resource]]\nname = \"r\"\nagent = \"process\"\nparams = {{ command = \"true\" }}\ntimeout = 9223372036854775807\n"
+    );
+    let d = errors(&group);
+    assert!(
+        d.iter().any(|d| d.message.contains("at most a day")),
+        "{d:?}"
+    );
 }

@@ -314,3 +314,22 @@ fn config_mismatch_is_reported_once() {
         1
     );
 }
+
+/// Issue 12, finding 1: an incarnation far in the future (u64::MAX, say)
+/// would lock the real peer out. More than a day ahead is refused.
+#[test]
+fn an_incarnation_from_the_future_is_refused() {
+    let day = MAX_INCARNATION_AHEAD_US;
+    let mut a = Brain::new(cfg(1, 1_000, b"k"), t(0));
+    let mut forged = Brain::new(cfg(2, u64::MAX, b"k"), t(0));
+    let tx = tick(&mut forged, t(0));
+    deliver(&mut a, t(0), &tx);
+    assert_eq!(a.stats().future_incarnation, 2);
+    assert_eq!(a.members(), vec![NodeId(1)]);
+    // A peer whose clock is an hour ahead is still a peer.
+    let mut b = Brain::new(cfg(2, 1_000 + day / 24, b"k"), t(0));
+    let tx = tick(&mut b, t(100));
+    deliver(&mut a, t(100), &tx);
+    assert_eq!(a.members(), vec![NodeId(1), NodeId(2)]);
+    assert_eq!(a.stats().future_incarnation, 2);
+}

@@ -213,6 +213,7 @@ pub fn render(s: &Status) -> String {
         ("bad MAC", st.bad_mac),
         ("replayed", st.replayed),
         ("stale", st.stale),
+        ("future incarnation", st.future_incarnation),
         ("wrong cluster", st.wrong_cluster),
         ("unknown sender", st.unknown_sender),
         ("unknown key", st.unknown_key),

@@ -55,49 +55,153 @@ fn cfg_name(_: &Result<(), String>) -> &'static str {
     "succeeded"
 }
 
+/// How much of a fence agent's stderr is kept for the error message.
+const STDERR_KEPT: usize = 4096;
+
+/// Reads `from` to its end on a thread of its own, keeping at most `keep`
+/// bytes: a verbose agent never blocks on a full pipe, and its output never
+/// grows without bound.
+fn drain(
+    mut from: impl std::io::Read + Send + 'static,
+    keep: usize,
+) -> std::sync::mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _ = std::thread::Builder::new()
+        .name("tandem-fence-out".into())
+        .spawn(move || {
+            let (mut kept, mut buf) = (Vec::new(), [0u8; 8192]);
+            loop {
+                match from.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        let room = keep.saturating_sub(kept.len());
+                        kept.extend_from_slice(&buf[..n.min(room)]);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = tx.send(kept);
+        });
+    rx
+}
+
 fn run(c: &Fencing, node: &str) -> Result<(), String> {
     let mut input = format!("action={}\nplug={node}\nport={node}\n", c.action);
     for (k, v) in &c.params {
         input.push_str(&format!("{k}={v}\n"));
     }
+    // A clean environment: the daemon's own variables are none of the
+    // agent's business.
     let mut child = Command::new(&c.agent)
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("LANG", "C.UTF-8")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", c.agent.display()))?;
+    let _stdout = child.stdout.take().map(|o| drain(o, 0));
+    let stderr = child.stderr.take().map(|e| drain(e, STDERR_KEPT));
     if let Some(mut i) = child.stdin.take() {
         let _ = i.write_all(input.as_bytes());
     }
     let deadline = Instant::now() + c.timeout;
-    loop {
+    let outcome = loop {
         match child.try_wait() {
-            Ok(Some(st)) if st.success() => return Ok(()),
-            Ok(Some(st)) => {
-                let out = child
-                    .wait_with_output()
-                    .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
-                    .unwrap_or_default();
-                return Err(format!(
-                    "{} exited {st}{}",
-                    c.agent.display(),
-                    if out.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {out}")
-                    }
-                ));
-            }
+            Ok(Some(st)) => break Ok(st),
             Ok(None) if Instant::now() > deadline => {
-                tandem_agents::exec::kill_group(child.id(), libc::SIGKILL);
-                let _ = child.wait();
-                return Err(format!("{} timed out", c.agent.display()));
+                break Err(format!("{} timed out", c.agent.display()));
             }
             Ok(None) => std::thread::sleep(std::time::Duration::from_millis(10)),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => break Err(e.to_string()),
         }
+    };
+    // Whatever the agent left running in its group (holding the pipes open)
+    // goes with it.
+    tandem_agents::exec::kill_group(child.id(), libc::SIGKILL);
+    let _ = child.wait();
+    let st = outcome?;
+    if st.success() {
+        return Ok(());
     }
+    let out = stderr
+        .and_then(|rx| rx.recv_timeout(std::time::Duration::from_millis(200)).ok())
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let clipped = if out.len() >= STDERR_KEPT {
+        " (clipped)"
+    } else {
+        ""
+    };
+    Err(format!(
+        "{} exited {st}{}",
+        c.agent.display(),
+        if out.is_empty() {
+            String::new()
+        } else {
+            format!(": {out}{clipped}")
+        }
+    ))
 }
 
 use std::os::unix::process::CommandExt as _;
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+
+    fn agent(dir: &std::path::Path, body: &str) -> tandem_config::Fencing {
+        let path = dir.join("fence_test");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write agent");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        tandem_config::Fencing {
+            agent: path,
+            params: Default::default(),
+            action: "off".into(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Issue 12, finding 5: output was read only after exit, so an agent
+    /// writing more than a pipe holds blocked until its timeout, forever.
+    #[test]
+    fn a_verbose_agent_neither_blocks_nor_floods_the_message() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let loud =
+            "head -c 1000000 /dev/zero | tr '\\0' x; head -c 1000000 /dev/zero | tr '\\0' y >&2";
+        let t = std::time::Instant::now();
+        assert_eq!(
+            super::run(&agent(dir.path(), &format!("{loud}; exit 0")), "n1"),
+            Ok(())
+        );
+        let err = super::run(&agent(dir.path(), &format!("{loud}; exit 1")), "n1").unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert!(
+            err.contains("exited") && err.contains("(clipped)"),
+            "{}",
+            &err[..80]
+        );
+        assert!(err.len() < super::STDERR_KEPT + 200, "{}", err.len());
+    }
+
+    /// The agent gets its stdin convention and a clean environment.
+    #[test]
+    fn the_agent_sees_its_request_and_no_daemon_environment() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let got = super::run(
+            &agent(
+                dir.path(),
+                "read a; read p; [ \"$a\" = action=off ] && [ \"$p\" = plug=n2 ] && [ -z \"$HOME\" ] || { env >&2; exit 1; }",
+            ),
+            "n2",
+        );
+        assert_eq!(got, Ok(()));
+    }
+}

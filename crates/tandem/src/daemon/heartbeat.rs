@@ -70,6 +70,9 @@ pub struct Heartbeat {
     pub watchdog: Option<super::watchdog::Watchdog>,
 }
 
+/// Datagrams read from one link before the loop runs its timers again.
+const MAX_DATAGRAMS_PER_WAKE: usize = 64;
+
 impl Heartbeat {
     fn now(&self) -> Timestamp {
         Timestamp::from_nanos(u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
@@ -180,6 +183,10 @@ impl Heartbeat {
         let mut stopping: Option<Instant> = None;
         // Kernel lease expiry last sent to the enforcer.
         let mut lease_sent: Option<Timestamp> = None;
+        // Links whose socket may still hold datagrams: the poller is
+        // edge-triggered, so a socket left unread must be read again
+        // without waiting for a new event.
+        let mut backlog = vec![false; self.links.len()];
         loop {
             let now = self.now();
             if self.stop.load(Ordering::Relaxed) && stopping.is_none() {
@@ -233,6 +240,9 @@ impl Heartbeat {
             if let Some(w) = &self.watchdog {
                 wait = Some(wait.map_or(w.due_in(), |d| d.min(w.due_in())));
             }
+            if backlog.iter().any(|b| *b) {
+                wait = Some(Duration::ZERO);
+            }
             if let Err(e) = self.poll.poll(&mut events, wait) {
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
@@ -241,13 +251,26 @@ impl Heartbeat {
             }
             let mut changed = false;
             for ev in events.iter() {
-                let Some(link) = self.links.get(ev.token().0) else {
+                if let Some(b) = backlog.get_mut(ev.token().0) {
+                    *b = true;
+                }
+            }
+            for (i, link) in self.links.iter().enumerate() {
+                if !std::mem::take(&mut backlog[i]) {
                     continue;
-                };
-                let mut errors = 0;
+                }
+                // A bounded batch per link and wake-up: under a flood of
+                // datagrams (junk needs no key) timers, sends, lease
+                // refreshes and the watchdog still get their turn.
+                let (mut errors, mut read) = (0, 0);
                 while errors < 64 {
+                    if read == MAX_DATAGRAMS_PER_WAKE {
+                        backlog[i] = true;
+                        break;
+                    }
                     match link.socket.recv_from(&mut buf) {
                         Ok((n, _from)) => {
+                            read += 1;
                             let at = self.now();
                             self.brain.handle_datagram(at, link.id, &buf[..n]);
                             changed = true;

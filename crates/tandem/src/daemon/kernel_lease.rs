@@ -144,6 +144,14 @@ table arp {t} {{\n set vips {{ type ipv4_addr; {e} }}\n set leases {{ type ipv4_
         nft(&script)?;
         let (tick, from) = kernel_tick();
         tracing::info!("kernel lease: timer tick {} µs ({from})", tick.as_micros());
+        let in_place = refreshes_in_place(&table);
+        if in_place {
+            tracing::info!("kernel lease: elements are refreshed in place (`expires`)");
+        } else {
+            tracing::warn!(
+                "kernel lease: this kernel cannot refresh a set element in place (Linux 6.10 or later can); refreshing by delete and add, which drops the VIP's packets for a moment whenever something lists the set at the same time"
+            );
+        }
         let (tx, rx) = std::sync::mpsc::channel();
         let (t, v) = (table.clone(), vips.to_vec());
         std::thread::Builder::new()
@@ -154,7 +162,7 @@ table arp {t} {{\n set vips {{ type ipv4_addr; {e} }}\n set leases {{ type ipv4_
                         "kernel lease enforcer runs without real-time priority ({e}): under CPU load a refresh may come late"
                     );
                 }
-                enforce(&rx, &t, &v, tick);
+                enforce(&rx, &t, &v, tick, in_place);
             })
             .map_err(|e| e.to_string())?;
         Ok(Self {
@@ -225,7 +233,66 @@ impl Drop for NftShell {
     }
 }
 
-fn enforce(rx: &Receiver<Option<Instant>>, table: &str, vips: &[IpAddr], tick: Duration) {
+/// A duration as `nft` prints it (`1m`, `1s996ms`, `2h3m`): milliseconds.
+fn nft_millis(text: &str) -> Option<u64> {
+    let (mut total, mut num, mut chars) = (0u64, String::new(), text.chars().peekable());
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().ok()?;
+        num.clear();
+        let unit = match c {
+            'd' => 86_400_000,
+            'h' => 3_600_000,
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                1
+            }
+            'm' => 60_000,
+            's' => 1_000,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(unit)?)?;
+    }
+    num.is_empty().then_some(total)
+}
+
+/// Whether `add element … expires` updates an element that exists (Linux
+/// 6.10 and later): probed on an address no rule looks at. A refresh in
+/// place never removes the element, even for a moment; the delete-and-add
+/// fallback races with anything listing the set (measured: 5 % of packets
+/// dropped while `nft list set` ran every 20 ms).
+fn refreshes_in_place(table: &str) -> bool {
+    let probe = "0.0.0.1";
+    let set = format!("inet {table} leases");
+    let ok = nft(&format!(
+        "add element {set} {{ {probe} timeout 60s expires 60s }}\nadd element {set} {{ {probe} timeout 60s expires 2s }}\n"
+    ))
+    .is_ok();
+    let listed = Command::new("nft")
+        .args(["list", "set", "inet", table, "leases"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    let _ = nft(&format!("delete element {set} {{ {probe} }}\n"));
+    let expires = listed
+        .split(probe)
+        .nth(1)
+        .and_then(|rest| rest.split("expires ").nth(1))
+        .and_then(|e| e.split([' ', ',', '}']).next())
+        .and_then(nft_millis);
+    ok && expires.is_some_and(|ms| ms <= 2_000)
+}
+
+fn enforce(
+    rx: &Receiver<Option<Instant>>,
+    table: &str,
+    vips: &[IpAddr],
+    tick: Duration,
+    in_place: bool,
+) {
     let mut shell: Option<NftShell> = None;
     while let Ok(mut latest) = rx.recv() {
         // Only the newest expiry matters.
@@ -248,17 +315,24 @@ fn enforce(rx: &Receiver<Option<Instant>>, table: &str, vips: &[IpAddr], tick: D
                 &[("inet", "leases6")]
             };
             for (fam, set) in places {
-                // Add (a no-op if present), delete, add with the new
-                // timeout: one atomic transaction that refreshes it.
-                commands.push(format!(
-                    "add element {fam} {table} {set} {{ {v} timeout 1s }}"
-                ));
-                commands.push(format!("delete element {fam} {table} {set} {{ {v} }}"));
-                if let Some(d) = left {
-                    commands.push(format!(
-                        "add element {fam} {table} {set} {{ {v} timeout {}ms }}",
-                        d.as_millis()
-                    ));
+                let el = format!("element {fam} {table} {set}");
+                match left {
+                    // In place: the element is never absent.
+                    Some(d) if in_place => {
+                        let ms = d.as_millis();
+                        commands.push(format!("add {el} {{ {v} timeout {ms}ms expires {ms}ms }}"));
+                    }
+                    // Add (a no-op if present), delete, add with the new
+                    // timeout: one atomic transaction.
+                    Some(d) => {
+                        commands.push(format!("add {el} {{ {v} timeout 1s }}"));
+                        commands.push(format!("delete {el} {{ {v} }}"));
+                        commands.push(format!("add {el} {{ {v} timeout {}ms }}", d.as_millis()));
+                    }
+                    None => {
+                        commands.push(format!("add {el} {{ {v} timeout 1s }}"));
+                        commands.push(format!("delete {el} {{ {v} }}"));
+                    }
                 }
             }
         }
@@ -283,5 +357,19 @@ fn enforce(rx: &Receiver<Option<Instant>>, table: &str, vips: &[IpAddr], tick: D
                 None => break,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nft_durations() {
+        assert_eq!(super::nft_millis("1s996ms"), Some(1996));
+        assert_eq!(super::nft_millis("1m"), Some(60_000));
+        assert_eq!(super::nft_millis("59s999ms"), Some(59_999));
+        assert_eq!(super::nft_millis("2h3m4s"), Some(7_384_000));
+        assert_eq!(super::nft_millis("12ms"), Some(12));
+        assert_eq!(super::nft_millis("soon"), None);
+        assert_eq!(super::nft_millis("12"), None);
     }
 }

@@ -88,6 +88,9 @@ pub(crate) fn init_logging(
     Ok(guards)
 }
 
+/// A fixed text whose MAC tells whether two keys are the same.
+const ARBITER_KEY_PROBE: &[u8] = b"tandem: is the arbitrator's key the heartbeat key?";
+
 /// Loads the keys from a key file: a bare secret (key id 1), or a
 /// Heartbeat `authkeys` file (every key line; `auth N` selects the sending
 /// key).
@@ -95,6 +98,7 @@ pub fn load_keys(path: &Path, allow_crc: bool) -> anyhow::Result<Keyring> {
     let secret = tandem_config::keyfile::read_key(path)?;
     let text = String::from_utf8_lossy(&secret);
     if !tandem_config::heartbeat::looks_like_authkeys(&text) {
+        tandem_config::keyfile::check_length(path, &secret)?;
         return Ok(Keyring::single(Key::new(1, &secret).context("key file")?));
     }
     let auth = tandem_config::heartbeat::parse_authkeys(&text, path)?;
@@ -116,6 +120,16 @@ pub fn load_keys(path: &Path, allow_crc: bool) -> anyhow::Result<Keyring> {
             tracing::warn!(
                 "{}: ignoring key {id} (`crc` authenticates nothing; anyone could forge heartbeats with it); delete the line, or start with --allow-insecure-crc",
                 path.display()
+            );
+        }
+    }
+    for (id, _, key) in auth.keys.iter().filter(|(_, m, _)| *m != crc) {
+        if key.len() < tandem_config::keyfile::MIN_KEY_LEN {
+            tracing::warn!(
+                "{}: key {id} is only {} bytes long: it can be guessed, and whoever guesses it can forge heartbeats; use a secret of {} bytes or more (`tandem keygen` prints one)",
+                path.display(),
+                key.len(),
+                tandem_config::keyfile::MIN_KEY_LEN
             );
         }
     }
@@ -322,6 +336,9 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
     apply_ocf_defaults(&mut config);
     let local = local_node(&config, source, opts.node.as_deref())?;
     let keys = load_keys(&config.key_file, opts.allow_insecure_crc)?;
+    // The heartbeat key's fingerprint (a MAC of a fixed text), to warn if
+    // the arbitrator was given the same key.
+    let heartbeat_fingerprint = keys.send_key().sign(ARBITER_KEY_PROBE);
     let (incarnation, warning) = incarnation::next(&config.state_dir);
     if let Some(w) = warning {
         tracing::warn!("{w}");
@@ -451,8 +468,21 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
     let witness_waker = waker.clone();
     let arbiter_key = match config.witness.as_ref().map(|w| &w.kind) {
         Some(tandem_config::WitnessKind::Arbiter { key_file, .. }) => {
-            let secret = tandem_config::keyfile::read_key(key_file)
-                .with_context(|| format!("[witness] key_file {}", key_file.display()))?;
+            let secret = tandem_config::keyfile::read_key(key_file).with_context(|| {
+                format!(
+                    "[witness] key_file {}: the arbitrator's own key (make one with `tandem keygen {}` and give it to the arbitrator, not the heartbeat key)",
+                    key_file.display(),
+                    key_file.display()
+                )
+            })?;
+            // Same key, same MAC: compared without keeping the secrets around.
+            let own = Key::new(1, &secret).context("[witness] key_file")?;
+            if own.sign(ARBITER_KEY_PROBE) == heartbeat_fingerprint {
+                tracing::warn!(
+                    "[witness] key_file {} holds the heartbeat key: the arbitrator's host can forge heartbeats; give the arbitrator a key of its own",
+                    key_file.display()
+                );
+            }
             Some(Arc::new(
                 Key::new(1, &secret).context("[witness] key_file")?,
             ))

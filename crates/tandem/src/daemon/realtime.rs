@@ -10,14 +10,18 @@
 const PRIORITY: libc::c_int = 50;
 
 /// Makes the calling thread `SCHED_RR` and locks the process's memory.
-/// Returns a sentence describing the result, for logs and status.
+/// Threads and processes it starts do not inherit the priority
+/// (`SCHED_RESET_ON_FORK`): a witness probe or a fence agent must not
+/// compete with heartbeats. Returns a sentence describing the result, for
+/// logs and status.
 pub fn enter() -> String {
     let param = libc::sched_param {
         sched_priority: PRIORITY,
     };
     // SAFETY: `param` is a valid, initialised sched_param that outlives the
     // call; pid 0 designates the calling thread; no memory is shared.
-    let sched = unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &param) };
+    let sched =
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &param) };
     let sched_msg = if sched == 0 {
         format!("SCHED_RR priority {PRIORITY}")
     } else {
@@ -58,4 +62,53 @@ pub fn set_normal() {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: as in `set_priority`.
     let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+}
+
+#[cfg(test)]
+mod tests {
+    /// The calling thread's scheduling policy, without the reset flag.
+    fn policy() -> libc::c_int {
+        // SAFETY: pid 0 designates the calling thread; no pointers.
+        unsafe { libc::sched_getscheduler(0) & !libc::SCHED_RESET_ON_FORK }
+    }
+
+    /// Issue 12, finding 7: helpers started by the heartbeat thread used to
+    /// inherit its real-time priority.
+    #[test]
+    fn what_the_heartbeat_thread_starts_runs_at_normal_priority() {
+        let (own, thread, process) = std::thread::spawn(|| {
+            let said = super::enter();
+            assert!(
+                said.starts_with("SCHED_RR"),
+                "needs root (CI runs as root): {said}"
+            );
+            let thread = std::thread::spawn(policy).join().unwrap_or(-1);
+            // Field 41 of /proc/PID/stat is the policy of the process.
+            let out = std::process::Command::new("cat")
+                .arg("/proc/self/stat")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                .unwrap_or_default();
+            let process: libc::c_int = out
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().nth(38))
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(-1);
+            (policy(), thread, process)
+        })
+        .join()
+        .unwrap_or((-1, -1, -1));
+        assert_eq!(own, libc::SCHED_RR);
+        assert_eq!(
+            thread,
+            libc::SCHED_OTHER,
+            "a helper thread inherited SCHED_RR"
+        );
+        assert_eq!(
+            process,
+            libc::SCHED_OTHER,
+            "a child process inherited SCHED_RR"
+        );
+    }
 }

@@ -217,7 +217,7 @@ fn ask_arbiter(to: SocketAddr, who: &Identity, counter: &AtomicU64, timeout: Dur
                 break;
             };
             let answer: Result<VoteAnswer, _> =
-                tandem_wire::arbiter::open(&buf[..len], |c| (c == who.cluster).then_some(&**key));
+                tandem_wire::arbiter::open(&buf[..len], [(who.cluster.as_str(), &**key)]);
             match answer {
                 Ok(a) if a.nonce == nonce && a.node == who.node => {
                     return if a.granted {
