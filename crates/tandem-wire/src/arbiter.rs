@@ -119,14 +119,18 @@ pub fn open<'k, T: DeserializeOwned + Cluster>(
         return Err(ArbiterError::Version(bytes[4]));
     }
     let (signed, tag) = bytes.split_at(bytes.len() - MAC_LEN);
-    let cluster = keys
+    // Every cluster whose key signed it (clusters may share a key).
+    let signers: Vec<&str> = keys
         .into_iter()
-        .find(|(_, key)| key.verify(signed, tag))
+        .filter(|(_, key)| key.verify(signed, tag))
         .map(|(cluster, _)| cluster)
-        .ok_or(ArbiterError::BadMac)?;
+        .collect();
+    if signers.is_empty() {
+        return Err(ArbiterError::BadMac);
+    }
     let msg: T =
         serde_json::from_slice(&signed[5..]).map_err(|e| ArbiterError::Malformed(e.to_string()))?;
-    if msg.cluster() != cluster {
+    if !signers.contains(&msg.cluster()) {
         return Err(ArbiterError::ClusterMismatch);
     }
     Ok(msg)
@@ -181,6 +185,9 @@ mod tests {
         // Signed with db's key but naming web: refused.
         let mismatch = open::<VoteRequest>(&seal(&other, &req()), both);
         assert_eq!(mismatch, Err(ArbiterError::ClusterMismatch));
+        // Two clusters sharing a key: the one it names.
+        let shared = [("db", &key), ("web", &key)];
+        assert_eq!(open::<VoteRequest>(&bytes, shared), Ok(req()));
         let mut flipped = bytes.clone();
         let mid = flipped.len() / 2;
         flipped[mid] ^= 1;
