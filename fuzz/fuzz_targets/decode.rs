@@ -29,9 +29,10 @@ fuzz_target!(|data: &[u8]| {
         quorum: Default::default(),
         witness: false,
         fencing: false,
+        witness_arbiter: false,
     };
     let mut brain = Brain::new(cfg, Timestamp::ZERO);
     brain.handle_datagram(Timestamp::from_nanos(1), LinkId(0), data);
     brain.handle_timeout(Timestamp::from_nanos(2));
-    while brain.poll_event().is_some() {}
+    while brain.poll().is_some() {}
 });

@@ -255,9 +255,11 @@ pub struct Brain {
     /// back yet.
     witness_vote_held: bool,
     /// The arbitrator's vote is no longer needed: tell it (see
-    /// [`Brain::poll_witness_release`]).
+    /// [`Output::WitnessRelease`]).
     witness_release: bool,
     lease_until: Option<Timestamp>,
+    /// The lease last reported by [`Brain::poll`].
+    lease_reported: Option<Timestamp>,
     lease_lost: bool,
     /// When this node last queued heartbeats: leases count from here.
     last_sent: Timestamp,
@@ -398,6 +400,7 @@ impl Brain {
             witness_vote_held: false,
             witness_release: false,
             lease_until: None,
+            lease_reported: None,
             lease_lost: false,
             last_sent: now,
             sent_log: VecDeque::new(),
@@ -732,18 +735,6 @@ impl Brain {
         }
     }
 
-    /// The next witness probe the daemon must run (see
-    /// [`Brain::handle_witness_result`] and [`Brain::handle_witness_vote`]).
-    pub fn poll_witness_probe(&mut self) -> Option<u64> {
-        self.witness_requests.pop_front()
-    }
-
-    /// Whether the daemon should tell the arbitrator that this node no
-    /// longer needs its vote (every peer is back). Reading clears it.
-    pub fn poll_witness_release(&mut self) -> bool {
-        std::mem::take(&mut self.witness_release)
-    }
-
     /// Feeds the outcome of witness probe `id`: whether any witness answered.
     pub fn handle_witness_result(&mut self, now: Timestamp, id: u64, reachable: bool) {
         self.advance(now);
@@ -946,8 +937,9 @@ impl Brain {
             self.fence = vec![FenceState::None; self.peers.len()];
         }
         for i in 0..self.peers.len() {
-            let dead =
-                self.peers[i].state == PeerState::Dead && self.peers[i].incarnation.is_some();
+            // Never heard since start-up counts too: such a peer may well be
+            // running the groups (issue 12, finding 3).
+            let dead = self.peers[i].state == PeerState::Dead;
             let st = self.fence[i];
             if !dead {
                 if st != FenceState::None && self.peers[i].state.is_member() {
@@ -963,13 +955,6 @@ impl Brain {
                 self.fence_requests.push_back((id, self.peers[i].id));
             }
         }
-    }
-
-    /// The next node to fence: (request id, node name). The daemon runs the
-    /// fence agent and reports with [`Brain::handle_fence_result`].
-    pub fn poll_fence(&mut self) -> Option<(u64, String)> {
-        let (id, node) = self.fence_requests.pop_front()?;
-        Some((id, self.node_name(node)))
     }
 
     /// Feeds the outcome of fence request `id`.
@@ -1229,18 +1214,16 @@ impl Brain {
         next
     }
 
-    /// The next agent operation to run, if any.
-    pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
-    }
-
-    /// The next datagram to send, if any.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+    /// The next datagram to send, if any (in-crate tests; drivers use
+    /// [`Brain::poll`]).
+    #[cfg(test)]
+    pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 
-    /// The next thing that happened, if any.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    /// The next event, if any (in-crate tests; drivers use [`Brain::poll`]).
+    #[cfg(test)]
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
@@ -1666,7 +1649,7 @@ impl Brain {
         }
     }
 
-    /// Feeds the outcome of the operation `id` (from [`Brain::poll_action`]).
+    /// Feeds the outcome of the operation `id` (from an [`Output::Action`]).
     pub fn handle_op_result(&mut self, now: Timestamp, id: u64, result: OpResult) {
         self.advance(now);
         let Some((g, r)) = self.groups.iter().enumerate().find_map(|(g, rt)| {
@@ -2141,6 +2124,9 @@ impl Brain {
         }
     }
 }
+
+mod output;
+pub use output::Output;
 
 #[cfg(test)]
 mod tests;

@@ -6,8 +6,9 @@
 //! - inputs: [`Brain::handle_datagram`] (bytes received on a link) and
 //!   [`Brain::handle_timeout`] (the deadline from [`Brain::poll_timeout`] has
 //!   passed), each with the current [`Timestamp`];
-//! - outputs: [`Brain::poll_transmit`] (datagrams to send to every peer on a
-//!   link) and [`Brain::poll_event`] (what happened, for logs and status).
+//! - outputs: [`Brain::poll`] returns one [`Output`] at a time (the lease,
+//!   agent operations, witness and fencing work, datagrams to send, events
+//!   to log); drivers handle it with one exhaustive `match`.
 //!
 //! The brain never reads a clock, touches a socket, spawns a thread or draws
 //! a random number, so the same inputs always give the same outputs; the
@@ -29,7 +30,8 @@ pub mod status;
 pub mod time;
 
 pub use brain::{
-    Brain, BrainConfig, Command, LinkInfo, NoQuorumPolicy, NodeInfo, Quorum, Timing, Transmit, Vote,
+    Brain, BrainConfig, Command, LinkInfo, NoQuorumPolicy, NodeInfo, Output, Quorum, Timing,
+    Transmit, Vote,
 };
 pub use event::{Event, RejectReason};
 pub use membership::{LinkState, PeerState};

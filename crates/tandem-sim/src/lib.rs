@@ -17,9 +17,12 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+mod fencing;
+pub use fencing::{FENCE_LATENCY, FENCE_TIMEOUT, FenceAgent, FenceRecord};
+
 use tandem_core::{
     Action, Brain, BrainConfig, Event, GroupSpec, LinkId, LinkInfo, NodeId, NodeInfo, Op, OpResult,
-    Quorum, Timestamp, Timing,
+    Output, Quorum, Timestamp, Timing,
 };
 use tandem_wire::{Key, Keyring};
 
@@ -102,6 +105,12 @@ enum What {
         resource: usize,
         op: OpKind,
     },
+    FenceDone {
+        id: u64,
+        victim: usize,
+        ok: bool,
+        record: usize,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Clone, Copy)]
@@ -150,6 +159,12 @@ pub struct Sim {
     arbiter: Option<tandem_core::arbiter::Arbiter>,
     /// Per node: requests sent to the arbitrator.
     arbiter_counters: Vec<u64>,
+    /// Whether the brains fence dead nodes (see [`Sim::use_fencing`]).
+    fencing: bool,
+    /// How the simulated fence agent behaves.
+    fence_agent: FenceAgent,
+    /// Every fence request played.
+    fence_log: Vec<FenceRecord>,
 }
 
 /// Builds the brain configuration of node `idx` (0-based) of an `n`-node,
@@ -259,7 +274,27 @@ impl Sim {
             witness: vec![None; n],
             arbiter: None,
             arbiter_counters: vec![0; n],
+            fencing: false,
+            fence_agent: FenceAgent::default(),
+            fence_log: Vec::new(),
         }
+    }
+
+    /// The brain configuration of node `i` as the simulation runs it now
+    /// (arbitrator and fencing switched on as asked).
+    fn node_config(&self, i: usize) -> BrainConfig {
+        let mut cfg = brain_config(
+            i,
+            self.nodes.len(),
+            self.links.len(),
+            self.timing,
+            self.nodes[i].incarnation,
+            &self.groups,
+            &self.quorum,
+        );
+        cfg.witness_arbiter = self.arbiter.is_some();
+        cfg.fencing = self.fencing;
+        cfg
     }
 
     /// Makes the witness an arbitrator whose votes last `vote` (call before
@@ -268,18 +303,8 @@ impl Sim {
     /// valid for 95 % of `vote` from when it asked.
     pub fn use_arbiter(&mut self, vote: Duration) {
         self.arbiter = Some(tandem_core::arbiter::Arbiter::new(vote));
-        let (n, links, timing) = (self.nodes.len(), self.links.len(), self.timing);
-        for i in 0..n {
-            let mut cfg = brain_config(
-                i,
-                n,
-                links,
-                timing,
-                self.nodes[i].incarnation,
-                &self.groups,
-                &self.quorum,
-            );
-            cfg.witness_arbiter = true;
+        for i in 0..self.nodes.len() {
+            let cfg = self.node_config(i);
             self.nodes[i].brain = Some(Brain::new(cfg, self.now));
         }
     }
@@ -479,24 +504,16 @@ impl Sim {
 
     /// Restarts a crashed node with a new, larger incarnation.
     pub fn restart(&mut self, i: usize) {
-        let (n, links, timing, now) = (self.nodes.len(), self.links.len(), self.timing, self.now);
-        let arbiter = self.arbiter.is_some();
-        if let Some(node) = self.nodes.get_mut(i) {
-            node.incarnation += 1;
-            let mut cfg = brain_config(
-                i,
-                n,
-                links,
-                timing,
-                node.incarnation,
-                &self.groups,
-                &self.quorum,
-            );
-            cfg.witness_arbiter = arbiter;
-            node.brain = Some(Brain::new(cfg, now));
-            node.frozen = false;
-            node.inbox.clear();
+        let now = self.now;
+        if i >= self.nodes.len() {
+            return;
         }
+        self.nodes[i].incarnation += 1;
+        let cfg = self.node_config(i);
+        let node = &mut self.nodes[i];
+        node.brain = Some(Brain::new(cfg, now));
+        node.frozen = false;
+        node.inbox.clear();
     }
 
     /// Freezes node `i` (SIGSTOP): it runs nothing; datagrams to it queue.
@@ -538,25 +555,29 @@ impl Sim {
         let mut sends = Vec::new();
         let mut actions: Vec<Action> = Vec::new();
         let mut witness_probes: Vec<u64> = Vec::new();
+        let mut fences: Vec<(u64, String)> = Vec::new();
         let mut release = false;
         if let Some(b) = self.nodes.get_mut(i).and_then(|n| n.brain.as_mut()) {
-            while let Some(t) = b.poll_transmit() {
-                sends.push(t);
+            while let Some(out) = b.poll() {
+                match out {
+                    // The simulated kernel enforces the brain's lease
+                    // exactly: `serving` reads it from the brain.
+                    Output::Lease(_) => {}
+                    Output::Action(a) => actions.push(a),
+                    Output::WitnessProbe { id } => witness_probes.push(id),
+                    Output::WitnessRelease => release = true,
+                    Output::Fence { id, node } => fences.push((id, node)),
+                    Output::Transmit(t) => sends.push(t),
+                    Output::Event(e) => self.log.push(Record {
+                        at: now,
+                        node: i,
+                        event: e,
+                    }),
+                }
             }
-            while let Some(a) = b.poll_action() {
-                actions.push(a);
-            }
-            while let Some(id) = b.poll_witness_probe() {
-                witness_probes.push(id);
-            }
-            release = b.poll_witness_release();
-            while let Some(e) = b.poll_event() {
-                self.log.push(Record {
-                    at: now,
-                    node: i,
-                    event: e,
-                });
-            }
+        }
+        for (id, victim) in fences {
+            self.fence_request(i, id, &victim);
         }
         // Witness probes answer after a few milliseconds. Without any
         // witness configured in the simulation, every probe succeeds (the
@@ -760,6 +781,15 @@ impl Sim {
                         {
                             b.handle_witness_result(now, id, reachable);
                         }
+                    }
+                    What::FenceDone {
+                        id,
+                        victim,
+                        ok,
+                        record,
+                    } => {
+                        self.fence_done(d.to, id, victim, ok, record);
+                        check = true;
                     }
                     What::Vote { id, vote } => {
                         if let Some(node) = self.nodes.get_mut(d.to).filter(|n| !n.frozen)

@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, Sender};
 
 use mio::{Events, Interest, Poll, Token};
 use tandem_agents::Executor;
-use tandem_core::{Brain, Command, MembershipStatus, OpResult, Timestamp};
+use tandem_core::{Brain, Command, MembershipStatus, OpResult, Output, Timestamp};
 use tandem_links::LinkSocket;
 
 /// Token of the waker that signals shutdown.
@@ -68,6 +68,10 @@ pub struct Heartbeat {
     pub witness_results: Receiver<(u64, super::witness::Answer)>,
     /// The armed watchdog, petted by this thread as it loops.
     pub watchdog: Option<super::watchdog::Watchdog>,
+    /// The brain's latest lease (from [`Output::Lease`]).
+    pub lease_want: Option<Timestamp>,
+    /// The lease last handed to the kernel enforcer.
+    pub lease_sent: Option<Timestamp>,
 }
 
 /// Datagrams read from one link before the loop runs its timers again.
@@ -78,46 +82,50 @@ impl Heartbeat {
         Timestamp::from_nanos(u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 
-    /// Sends what the brain queued and logs what it reported; returns
-    /// whether anything was reported (the snapshot is then refreshed at once).
+    /// Carries out everything the brain asks, in its order, with one
+    /// exhaustive match; returns whether anything was reported (the
+    /// snapshot is then refreshed at once).
     fn flush(&mut self) -> bool {
-        while let Some(a) = self.brain.poll_action() {
-            self.executor.submit(a);
-        }
-        while let Some(id) = self.brain.poll_witness_probe() {
-            self.prober.probe(id);
-        }
-        if self.brain.poll_witness_release() {
-            self.prober.release();
-        }
-        while let Some((id, node)) = self.brain.poll_fence() {
-            self.fencer.fence(id, node);
-        }
-        while let Some(t) = self.brain.poll_transmit() {
-            if let Some(link) = self.links.get(usize::from(t.link.0)) {
-                let failed = link.send_all(&t.payload);
-                let ok = (link.destinations.len() - failed) as u64;
-                self.shared.sent_datagrams.fetch_add(ok, Ordering::Relaxed);
-                self.shared
-                    .sent_bytes
-                    .fetch_add(ok * t.payload.len() as u64, Ordering::Relaxed);
-                if failed > 0 {
-                    self.shared
-                        .send_errors
-                        .fetch_add(failed as u64, Ordering::Relaxed);
+        let mut reported = false;
+        while let Some(out) = self.brain.poll() {
+            match out {
+                Output::Lease(until) => {
+                    self.lease_want = until;
+                    self.sync_lease();
+                }
+                Output::Action(a) => self.executor.submit(a),
+                Output::WitnessProbe { id } => self.prober.probe(id),
+                Output::WitnessRelease => self.prober.release(),
+                Output::Fence { id, node } => self.fencer.fence(id, node),
+                Output::Transmit(t) => self.send(&t),
+                Output::Event(e) => {
+                    reported = true;
+                    if e.is_warning() {
+                        tracing::warn!(target: "tandem::membership", "{e}");
+                    } else {
+                        tracing::info!(target: "tandem::membership", "{e}");
+                    }
                 }
             }
         }
-        let mut reported = false;
-        while let Some(e) = self.brain.poll_event() {
-            reported = true;
-            if e.is_warning() {
-                tracing::warn!(target: "tandem::membership", "{e}");
-            } else {
-                tracing::info!(target: "tandem::membership", "{e}");
+        reported
+    }
+
+    /// Sends a datagram to every destination of its link, counting.
+    fn send(&self, t: &tandem_core::Transmit) {
+        if let Some(link) = self.links.get(usize::from(t.link.0)) {
+            let failed = link.send_all(&t.payload);
+            let ok = (link.destinations.len() - failed) as u64;
+            self.shared.sent_datagrams.fetch_add(ok, Ordering::Relaxed);
+            self.shared
+                .sent_bytes
+                .fetch_add(ok * t.payload.len() as u64, Ordering::Relaxed);
+            if failed > 0 {
+                self.shared
+                    .send_errors
+                    .fetch_add(failed as u64, Ordering::Relaxed);
             }
         }
-        reported
     }
 
     /// Hands a witness probe's answer to the brain.
@@ -142,11 +150,11 @@ impl Heartbeat {
     /// extended when the kernel's copy has less than two keepalives and two
     /// ticks left, or less than two thirds of the new lease; removed when
     /// the lease ends.
-    fn sync_lease(&self, sent: &mut Option<Timestamp>) {
+    fn sync_lease(&mut self) {
         let Some(k) = &self.kernel_lease else { return };
         let now = self.now();
-        let want = self.brain.lease_until();
-        let refresh = match (want, *sent) {
+        let want = self.lease_want;
+        let refresh = match (want, self.lease_sent) {
             (None, None) => false,
             (None, Some(_)) | (Some(_), None) => true,
             (Some(u), Some(old)) => {
@@ -158,7 +166,7 @@ impl Heartbeat {
         };
         if refresh {
             k.set(want.map(|u| self.epoch + Duration::from_nanos(u.as_nanos())));
-            *sent = want;
+            self.lease_sent = want;
         }
     }
 
@@ -181,8 +189,6 @@ impl Heartbeat {
         let mut buf = vec![0u8; 2048];
         let mut last_publish: Option<Instant> = None;
         let mut stopping: Option<Instant> = None;
-        // Kernel lease expiry last sent to the enforcer.
-        let mut lease_sent: Option<Timestamp> = None;
         // Links whose socket may still hold datagrams: the poller is
         // edge-triggered, so a socket left unread must be read again
         // without waiting for a new event.
@@ -224,7 +230,7 @@ impl Heartbeat {
             // The kernel lease first: a start about to be submitted must
             // find its addresses leased (an IPv6 announcement sent from an
             // unleased address is refused by the lease rules).
-            self.sync_lease(&mut lease_sent);
+            self.sync_lease();
             let reported = self.flush();
             if reported || last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY) {
                 self.publish(now);
@@ -285,7 +291,7 @@ impl Heartbeat {
                 }
             }
             if changed {
-                self.sync_lease(&mut lease_sent);
+                self.sync_lease();
             }
             if changed && self.flush() {
                 self.publish(self.now());

@@ -513,6 +513,8 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
     );
     let hb = Heartbeat {
         watchdog,
+        lease_want: None,
+        lease_sent: None,
         fencer,
         fence_results: fence_rx,
         kernel_lease,
