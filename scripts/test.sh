@@ -26,5 +26,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo check (fuzz targets, so they cannot rot)"
+cargo check --manifest-path fuzz/Cargo.toml --locked
 echo "== cargo test"
 cargo test --workspace --locked

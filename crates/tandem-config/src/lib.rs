@@ -18,7 +18,7 @@ pub use diagnostic::{Diagnostic, Severity};
 pub use duration::parse_duration;
 pub use groups::{AgentKind, CheckKind, Explicit, Group, HealthCheck, Resource};
 pub use model::{
-    Config, DEFAULT_PORT, Fencing, Link, LinkKind, Node, Watchdog, Witness, WitnessKind,
+    Config, Control, DEFAULT_PORT, Fencing, Link, LinkKind, Node, Watchdog, Witness, WitnessKind,
     min_deadtime,
 };
 

@@ -101,6 +101,18 @@ pub struct Config {
     pub fencing: Option<Fencing>,
     /// The watchdog device to arm, if any.
     pub watchdog: Option<Watchdog>,
+    /// Who besides root may use the control socket.
+    pub control: Control,
+}
+
+/// `[control]`: groups let into the control socket besides root (names;
+/// the daemon looks them up in `/etc/group` at start).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Control {
+    /// Members may change things (move, standby, cleanup, force-primary).
+    pub admin_group: Option<String>,
+    /// Members may read the status.
+    pub read_group: Option<String>,
 }
 
 /// A watchdog device (`/dev/watchdog`): armed at start-up, petted by the
@@ -939,6 +951,18 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
             witness,
             fencing,
             watchdog,
+            control: Control {
+                admin_group: raw
+                    .control
+                    .as_ref()
+                    .and_then(|c| c.get_ref().admin_group.as_ref())
+                    .map(|g| g.get_ref().clone()),
+                read_group: raw
+                    .control
+                    .as_ref()
+                    .and_then(|c| c.get_ref().read_group.as_ref())
+                    .map(|g| g.get_ref().clone()),
+            },
         },
         warnings,
     })

@@ -26,6 +26,14 @@ pub(crate) struct RawConfig {
     pub witness: Option<Spanned<RawWitness>>,
     pub fencing: Option<Spanned<RawFencing>>,
     pub watchdog: Option<Spanned<RawWatchdog>>,
+    pub control: Option<Spanned<RawControl>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawControl {
+    pub admin_group: Option<Spanned<String>>,
+    pub read_group: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

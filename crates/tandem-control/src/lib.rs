@@ -1,9 +1,12 @@
 //! The control socket between `tandem` commands and a running daemon.
 //!
 //! One JSON [`Request`] per line in, one JSON [`Response`] per line out, over
-//! a Unix socket created with mode 0600 (root-only when the daemon runs as
-//! root). The server runs on its own thread and only reads snapshots the
-//! heartbeat thread publishes, so no request can delay a heartbeat.
+//! a Unix socket: mode 0600 (root only) unless groups are let in
+//! ([`Access`]: an admin group may change things, a read group may read the
+//! status, checked from the peer's kernel credentials). Each connection is
+//! served on a thread of its own with a deadline, and only reads snapshots
+//! the heartbeat thread publishes, so no request can delay a heartbeat and
+//! no slow client delays another.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -13,6 +16,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tandem_core::MembershipStatus;
+
+pub mod access;
+pub use access::{Access, Rights};
 
 /// Longest request or response line accepted.
 const MAX_LINE: u64 = 4 << 20;
@@ -178,22 +184,43 @@ pub fn request(path: &Path, req: &Request, timeout: Duration) -> Result<Response
     })
 }
 
-/// Binds the control socket at `path` (replacing a stale one) with mode 0600
-/// and serves requests with `handler` on a thread of its own.
-pub fn serve<H>(path: &Path, handler: H) -> Result<std::thread::JoinHandle<()>, ControlError>
+/// Most connections served at once; more are told to retry.
+const MAX_CLIENTS: usize = 16;
+
+/// Binds the control socket at `path` (replacing a stale socket, never any
+/// other file) and serves requests with `handler`, each connection on a
+/// thread of its own with a deadline, checked against `access` from the
+/// peer's kernel credentials. The socket is mode 0600 (root only), or 0666
+/// when `access` lets groups in; its mode is set before it appears at
+/// `path`.
+pub fn serve<H>(
+    path: &Path,
+    access: Access,
+    handler: H,
+) -> Result<std::thread::JoinHandle<()>, ControlError>
 where
-    H: Fn(Request) -> Response + Send + 'static,
+    H: Fn(Request) -> Response + Send + Sync + 'static,
 {
+    use std::os::unix::fs::FileTypeExt;
     let io = |source| ControlError::Io {
         path: path.to_path_buf(),
         source,
     };
-    if let Some(dir) = path.parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    if path.exists() {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(ControlError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "exists and is not a socket; refusing to delete it (move it away, or set `socket =` in tandem.toml)",
+                ),
+            });
+        }
         if UnixStream::connect(path).is_ok() {
             return Err(ControlError::Io {
                 path: path.to_path_buf(),
@@ -205,36 +232,84 @@ where
         }
         std::fs::remove_file(path).map_err(io)?;
     }
-    let listener = UnixListener::bind(path).map_err(io)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    // Bound under a private name, given its mode, then renamed into place:
+    // nobody can connect to it at `path` before the mode is right.
+    let name = path
+        .file_name()
+        .map_or_else(|| "tandem.sock".into(), |n| n.to_string_lossy().to_string());
+    let staging = dir.join(format!(".{name}.{}.new", std::process::id()));
+    let _ = std::fs::remove_file(&staging);
+    let listener = UnixListener::bind(&staging).map_err(io)?;
+    let mode = if access.is_open() { 0o666 } else { 0o600 };
+    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(mode)).map_err(io)?;
+    std::fs::rename(&staging, path).map_err(io)?;
+    let handler = std::sync::Arc::new(handler);
+    let access = std::sync::Arc::new(access);
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("tandem-control".into())
         .spawn(move || {
             for conn in listener.incoming() {
                 let Ok(stream) = conn else { continue };
-                // A slow or silent client must not hold the socket forever.
+                // A slow or silent client must not hold its thread forever.
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
                 let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-                let _ = answer(stream, &handler);
+                use std::sync::atomic::Ordering::SeqCst;
+                if busy.fetch_add(1, SeqCst) >= MAX_CLIENTS {
+                    busy.fetch_sub(1, SeqCst);
+                    let _ = reply(
+                        &stream,
+                        &Response::Error {
+                            message: "the daemon is busy with other commands; try again".into(),
+                        },
+                    );
+                    continue;
+                }
+                let (handler, access, done) = (handler.clone(), access.clone(), busy.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("tandem-control-conn".into())
+                    .spawn(move || {
+                        let _ = answer(&stream, &access, &*handler);
+                        done.fetch_sub(1, SeqCst);
+                    });
+                if spawned.is_err() {
+                    busy.fetch_sub(1, SeqCst);
+                }
             }
         })
         .map_err(io)
 }
 
-fn answer<H: Fn(Request) -> Response>(stream: UnixStream, handler: &H) -> std::io::Result<()> {
-    let mut reader = BufReader::new((&stream).take(MAX_LINE));
+fn reply(stream: &UnixStream, response: &Response) -> std::io::Result<()> {
+    let mut out = serde_json::to_string(response)
+        .unwrap_or_else(|e| format!("{{\"response\":\"error\",\"message\":\"{e}\"}}"));
+    out.push('\n');
+    let mut w = stream;
+    w.write_all(out.as_bytes())
+}
+
+fn answer<H: Fn(Request) -> Response>(
+    stream: &UnixStream,
+    access: &Access,
+    handler: &H,
+) -> std::io::Result<()> {
+    let rights = match access::peer(stream) {
+        Ok((uid, groups)) => access.rights(uid, &groups),
+        Err(_) => access::Rights::None,
+    };
+    let mut reader = BufReader::new(stream.take(MAX_LINE));
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let response = match serde_json::from_str::<Request>(&line) {
-        Ok(req) => handler(req),
+        Ok(req) => match access.refusal(&req, rights) {
+            Some(message) => Response::Error { message },
+            None => handler(req),
+        },
         Err(e) => Response::Error {
             message: format!("invalid request: {e}"),
         },
     };
-    let mut out = serde_json::to_string(&response)
-        .unwrap_or_else(|e| format!("{{\"response\":\"error\",\"message\":\"{e}\"}}"));
-    out.push('\n');
-    (&stream).write_all(out.as_bytes())
+    reply(stream, &response)
 }
 
 #[cfg(test)]
@@ -250,7 +325,7 @@ mod tests {
         assert!(matches!(e, ControlError::NotRunning { .. }), "{e}");
         assert!(e.to_string().contains("start one with `tandem daemon`"));
 
-        serve(&path, |_| Response::Error {
+        serve(&path, Access::default(), |_| Response::Error {
             message: "hello".into(),
         })
         .unwrap();
@@ -263,7 +338,7 @@ mod tests {
             }
         );
         // A second daemon on the same socket is refused.
-        let again = serve(&path, |_| Response::Error {
+        let again = serve(&path, Access::default(), |_| Response::Error {
             message: String::new(),
         });
         assert!(again.unwrap_err().to_string().contains("already listening"));
@@ -283,10 +358,43 @@ mod tests {
         let path = dir.path().join("t.sock");
         drop(UnixListener::bind(&path).unwrap());
         assert!(path.exists());
-        serve(&path, |_| Response::Error {
+        serve(&path, Access::default(), |_| Response::Error {
             message: "x".into(),
         })
         .unwrap();
         assert!(request(&path, &Request::Status, Duration::from_secs(5)).is_ok());
+    }
+
+    /// Issue 12, finding 9: any file at the socket path was deleted.
+    #[test]
+    fn a_file_that_is_not_a_socket_is_never_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sock");
+        std::fs::write(&path, "precious").unwrap();
+        let e = serve(&path, Access::default(), |_| Response::Error {
+            message: "x".into(),
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("is not a socket"), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+    }
+
+    /// One client that connects and says nothing does not delay others.
+    #[test]
+    fn a_silent_client_does_not_delay_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sock");
+        serve(&path, Access::default(), |_| Response::Error {
+            message: "ok".into(),
+        })
+        .unwrap();
+        let _silent = UnixStream::connect(&path).unwrap();
+        let t = std::time::Instant::now();
+        assert!(request(&path, &Request::Status, Duration::from_secs(5)).is_ok());
+        assert!(
+            t.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            t.elapsed()
+        );
     }
 }

@@ -821,7 +821,8 @@ impl Brain {
     ///   packet it received from it, and its heartbeats say which one that
     ///   was (the view's `seen`), so the lease ends `deadtime − 2 %` after
     ///   that packet was sent — for every member peer with two nodes, for
-    ///   the majority with quorum.
+    ///   the majority with quorum. Not while this node holds the
+    ///   arbitrator's vote: no peer can act before the vote ends.
     fn renew_lease(&mut self, now: Timestamp) {
         let holds = self.groups.iter().any(|g| g.phase().is_active());
         let may = !self.lease_lost
@@ -835,7 +836,13 @@ impl Brain {
             Acked::At(at) => at + t.deadtime.saturating_sub(t.deadtime / 50),
             Acked::TooLongAgo => now,
         };
-        let span_end = cut_end.min(frozen_end);
+        // Holding the arbitrator's vote, no peer can act before the vote
+        // ends (the cap below): being cut off is not a reason to go silent.
+        let span_end = if self.witness_until.is_some() {
+            frozen_end
+        } else {
+            cut_end.min(frozen_end)
+        };
         // Acting alone on an arbitrator's vote: never past the vote.
         let end = self.witness_until.map_or(span_end, |u| u.min(span_end));
         self.lease_until = (holds && may && end > now).then_some(end);

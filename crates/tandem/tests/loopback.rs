@@ -434,3 +434,78 @@ fn a_flood_of_junk_delays_no_heartbeat() {
     let log = std::fs::read_to_string(&c.nodes[1].log).unwrap_or_default();
     assert!(!log.contains("No heartbeat from n1"), "{log}");
 }
+
+/// Runs `tandem ARGS --socket SOCKET` as uid 65534 with primary group `gid`
+/// and the supplementary `groups`, through setpriv; returns (success,
+/// stdout + stderr).
+fn as_user(gid: u32, groups: &str, socket: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", &format!("--regid={gid}")]);
+    if groups.is_empty() {
+        cmd.arg("--clear-groups");
+    } else {
+        cmd.arg(format!("--groups={groups}"));
+    }
+    let out = cmd
+        .arg(EXE)
+        .args(args)
+        .arg("--socket")
+        .arg(socket)
+        .output()
+        .expect("setpriv (util-linux)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Issue 12, finding 9: local access is decided from the peer's kernel
+/// credentials. With `read_group = "nogroup"` and `admin_group = "staff"`:
+/// an unprivileged user in neither group gets nothing, one in the read
+/// group gets `status` only, one in the admin group may change things.
+/// Needs root (setpriv).
+#[test]
+fn local_users_get_what_their_group_allows_and_no_more() {
+    let mut c = cluster(36, 0);
+    let mut text = std::fs::read_to_string(&c.config).unwrap();
+    text.push_str("\n[control]\nadmin_group = \"staff\"\nread_group = \"nogroup\"\n");
+    std::fs::write(&c.config, text).unwrap();
+    // The socket lives in the cluster's folder: let others reach it.
+    std::fs::set_permissions(c.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    c.start_all().unwrap();
+    c.wait_for(0, WAIT, "both members", members(2)).unwrap();
+    let socket = c.nodes[0].socket.clone();
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o666,
+        "groups are let in: the kernel credentials decide"
+    );
+
+    // In no allowed group (gid 1, daemon): nothing.
+    let (ok, out) = as_user(1, "", &socket, &["status"]);
+    assert!(!ok && out.contains("permission denied"), "{out}");
+    assert!(out.contains("group `nogroup` for `tandem status`"), "{out}");
+    // The read group: status, but no change.
+    let (ok, out) = as_user(65534, "", &socket, &["status"]);
+    assert!(ok && out.contains("Members: n1, n2"), "{out}");
+    for change in [
+        vec!["standby", "n2"],
+        vec!["cleanup", "web"],
+        vec!["move", "web", "n2"],
+        vec!["force-primary", "n1"],
+    ] {
+        let (ok, out) = as_user(65534, "", &socket, &change);
+        assert!(!ok, "{change:?} allowed to the read group: {out}");
+        assert!(
+            out.contains("permission denied") && out.contains("group `staff`"),
+            "{change:?}: {out}"
+        );
+    }
+    // The admin group may change things (standby, then back).
+    let (ok, out) = as_user(65534, "50", &socket, &["standby", "n2"]);
+    assert!(ok, "{out}");
+    let (ok, out) = as_user(65534, "50", &socket, &["unstandby", "n2"]);
+    assert!(ok, "{out}");
+}

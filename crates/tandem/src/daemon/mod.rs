@@ -560,7 +560,24 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
     let handler_shared = shared.clone();
     let cmd_waker = waker.clone();
     let cmd_tx = std::sync::Mutex::new(cmd_tx);
-    tandem_control::serve(&socket, move |req| {
+    let lookup = |name: &Option<String>, what: &str| -> anyhow::Result<Option<(String, u32)>> {
+        name.as_ref()
+            .map(|g| {
+                tandem_control::access::group_id(g)
+                    .map(|id| (g.clone(), id))
+                    .with_context(|| {
+                        format!(
+                            "[control] {what} = {g:?}: no such group in /etc/group; create it (groupadd {g}) or remove the line"
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let access = tandem_control::Access {
+        admin_group: lookup(&config.control.admin_group, "admin_group")?,
+        read_group: lookup(&config.control.read_group, "read_group")?,
+    };
+    tandem_control::serve(&socket, access, move |req| {
         let cmd = match req {
             Request::Status => return status(&handler_shared, &info),
             Request::Move {
