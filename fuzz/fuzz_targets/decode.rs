@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
         witness: false,
         fencing: false,
         witness_arbiter: false,
+        known_incarnations: vec![],
     };
     let mut brain = Brain::new(cfg, Timestamp::ZERO);
     brain.handle_datagram(Timestamp::from_nanos(1), LinkId(0), data);

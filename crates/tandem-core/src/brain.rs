@@ -131,6 +131,10 @@ pub struct BrainConfig {
     /// Whether a fence agent is configured: a node declared dead is fenced
     /// (powered off) before anything is started in its place.
     pub fencing: bool,
+    /// The latest incarnation of each peer seen before this start (kept by
+    /// the daemon in its state directory): older ones are refused, so
+    /// packets captured before a restart cannot be replayed after it.
+    pub known_incarnations: Vec<(NodeId, u64)>,
 }
 
 /// What a partition without quorum does with its groups.
@@ -361,7 +365,15 @@ impl Brain {
             .nodes
             .iter()
             .filter(|n| n.id != cfg.local)
-            .map(|n| Peer::new(n.id, n.name.clone(), &labels))
+            .map(|n| {
+                let mut p = Peer::new(n.id, n.name.clone(), &labels);
+                p.min_incarnation = cfg
+                    .known_incarnations
+                    .iter()
+                    .find(|(id, _)| *id == n.id)
+                    .map_or(0, |k| k.1);
+                p
+            })
             .collect();
         let groups: Vec<GroupRt> = cfg
             .groups
@@ -515,6 +527,14 @@ impl Brain {
         let Some(idx) = self.peers.iter().position(|p| p.id.0 == packet.sender) else {
             return self.reject(link, RejectReason::UnknownSender);
         };
+        // A `Leave` is never the first packet accepted from an incarnation:
+        // a captured one replayed later must not make a silent peer "left"
+        // (not fenced, no witness asked).
+        if packet.kind == PacketKind::Leave
+            && self.peers[idx].incarnation != Some(packet.incarnation)
+        {
+            return self.reject(link, RejectReason::Stale);
+        }
         let mut out = Vec::new();
         let peer = &mut self.peers[idx];
         let admission = peer.heard(

@@ -67,6 +67,8 @@ pub(crate) struct Peer {
     pub(crate) name: String,
     pub(crate) state: PeerState,
     pub(crate) incarnation: Option<u64>,
+    /// Incarnations below this were seen before this start: refused.
+    pub(crate) min_incarnation: u64,
     pub(crate) last_heard: Option<Timestamp>,
     pub(crate) links: Vec<PeerLink>,
     pub(crate) remote_state: NodeState,
@@ -103,6 +105,7 @@ impl Peer {
             name,
             state: PeerState::Pending,
             incarnation: None,
+            min_incarnation: 0,
             last_heard: None,
             links: link_labels
                 .iter()
@@ -132,7 +135,9 @@ impl Peer {
         seq: u64,
         events: &mut Vec<Event>,
     ) -> Admission {
-        if self.incarnation.is_some_and(|cur| incarnation < cur) {
+        if incarnation < self.min_incarnation
+            || self.incarnation.is_some_and(|cur| incarnation < cur)
+        {
             return Admission::Stale;
         }
         let Some(pl) = self.links.get_mut(link) else {

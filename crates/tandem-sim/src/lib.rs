@@ -204,6 +204,7 @@ pub fn brain_config(
         witness: true,
         witness_arbiter: false,
         fencing: false,
+        known_incarnations: Vec::new(),
     }
 }
 

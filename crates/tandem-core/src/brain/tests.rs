@@ -35,6 +35,7 @@ fn cfg(local: u16, incarnation: u64, secret: &[u8]) -> BrainConfig {
         witness: false,
         fencing: false,
         witness_arbiter: false,
+        known_incarnations: vec![],
     }
 }
 
@@ -332,4 +333,48 @@ fn an_incarnation_from_the_future_is_refused() {
     deliver(&mut a, t(100), &tx);
     assert_eq!(a.members(), vec![NodeId(1), NodeId(2)]);
     assert_eq!(a.stats().future_incarnation, 2);
+}
+
+/// Issue 12, finding 2: a restarted node accepted packets from any older
+/// incarnation of a peer. Incarnations seen before the restart (kept by the
+/// daemon) are the floor; and a `Leave` is never the first packet accepted
+/// from an incarnation, so a replayed old `Leave` cannot make a silent peer
+/// "left" (unfenced, no witness asked).
+#[test]
+fn old_incarnations_and_a_first_leave_are_refused_after_a_restart() {
+    // n2 ran as incarnation 200 before; n1 restarted and remembers it.
+    let mut old_n2 = Brain::new(cfg(2, 200, b"k"), t(0));
+    let captured = tick(&mut old_n2, t(0));
+    old_n2.leave(t(10));
+    let captured_leave: Vec<Transmit> = std::iter::from_fn(|| old_n2.poll_transmit()).collect();
+    assert!(!captured_leave.is_empty());
+
+    let mut c = cfg(1, 1_000, b"k");
+    c.known_incarnations = vec![(NodeId(2), 300)];
+    let mut a = Brain::new(c, t(0));
+    // Captures from incarnation 200 are stale now.
+    deliver(&mut a, t(100), &captured);
+    deliver(&mut a, t(100), &captured_leave);
+    assert_eq!(a.stats().stale, 4);
+    assert_eq!(a.members(), vec![NodeId(1)]);
+
+    // The current incarnation (300): its Leave, replayed before anything
+    // else from it was heard, is refused; its heartbeats are accepted.
+    let mut n2 = Brain::new(cfg(2, 300, b"k"), t(0));
+    let hb = tick(&mut n2, t(200));
+    n2.leave(t(210));
+    let leave: Vec<Transmit> = std::iter::from_fn(|| n2.poll_transmit()).collect();
+    deliver(&mut a, t(220), &leave);
+    assert_eq!(a.stats().stale, 6);
+    assert!(
+        !events(&mut a)
+            .iter()
+            .any(|e| e.contains("n2") && e.contains("left")),
+        "a first Leave made n2 left"
+    );
+    deliver(&mut a, t(230), &hb);
+    assert_eq!(a.members(), vec![NodeId(1), NodeId(2)]);
+    // Heard once, its Leave counts (a clean stop).
+    deliver(&mut a, t(240), &leave);
+    assert!(a.members() == vec![NodeId(1)], "{:?}", a.members());
 }

@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, Sender};
 
 use mio::{Events, Interest, Poll, Token};
 use tandem_agents::Executor;
-use tandem_core::{Brain, Command, MembershipStatus, OpResult, Output, Timestamp};
+use tandem_core::{Brain, Command, Event, MembershipStatus, OpResult, Output, Timestamp};
 use tandem_links::LinkSocket;
 
 /// Token of the waker that signals shutdown.
@@ -68,6 +68,8 @@ pub struct Heartbeat {
     pub witness_results: Receiver<(u64, super::witness::Answer)>,
     /// The armed watchdog, petted by this thread as it loops.
     pub watchdog: Option<super::watchdog::Watchdog>,
+    /// Keeps the peers' latest incarnations across restarts.
+    pub peers_seen: super::known_peers::Recorder,
     /// The brain's latest lease (from [`Output::Lease`]).
     pub lease_want: Option<Timestamp>,
     /// The lease last handed to the kernel enforcer.
@@ -100,6 +102,13 @@ impl Heartbeat {
                 Output::Transmit(t) => self.send(&t),
                 Output::Event(e) => {
                     reported = true;
+                    match &e {
+                        Event::Joined { node, incarnation } | Event::Back { node, incarnation } => {
+                            self.peers_seen.seen(node, *incarnation);
+                        }
+                        Event::Restarted { node, new, .. } => self.peers_seen.seen(node, *new),
+                        _ => {}
+                    }
                     if e.is_warning() {
                         tracing::warn!(target: "tandem::membership", "{e}");
                     } else {

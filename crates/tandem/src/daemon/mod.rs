@@ -5,6 +5,7 @@ pub mod fence;
 pub mod heartbeat;
 pub mod incarnation;
 pub mod kernel_lease;
+pub mod known_peers;
 pub mod realtime;
 pub mod watchdog;
 pub mod witness;
@@ -192,6 +193,7 @@ pub fn brain_config(
     local: &str,
     keys: Keyring,
     incarnation: u64,
+    known: &[(String, u64)],
 ) -> anyhow::Result<BrainConfig> {
     let (id, _) = config
         .node(local)
@@ -228,6 +230,10 @@ pub fn brain_config(
             .as_ref()
             .is_some_and(|w| matches!(w.kind, tandem_config::WitnessKind::Arbiter { .. })),
         fencing: config.fencing.is_some(),
+        known_incarnations: known
+            .iter()
+            .filter_map(|(name, inc)| Some((NodeId(config.node(name)?.0), *inc)))
+            .collect(),
         groups: config
             .groups
             .iter()
@@ -340,6 +346,9 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
     // the arbitrator was given the same key.
     let heartbeat_fingerprint = keys.send_key().sign(ARBITER_KEY_PROBE);
     let (incarnation, warning) = incarnation::next(&config.state_dir);
+    let known = known_peers::load(&config.state_dir);
+    let peers_seen = known_peers::Recorder::start(&config.state_dir, known.clone())
+        .context("start the peers' incarnation recorder")?;
     if let Some(w) = warning {
         tracing::warn!("{w}");
     }
@@ -363,7 +372,7 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
 
     let epoch = Instant::now();
     let brain = Brain::new(
-        brain_config(&config, &local, keys, incarnation)?,
+        brain_config(&config, &local, keys, incarnation, &known)?,
         Timestamp::ZERO,
     );
     let shared = Arc::new(Shared::default());
@@ -513,6 +522,7 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
     );
     let hb = Heartbeat {
         watchdog,
+        peers_seen,
         lease_want: None,
         lease_sent: None,
         fencer,
