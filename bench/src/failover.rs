@@ -230,7 +230,7 @@ fn arbiter_drills(exe: &Path, runs: usize, subnet: u8) -> anyhow::Result<Vec<Sce
     std::fs::write(
         dir.join("witness.toml"),
         format!(
-            "listen = \"198.18.{subnet}.100:7695\"\nvote = \"2s\"\n[[cluster]]\nname = \"lab{subnet}\"\nkey_file = \"arbiter.key\"\n"
+            "listen = \"198.18.{subnet}.100:7695\"\nvote = \"2s\"\nstate_file = \"witness.state\"\n[[cluster]]\nname = \"lab{subnet}\"\nkey_file = \"arbiter.key\"\n"
         ),
     )?;
     let log = dir.join("witness.log");

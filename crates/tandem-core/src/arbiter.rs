@@ -107,6 +107,17 @@ impl Arbiter {
         false
     }
 
+    /// Seeds the latest (incarnation, counter) a previous run admitted from
+    /// `node` of `cluster`, so its requests replayed after a restart are
+    /// refused.
+    pub fn remember(&mut self, cluster: &str, node: &str, incarnation: u64, counter: u64) {
+        let c = self.clusters.entry(cluster.to_string()).or_default();
+        let seq = (incarnation, counter);
+        if c.last.get(node).is_none_or(|last| *last < seq) {
+            c.last.insert(node.to_string(), seq);
+        }
+    }
+
     /// Who holds the vote of `cluster` at `now`, if anyone.
     pub fn holder(&self, now: Timestamp, cluster: &str) -> Option<&str> {
         self.clusters

@@ -31,6 +31,9 @@ pub struct ArbiterConfig {
     pub listen: Option<String>,
     /// How long a vote lasts (default 2 s); nodes renew it halfway.
     pub vote: Option<String>,
+    /// Where the nodes' request counters are kept across restarts (default
+    /// `/var/lib/tandem/witness.state`; relative paths: to this file).
+    pub state_file: Option<PathBuf>,
     /// The clusters served.
     #[serde(rename = "cluster", default)]
     pub clusters: Vec<ArbiterCluster>,
@@ -54,6 +57,8 @@ pub struct Loaded {
     pub vote: Duration,
     /// Cluster name to key.
     pub keys: HashMap<String, Key>,
+    /// Where the nodes' request counters are kept across restarts.
+    pub state_file: PathBuf,
 }
 
 /// Reads and checks `path`.
@@ -104,7 +109,89 @@ pub fn load(path: &Path) -> anyhow::Result<Loaded> {
             bail!("{}: cluster {} is listed twice", path.display(), c.name);
         }
     }
-    Ok(Loaded { listen, vote, keys })
+    let state_file = cfg.state_file.as_ref().map_or_else(
+        || PathBuf::from("/var/lib/tandem/witness.state"),
+        |f| base.join(f),
+    );
+    Ok(Loaded {
+        listen,
+        vote,
+        keys,
+        state_file,
+    })
+}
+
+/// The nodes' request counters, kept across restarts so requests captured
+/// before a restart cannot win the vote after it: one JSON line
+/// `[cluster, node, incarnation, counter]` per node, rewritten (a new file
+/// renamed over the old one) by a thread of its own.
+struct Counters {
+    tx: std::sync::mpsc::Sender<(String, String, u64, u64)>,
+}
+
+type CounterKey = (String, String);
+
+impl Counters {
+    /// Loads `path` into `arbiter` and starts the writer.
+    fn start(path: &Path, arbiter: &mut Arbiter) -> Self {
+        let mut seen: HashMap<CounterKey, (u64, u64)> = HashMap::new();
+        for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+            if let Ok((c, n, i, k)) = serde_json::from_str::<(String, String, u64, u64)>(line) {
+                arbiter.remember(&c, &n, i, k);
+                seen.insert((c, n), (i, k));
+            }
+        }
+        if !seen.is_empty() {
+            tracing::info!(
+                "remembered the request counters of {} node(s) from {}: requests captured before this start are refused",
+                seen.len(),
+                path.display()
+            );
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<(String, String, u64, u64)>();
+        let path = path.to_path_buf();
+        let _ = std::thread::Builder::new()
+            .name("tandem-witness-state".into())
+            .spawn(move || {
+                let mut warned = false;
+                while let Ok(first) = rx.recv() {
+                    for (c, n, i, k) in std::iter::once(first).chain(rx.try_iter()) {
+                        let e = seen.entry((c, n)).or_insert((i, k));
+                        *e = (*e).max((i, k));
+                    }
+                    let mut lines: Vec<String> = seen
+                        .iter()
+                        .filter_map(|((c, n), (i, k))| serde_json::to_string(&(c, n, i, k)).ok())
+                        .collect();
+                    lines.sort();
+                    let text = lines.join("\n") + "\n";
+                    let tmp = path.with_extension("new");
+                    let done = path
+                        .parent()
+                        .map_or(Ok(()), std::fs::create_dir_all)
+                        .and_then(|()| std::fs::write(&tmp, text))
+                        .and_then(|()| std::fs::rename(&tmp, &path));
+                    if let Err(e) = done
+                        && !std::mem::replace(&mut warned, true)
+                    {
+                        tracing::warn!(
+                            "cannot keep the request counters in {} ({e}): after a restart, requests captured before it could win the vote; set state_file",
+                            path.display()
+                        );
+                    }
+                }
+            });
+        Self { tx }
+    }
+
+    fn record(&self, req: &VoteRequest) {
+        let _ = self.tx.send((
+            req.cluster.clone(),
+            req.node.clone(),
+            req.incarnation,
+            req.counter,
+        ));
+    }
 }
 
 /// Runs the arbitrator until SIGTERM or SIGINT.
@@ -125,6 +212,7 @@ pub fn serve(loaded: &Loaded, stop: &AtomicBool) -> anyhow::Result<()> {
     sock.set_read_timeout(Some(Duration::from_millis(200)))?;
     let epoch = Instant::now();
     let mut arbiter = Arbiter::new(loaded.vote);
+    let counters = Counters::start(&loaded.state_file, &mut arbiter);
     let mut names: Vec<&String> = loaded.keys.keys().collect();
     names.sort();
     tracing::info!(
@@ -177,6 +265,7 @@ pub fn serve(loaded: &Loaded, stop: &AtomicBool) -> anyhow::Result<()> {
             }
         };
         let (granted, holder) = if req.release {
+            counters.record(&req);
             if arbiter.release(&req.cluster, &req.node, req.incarnation, req.counter) {
                 tracing::info!(
                     "cluster {}: {} gave the vote back ({from})",
@@ -188,7 +277,12 @@ pub fn serve(loaded: &Loaded, stop: &AtomicBool) -> anyhow::Result<()> {
         } else if elapsed < loaded.vote {
             (false, None)
         } else {
-            match arbiter.request(now, &req.cluster, &req.node, req.incarnation, req.counter) {
+            let decision =
+                arbiter.request(now, &req.cluster, &req.node, req.incarnation, req.counter);
+            if decision != Decision::Replayed {
+                counters.record(&req);
+            }
+            match decision {
                 Decision::Granted { changed } => {
                     if changed {
                         tracing::info!(

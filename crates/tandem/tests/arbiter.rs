@@ -24,13 +24,21 @@ impl Drop for Running {
 
 const ADDR: &str = "127.0.61.1:17695";
 
+/// The tests that run an arbitrator share its address: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn start(dir: &std::path::Path) -> Running {
-    tandem_config::keyfile::write_key(&dir.join("web.key"), b"web-cluster-arbitrator-key").unwrap();
-    tandem_config::keyfile::write_key(&dir.join("db.key"), b"db-cluster-arbitrator-key").unwrap();
+    // Started again in the same folder (a restart), the keys are there.
+    if !dir.join("web.key").exists() {
+        tandem_config::keyfile::write_key(&dir.join("web.key"), b"web-cluster-arbitrator-key")
+            .unwrap();
+        tandem_config::keyfile::write_key(&dir.join("db.key"), b"db-cluster-arbitrator-key")
+            .unwrap();
+    }
     std::fs::write(
         dir.join("witness.toml"),
         format!(
-            "listen = \"{ADDR}\"\nvote = \"400ms\"\n[[cluster]]\nname = \"web\"\nkey_file = \"web.key\"\n[[cluster]]\nname = \"db\"\nkey_file = \"db.key\"\n"
+            "listen = \"{ADDR}\"\nvote = \"400ms\"\nstate_file = \"witness.state\"\n[[cluster]]\nname = \"web\"\nkey_file = \"web.key\"\n[[cluster]]\nname = \"db\"\nkey_file = \"db.key\"\n"
         ),
     )
     .unwrap();
@@ -104,6 +112,7 @@ impl Node {
 
 #[test]
 fn one_holder_per_cluster_renewals_refusals_and_no_replays() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let _arb = start(dir.path());
     let mut n1 = Node::new("web", "n1", b"web-cluster-arbitrator-key");
@@ -199,4 +208,53 @@ fn a_bad_configuration_is_refused_naming_the_file() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 3") || err.contains("key_fil"), "{err}");
+}
+
+/// Issue 12, finding 6: the arbitrator's anti-replay state was in memory
+/// only, so requests captured before it restarted won the vote after it.
+/// It keeps the nodes' counters in its state file now.
+#[test]
+fn requests_captured_before_a_restart_are_ignored_after_it() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut n1 = Node::new("web", "n1", b"web-cluster-arbitrator-key");
+    let arb = start(dir.path());
+    // Past the quiet period, n1 gets the vote; an eavesdropper keeps the
+    // request.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let captured = loop {
+        assert!(Instant::now() < deadline, "never granted");
+        let r = n1.request();
+        if n1.send(&r).is_some_and(|a| a.granted) {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The arbitrator restarts; once its quiet period is over, the replay
+    // gets no answer at all, and n1's next real request is served.
+    let state = dir.path().join("witness.state");
+    let written = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&state).is_ok_and(|s| s.contains("\"n1\"")) {
+        assert!(Instant::now() < written, "the counters were never written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(arb);
+    let _arb = start(dir.path());
+    // A node of the other cluster tells when votes are open again.
+    let mut db = Node::new("db", "d1", b"db-cluster-arbitrator-key");
+    let open = Instant::now() + Duration::from_secs(10);
+    while !db.ask().is_some_and(|a| a.granted) {
+        assert!(
+            Instant::now() < open,
+            "the restarted arbitrator never granted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        n1.send(&captured),
+        None,
+        "a request captured before the restart was served"
+    );
+    // n1's next real request is served.
+    assert!(n1.ask().is_some_and(|a| a.granted));
 }

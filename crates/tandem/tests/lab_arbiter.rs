@@ -61,7 +61,7 @@ fn web(prefix: &str, subnet: u8) -> (WebCluster, Arbitrator) {
     std::fs::write(
         dir.join("witness.toml"),
         format!(
-            "listen = \"198.18.{subnet}.100:7695\"\nvote = \"2s\"\n[[cluster]]\nname = \"lab{subnet}\"\nkey_file = \"arbiter.key\"\n[[cluster]]\nname = \"another\"\nkey_file = \"arbiter.key\"\n"
+            "listen = \"198.18.{subnet}.100:7695\"\nvote = \"2s\"\nstate_file = \"witness.state\"\n[[cluster]]\nname = \"lab{subnet}\"\nkey_file = \"arbiter.key\"\n[[cluster]]\nname = \"another\"\nkey_file = \"arbiter.key\"\n"
         ),
     )
     .unwrap();
