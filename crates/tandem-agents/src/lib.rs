@@ -158,7 +158,11 @@ fn run_action(shared: &Shared, a: &Action) -> OpResult {
 }
 
 fn agent_op(shared: &Shared, group: &str, res: &Resource, op: Op, timeout: Duration) -> OpResult {
-    let key = format!("{group}.{}", res.name);
+    // `@` cannot appear in names, so `a.b`+`c` and `a`+`b.c` differ.
+    let key = format!("{group}@{}", res.name);
+    shared
+        .processes
+        .adopt_legacy_key(&format!("{group}.{}", res.name), &key);
     match &res.agent {
         AgentKind::IpAddr => match ipaddr::FloatingIp::from_params(&res.params) {
             Err(e) => OpResult::Failed(e),

@@ -45,6 +45,16 @@ impl Processes {
         self.dir.join(format!("{key}.pid"))
     }
 
+    /// Renames a pid file written under the key of earlier versions
+    /// (`group.resource`, which could collide) to `key`, so a process
+    /// started before an upgrade is still found, not started twice.
+    pub fn adopt_legacy_key(&self, legacy: &str, key: &str) {
+        let (old, new) = (self.pidfile(legacy), self.pidfile(key));
+        if old.exists() && !new.exists() {
+            let _ = std::fs::rename(old, new);
+        }
+    }
+
     /// The pid of `key`'s process if it runs (not a zombie, same start time).
     fn running(&self, key: &str) -> Option<u32> {
         if let Ok(mut ch) = self.children.lock()
@@ -148,6 +158,22 @@ impl Processes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 12, finding 15: pid files were keyed `group.resource`, so
+    /// `a.b`/`c` and `a`/`b.c` shared one. The key is `group@resource` now,
+    /// and a process started under the old key is still found after an
+    /// upgrade.
+    #[test]
+    fn a_process_started_under_the_old_key_is_found_after_an_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = Processes::new(dir.path().into(), "n1".into());
+        assert_eq!(old.start("web.httpd", "exec sleep 30"), OpResult::Ok);
+        let new = Processes::new(dir.path().into(), "n1".into());
+        new.adopt_legacy_key("web.httpd", "web@httpd");
+        assert_eq!(new.monitor("web@httpd"), OpResult::Ok);
+        assert_eq!(new.monitor("web.httpd"), OpResult::NotRunning);
+        assert_eq!(new.stop("web@httpd", Duration::from_secs(5)), OpResult::Ok);
+    }
 
     #[test]
     fn start_monitor_stop_and_survive_a_restart() {

@@ -1958,7 +1958,8 @@ impl Brain {
             .settings
             .generation
             .max(self.peers.iter().filter(|p| p.state.is_member()).count() as u64)
-            + 1;
+            // Adopted from peers: a key holder could send u64::MAX.
+            .saturating_add(1);
         next.origin = self.cfg.local.0;
         self.settings = next;
         self.events.push_back(Event::SettingsChanged {

@@ -378,3 +378,24 @@ fn old_incarnations_and_a_first_leave_are_refused_after_a_restart() {
     deliver(&mut a, t(240), &leave);
     assert!(a.members() == vec![NodeId(1)], "{:?}", a.members());
 }
+
+/// Issue 12, finding 15: a settings generation adopted from a peer (a key
+/// holder could send u64::MAX) overflowed on the next operator command.
+#[test]
+fn a_huge_settings_generation_from_a_peer_does_not_overflow() {
+    let mut a = Brain::new(cfg(1, 100, b"k"), t(0));
+    // Alone past initdead: joined, so commands are taken.
+    for ms in [0, 1000, 2000, 3000, 3500] {
+        tick(&mut a, t(ms));
+    }
+    a.settings.generation = u64::MAX;
+    let r = a.handle_command(
+        t(3600),
+        Command::Standby {
+            node: "n2".into(),
+            on: true,
+        },
+    );
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(a.settings.generation, u64::MAX);
+}
