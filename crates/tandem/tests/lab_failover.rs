@@ -138,7 +138,7 @@ fn web_pid(w: &WebCluster, i: usize) -> Option<u32> {
         .cluster
         .dir()
         .join(format!("state-n{}", i + 1))
-        .join("processes/web.httpd.pid");
+        .join("processes/web@httpd.pid");
     std::fs::read_to_string(f)
         .ok()?
         .split_whitespace()
