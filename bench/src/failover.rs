@@ -9,7 +9,9 @@
 //! Usage: `bench/run.sh failover [--runs N] [--only default|fast|drills]`
 //! (root). `--only` runs one part and still writes the results file.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -46,21 +48,14 @@ fn lateness(w: &WebCluster) -> f64 {
 }
 
 fn summarise(timing: &str, scenario: &str, runs: Vec<Run>) -> Scenario {
-    let mut v: Vec<f64> = runs.iter().map(|r| r.outage_ms).collect();
-    v.sort_by(f64::total_cmp);
-    let median = if v.is_empty() {
-        0.0
-    } else if v.len() % 2 == 1 {
-        v[v.len() / 2]
-    } else {
-        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
-    };
+    let v: Vec<f64> = runs.iter().map(|r| r.outage_ms).collect();
+    let (min_ms, median_ms, max_ms) = common::min_median_max(&v);
     Scenario {
         timing: timing.into(),
         scenario: scenario.into(),
-        min_ms: v.first().copied().unwrap_or(0.0),
-        median_ms: median,
-        max_ms: v.last().copied().unwrap_or(0.0),
+        min_ms,
+        median_ms,
+        max_ms,
         total_dual_answers: runs.iter().map(|r| r.dual_answers).sum(),
         total_errors: runs.iter().map(|r| r.errors).sum(),
         runs,
@@ -328,16 +323,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let wanted = |part: &str| only.as_deref().is_none_or(|o| o == part);
-    let exe = std::env::current_exe()?
-        .parent()
-        .context("exe dir")?
-        .join("tandem");
-    if !exe.exists() {
-        bail!(
-            "{} not found: build it first (bench/run.sh does)",
-            exe.display()
-        );
-    }
+    let exe = common::tandem_exe()?;
     let sets = [
         ("default", "default (keepalive 100 ms, deadtime 500 ms)", ""),
         (
@@ -381,10 +367,7 @@ fn main() -> anyhow::Result<()> {
             late
         );
     }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("failover.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&all)? + "\n")?;
+    let path = common::write_results("failover", &all)?;
     println!("\nwritten to {}", path.display());
     Ok(())
 }

@@ -6,7 +6,8 @@
 //!
 //! Usage: `bench/run.sh heartbeat [--seconds N]` (as root for real-time).
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -182,16 +183,7 @@ fn main() -> anyhow::Result<()> {
             other => bail!("unknown argument {other}; usage: heartbeat [--seconds N]"),
         }
     }
-    let exe = std::env::current_exe()?
-        .parent()
-        .context("exe dir")?
-        .join("tandem");
-    if !exe.exists() {
-        bail!(
-            "{} not found: build it first (bench/run.sh does)",
-            exe.display()
-        );
-    }
+    let exe = common::tandem_exe()?;
     let mut report = Report {
         machine: format!(
             "{} CPUs, {}",
@@ -243,10 +235,7 @@ fn main() -> anyhow::Result<()> {
             report.stress.push(r);
         }
     }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("heartbeat.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
+    let path = common::write_results("heartbeat", &report)?;
     println!("\nwritten to {}", path.display());
     Ok(())
 }

@@ -18,7 +18,9 @@
 //! Usage: `bench/run.sh lease [--runs N] [--seconds S] [--only
 //! health|health-fast|failover]` (root; installs keepalived and stress-ng).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -192,17 +194,13 @@ fn health(
 
 fn summary(what: &str, runs: Vec<tandem::labcluster::Outage>) -> Failover {
     let mut v: Vec<f64> = runs.iter().map(|o| o.outage_ms).collect();
+    let (min_ms, median_ms, max_ms) = common::min_median_max(&v);
     v.sort_by(f64::total_cmp);
-    let median = match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    };
     Failover {
         what: what.into(),
-        min_ms: v.first().copied().unwrap_or(0.0),
-        median_ms: median,
-        max_ms: v.last().copied().unwrap_or(0.0),
+        min_ms,
+        median_ms,
+        max_ms,
         errors: runs.iter().map(|o| o.errors).sum(),
         dual_answers: runs.iter().map(|o| o.dual_answers).sum(),
         outages_ms: v,
@@ -390,16 +388,7 @@ fn main() -> anyhow::Result<()> {
             other => bail!("unknown argument {other}; {usage}"),
         }
     }
-    let exe = std::env::current_exe()?
-        .parent()
-        .context("exe dir")?
-        .join("tandem");
-    if !exe.exists() {
-        bail!(
-            "{} not found: build it first (bench/run.sh does)",
-            exe.display()
-        );
-    }
+    let exe = common::tandem_exe()?;
     let wanted = |part: &str| only.as_deref().is_none_or(|o| o == part);
     let mut health_rows = Vec::new();
     if only.as_deref() == Some("health-fast") {
@@ -465,14 +454,11 @@ fn main() -> anyhow::Result<()> {
             t.median_ms / k.median_ms
         );
     }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("lease.json");
     let all = Results {
         health: health_rows,
         failover,
     };
-    std::fs::write(&path, serde_json::to_string_pretty(&all)? + "\n")?;
+    let path = common::write_results("lease", &all)?;
     println!("\nwritten to {}", path.display());
     Ok(())
 }

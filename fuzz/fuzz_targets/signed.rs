@@ -7,15 +7,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tandem_core::{Brain, BrainConfig, LinkId, LinkInfo, NodeId, NodeInfo, Timestamp, Timing};
-use tandem_wire::{Key, Keyring, NodeState, Packet, PacketKind};
+use tandem_wire::{NodeState, Packet, PacketKind};
 
-fn keys() -> Option<Keyring> {
-    Some(Keyring::single(Key::new(1, b"fuzz key").ok()?))
-}
+mod common;
 
 fuzz_target!(|data: &[u8]| {
-    let Some(keys) = keys() else { return };
+    let Some(keys) = common::keys() else { return };
     if data.len() > 1200 {
         return;
     }
@@ -44,28 +41,5 @@ fuzz_target!(|data: &[u8]| {
     let tag = keys.send_key().sign(&bytes);
     bytes.extend_from_slice(&tag);
 
-    let cfg = BrainConfig {
-        cluster: "fuzz".into(),
-        cluster_id: 7,
-        local: NodeId(1),
-        nodes: (1..=3)
-            .map(|i| NodeInfo { id: NodeId(i), name: format!("n{i}") })
-            .collect(),
-        links: vec![LinkInfo { label: "eth0".into() }],
-        timing: Timing::default(),
-        keys,
-        incarnation: 1,
-        config_digest: 0,
-        groups: vec![],
-        quorum: Default::default(),
-        witness: false,
-        fencing: false,
-        witness_arbiter: false,
-        known_incarnations: vec![],
-    };
-    let mut brain = Brain::new(cfg, Timestamp::ZERO);
-    brain.handle_datagram(Timestamp::from_nanos(1), LinkId(0), &bytes);
-    brain.handle_timeout(Timestamp::from_nanos(2));
-    while brain.poll().is_some() {}
-    let _ = brain.status(Timestamp::from_nanos(3));
+    common::brain_receives(keys, &bytes);
 });

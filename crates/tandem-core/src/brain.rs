@@ -891,10 +891,7 @@ impl Brain {
         let mut heard: Vec<(Timestamp, u32)> = self
             .peers
             .iter()
-            .filter(|p| {
-                p.state == PeerState::Online
-                    && p.view.iter().any(|e| (e.node, e.incarnation) == me && e.up)
-            })
+            .filter(|p| self.counts_for_quorum(p))
             .filter_map(|p| match acked(p) {
                 Acked::At(t) => Some((t, self.votes(p.id))),
                 Acked::Nobody | Acked::TooLongAgo => None,
@@ -1314,18 +1311,21 @@ impl Brain {
         // A peer counts only if we hear it and it hears us (its latest view
         // lists this incarnation as up): a node whose packets no longer get
         // through loses quorum even if it still hears everyone.
-        let me = (self.cfg.local.0, self.cfg.incarnation);
         let present = self.votes(self.cfg.local)
             + self
                 .peers
                 .iter()
-                .filter(|p| {
-                    p.state == PeerState::Online
-                        && p.view.iter().any(|e| (e.node, e.incarnation) == me && e.up)
-                })
+                .filter(|p| self.counts_for_quorum(p))
                 .map(|p| self.votes(p.id))
                 .sum::<u32>();
         (present, total)
+    }
+
+    /// Whether peer `p` counts toward quorum: heard within warntime, and
+    /// its latest view lists this incarnation as up (it hears us).
+    fn counts_for_quorum(&self, p: &Peer) -> bool {
+        let me = (self.cfg.local.0, self.cfg.incarnation);
+        p.state == PeerState::Online && p.view.iter().any(|e| (e.node, e.incarnation) == me && e.up)
     }
 
     /// Whether this partition has quorum (always, when quorum is off).

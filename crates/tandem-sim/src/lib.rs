@@ -17,14 +17,14 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-mod fencing;
-pub use fencing::{FENCE_LATENCY, FENCE_TIMEOUT, FenceAgent, FenceRecord};
-
 use tandem_core::{
     Action, Brain, BrainConfig, Event, GroupSpec, LinkId, LinkInfo, NodeId, NodeInfo, Op, OpResult,
     Output, Quorum, Timestamp, Timing,
 };
 use tandem_wire::{Key, Keyring};
+
+mod fencing;
+pub use fencing::{FENCE_LATENCY, FENCE_TIMEOUT, FenceAgent, FenceRecord};
 
 /// Network behaviour of one link.
 #[derive(Clone, Copy, Debug, PartialEq)]

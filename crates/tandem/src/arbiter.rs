@@ -165,13 +165,7 @@ impl Counters {
                         .collect();
                     lines.sort();
                     let text = lines.join("\n") + "\n";
-                    let tmp = path.with_extension("new");
-                    let done = path
-                        .parent()
-                        .map_or(Ok(()), std::fs::create_dir_all)
-                        .and_then(|()| std::fs::write(&tmp, text))
-                        .and_then(|()| std::fs::rename(&tmp, &path));
-                    if let Err(e) = done
+                    if let Err(e) = crate::state_file::replace(&path, &text)
                         && !std::mem::replace(&mut warned, true)
                     {
                         tracing::warn!(

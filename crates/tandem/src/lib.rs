@@ -9,3 +9,4 @@ pub mod lab;
 pub mod labcluster;
 pub mod localcluster;
 pub mod process;
+pub mod state_file;

@@ -170,7 +170,7 @@ impl Heartbeat {
                 let (left, new) = (old.since(now), u.since(now));
                 // A shorter lease (an arbitrator's vote ending sooner)
                 // reaches the kernel at once.
-                u < old || (u > old && (left < new * 2 / 3 || left < k.refresh_below))
+                u < old || (u > old && left < (new * 2 / 3).max(k.refresh_below))
             }
         };
         if refresh {
@@ -299,9 +299,8 @@ impl Heartbeat {
                     }
                 }
             }
-            if changed {
-                self.sync_lease();
-            }
+            // The lease a datagram renewed reaches the kernel in `flush`
+            // (`Output::Lease` comes first).
             if changed && self.flush() {
                 self.publish(self.now());
                 last_publish = Some(Instant::now());

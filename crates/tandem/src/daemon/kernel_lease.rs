@@ -35,8 +35,6 @@ const PRIORITY: i32 = 49;
 pub struct KernelLease {
     tx: Sender<Option<Instant>>,
     table: String,
-    /// The kernel's timer tick (element timeouts count in ticks).
-    pub tick: Duration,
     /// Refresh once the kernel's copy has less than this left.
     pub refresh_below: Duration,
 }
@@ -168,7 +166,6 @@ table arp {t} {{\n set vips {{ type ipv4_addr; {e} }}\n set leases {{ type ipv4_
         Ok(Self {
             tx,
             table,
-            tick,
             refresh_below: keepalive * 2 + tick * 2,
         })
     }

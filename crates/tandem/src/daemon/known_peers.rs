@@ -66,9 +66,7 @@ impl Recorder {
 
 fn write(path: &Path, seen: &BTreeMap<String, u64>) -> std::io::Result<()> {
     let text: String = seen.iter().map(|(n, i)| format!("{n} {i}\n")).collect();
-    let tmp = path.with_extension("new");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    crate::state_file::replace(path, &text)
 }
 
 #[cfg(test)]
