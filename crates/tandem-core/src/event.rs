@@ -251,7 +251,7 @@ pub enum Event {
         /// Votes needed.
         needed: u32,
         /// What happens without quorum.
-        policy: crate::brain::NoQuorumPolicy,
+        policy: crate::config::NoQuorumPolicy,
     },
     /// The daemon was frozen past its lease: it releases everything first.
     LeaseLost {
@@ -469,9 +469,9 @@ impl fmt::Display for Event {
                 f,
                 "Quorum lost ({present} votes, {needed} needed): {}",
                 match policy {
-                    crate::brain::NoQuorumPolicy::Stop => "stopping every group here",
-                    crate::brain::NoQuorumPolicy::Freeze => "freezing groups as they are",
-                    crate::brain::NoQuorumPolicy::Ignore =>
+                    crate::config::NoQuorumPolicy::Stop => "stopping every group here",
+                    crate::config::NoQuorumPolicy::Freeze => "freezing groups as they are",
+                    crate::config::NoQuorumPolicy::Ignore =>
                         "ignoring it (no_quorum = ignore: UNSAFE)",
                 }
             ),

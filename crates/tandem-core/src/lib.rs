@@ -21,6 +21,7 @@
 
 pub mod arbiter;
 pub mod brain;
+pub mod config;
 pub mod event;
 pub mod membership;
 pub mod placement;
@@ -29,10 +30,8 @@ pub mod settings;
 pub mod status;
 pub mod time;
 
-pub use brain::{
-    Brain, BrainConfig, Command, LinkInfo, NoQuorumPolicy, NodeInfo, Output, Quorum, Timing,
-    Transmit, Vote,
-};
+pub use brain::{Brain, Command, Output, Transmit, Vote};
+pub use config::{BrainConfig, LinkInfo, NoQuorumPolicy, NodeInfo, Quorum, Timing};
 pub use event::{Event, RejectReason};
 pub use membership::{LinkState, PeerState};
 pub use placement::PlacementRules;

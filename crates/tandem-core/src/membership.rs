@@ -12,7 +12,7 @@ use std::time::Duration;
 use tandem_wire::{GroupReport, NodeState, ReplayVerdict, ReplayWindow, ViewEntry};
 
 use crate::NodeId;
-use crate::brain::Timing;
+use crate::config::Timing;
 use crate::event::Event;
 use crate::time::Timestamp;
 

@@ -187,7 +187,7 @@ pub struct QuorumStatus {
     /// Whether `present >= needed`.
     pub quorate: bool,
     /// What happens without quorum.
-    pub no_quorum: crate::brain::NoQuorumPolicy,
+    pub no_quorum: crate::config::NoQuorumPolicy,
 }
 
 /// The membership part of `tandem status`.

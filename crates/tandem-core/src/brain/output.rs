@@ -52,20 +52,20 @@ pub enum Output {
 impl Brain {
     /// The next thing to do, if any (see [`Output`] for the order).
     pub fn poll(&mut self) -> Option<Output> {
-        if self.lease_until != self.lease_reported {
-            self.lease_reported = self.lease_until;
-            return Some(Output::Lease(self.lease_until));
+        if self.lease.until != self.lease.reported {
+            self.lease.reported = self.lease.until;
+            return Some(Output::Lease(self.lease.until));
         }
         if let Some(a) = self.actions.pop_front() {
             return Some(Output::Action(a));
         }
-        if let Some(id) = self.witness_requests.pop_front() {
+        if let Some(id) = self.witness.requests.pop_front() {
             return Some(Output::WitnessProbe { id });
         }
-        if std::mem::take(&mut self.witness_release) {
+        if std::mem::take(&mut self.witness.release) {
             return Some(Output::WitnessRelease);
         }
-        if let Some((id, node)) = self.fence_requests.pop_front() {
+        if let Some((id, node)) = self.fencing.requests.pop_front() {
             return Some(Output::Fence {
                 id,
                 node: self.node_name(node),

@@ -1,5 +1,6 @@
 use super::*;
-use tandem_wire::Key;
+use crate::config::{LinkInfo, NodeInfo, Quorum, Timing};
+use tandem_wire::{Key, Keyring};
 
 const MS: u64 = 1_000_000;
 

@@ -1,0 +1,166 @@
+//! The lease: how long this node may keep serving its groups' addresses
+//! without hearing back, bounded by when a peer could take over
+//! (`docs/safety.md`, "Lease sizing"). Mirrored into the kernel by the driver.
+
+use crate::Brain;
+use crate::Timestamp;
+use crate::membership::Peer;
+use std::collections::VecDeque;
+use tandem_wire::NodeState;
+
+/// What peers acknowledged of this node's heartbeats (see
+/// `Brain::peers_acked_at`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Acked {
+    /// No peer that could take over has acknowledged anything.
+    Nobody,
+    /// The acknowledged packet was sent then.
+    At(Timestamp),
+    /// Longer ago than this node remembers (two deadtimes).
+    TooLongAgo,
+}
+
+impl Acked {
+    pub(super) fn earlier(self, other: Acked) -> Acked {
+        match (self, other) {
+            (Acked::TooLongAgo, _) | (_, Acked::TooLongAgo) => Acked::TooLongAgo,
+            (Acked::Nobody, x) | (x, Acked::Nobody) => x,
+            (Acked::At(a), Acked::At(b)) => Acked::At(a.min(b)),
+        }
+    }
+}
+
+/// This node's lease on its groups' addresses, and what it is computed
+/// from.
+#[derive(Debug)]
+pub(super) struct Lease {
+    /// The lease ends then (`None`: no lease).
+    pub(super) until: Option<Timestamp>,
+    /// The lease last reported by [`Brain::poll`].
+    pub(super) reported: Option<Timestamp>,
+    /// The lease lapsed while groups ran (reported once).
+    pub(super) lost: bool,
+    /// When this node last queued heartbeats: leases count from here.
+    pub(super) last_sent: Timestamp,
+    /// Recent sends: (last sequence number of the batch, when), oldest
+    /// first, to learn when a packet a peer acknowledges was sent.
+    pub(super) sent_log: VecDeque<(u64, Timestamp)>,
+}
+
+impl Lease {
+    /// No lease yet; sends count from `now`.
+    pub(super) fn new(now: Timestamp) -> Self {
+        Self {
+            until: None,
+            reported: None,
+            lost: false,
+            last_sent: now,
+            sent_log: VecDeque::new(),
+        }
+    }
+}
+
+impl Brain {
+    /// Renews (or lets lapse) the lease under which this node holds groups.
+    ///
+    /// Two bounds, the earlier wins (`docs/safety.md`, "Lease sizing"):
+    /// - frozen: the lease ends [`Timing::lease_span`] after the last
+    ///   heartbeat this node sent;
+    /// - cut off: a peer declares this node dead `deadtime` after the last
+    ///   packet it received from it, and its heartbeats say which one that
+    ///   was (the view's `seen`), so the lease ends `deadtime − 2 %` after
+    ///   that packet was sent — for every member peer with two nodes, for
+    ///   the majority with quorum. Not while this node holds the
+    ///   arbitrator's vote: no peer can act before the vote ends.
+    pub(super) fn renew_lease(&mut self, now: Timestamp) {
+        let holds = self.groups.iter().any(|g| g.phase().is_active());
+        let may = !self.lease.lost
+            && self.has_quorum()
+            && self.witness_allows()
+            && self.state != NodeState::Leaving;
+        let t = &self.cfg.timing;
+        let frozen_end = self.lease.last_sent + t.lease_span();
+        let cut_end = match self.peers_acked_at() {
+            Acked::Nobody => frozen_end,
+            Acked::At(at) => at + t.deadtime.saturating_sub(t.deadtime / 50),
+            Acked::TooLongAgo => now,
+        };
+        // Holding the arbitrator's vote, no peer can act before the vote
+        // ends (the cap below): being cut off is not a reason to go silent.
+        let span_end = if self.witness.until.is_some() {
+            frozen_end
+        } else {
+            cut_end.min(frozen_end)
+        };
+        // Acting alone on an arbitrator's vote: never past the vote.
+        let end = self.witness.until.map_or(span_end, |u| u.min(span_end));
+        self.lease.until = (holds && may && end > now).then_some(end);
+    }
+
+    /// When the packet the peers that could take over last acknowledged was
+    /// sent: the earliest over member peers with two nodes; with quorum,
+    /// the latest moment by which a majority (with this node) had received
+    /// one. Peers that never acknowledged this incarnation are not counted
+    /// (they have not heard it; `initdead` holds them back).
+    pub(super) fn peers_acked_at(&self) -> Acked {
+        let me = (self.cfg.local.0, self.cfg.incarnation);
+        let acked = |p: &Peer| match p.seen(me) {
+            0 => Acked::Nobody,
+            seq => self.sent_at(seq).map_or(Acked::TooLongAgo, Acked::At),
+        };
+        if !self.cfg.quorum.enabled {
+            return self
+                .peers
+                .iter()
+                .filter(|p| p.state.is_member())
+                .map(acked)
+                .fold(Acked::Nobody, Acked::earlier);
+        }
+        let total: u32 = self.cfg.nodes.iter().map(|n| self.votes(n.id)).sum();
+        let mut heard: Vec<(Timestamp, u32)> = self
+            .peers
+            .iter()
+            .filter(|p| self.counts_for_quorum(p))
+            .filter_map(|p| match acked(p) {
+                Acked::At(t) => Some((t, self.votes(p.id))),
+                Acked::Nobody | Acked::TooLongAgo => None,
+            })
+            .collect();
+        heard.sort_by_key(|h| std::cmp::Reverse(h.0));
+        let mut present = self.votes(self.cfg.local);
+        let mut at = Acked::Nobody;
+        for (t, v) in heard {
+            if present * 2 > total {
+                break;
+            }
+            present += v;
+            at = Acked::At(t);
+        }
+        if present * 2 > total {
+            at
+        } else {
+            Acked::TooLongAgo
+        }
+    }
+
+    /// Until when this node may serve its groups' addresses (the daemon
+    /// mirrors it into the kernel, so a frozen daemon's addresses go silent
+    /// by themselves); `None`: it holds nothing, or may not.
+    pub fn lease_until(&self) -> Option<Timestamp> {
+        self.lease.until
+    }
+
+    /// When this node sent the packet with sequence number `seq`; `None`
+    /// if it is older than the log (more than two deadtimes ago).
+    pub(super) fn sent_at(&self, seq: u64) -> Option<Timestamp> {
+        let (first, _) = *self.lease.sent_log.front()?;
+        if seq + u64::try_from(self.cfg.links.len()).unwrap_or(u64::MAX) <= first {
+            return None;
+        }
+        self.lease
+            .sent_log
+            .iter()
+            .find(|&&(last, _)| last >= seq)
+            .map(|&(_, at)| at)
+    }
+}

@@ -1,0 +1,157 @@
+//! What a brain is built from: timings, nodes, links, groups, quorum rules,
+//! witness and fencing switches.
+
+use crate::GroupSpec;
+use crate::NodeId;
+use std::time::Duration;
+use tandem_wire::Keyring;
+
+/// Failure-detection timings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// Interval between heartbeats.
+    pub keepalive: Duration,
+    /// Silence after which a peer is reported late.
+    pub warntime: Duration,
+    /// Silence after which a peer (or one link to it) is declared dead.
+    pub deadtime: Duration,
+    /// How long a peer never heard since start-up is waited for.
+    pub initdead: Duration,
+}
+
+impl Timing {
+    /// The `fast` preset: keepalive 10 ms, warntime 30 ms, deadtime 50 ms,
+    /// initdead 2 s (100 heartbeats a second per link, as keepalived's
+    /// `advert_int 0.01`; deadtime is the floor for that keepalive).
+    pub fn fast() -> Self {
+        Self {
+            keepalive: Duration::from_millis(10),
+            warntime: Duration::from_millis(30),
+            deadtime: Duration::from_millis(50),
+            initdead: Duration::from_secs(2),
+        }
+    }
+
+    /// How long this node may serve its groups after it last sent a
+    /// heartbeat (the bound for a frozen node): `deadtime − keepalive −
+    /// deadtime/50`.
+    ///
+    /// A peer can take over only after it has heard nothing from this node
+    /// for `deadtime`. This node sends every `keepalive`, so if it freezes
+    /// right after a send and that last heartbeat is lost too, a peer's
+    /// silence started at most one `keepalive` earlier. The last term (2 %
+    /// of deadtime) covers clock-rate differences between the nodes. The
+    /// lease is therefore sized from the takeover bound, not from the
+    /// keepalive: it lasts several refresh periods, so scheduling hiccups
+    /// shorter than `deadtime − 2 × keepalive` neither let it lapse nor
+    /// make the node release its groups (`docs/safety.md`, "Lease sizing").
+    pub fn lease_span(&self) -> Duration {
+        self.deadtime
+            .saturating_sub(self.keepalive)
+            .saturating_sub(self.deadtime / 50)
+            .max(Duration::from_millis(1))
+    }
+}
+
+impl Default for Timing {
+    /// tandem's defaults: sub-second detection that tolerates four lost
+    /// heartbeats in a row (see `docs/configuration.md`).
+    fn default() -> Self {
+        Self {
+            keepalive: Duration::from_millis(100),
+            warntime: Duration::from_millis(300),
+            deadtime: Duration::from_millis(500),
+            initdead: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A configured node, as the brain needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Wire id.
+    pub id: NodeId,
+    /// Name, as in logs and status.
+    pub name: String,
+}
+
+/// A configured link, as the brain needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// Label used in logs: the interface name, or the link's own name.
+    pub label: String,
+}
+
+/// Everything a brain is built from.
+#[derive(Clone, Debug)]
+pub struct BrainConfig {
+    /// Cluster name.
+    pub cluster: String,
+    /// Cluster id on the wire.
+    pub cluster_id: u32,
+    /// This node.
+    pub local: NodeId,
+    /// Every node, the local one included.
+    pub nodes: Vec<NodeInfo>,
+    /// Every heartbeat link, indexed by [`LinkId`].
+    pub links: Vec<LinkInfo>,
+    /// Timings.
+    pub timing: Timing,
+    /// Keys to sign and verify packets.
+    pub keys: Keyring,
+    /// This daemon's boot incarnation; must grow at every start. The daemon
+    /// uses the wall clock in microseconds, so a peer's incarnation more
+    /// than a day past this one (plus the time since start) is refused.
+    pub incarnation: u64,
+    /// Digest of the configuration, compared with peers'.
+    pub config_digest: u64,
+    /// Resource groups.
+    pub groups: Vec<GroupSpec>,
+    /// Quorum rules.
+    pub quorum: Quorum,
+    /// Whether witnesses are configured (two-node clusters): a node takes
+    /// over from a silent peer only if it reaches a witness.
+    pub witness: bool,
+    /// Whether the witness is an arbitrator (`tandem witness`) that gives
+    /// its vote to one node at a time for a limited time: answers come
+    /// through [`crate::Brain::handle_witness_vote`], a holder renews its vote
+    /// and stops when it lapses, a waiting node asks again every second,
+    /// and a node that holds no group asks only once the peer is dead (so
+    /// the holder, which asks as soon as the peer is late, wins a tie).
+    pub witness_arbiter: bool,
+    /// Whether a fence agent is configured: a node declared dead is fenced
+    /// (powered off) before anything is started in its place.
+    pub fencing: bool,
+    /// The latest incarnation of each peer seen before this start (kept by
+    /// the daemon in its state directory): older ones are refused, so
+    /// packets captured before a restart cannot be replayed after it.
+    pub known_incarnations: Vec<(NodeId, u64)>,
+}
+
+/// What a partition without quorum does with its groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoQuorumPolicy {
+    /// Stop every group (the default: never two actives).
+    #[default]
+    Stop,
+    /// Keep what runs, start and stop nothing.
+    Freeze,
+    /// Act as if quorate (explicitly unsafe).
+    Ignore,
+}
+
+/// Quorum rules: a partition acts only with a strict majority of votes.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Quorum {
+    /// Whether quorum is required at all (off for two-node clusters, which
+    /// need a witness to break ties).
+    pub enabled: bool,
+    /// Votes of each node, in node order (empty: one each).
+    pub votes: Vec<u32>,
+    /// What a partition without quorum does.
+    pub no_quorum: NoQuorumPolicy,
+    /// At start-up, start nothing until every node was seen once (or
+    /// initdead passed).
+    pub wait_for_all: bool,
+}
