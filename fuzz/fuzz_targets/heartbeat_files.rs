@@ -18,10 +18,10 @@ fuzz_target!(|data: &[u8]| {
         parts.next().unwrap_or("auth 1\n1 sha1 fuzz-secret-0123456789\n"),
     );
     let auth_path = Path::new("/etc/ha.d/authkeys");
-    let Ok(keys) = tandem_config::heartbeat::parse_authkeys(auth, auth_path) else {
+    let Ok(keys) = tandem_config::legacy::parse_authkeys(auth, auth_path) else {
         return;
     };
-    let _ = tandem_config::heartbeat::convert(
+    let _ = tandem_config::legacy::convert(
         Path::new("/etc/ha.d/ha.cf"),
         hacf,
         Some((Path::new("/etc/ha.d/haresources"), res)),

@@ -11,7 +11,7 @@ use crate::model::{Checker, Node};
 use crate::raw::{RawCheck, RawGroup};
 
 /// Which agent manages a resource.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum AgentKind {
     /// A floating IP address (netlink + gratuitous ARP).
     IpAddr,
@@ -38,7 +38,7 @@ pub enum AgentKind {
 }
 
 /// What a health check probes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum CheckKind {
     /// A TCP connection to `address` (host:port) succeeds.
     Tcp {
@@ -64,7 +64,7 @@ pub enum CheckKind {
 /// A health check attached to a resource, HAProxy style: the resource is
 /// failed after `fall` consecutive failed probes and up again after `rise`
 /// consecutive good ones.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct HealthCheck {
     /// What to probe.
     pub kind: CheckKind,
@@ -79,7 +79,7 @@ pub struct HealthCheck {
 }
 
 /// A resource.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Resource {
     /// Name, unique in its group.
     pub name: String,
@@ -104,7 +104,7 @@ pub struct Resource {
 }
 
 /// Timings the configuration set explicitly for a resource.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Explicit {
     /// start_timeout (or timeout).
     pub start: bool,
@@ -117,7 +117,7 @@ pub struct Explicit {
 }
 
 /// A resource group.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Group {
     /// Name.
     pub name: String,

@@ -9,8 +9,8 @@
 pub mod diagnostic;
 pub mod duration;
 pub mod groups;
-pub mod heartbeat;
 pub mod keyfile;
+pub mod legacy;
 mod model;
 mod raw;
 

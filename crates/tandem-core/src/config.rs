@@ -7,7 +7,7 @@ use std::time::Duration;
 use tandem_wire::Keyring;
 
 /// Failure-detection timings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Timing {
     /// Interval between heartbeats.
     pub keepalive: Duration,
@@ -142,7 +142,7 @@ pub enum NoQuorumPolicy {
 }
 
 /// Quorum rules: a partition acts only with a strict majority of votes.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Quorum {
     /// Whether quorum is required at all (off for two-node clusters, which
     /// need a witness to break ties).

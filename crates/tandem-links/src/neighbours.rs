@@ -62,7 +62,7 @@ pub fn unicast_interfaces(config: &Config, local: &str) -> BTreeSet<(String, &'s
             let family = if peer.is_ipv4() { "ipv4" } else { "ipv6" };
             let interface = match &link.interface {
                 Some(i) => Some(i.clone()),
-                None => tandem_config::heartbeat::find_interface(peer).map(|(i, _)| i),
+                None => tandem_config::legacy::find_interface(peer).map(|(i, _)| i),
             };
             if let Some(interface) = interface {
                 out.insert((interface, family));

@@ -1,4 +1,7 @@
+use std::path::Path;
+
 use super::*;
+use crate::diagnostic::Diagnostic;
 use crate::{ConfigError, parse};
 
 const GOOD: &str = r#"
@@ -463,4 +466,14 @@ fn huge_times_are_located_errors_not_panics() {
         d.iter().any(|d| d.message.contains("at most a day")),
         "{d:?}"
     );
+}
+
+#[test]
+fn digest_is_pinned() {
+    // The digest of GOOD under the canonical encoding documented on
+    // `Config::digest`. If this changes, nodes running the previous
+    // version report a configuration mismatch during a rolling upgrade:
+    // change the encoding only with a note in docs/upgrading.md.
+    let cfg = parse(GOOD, Path::new("t.toml")).unwrap().config;
+    assert_eq!(format!("{:016x}", cfg.digest()), "5ff8858cdbad110c");
 }

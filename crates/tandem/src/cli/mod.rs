@@ -68,7 +68,7 @@ pub fn keygen(file: &Path) -> anyhow::Result<()> {
 
 /// `tandem import heartbeat DIR`: prints the native configuration.
 pub fn import_heartbeat(dir: &Path) -> anyhow::Result<()> {
-    let h = tandem_config::heartbeat::load_dir(dir)?;
+    let h = tandem_config::legacy::load_dir(dir)?;
     print!("{}", h.toml);
     let dropped: Vec<String> = h.loaded.warnings.iter().map(ToString::to_string).collect();
     if !dropped.is_empty() {

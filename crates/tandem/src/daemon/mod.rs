@@ -98,12 +98,12 @@ const ARBITER_KEY_PROBE: &[u8] = b"tandem: is the arbitrator's key the heartbeat
 pub fn load_keys(path: &Path, allow_crc: bool) -> anyhow::Result<Keyring> {
     let secret = tandem_config::keyfile::read_key(path)?;
     let text = String::from_utf8_lossy(&secret);
-    if !tandem_config::heartbeat::looks_like_authkeys(&text) {
+    if !tandem_config::legacy::looks_like_authkeys(&text) {
         tandem_config::keyfile::check_length(path, &secret)?;
         return Ok(Keyring::single(Key::new(1, &secret).context("key file")?));
     }
-    let auth = tandem_config::heartbeat::parse_authkeys(&text, path)?;
-    if auth.method() == Some(tandem_config::heartbeat::AuthMethod::Crc) {
+    let auth = tandem_config::legacy::parse_authkeys(&text, path)?;
+    if auth.method() == Some(tandem_config::legacy::AuthMethod::Crc) {
         if !allow_crc {
             bail!(
                 "{} selects `crc`, which authenticates nothing: anyone on the network could forge heartbeats. Use `sha1` with a secret, or start with --allow-insecure-crc if you accept the risk",
@@ -115,7 +115,7 @@ pub fn load_keys(path: &Path, allow_crc: bool) -> anyhow::Result<Keyring> {
     // A `crc` line is a key whose secret everybody knows ("crc"): selected
     // or not, it would let anyone on the network forge heartbeats under its
     // id. Without the flag, every one of them is dropped.
-    let crc = tandem_config::heartbeat::AuthMethod::Crc;
+    let crc = tandem_config::legacy::AuthMethod::Crc;
     if !allow_crc {
         for (id, _, _) in auth.keys.iter().filter(|(_, m, _)| *m == crc) {
             tracing::warn!(
@@ -139,7 +139,7 @@ pub fn load_keys(path: &Path, allow_crc: bool) -> anyhow::Result<Keyring> {
         .iter()
         .filter(|(_, method, _)| allow_crc || *method != crc)
         .map(|(id, method, key)| {
-            let material = if *method == tandem_config::heartbeat::AuthMethod::Crc {
+            let material = if *method == tandem_config::legacy::AuthMethod::Crc {
                 b"crc".to_vec()
             } else {
                 key.clone()
@@ -313,7 +313,7 @@ pub fn apply_ocf_defaults(config: &mut Config) {
 pub fn run(opts: &Options) -> anyhow::Result<()> {
     let (loaded, logfile, source) = match &opts.heartbeat_dir {
         Some(dir) => {
-            let h = tandem_config::heartbeat::load_dir(dir)?;
+            let h = tandem_config::legacy::load_dir(dir)?;
             let logfile = h.extras.logfile.clone().or(h.extras.debugfile.clone());
             (h.loaded, logfile, dir.clone())
         }

@@ -1,3 +1,5 @@
+use super::hacf::IGNORED;
+use super::interfaces::{find_interface_v4, find_interface_v6};
 use super::*;
 use crate::{AgentKind, LinkKind};
 
