@@ -1,7 +1,7 @@
 //! What the packet fuzz targets share: the test key and a three-node brain
 //! that receives the fuzzed datagram.
 
-use tandem_core::{Brain, BrainConfig, LinkId, LinkInfo, NodeId, NodeInfo, Timestamp, Timing};
+use tandem_core::{Brain, BrainConfig, LinkId, NodeId, Timestamp, Timing};
 use tandem_wire::{Key, Keyring};
 
 /// The key every packet target signs and verifies with.
@@ -12,25 +12,16 @@ pub fn keys() -> Option<Keyring> {
 /// Node n1 of cluster 7 receives `datagram`, runs its timers and carries
 /// out everything it asks.
 pub fn brain_receives(keys: Keyring, datagram: &[u8]) {
-    let cfg = BrainConfig {
-        cluster: "fuzz".into(),
-        cluster_id: 7,
-        local: NodeId(1),
-        nodes: (1..=3)
-            .map(|i| NodeInfo { id: NodeId(i), name: format!("n{i}") })
-            .collect(),
-        links: vec![LinkInfo { label: "eth0".into() }],
-        timing: Timing::default(),
+    let mut cfg = BrainConfig::new(
+        "fuzz",
+        NodeId(1),
+        (1..=3).map(|i| format!("n{i}")),
+        ["eth0".to_string()],
+        Timing::default(),
         keys,
-        incarnation: 1,
-        config_digest: 0,
-        groups: vec![],
-        quorum: Default::default(),
-        witness: false,
-        fencing: false,
-        witness_arbiter: false,
-        known_incarnations: vec![],
-    };
+        1,
+    );
+    cfg.cluster_id = 7;
     let mut brain = Brain::new(cfg, Timestamp::ZERO);
     brain.handle_datagram(Timestamp::from_nanos(1), LinkId(0), datagram);
     brain.handle_timeout(Timestamp::from_nanos(2));

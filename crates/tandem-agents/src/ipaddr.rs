@@ -7,62 +7,8 @@ use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags};
+use tandem_config::FloatingAddress;
 use tandem_core::OpResult;
-
-/// A parsed floating-address resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FloatingIp {
-    /// The address.
-    pub ip: IpAddr,
-    /// Prefix length.
-    pub prefix: u8,
-    /// Interface name.
-    pub interface: String,
-    /// Label for IPv4 (`ip addr` shows it), e.g. `eth0:0`.
-    pub label: String,
-    /// Gratuitous ARPs sent after adding the address.
-    pub garp_count: u32,
-    /// Interval between them.
-    pub garp_interval: Duration,
-}
-
-impl FloatingIp {
-    /// Builds it from resource parameters (validated by the configuration).
-    pub fn from_params(p: &std::collections::BTreeMap<String, String>) -> Result<Self, String> {
-        let addr = p.get("address").ok_or("missing parameter `address`")?;
-        let (ip, prefix) = addr
-            .split_once('/')
-            .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-            .ok_or_else(|| format!("`{addr}` is not ADDRESS/PREFIX"))?;
-        let interface = p
-            .get("interface")
-            .ok_or("missing parameter `interface`")?
-            .clone();
-        let label = p
-            .get("label")
-            .cloned()
-            .unwrap_or_else(|| format!("{interface}:0"));
-        if label.len() > 15 {
-            return Err(format!("label `{label}` is longer than 15 characters"));
-        }
-        let garp_count = p
-            .get("garp_count")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(5);
-        let garp_interval = p
-            .get("garp_interval")
-            .and_then(|v| tandem_config::parse_duration(v).ok())
-            .unwrap_or(Duration::from_millis(200));
-        Ok(Self {
-            ip,
-            prefix,
-            interface,
-            label,
-            garp_count,
-            garp_interval,
-        })
-    }
-}
 
 fn ifindex(name: &str) -> Result<u32, String> {
     std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
@@ -115,7 +61,7 @@ async fn addresses(
 }
 
 /// Adds the address (idempotent) and starts announcing it.
-pub fn start(f: &FloatingIp, timeout: Duration) -> OpResult {
+pub fn start(f: &FloatingAddress, timeout: Duration) -> OpResult {
     let index = match ifindex(&f.interface) {
         Ok(i) => i,
         Err(e) => return OpResult::Failed(e),
@@ -147,7 +93,7 @@ pub fn start(f: &FloatingIp, timeout: Duration) -> OpResult {
 }
 
 /// Removes the address; removing an address the node does not hold is fine.
-pub fn stop(f: &FloatingIp, timeout: Duration) -> OpResult {
+pub fn stop(f: &FloatingAddress, timeout: Duration) -> OpResult {
     let Ok(index) = ifindex(&f.interface) else {
         return OpResult::Ok; // no interface, no address
     };
@@ -168,7 +114,7 @@ pub fn stop(f: &FloatingIp, timeout: Duration) -> OpResult {
 }
 
 /// Running = the address is on the interface and the link has carrier.
-pub fn monitor(f: &FloatingIp, timeout: Duration) -> OpResult {
+pub fn monitor(f: &FloatingAddress, timeout: Duration) -> OpResult {
     let Ok(index) = ifindex(&f.interface) else {
         return OpResult::NotRunning;
     };

@@ -164,13 +164,10 @@ fn agent_op(shared: &Shared, group: &str, res: &Resource, op: Op, timeout: Durat
         .processes
         .adopt_legacy_key(&format!("{group}.{}", res.name), &key);
     match &res.agent {
-        AgentKind::IpAddr => match ipaddr::FloatingIp::from_params(&res.params) {
-            Err(e) => OpResult::Failed(e),
-            Ok(f) => match op {
-                Op::Start => ipaddr::start(&f, timeout),
-                Op::Stop => ipaddr::stop(&f, timeout),
-                Op::Monitor => ipaddr::monitor(&f, timeout),
-            },
+        AgentKind::IpAddr(f) => match op {
+            Op::Start => ipaddr::start(f, timeout),
+            Op::Stop => ipaddr::stop(f, timeout),
+            Op::Monitor => ipaddr::monitor(f, timeout),
         },
         AgentKind::Process => {
             let Some(cmd) = res.params.get("command") else {

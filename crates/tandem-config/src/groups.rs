@@ -2,19 +2,19 @@
 //! `[[group.resource]]`s, validated with located diagnostics.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use toml::Spanned;
 
+use crate::address::{AddressError, FloatingAddress};
 use crate::model::{Checker, Node};
 use crate::raw::{RawCheck, RawGroup};
 
 /// Which agent manages a resource.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum AgentKind {
-    /// A floating IP address (netlink + gratuitous ARP).
-    IpAddr,
+    /// A floating IP address (netlink + gratuitous ARP), parsed.
+    IpAddr(FloatingAddress),
     /// A command tandem runs and supervises itself.
     Process,
     /// An OCF resource agent: `/usr/lib/ocf/resource.d/PROVIDER/TYPE`.
@@ -256,8 +256,8 @@ pub(crate) fn build_groups(
             }
             let agent_text = r.agent.get_ref().as_str();
             let at = r.agent.span().start;
-            let agent = match agent_text.split(':').collect::<Vec<_>>().as_slice() {
-                ["ipaddr"] => AgentKind::IpAddr,
+            let mut agent = match agent_text.split(':').collect::<Vec<_>>().as_slice() {
+                ["ipaddr"] => AgentKind::IpAddr(FloatingAddress::default()),
                 ["process"] => AgentKind::Process,
                 ["ocf", provider, kind] if !provider.is_empty() && !kind.is_empty() => {
                     AgentKind::Ocf {
@@ -285,20 +285,18 @@ pub(crate) fn build_groups(
                     );
                 }
             };
-            match &agent {
-                AgentKind::IpAddr => {
+            match &mut agent {
+                AgentKind::IpAddr(address) => {
                     need(c, "address", "\"198.18.0.200/24\"");
                     need(c, "interface", "\"eth0\"");
-                    if let Some(a) = params.get("address") {
-                        let ok = a
-                            .split_once('/')
-                            .and_then(|(ip, p)| {
-                                Some((ip.parse::<IpAddr>().ok()?, p.parse::<u8>().ok()?))
-                            })
-                            .is_some_and(|(ip, p)| p <= if ip.is_ipv4() { 32 } else { 128 });
-                        if !ok {
-                            c.error(at, format!("resource `{rname}`: `{a}` is not an address with a prefix length"), Some("write e.g. \"198.18.0.200/24\"".to_string()));
-                        }
+                    match FloatingAddress::from_params(&params) {
+                        Ok(a) => *address = a,
+                        Err(AddressError::Missing(_)) => {} // reported above
+                        Err(e) => c.error(
+                            at,
+                            format!("resource `{rname}`: {e}"),
+                            Some(e.hint().to_string()),
+                        ),
                     }
                 }
                 AgentKind::Process => need(c, "command", "\"python3 -m http.server 80\""),

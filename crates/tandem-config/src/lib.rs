@@ -6,6 +6,8 @@
 //! from a path. [`keyfile`] reads the shared secret and refuses files that
 //! group or others can read.
 
+pub mod address;
+pub mod brain;
 pub mod diagnostic;
 pub mod duration;
 pub mod groups;
@@ -14,6 +16,8 @@ pub mod legacy;
 mod model;
 mod raw;
 
+pub use address::{AddressError, FloatingAddress};
+pub use brain::UnknownNode;
 pub use diagnostic::{Diagnostic, Severity};
 pub use duration::parse_duration;
 pub use groups::{AgentKind, CheckKind, Explicit, Group, HealthCheck, Resource};

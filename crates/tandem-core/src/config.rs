@@ -128,6 +128,50 @@ pub struct BrainConfig {
     pub known_incarnations: Vec<(NodeId, u64)>,
 }
 
+impl BrainConfig {
+    /// The configuration of node `local` (1-based position in `nodes`) of
+    /// cluster `cluster`, its nodes numbered 1, 2, … in the order given
+    /// and its links labelled in order. Groups, quorum, witness, fencing
+    /// and known incarnations start empty or off; the digest is 0. Every
+    /// driver (daemon, simulator, tests, fuzz targets) builds its brain
+    /// configuration through here, so node ids and the wire cluster id are
+    /// computed in one place.
+    pub fn new(
+        cluster: &str,
+        local: NodeId,
+        nodes: impl IntoIterator<Item = String>,
+        links: impl IntoIterator<Item = String>,
+        timing: Timing,
+        keys: Keyring,
+        incarnation: u64,
+    ) -> Self {
+        Self {
+            cluster: cluster.to_string(),
+            cluster_id: tandem_wire::cluster_id(cluster),
+            local,
+            nodes: nodes
+                .into_iter()
+                .enumerate()
+                .map(|(i, name)| NodeInfo {
+                    id: NodeId(u16::try_from(i + 1).unwrap_or(u16::MAX)),
+                    name,
+                })
+                .collect(),
+            links: links.into_iter().map(|label| LinkInfo { label }).collect(),
+            timing,
+            keys,
+            incarnation,
+            config_digest: 0,
+            groups: Vec::new(),
+            quorum: Quorum::default(),
+            witness: false,
+            witness_arbiter: false,
+            fencing: false,
+            known_incarnations: Vec::new(),
+        }
+    }
+}
+
 /// What a partition without quorum does with its groups.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -18,8 +18,8 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tandem_core::{
-    Action, Brain, BrainConfig, Event, GroupSpec, LinkId, LinkInfo, NodeId, NodeInfo, Op, OpResult,
-    Output, Quorum, Timestamp, Timing,
+    Action, Brain, BrainConfig, Event, GroupSpec, LinkId, NodeId, Op, OpResult, Output, Quorum,
+    Timestamp, Timing,
 };
 use tandem_wire::{Key, Keyring};
 
@@ -178,34 +178,20 @@ pub fn brain_config(
     groups: &[GroupSpec],
     quorum: &Quorum,
 ) -> BrainConfig {
-    BrainConfig {
-        cluster: "sim".into(),
-        cluster_id: tandem_wire::cluster_id("sim"),
-        local: NodeId(u16::try_from(idx + 1).unwrap_or(u16::MAX)),
-        nodes: (0..n)
-            .map(|i| NodeInfo {
-                id: NodeId(u16::try_from(i + 1).unwrap_or(u16::MAX)),
-                name: format!("n{}", i + 1),
-            })
-            .collect(),
-        links: (0..links)
-            .map(|l| LinkInfo {
-                label: format!("eth{l}"),
-            })
-            .collect(),
+    let mut cfg = BrainConfig::new(
+        "sim",
+        NodeId(u16::try_from(idx + 1).unwrap_or(u16::MAX)),
+        (0..n).map(|i| format!("n{}", i + 1)),
+        (0..links).map(|l| format!("eth{l}")),
         timing,
-        keys: Keyring::single(
-            Key::new(1, b"simulation key").expect("the constant key is not empty"),
-        ),
+        Keyring::single(Key::new(1, b"simulation key").expect("the constant key is not empty")),
         incarnation,
-        config_digest: 1,
-        groups: groups.to_vec(),
-        quorum: quorum.clone(),
-        witness: true,
-        witness_arbiter: false,
-        fencing: false,
-        known_incarnations: Vec::new(),
-    }
+    );
+    cfg.config_digest = 1;
+    cfg.groups = groups.to_vec();
+    cfg.quorum = quorum.clone();
+    cfg.witness = true;
+    cfg
 }
 
 impl Sim {

@@ -78,7 +78,7 @@ fn s1_files_unchanged() {
     let g = &c.groups[0];
     assert_eq!(g.prefer, vec![("srv".to_string(), 100)]);
     assert!(g.auto_failback);
-    assert_eq!(g.resources[0].agent, AgentKind::IpAddr);
+    assert!(matches!(g.resources[0].agent, AgentKind::IpAddr(_)));
     assert_eq!(g.resources[0].params["address"], "192.168.137.200/24");
     assert_eq!(g.resources[0].params["interface"], "enp0s3");
     assert_eq!(g.resources[0].params["label"], "enp0s3:0");

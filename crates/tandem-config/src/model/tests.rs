@@ -321,7 +321,7 @@ fn groups_parse_with_defaults() {
     assert!(!g.auto_failback);
     assert_eq!(g.migration_threshold, 2);
     assert_eq!(g.failure_timeout, Some(Duration::from_secs(600)));
-    assert_eq!(g.resources[0].agent, crate::AgentKind::IpAddr);
+    assert!(matches!(g.resources[0].agent, crate::AgentKind::IpAddr(_)));
     assert_eq!(g.resources[0].params["label"], "eth0:0");
     assert_eq!(
         g.resources[0].monitor_interval,

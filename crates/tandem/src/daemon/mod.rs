@@ -18,10 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use tandem_config::Config;
 use tandem_control::{DaemonInfo, Request, Response, Status};
-use tandem_core::{
-    Brain, BrainConfig, Command, GroupSpec, LinkInfo, NodeId, NodeInfo, PlacementRules,
-    ResourceSpec, Timestamp,
-};
+use tandem_core::{Brain, Command, Timestamp};
 use tandem_wire::{Key, Keyring};
 
 use heartbeat::{Heartbeat, Shared, WAKE};
@@ -187,85 +184,6 @@ pub fn local_node(config: &Config, path: &Path, over: Option<&str>) -> anyhow::R
     )
 }
 
-/// Builds the brain's configuration for node `local`.
-pub fn brain_config(
-    config: &Config,
-    local: &str,
-    keys: Keyring,
-    incarnation: u64,
-    known: &[(String, u64)],
-) -> anyhow::Result<BrainConfig> {
-    let (id, _) = config
-        .node(local)
-        .ok_or_else(|| anyhow!("node `{local}` is not configured"))?;
-    Ok(BrainConfig {
-        cluster: config.cluster.clone(),
-        cluster_id: tandem_wire::cluster_id(&config.cluster),
-        local: NodeId(id),
-        nodes: config
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| NodeInfo {
-                id: NodeId(u16::try_from(i + 1).unwrap_or(u16::MAX)),
-                name: n.name.clone(),
-            })
-            .collect(),
-        links: (0..config.links.len())
-            .map(|i| LinkInfo {
-                label: config.link_label(i),
-            })
-            .collect(),
-        timing: config.timing,
-        keys,
-        incarnation,
-        config_digest: config.digest(),
-        quorum: config.quorum.clone(),
-        witness: config
-            .witness
-            .as_ref()
-            .is_some_and(|w| !w.addresses.is_empty()),
-        witness_arbiter: config
-            .witness
-            .as_ref()
-            .is_some_and(|w| matches!(w.kind, tandem_config::WitnessKind::Arbiter { .. })),
-        fencing: config.fencing.is_some(),
-        known_incarnations: known
-            .iter()
-            .filter_map(|(name, inc)| Some((NodeId(config.node(name)?.0), *inc)))
-            .collect(),
-        groups: config
-            .groups
-            .iter()
-            .map(|g| GroupSpec {
-                name: g.name.clone(),
-                resources: g
-                    .resources
-                    .iter()
-                    .map(|r| ResourceSpec {
-                        name: r.name.clone(),
-                        start_timeout: r.start_timeout,
-                        stop_timeout: r.stop_timeout,
-                        monitor_interval: r.monitor_interval,
-                        monitor_timeout: r.monitor_timeout,
-                    })
-                    .collect(),
-                rules: PlacementRules {
-                    scores: g
-                        .prefer
-                        .iter()
-                        .filter_map(|(n, s)| config.node(n).map(|(id, _)| (NodeId(id), *s)))
-                        .collect(),
-                    stickiness: g.stickiness,
-                    auto_failback: g.auto_failback,
-                },
-                migration_threshold: g.migration_threshold,
-                failure_timeout: g.failure_timeout,
-            })
-            .collect(),
-    })
-}
-
 /// Fills the timings an OCF resource's configuration leaves out from its
 /// agent's meta-data, as Pacemaker does.
 pub fn apply_ocf_defaults(config: &mut Config) {
@@ -372,7 +290,7 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
 
     let epoch = Instant::now();
     let brain = Brain::new(
-        brain_config(&config, &local, keys, incarnation, &known)?,
+        config.brain_config(&local, keys, incarnation, &known)?,
         Timestamp::ZERO,
     );
     let shared = Arc::new(Shared::default());
@@ -429,9 +347,10 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         .groups
         .iter()
         .flat_map(|g| g.resources.iter())
-        .filter(|r| r.agent == tandem_config::AgentKind::IpAddr)
-        .filter_map(|r| r.params.get("address"))
-        .filter_map(|a| a.split('/').next()?.parse().ok())
+        .filter_map(|r| match &r.agent {
+            tandem_config::AgentKind::IpAddr(f) => Some(f.ip),
+            _ => None,
+        })
         .collect();
     let kernel_lease = if vips.is_empty() {
         None
