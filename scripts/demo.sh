@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The live demo: installs what it needs (busybox for the web server,
-# iproute2), builds tandem, and runs `tandem demo`: a two-node cluster with a
+# iproute2), builds tandem, and runs `tandem-demo` (crates/tandem-lab): a two-node cluster with a
 # floating IP and a web server in network namespaces on this machine, a
 # client probing it every 10 ms through a power-off, a failback and a move.
 # Needs root (it builds network namespaces).
@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
     echo "run as root (e.g. sudo $0): the demo builds network namespaces" >&2
-    echo "(without root: cargo run --release -p tandem -- demo --loopback)" >&2
+    echo "(without root: cargo build --release -p tandem -p tandem-lab && target/release/tandem-demo --loopback)" >&2
     exit 1
 fi
 need=()
@@ -19,5 +19,5 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "== installing ${need[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-cargo build --release -p tandem
-exec target/release/tandem demo "$@"
+cargo build --release -p tandem -p tandem-lab
+exec target/release/tandem-demo "$@"

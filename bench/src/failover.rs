@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use tandem::labcluster::{Outage, WebCluster, WebOptions, outage};
+use tandem_lab::lab_cluster::{Outage, WebCluster, WebOptions, outage};
 
 #[derive(Debug, Serialize)]
 struct Run {

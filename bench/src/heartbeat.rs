@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use tandem::localcluster::{LocalCluster, Options};
+use tandem_lab::loopback_cluster::{LocalCluster, Options};
 
 #[derive(Debug, Serialize)]
 struct Idle {

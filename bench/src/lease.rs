@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use tandem::labcluster::{WebCluster, WebOptions, outage};
+use tandem_lab::lab_cluster::{WebCluster, WebOptions, outage};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -192,7 +192,7 @@ fn health(
     Ok(out)
 }
 
-fn summary(what: &str, runs: Vec<tandem::labcluster::Outage>) -> Failover {
+fn summary(what: &str, runs: Vec<tandem_lab::lab_cluster::Outage>) -> Failover {
     let mut v: Vec<f64> = runs.iter().map(|o| o.outage_ms).collect();
     let (min_ms, median_ms, max_ms) = common::min_median_max(&v);
     v.sort_by(f64::total_cmp);
@@ -207,7 +207,7 @@ fn summary(what: &str, runs: Vec<tandem::labcluster::Outage>) -> Failover {
     }
 }
 
-fn measure(w: &WebCluster, since: f64) -> anyhow::Result<tandem::labcluster::Outage> {
+fn measure(w: &WebCluster, since: f64) -> anyhow::Result<tandem_lab::lab_cluster::Outage> {
     w.wait_served_by("n2", 5, WAIT)?;
     std::thread::sleep(Duration::from_millis(300));
     outage(&w.samples(), since, "n1", "n2").context("no switch seen by the client")

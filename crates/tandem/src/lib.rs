@@ -1,12 +1,9 @@
 //! The `tandem` binary's library: the daemon's drivers around the brain,
-//! the operator commands, and a loopback cluster of real daemons used by the
-//! demo, the tests and the benchmarks.
+//! the operator commands and the arbitrator. Test tooling (labs, clusters
+//! of real daemons, the demo) lives in the `tandem-lab` crate.
 
 pub mod arbiter;
 pub mod cli;
 pub mod daemon;
-pub mod lab;
-pub mod labcluster;
-pub mod localcluster;
 pub mod process;
 pub mod state_file;

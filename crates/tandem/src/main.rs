@@ -194,15 +194,6 @@ enum Command {
         /// Where to write the key; refuses to overwrite an existing file.
         file: PathBuf,
     },
-    /// Live demo on this machine (root): a lab of network namespaces with two
-    /// nodes, a floating IP and a web server; a client probes the VIP every
-    /// 10 ms while the active node is powered off, comes back, and is moved
-    /// away; prints the outage at each step.
-    Demo {
-        /// Membership-only demo on loopback addresses (no root needed).
-        #[arg(long)]
-        loopback: bool,
-    },
 }
 
 /// Which daemon a command talks to.
@@ -321,7 +312,6 @@ fn main() -> ExitCode {
             timeout,
             epoch_unix_ms,
         } => cli::probe::run(&url, interval, timeout, epoch_unix_ms),
-        Command::Demo { loopback } => cli::demo::run(loopback),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

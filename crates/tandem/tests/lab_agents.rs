@@ -6,9 +6,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use tandem::lab::Lab;
-use tandem::localcluster::LocalCluster;
 use tandem_core::ResourceState;
+use tandem_lab::loopback_cluster::LocalCluster;
+use tandem_lab::netns::Lab;
 
 const EXE: &str = env!("CARGO_BIN_EXE_tandem");
 const WAIT: Duration = Duration::from_secs(20);
@@ -36,7 +36,7 @@ agent = "ocf:heartbeat:Dummy"
 params = {{ state = "{}" }}
 monitor = "1s"
 "#,
-        tandem::lab::two_node_config("ocf", 67),
+        tandem_lab::netns::two_node_config("ocf", 67),
         dummy_state.display()
     );
     let h = &lab.hosts[0];
@@ -118,7 +118,7 @@ monitor = "1s"
 #[test]
 fn ipv6_floating_address_is_added_announced_and_removed() {
     let lab = Lab::new("tdv6", 79, &["n1", "n2"]).expect("lab (root needed)");
-    let text = &tandem::lab::vip_cluster_config("v6", 79, "fd00:18::200/64");
+    let text = &tandem_lab::netns::vip_cluster_config("v6", 79, "fd00:18::200/64");
     let h = &lab.hosts[0];
     let mut c = LocalCluster::from_config(
         EXE.as_ref(),

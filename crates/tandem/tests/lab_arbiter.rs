@@ -9,7 +9,7 @@
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use tandem::labcluster::{WebCluster, WebOptions, outage};
+use tandem_lab::lab_cluster::{WebCluster, WebOptions, outage};
 
 const EXE: &str = env!("CARGO_BIN_EXE_tandem");
 const WAIT: Duration = Duration::from_secs(15);

@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use tandem::labcluster::{WebCluster, WebOptions, outage};
+use tandem_lab::lab_cluster::{WebCluster, WebOptions, outage};
 
 const EXE: &str = env!("CARGO_BIN_EXE_tandem");
 const WAIT: Duration = Duration::from_secs(15);

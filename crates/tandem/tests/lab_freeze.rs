@@ -10,7 +10,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use tandem::labcluster::{WebCluster, WebOptions, outage};
+use tandem_lab::lab_cluster::{WebCluster, WebOptions, outage};
 
 const EXE: &str = env!("CARGO_BIN_EXE_tandem");
 const WAIT: Duration = Duration::from_secs(15);
@@ -99,8 +99,8 @@ fn eventually(within: Duration, mut pred: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn an_ipv6_vip_goes_silent_by_itself_while_its_daemon_is_frozen() {
-    let lab = tandem::lab::Lab::new("tfr6", 75, &["n1", "n2"]).expect("lab (root needed)");
-    let text = &tandem::lab::vip_cluster_config("v6lease", 75, "fd00:75::200/64");
+    let lab = tandem_lab::netns::Lab::new("tfr6", 75, &["n1", "n2"]).expect("lab (root needed)");
+    let text = &tandem_lab::netns::vip_cluster_config("v6lease", 75, "fd00:75::200/64");
     let (n1, n2) = (&lab.hosts[0], &lab.hosts[1]);
     // Only n1 runs a daemon; n2 is the client, on the same IPv6 prefix.
     let ok = Command::new("ip")
@@ -117,7 +117,7 @@ fn an_ipv6_vip_goes_silent_by_itself_while_its_daemon_is_frozen() {
         .status()
         .unwrap();
     assert!(ok.success());
-    let mut c = tandem::localcluster::LocalCluster::from_config(
+    let mut c = tandem_lab::loopback_cluster::LocalCluster::from_config(
         EXE.as_ref(),
         text,
         vec![(n1.name.clone(), n1.addr.clone(), Some(n1.netns.clone()))],

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tandem::cli::probe::Sample;
-use tandem::lab::Lab;
-use tandem::localcluster::LocalCluster;
+use tandem_lab::loopback_cluster::LocalCluster;
+use tandem_lab::netns::Lab;
 
 const EXE: &str = env!("CARGO_BIN_EXE_tandem");
 

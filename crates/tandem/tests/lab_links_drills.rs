@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use tandem::lab::Lab;
-use tandem::localcluster::LocalCluster;
 use tandem_core::PeerState;
+use tandem_lab::loopback_cluster::LocalCluster;
+use tandem_lab::netns::Lab;
 
 const EXE: &str = env!("CARGO_BIN_EXE_tandem");
 const WAIT: Duration = Duration::from_secs(15);

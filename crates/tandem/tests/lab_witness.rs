@@ -6,8 +6,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use tandem::labcluster::{WebCluster, WebOptions, outage};
 use tandem_core::PeerState;
+use tandem_lab::lab_cluster::{WebCluster, WebOptions, outage};
 
 const EXE: &str = env!("CARGO_BIN_EXE_tandem");
 const WAIT: Duration = Duration::from_secs(15);
@@ -91,7 +91,7 @@ fn witness_down_and_link_cut_both_wait_until_force_primary() {
     w.lab.cable("n1", false).unwrap();
     w.cluster
         .wait_for(1, WAIT, "n2 sees n1 dead and waits", |s| {
-            tandem::localcluster::LocalCluster::state_of(s, "n1") == Some(PeerState::Dead)
+            tandem_lab::loopback_cluster::LocalCluster::state_of(s, "n1") == Some(PeerState::Dead)
                 && s.membership.waiting.is_some()
         })
         .unwrap();

@@ -8,8 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tandem::localcluster::{LocalCluster, Options};
 use tandem_core::PeerState;
+use tandem_lab::loopback_cluster::{LocalCluster, Options};
 
 const EXE: &str = env!("CARGO_BIN_EXE_tandem");
 const WAIT: Duration = Duration::from_secs(10);

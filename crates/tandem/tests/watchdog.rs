@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use tandem::localcluster::{LocalCluster, Options};
+use tandem_lab::loopback_cluster::{LocalCluster, Options};
 
 const EXE: &str = env!("CARGO_BIN_EXE_tandem");
 

@@ -1,7 +1,5 @@
 //! Operator commands other than the daemon.
 
-pub mod demo;
-pub mod demo_loopback;
 pub mod probe;
 pub mod status;
 

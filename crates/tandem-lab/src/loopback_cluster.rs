@@ -227,7 +227,7 @@ impl LocalCluster {
         let pid = self
             .pid(i)
             .ok_or_else(|| anyhow!("node {i} is not running"))?;
-        crate::process::signal(pid, sig).context("signal")
+        tandem::process::signal(pid, sig).context("signal")
     }
 
     /// Kills node `i` with SIGKILL (a crash) and reaps it.
@@ -244,7 +244,7 @@ impl LocalCluster {
         let Some(mut c) = self.nodes.get_mut(i).and_then(|n| n.child.take()) else {
             return Ok(());
         };
-        crate::process::signal(c.id(), libc::SIGTERM)?;
+        tandem::process::signal(c.id(), libc::SIGTERM)?;
         let deadline = Instant::now() + timeout;
         loop {
             if c.try_wait()?.is_some() {
@@ -262,7 +262,7 @@ impl LocalCluster {
     /// Asks node `i` for its status.
     pub fn status(&self, i: usize) -> anyhow::Result<Status> {
         let n = self.nodes.get(i).ok_or_else(|| anyhow!("no node {i}"))?;
-        crate::cli::status::fetch(&n.socket)
+        tandem::cli::status::fetch(&n.socket)
     }
 
     /// Polls node `i`'s status every 10 ms until `pred` holds or `timeout`
@@ -279,7 +279,7 @@ impl LocalCluster {
         loop {
             match self.status(i) {
                 Ok(s) if pred(&s) => return Ok(s),
-                Ok(s) => last = crate::cli::status::render(&s),
+                Ok(s) => last = tandem::cli::status::render(&s),
                 Err(e) => last = format!("{e:#}"),
             }
             if self

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::cli::probe::Sample;
-use crate::lab::Lab;
-use crate::localcluster::LocalCluster;
+use crate::loopback_cluster::LocalCluster;
+use crate::netns::Lab;
+use tandem::cli::probe::Sample;
 
 /// Options of a [`WebCluster`].
 #[derive(Debug, Clone)]
@@ -211,7 +211,7 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
 
     /// Starts the client: `tandem probe http://VIP/` every 10 ms in c1.
     pub fn start_probe(&mut self) -> anyhow::Result<()> {
-        let epoch = crate::cli::probe::unix_ms().floor();
+        let epoch = tandem::cli::probe::unix_ms().floor();
         let mut child = self
             .lab
             .command("c1", &self.exe.to_string_lossy())?
@@ -249,7 +249,7 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
     /// Milliseconds on the probe's clock (approximately) now.
     pub fn probe_now_ms(&self) -> f64 {
         self.probe_started
-            .map_or(0.0, |epoch| crate::cli::probe::unix_ms() - epoch)
+            .map_or(0.0, |epoch| tandem::cli::probe::unix_ms() - epoch)
     }
 
     /// A copy of every sample so far, in the order the requests were made.
@@ -289,7 +289,7 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
                     .map(|i| {
                         self.cluster
                             .status(i)
-                            .map(|s| crate::cli::status::render(&s))
+                            .map(|s| tandem::cli::status::render(&s))
                             .unwrap_or_else(|e| format!("n{}: {e:#}", i + 1))
                     })
                     .collect();

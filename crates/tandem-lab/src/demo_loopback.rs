@@ -1,4 +1,4 @@
-//! `tandem demo --loopback`: a throw-away two-node cluster on loopback that shows
+//! `tandem-demo --loopback`: a throw-away two-node cluster on loopback that shows
 //! failure detection end to end, with timings.
 
 use std::sync::Arc;
@@ -8,20 +8,19 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tandem_core::PeerState;
 
-use crate::localcluster::{LocalCluster, Options};
+use crate::loopback_cluster::{LocalCluster, Options};
 
 fn step(t0: Instant, msg: &str) {
     println!("[{:>7.3} s] {msg}", t0.elapsed().as_secs_f64());
 }
 
 /// Runs the demo; everything started is stopped on return, error or Ctrl-C.
-pub fn run() -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("find the tandem executable")?;
+pub fn run(exe: &std::path::Path) -> anyhow::Result<()> {
     let abort = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, abort.clone()).context("install Ctrl-C handler")?;
     }
-    let mut c = LocalCluster::new(&exe, &Options::default())?;
+    let mut c = LocalCluster::new(exe, &Options::default())?;
     c.abort = Some(abort);
     let t0 = Instant::now();
     println!(
@@ -37,7 +36,7 @@ pub fn run() -> anyhow::Result<()> {
     c.wait_for(0, wait, "n1 to see n2", both)?;
     let s = c.wait_for(1, wait, "n2 to see n1", both)?;
     step(t0, "n1 and n2 see each other. `tandem status` on n2:");
-    println!("\n{}", crate::cli::status::render(&s));
+    println!("\n{}", tandem::cli::status::render(&s));
 
     let killed = Instant::now();
     c.kill(1)?;
@@ -52,7 +51,7 @@ pub fn run() -> anyhow::Result<()> {
             killed.elapsed().as_millis()
         ),
     );
-    println!("\n{}", crate::cli::status::render(&s));
+    println!("\n{}", tandem::cli::status::render(&s));
 
     let back = Instant::now();
     c.start(1)?;

@@ -1,4 +1,4 @@
-//! `tandem demo`: the S1 story, live, in a lab of network namespaces on this
+//! `tandem-demo`: the S1 story, live, in a lab of network namespaces on this
 //! machine: two nodes, a floating IP and a web server whose page names the
 //! node; a client probes the VIP every 10 ms while the active node is
 //! powered off, comes back (failback), and an operator moves the group.
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::labcluster::{Outage, WebCluster, WebOptions, outage};
+use tandem_lab::lab_cluster::{Outage, WebCluster, WebOptions, outage};
 
 struct Timeline {
     t0: Instant,
@@ -30,21 +30,52 @@ fn describe(o: &Outage) -> String {
     )
 }
 
-/// Runs the lab demo; `loopback` runs the membership-only demo instead.
-pub fn run(loopback: bool) -> anyhow::Result<()> {
-    if loopback {
-        return crate::cli::demo_loopback::run();
+/// The live demo of tandem, in network namespaces on this machine (root):
+/// two nodes, a floating IP and a web server; a client probes the VIP every
+/// 10 ms while the active node is powered off, comes back, and is moved
+/// away; prints the outage at each step. Everything is torn down at the
+/// end, also on Ctrl-C.
+#[derive(clap::Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Membership-only demo on loopback addresses (no root needed).
+    #[arg(long)]
+    loopback: bool,
+    /// The tandem executable to run (default: `tandem` beside this program).
+    #[arg(long)]
+    tandem: Option<std::path::PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = <Args as clap::Parser>::parse();
+    let exe = match args.tandem {
+        Some(p) => p,
+        None => std::env::current_exe()
+            .context("find this program")?
+            .with_file_name("tandem"),
+    };
+    anyhow::ensure!(
+        exe.is_file(),
+        "no tandem executable at {}; build it (cargo build --release -p tandem) or pass --tandem PATH",
+        exe.display()
+    );
+    if args.loopback {
+        return tandem_lab::demo_loopback::run(&exe);
     }
-    crate::lab::require_root().context(
-        "`tandem demo` builds network namespaces; run it as root (or `tandem demo --loopback` for the membership-only demo)",
+    run(&exe)
+}
+
+/// Runs the lab demo with the tandem executable `exe`.
+fn run(exe: &std::path::Path) -> anyhow::Result<()> {
+    tandem_lab::netns::require_root().context(
+        "the demo builds network namespaces; run it as root (or `tandem-demo --loopback` for the membership-only demo)",
     )?;
-    let exe = std::env::current_exe().context("find the tandem executable")?;
     let abort = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, abort.clone()).context("install Ctrl-C handler")?;
     }
     let tl = Timeline { t0: Instant::now() };
-    let mut w = WebCluster::new(&exe, &WebOptions::default())?;
+    let mut w = WebCluster::new(exe, &WebOptions::default())?;
     w.abort = Some(abort.clone());
     w.cluster.abort = Some(abort);
     tl.say(&format!(

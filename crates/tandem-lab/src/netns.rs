@@ -94,7 +94,7 @@ fn destroy_namespace(ns: &str) {
     if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
             if let Ok(pid) = pid.parse::<u32>() {
-                let _ = crate::process::signal(pid, libc::SIGKILL);
+                let _ = tandem::process::signal(pid, libc::SIGKILL);
             }
         }
     }
@@ -268,7 +268,7 @@ impl Lab {
             .output()?;
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
             if let Ok(pid) = pid.parse::<u32>() {
-                let _ = crate::process::signal(pid, libc::SIGKILL);
+                let _ = tandem::process::signal(pid, libc::SIGKILL);
             }
         }
         // A real power-off also loses the transmit queue. Without a carrier
