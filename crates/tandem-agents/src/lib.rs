@@ -40,8 +40,9 @@ pub struct Executor {
     tx: Sender<Action>,
 }
 
-/// A callback that tells the heartbeat thread a result is waiting.
-pub type Wake = Box<dyn Fn() + Send + Sync>;
+/// Where results go: called with (action id, result) from the operation's
+/// thread; the daemon hands them to its node loop.
+pub type Report = Arc<dyn Fn(u64, OpResult) + Send + Sync>;
 
 impl Executor {
     /// Starts the executor thread. `state_dir` keeps process pid files and
@@ -50,8 +51,7 @@ impl Executor {
         groups: Vec<Group>,
         state_dir: PathBuf,
         node: String,
-        results: Sender<(u64, OpResult)>,
-        wake: Wake,
+        report: Report,
     ) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<Action>();
         let shared = Arc::new(Shared {
@@ -59,38 +59,30 @@ impl Executor {
             processes: process::Processes::new(state_dir.join("processes"), node),
             checks: Mutex::new(HashMap::new()),
         });
-        let wake: Arc<Wake> = Arc::new(wake);
         std::thread::Builder::new()
             .name("tandem-executor".into())
-            .spawn(move || dispatch(&rx, &shared, &results, &wake))?;
+            .spawn(move || dispatch(&rx, &shared, &report))?;
         Ok(Self { tx })
     }
 
-    /// Queues an action; its result comes back on the results channel.
+    /// Queues an action; its result comes back through the report callback.
     pub fn submit(&self, action: Action) {
         let _ = self.tx.send(action);
     }
 }
 
-fn dispatch(
-    rx: &Receiver<Action>,
-    shared: &Arc<Shared>,
-    results: &Sender<(u64, OpResult)>,
-    wake: &Arc<Wake>,
-) {
+fn dispatch(rx: &Receiver<Action>, shared: &Arc<Shared>, report: &Report) {
     while let Ok(action) = rx.recv() {
         let id = action.id;
-        let (shared, tx, wake2) = (shared.clone(), results.clone(), wake.clone());
+        let (shared, report2) = (shared.clone(), report.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("tandem-op-{id}"))
             .spawn(move || {
                 let r = run_action(&shared, &action);
-                let _ = tx.send((action.id, r));
-                wake2();
+                report2(action.id, r);
             });
         if let Err(e) = spawned {
-            let _ = results.send((id, OpResult::Failed(format!("cannot start a thread: {e}"))));
-            wake();
+            report(id, OpResult::Failed(format!("cannot start a thread: {e}")));
         }
     }
 }

@@ -117,9 +117,9 @@ mod tests {
         assert_eq!(a.rights(1000, &[1000, 901]), Rights::Read);
         assert_eq!(a.rights(1000, &[1000]), Rights::None);
         assert_eq!(a.refusal(&Request::Status, Rights::Read), None);
-        let mv = Request::Cleanup {
+        let mv = Request::Command(tandem_core::Command::Cleanup {
             group: "web".into(),
-        };
+        });
         let no = a.refusal(&mv, Rights::Read).unwrap_or_default();
         assert!(no.contains("group `tandem-admin`"), "{no}");
         let no = a

@@ -29,40 +29,9 @@ const MAX_LINE: u64 = 4 << 20;
 pub enum Request {
     /// The cluster as this node sees it.
     Status,
-    /// Prefer `node` for `group` (for `for_ms` milliseconds, or until
-    /// cleared); `node: None` clears the preference.
-    Move {
-        /// Group name.
-        group: String,
-        /// Node name, or none to clear.
-        node: Option<String>,
-        /// Duration of the preference in milliseconds.
-        for_ms: Option<u64>,
-    },
-    /// Put a node in standby (`on`) or take it out.
-    Standby {
-        /// Node name.
-        node: String,
-        /// Standby on or off.
-        on: bool,
-    },
-    /// Reset a group's fail counts and blocked state on every node.
-    Cleanup {
-        /// Group name.
-        group: String,
-    },
-    /// Two-node cluster without a reachable witness: let this node act alone.
-    ForcePrimary {
-        /// Must be the node the daemon runs on.
-        node: String,
-    },
-    /// Move groups to this node (`take`) or away from it, Heartbeat style.
-    TakeOver {
-        /// True: take over; false: release.
-        take: bool,
-        /// `all`, `local` (groups preferring this node) or `foreign`.
-        which: String,
-    },
+    /// An operator command, handed to the brain as it is (validated once,
+    /// there).
+    Command(tandem_core::Command),
 }
 
 /// Facts about the daemon process itself.
@@ -104,11 +73,36 @@ pub enum Response {
         /// What changed, in words.
         message: String,
     },
+    /// The cluster refused the command; nothing changed.
+    Refused {
+        /// Why, in words.
+        message: String,
+        /// A stable word for scripts (see [`refusal_kind`]).
+        kind: String,
+    },
     /// The request could not be served.
     Error {
         /// Why.
         message: String,
     },
+}
+
+/// The stable word for a refused command: `joining`, `shutting_down`,
+/// `not_this_node`, `peer_reachable`, `not_waiting`, `no_other_node`, `unknown_group`,
+/// `unknown_node` or `bad_selection`.
+pub fn refusal_kind(e: &tandem_core::CommandError) -> &'static str {
+    use tandem_core::CommandError as E;
+    match e {
+        E::Joining => "joining",
+        E::ShuttingDown => "shutting_down",
+        E::NotThisNode { .. } => "not_this_node",
+        E::PeerReachable { .. } => "peer_reachable",
+        E::NotWaiting => "not_waiting",
+        E::NoOtherNode => "no_other_node",
+        E::UnknownGroup { .. } => "unknown_group",
+        E::UnknownNode { .. } => "unknown_node",
+        E::BadSelection(_) => "bad_selection",
+    }
 }
 
 /// Why a control request failed.

@@ -30,7 +30,7 @@ pub mod settings;
 pub mod status;
 pub mod time;
 
-pub use brain::{Brain, Command, Output, Transmit, Vote};
+pub use brain::{Brain, Command, CommandError, Output, Transmit, Vote};
 pub use config::{BrainConfig, LinkInfo, NoQuorumPolicy, NodeInfo, Quorum, Timing};
 pub use event::{Event, RejectReason};
 pub use membership::{LinkState, PeerState};

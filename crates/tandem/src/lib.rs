@@ -2,8 +2,8 @@
 //! the operator commands and the arbitrator. Test tooling (labs, clusters
 //! of real daemons, the demo) lives in the `tandem-lab` crate.
 
-pub mod arbiter;
 pub mod cli;
 pub mod daemon;
 pub mod process;
 pub mod state_file;
+pub mod witness;

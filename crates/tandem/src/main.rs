@@ -1,6 +1,7 @@
 //! `tandem`: one binary for the daemon and every operator command.
 
 use tandem::{cli, daemon};
+use tandem_core::Command as Cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,7 +27,7 @@ $EDITOR /etc/tandem/tandem.toml            # cluster name, [[link]]s and [[node]
 tandem config check /etc/tandem/tandem.toml\n  \
 tandem daemon                              # on every node (the node name defaults to the host name)\n  \
 tandem status                              # who is online, late or dead, link by link\n\n\
-Exit codes: 0 success, 1 error, 2 usage error, 3 no daemon running."
+Exit codes: 0 success, 1 error, 2 usage error, 3 no daemon running, 4 refused by the cluster's state (joining, shutting down, a peer reachable: nothing changed; try again), 5 no such group, node or selection."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -261,7 +262,7 @@ fn main() -> ExitCode {
             action: ConfigAction::Check { file },
         } => cli::config_check(&file),
         Command::Keygen { file } => cli::keygen(&file),
-        Command::Witness { config } => tandem::arbiter::run(&config),
+        Command::Witness { config } => tandem::witness::run(&config),
         Command::Import { dir, .. } => cli::import_heartbeat(&dir),
         Command::Move {
             group,
@@ -276,36 +277,31 @@ fn main() -> ExitCode {
             }
             cli::command(
                 &target.socket(),
-                tandem_control::Request::Move {
+                Cmd::Move {
                     group,
                     node,
-                    for_ms: duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                    duration,
                 },
             )
         }
-        Command::Standby { node, target } => cli::command(
-            &target.socket(),
-            tandem_control::Request::Standby { node, on: true },
-        ),
-        Command::Unstandby { node, target } => cli::command(
-            &target.socket(),
-            tandem_control::Request::Standby { node, on: false },
-        ),
-        Command::Cleanup { group, target } => {
-            cli::command(&target.socket(), tandem_control::Request::Cleanup { group })
+        Command::Standby { node, target } => {
+            cli::command(&target.socket(), Cmd::Standby { node, on: true })
         }
-        Command::Takeover { which, target } => cli::command(
-            &target.socket(),
-            tandem_control::Request::TakeOver { take: true, which },
-        ),
-        Command::Release { which, target } => cli::command(
-            &target.socket(),
-            tandem_control::Request::TakeOver { take: false, which },
-        ),
-        Command::ForcePrimary { node, target } => cli::command(
-            &target.socket(),
-            tandem_control::Request::ForcePrimary { node },
-        ),
+        Command::Unstandby { node, target } => {
+            cli::command(&target.socket(), Cmd::Standby { node, on: false })
+        }
+        Command::Cleanup { group, target } => {
+            cli::command(&target.socket(), Cmd::Cleanup { group })
+        }
+        Command::Takeover { which, target } => {
+            cli::command(&target.socket(), Cmd::TakeOver { take: true, which })
+        }
+        Command::Release { which, target } => {
+            cli::command(&target.socket(), Cmd::TakeOver { take: false, which })
+        }
+        Command::ForcePrimary { node, target } => {
+            cli::command(&target.socket(), Cmd::ForcePrimary { node })
+        }
         Command::Probe {
             url,
             interval,
@@ -317,7 +313,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tandem: {e:#}");
-            ExitCode::FAILURE
+            if let Some(r) = e.downcast_ref::<cli::Refused>() {
+                ExitCode::from(r.exit_code())
+            } else if cli::status::is_not_running(&e) {
+                ExitCode::from(EXIT_NOT_RUNNING)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

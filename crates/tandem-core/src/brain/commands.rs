@@ -10,8 +10,10 @@ use crate::settings::Move;
 use std::time::Duration;
 use tandem_wire::{NodeState, PacketKind};
 
-/// An operator command, as `tandem move|standby|unstandby|cleanup` sends it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An operator command, as `tandem move|standby|unstandby|cleanup` sends it
+/// (the control socket carries it as JSON, tagged `command`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
     /// Prefer `node` for `group` (for `duration`, or until cleared);
     /// `node: None` clears the preference.
@@ -53,40 +55,93 @@ pub enum Command {
     },
 }
 
+/// Why an operator command changed nothing. Its `Display` is the message
+/// the operator reads; the CLI maps each to an exit code.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The node has not heard every peer (or initdead) yet.
+    #[error(
+        "this node is still joining the cluster (waiting for its peers or initdead); try again in a moment"
+    )]
+    Joining,
+    /// The node is leaving the cluster.
+    #[error("this node is shutting down")]
+    ShuttingDown,
+    /// `force-primary` names another node.
+    #[error("run `tandem force-primary {node}` on {node} itself (this is {this})")]
+    NotThisNode {
+        /// The node named.
+        node: String,
+        /// This node.
+        this: String,
+    },
+    /// `force-primary` while a peer is reachable.
+    #[error("refused: {peer} is reachable, so this is no split; nothing to force")]
+    PeerReachable {
+        /// A reachable peer.
+        peer: String,
+    },
+    /// `force-primary` while no witness check is pending.
+    #[error("this node is not waiting for a witness; nothing to force")]
+    NotWaiting,
+    /// No such group.
+    #[error("no group `{name}` (groups: {known})")]
+    UnknownGroup {
+        /// The name given.
+        name: String,
+        /// The configured groups.
+        known: String,
+    },
+    /// No such node.
+    #[error("no node `{name}` (nodes: {known})")]
+    UnknownNode {
+        /// The name given.
+        name: String,
+        /// The configured nodes.
+        known: String,
+    },
+    /// `release` with no other member to take the groups.
+    #[error("no other node is online to take the groups")]
+    NoOtherNode,
+    /// `takeover`/`release` selection other than all/local/foreign.
+    #[error("`{0}`: use all, local or foreign")]
+    BadSelection(String),
+}
+
 impl Brain {
     /// Applies an operator command; answers what changed, or why not.
-    pub(super) fn apply_command(&mut self, now: Timestamp, cmd: Command) -> Result<String, String> {
+    pub(super) fn apply_command(
+        &mut self,
+        now: Timestamp,
+        cmd: Command,
+    ) -> Result<String, CommandError> {
         self.advance(now);
         // Until every peer was heard (or initdead passed), this node may not
         // know the cluster's latest settings; a change made now could be
         // silently overridden by them.
         if self.state == NodeState::Starting {
-            return Err(
-                "this node is still joining the cluster (waiting for its peers or initdead); try again in a moment"
-                    .into(),
-            );
+            return Err(CommandError::Joining);
         }
         if self.leaving {
-            return Err("this node is shutting down".into());
+            return Err(CommandError::ShuttingDown);
         }
         if let Command::ForcePrimary { node } = &cmd {
             if *node != self.local_name() {
-                return Err(format!(
-                    "run `tandem force-primary {node}` on {node} itself (this is {})",
-                    self.local_name()
-                ));
+                return Err(CommandError::NotThisNode {
+                    node: node.clone(),
+                    this: self.local_name().to_string(),
+                });
             }
             if let Some(p) = self.peers.iter().find(|p| p.state.is_member()) {
-                return Err(format!(
-                    "refused: {} is reachable, so this is no split; nothing to force",
-                    p.name
-                ));
+                return Err(CommandError::PeerReachable {
+                    peer: p.name.clone(),
+                });
             }
             if !matches!(
                 self.witness.state,
                 WitnessState::Unreachable | WitnessState::Checking(_)
             ) {
-                return Err("this node is not waiting for a witness; nothing to force".into());
+                return Err(CommandError::NotWaiting);
             }
             self.witness.state = WitnessState::Forced;
             let what = format!("{node} forced to act alone by an operator");
@@ -145,7 +200,8 @@ impl Brain {
                 *next.cleanups.entry(g).or_insert(0) += 1;
                 format!("{group}: fail counts and blocked state cleared on every node")
             }
-            Command::ForcePrimary { .. } => return Err("force-primary is handled above".into()),
+            // Applied above, before the settings are touched.
+            Command::ForcePrimary { .. } => return Err(CommandError::NotWaiting),
             Command::TakeOver { take, which } => {
                 let me = self.cfg.local;
                 let preferred = |g: usize| {
@@ -165,7 +221,7 @@ impl Brain {
                     })
                     .collect();
                 if !matches!(which.as_str(), "all" | "local" | "failback" | "foreign") {
-                    return Err(format!("`{which}`: use all, local or foreign"));
+                    return Err(CommandError::BadSelection(which));
                 }
                 let to = if take {
                     me
@@ -174,7 +230,7 @@ impl Brain {
                         .iter()
                         .find(|p| p.state.is_member())
                         .map(|p| p.id)
-                        .ok_or("no other node is online to take the groups")?
+                        .ok_or(CommandError::NoOtherNode)?
                 };
                 next.moves.retain(|m| !chosen.contains(&m.group));
                 next.moves.extend(chosen.iter().map(|&g| Move {
@@ -217,13 +273,19 @@ impl Brain {
         Ok(answer)
     }
 
-    pub(super) fn unknown_group(&self, name: &str) -> String {
+    pub(super) fn unknown_group(&self, name: &str) -> CommandError {
         let known: Vec<&str> = self.cfg.groups.iter().map(|g| g.name.as_str()).collect();
-        format!("no group `{name}` (groups: {})", known.join(", "))
+        CommandError::UnknownGroup {
+            name: name.to_string(),
+            known: known.join(", "),
+        }
     }
 
-    pub(super) fn unknown_node(&self, name: &str) -> String {
+    pub(super) fn unknown_node(&self, name: &str) -> CommandError {
         let known: Vec<&str> = self.cfg.nodes.iter().map(|n| n.name.as_str()).collect();
-        format!("no node `{name}` (nodes: {})", known.join(", "))
+        CommandError::UnknownNode {
+            name: name.to_string(),
+            known: known.join(", "),
+        }
     }
 }

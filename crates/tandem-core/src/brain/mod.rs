@@ -42,7 +42,7 @@ mod timers;
 mod witness;
 
 use crate::config::BrainConfig;
-pub use commands::Command;
+pub use commands::{Command, CommandError};
 use fencing::Fencing;
 use grants::GrantState;
 use lease::Lease;
@@ -235,7 +235,7 @@ impl Brain {
 
     /// Applies an operator command; the message says what changed, the
     /// error why nothing did.
-    pub fn handle_command(&mut self, now: Timestamp, cmd: Command) -> Result<String, String> {
+    pub fn handle_command(&mut self, now: Timestamp, cmd: Command) -> Result<String, CommandError> {
         let result = self.apply_command(now, cmd);
         self.arm_timers();
         result

@@ -3,12 +3,43 @@
 pub mod probe;
 pub mod status;
 
+/// Exit code of a command the cluster refused because of its state
+/// (joining, shutting down, a peer reachable…): try again later.
+pub const EXIT_REFUSED: u8 = 4;
+/// Exit code of a command naming a group, node or selection that does not
+/// exist: fix the command.
+pub const EXIT_UNKNOWN_NAME: u8 = 5;
+
+/// A command the cluster refused; nothing changed.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Refused {
+    /// Why, in words.
+    pub message: String,
+    /// The stable word (see `tandem_control::refusal_kind`).
+    pub kind: String,
+}
+
+impl Refused {
+    /// The process exit code for it.
+    pub fn exit_code(&self) -> u8 {
+        match self.kind.as_str() {
+            "unknown_group" | "unknown_node" | "bad_selection" => EXIT_UNKNOWN_NAME,
+            _ => EXIT_REFUSED,
+        }
+    }
+}
+
 /// Sends an operator command to the local daemon and prints its answer.
-pub fn command(socket: &Path, req: tandem_control::Request) -> anyhow::Result<()> {
+pub fn command(socket: &Path, cmd: tandem_core::Command) -> anyhow::Result<()> {
+    let req = tandem_control::Request::Command(cmd);
     match tandem_control::request(socket, &req, std::time::Duration::from_secs(10))? {
         tandem_control::Response::Done { message } => {
             println!("{message}");
             Ok(())
+        }
+        tandem_control::Response::Refused { message, kind } => {
+            Err(Refused { message, kind }.into())
         }
         tandem_control::Response::Error { message } => bail!("{message}"),
         tandem_control::Response::Status(_) => bail!("unexpected answer from the daemon"),

@@ -30,7 +30,9 @@ pub fn is_not_running(e: &anyhow::Error) -> bool {
 pub fn fetch(socket: &Path) -> anyhow::Result<Status> {
     match tandem_control::request(socket, &Request::Status, Duration::from_secs(5))? {
         Response::Status(s) => Ok(*s),
-        Response::Error { message } | Response::Done { message } => {
+        Response::Error { message }
+        | Response::Done { message }
+        | Response::Refused { message, .. } => {
             bail!("the daemon answered: {message}")
         }
     }

@@ -5,54 +5,104 @@
 //! exit 0 on success. Runs on threads of its own.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use tandem_config::Fencing;
 
-/// Runs fence requests and reports (request id, outcome).
+use super::inbox::{Inbox, Input};
+
+/// Why fencing a node failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FenceError {
+    /// `[fencing]` is not configured.
+    #[error("no fence agent configured")]
+    NotConfigured,
+    /// The agent could not be started.
+    #[error("cannot run {agent}: {reason}")]
+    Spawn {
+        /// The agent.
+        agent: PathBuf,
+        /// The OS error.
+        reason: String,
+    },
+    /// The agent did not finish within `[fencing] timeout`.
+    #[error("{0} timed out")]
+    Timeout(PathBuf),
+    /// Waiting for the agent failed.
+    #[error("waiting for {agent}: {reason}")]
+    Wait {
+        /// The agent.
+        agent: PathBuf,
+        /// The OS error.
+        reason: String,
+    },
+    /// The agent exited with an error (its stderr, clipped, follows).
+    #[error("{agent} exited {status}{stderr}")]
+    Failed {
+        /// The agent.
+        agent: PathBuf,
+        /// How it exited.
+        status: String,
+        /// `: ` and what it printed on stderr, or nothing.
+        stderr: String,
+    },
+    /// The fence worker thread is gone.
+    #[error("the fence worker is not running")]
+    WorkerGone,
+}
+
+/// Runs fence requests, one at a time, on a long-lived worker thread
+/// (`tandem-fence`), and reports each outcome to the node loop.
 pub struct Fencer {
-    cfg: Option<Fencing>,
-    results: Sender<(u64, Result<(), String>)>,
-    wake: Arc<dyn Fn() + Send + Sync>,
+    requests: Option<Sender<(u64, String)>>,
+    inbox: Inbox,
 }
 
 impl Fencer {
-    /// A fencer for `cfg` (none: every request fails).
-    pub fn new(
-        cfg: Option<Fencing>,
-        results: Sender<(u64, Result<(), String>)>,
-        wake: Box<dyn Fn() + Send + Sync>,
-    ) -> Self {
+    /// A fencer for `cfg` (none: every request fails) reporting to `inbox`.
+    pub fn new(cfg: Option<Fencing>, inbox: Inbox) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<(u64, String)>();
+        let report = inbox.clone();
+        let spawned = std::thread::Builder::new()
+            .name("tandem-fence".into())
+            .spawn(move || {
+                for (id, node) in rx {
+                    let result = match &cfg {
+                        None => Err(FenceError::NotConfigured),
+                        Some(c) => run(c, &node),
+                    };
+                    match &result {
+                        Ok(()) => tracing::info!("fence agent succeeded: {node} is off"),
+                        Err(e) => tracing::warn!("fencing {node} failed: {e}"),
+                    }
+                    report.send(Input::Fenced { id, result });
+                }
+            });
+        if let Err(e) = &spawned {
+            tracing::error!("cannot start the fence worker: {e}; fencing will fail");
+        }
         Self {
-            cfg,
-            results,
-            wake: Arc::from(wake),
+            requests: spawned.ok().map(|_| tx),
+            inbox,
         }
     }
 
     /// Fences `node`, reporting under `id`.
     pub fn fence(&self, id: u64, node: String) {
-        let (cfg, tx, wake) = (self.cfg.clone(), self.results.clone(), self.wake.clone());
-        std::thread::spawn(move || {
-            let r = match cfg {
-                None => Err("no fence agent configured".to_string()),
-                Some(c) => run(&c, &node),
-            };
-            match &r {
-                Ok(()) => tracing::info!("fence agent {}: {node} is off", cfg_name(&r)),
-                Err(e) => tracing::warn!("fencing {node} failed: {e}"),
-            }
-            let _ = tx.send((id, r));
-            wake();
-        });
+        let queued = self
+            .requests
+            .as_ref()
+            .is_some_and(|tx| tx.send((id, node)).is_ok());
+        if !queued {
+            self.inbox.send(Input::Fenced {
+                id,
+                result: Err(FenceError::WorkerGone),
+            });
+        }
     }
-}
-
-fn cfg_name(_: &Result<(), String>) -> &'static str {
-    "succeeded"
 }
 
 /// How much of a fence agent's stderr is kept for the error message.
@@ -86,7 +136,7 @@ fn drain(
     rx
 }
 
-fn run(c: &Fencing, node: &str) -> Result<(), String> {
+fn run(c: &Fencing, node: &str) -> Result<(), FenceError> {
     let mut input = format!("action={}\nplug={node}\nport={node}\n", c.action);
     for (k, v) in &c.params {
         input.push_str(&format!("{k}={v}\n"));
@@ -105,7 +155,10 @@ fn run(c: &Fencing, node: &str) -> Result<(), String> {
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", c.agent.display()))?;
+        .map_err(|e| FenceError::Spawn {
+            agent: c.agent.clone(),
+            reason: e.to_string(),
+        })?;
     let _stdout = child.stdout.take().map(|o| drain(o, 0));
     let stderr = child.stderr.take().map(|e| drain(e, STDERR_KEPT));
     if let Some(mut i) = child.stdin.take() {
@@ -116,10 +169,15 @@ fn run(c: &Fencing, node: &str) -> Result<(), String> {
         match child.try_wait() {
             Ok(Some(st)) => break Ok(st),
             Ok(None) if Instant::now() > deadline => {
-                break Err(format!("{} timed out", c.agent.display()));
+                break Err(FenceError::Timeout(c.agent.clone()));
             }
             Ok(None) => std::thread::sleep(std::time::Duration::from_millis(10)),
-            Err(e) => break Err(e.to_string()),
+            Err(e) => {
+                break Err(FenceError::Wait {
+                    agent: c.agent.clone(),
+                    reason: e.to_string(),
+                });
+            }
         }
     };
     // Whatever the agent left running in its group (holding the pipes open)
@@ -139,15 +197,15 @@ fn run(c: &Fencing, node: &str) -> Result<(), String> {
     } else {
         ""
     };
-    Err(format!(
-        "{} exited {st}{}",
-        c.agent.display(),
-        if out.is_empty() {
+    Err(FenceError::Failed {
+        agent: c.agent.clone(),
+        status: st.to_string(),
+        stderr: if out.is_empty() {
             String::new()
         } else {
             format!(": {out}{clipped}")
-        }
-    ))
+        },
+    })
 }
 
 use std::os::unix::process::CommandExt as _;
@@ -181,7 +239,9 @@ mod tests {
             super::run(&agent(dir.path(), &format!("{loud}; exit 0")), "n1"),
             Ok(())
         );
-        let err = super::run(&agent(dir.path(), &format!("{loud}; exit 1")), "n1").unwrap_err();
+        let err = super::run(&agent(dir.path(), &format!("{loud}; exit 1")), "n1")
+            .unwrap_err()
+            .to_string();
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
         assert!(
             err.contains("exited") && err.contains("(clipped)"),

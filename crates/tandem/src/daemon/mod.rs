@@ -1,27 +1,31 @@
-//! `tandem daemon`: loads the configuration, opens the links, and runs the
-//! heartbeat thread and the control socket side by side.
+//! `tandem daemon`: loads the configuration, opens the links, builds the
+//! workers, and runs the node loop (on its own thread) and the control
+//! socket side by side. Every worker reports to the node loop through one
+//! [`inbox::Inbox`].
 
 pub mod fence;
-pub mod heartbeat;
+pub mod inbox;
 pub mod incarnation;
 pub mod kernel_lease;
 pub mod known_peers;
+pub mod node_loop;
 pub mod realtime;
 pub mod watchdog;
 pub mod witness;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use tandem_config::Config;
 use tandem_control::{DaemonInfo, Request, Response, Status};
-use tandem_core::{Brain, Command, Timestamp};
+use tandem_core::{Brain, Timestamp};
 use tandem_wire::{Key, Keyring};
 
-use heartbeat::{Heartbeat, Shared, WAKE};
+use inbox::{Inbox, Input};
+use node_loop::{NodeLoop, Shared, WAKE};
 
 /// What `tandem daemon` was asked to do.
 #[derive(Debug, Clone)]
@@ -41,7 +45,7 @@ pub struct Options {
 }
 
 /// Sets up logging: stderr, plus `logfile` when given (ha.cf's logfile).
-/// The heartbeat thread logs; a slow stderr or disk must never block it, so
+/// The node loop logs; a slow stderr or disk must never block it, so
 /// each sink is fed through an in-memory queue by a writer thread.
 pub(crate) fn init_logging(
     logfile: Option<&Path>,
@@ -294,26 +298,23 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         Timestamp::ZERO,
     );
     let shared = Arc::new(Shared::default());
-    let stop = Arc::new(AtomicBool::new(false));
     let poll = mio::Poll::new().context("create poller")?;
     let waker = Arc::new(mio::Waker::new(poll.registry(), WAKE).context("create waker")?);
+    let (inbox, inputs) = Inbox::new(waker);
 
-    // Signals: set the stop flag and wake the heartbeat thread.
+    // Signals: the node loop leaves the cluster and stops.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
     ])
     .context("install signal handlers")?;
     {
-        let stop = stop.clone();
-        let waker = waker.clone();
+        let inbox = inbox.clone();
         std::thread::Builder::new()
             .name("tandem-signals".into())
             .spawn(move || {
-                if let Some(sig) = signals.forever().next() {
-                    tracing::info!("signal {sig} received: leaving the cluster");
-                    stop.store(true, Ordering::Relaxed);
-                    let _ = waker.wake();
+                if let Some(signal) = signals.forever().next() {
+                    inbox.send(Input::Stop { signal });
                 }
             })
             .context("spawn signal thread")?;
@@ -321,18 +322,12 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
 
     let want_rt = config.realtime;
     let (sched_tx, sched_rx) = std::sync::mpsc::channel();
-    let (results_tx, results_rx) = std::sync::mpsc::channel();
-    let (cmd_tx, cmd_rx) =
-        std::sync::mpsc::channel::<(Command, std::sync::mpsc::Sender<Result<String, String>>)>();
-    let exec_waker = waker.clone();
+    let exec_inbox = inbox.clone();
     let executor = tandem_agents::Executor::start(
         config.groups.clone(),
         config.state_dir.clone(),
         local.clone(),
-        results_tx,
-        Box::new(move || {
-            let _ = exec_waker.wake();
-        }),
+        Arc::new(move |id, result| exec_inbox.send(Input::OpDone { id, result })),
     )
     .context("start the agent executor")?;
     // A clean stop may take every stop timeout in turn, plus a margin.
@@ -392,8 +387,6 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
             None
         }
     };
-    let (witness_tx, witness_rx) = std::sync::mpsc::channel();
-    let witness_waker = waker.clone();
     let arbiter_key = match config.witness.as_ref().map(|w| &w.kind) {
         Some(tandem_config::WitnessKind::Arbiter { key_file, .. }) => {
             let secret = tandem_config::keyfile::read_key(key_file).with_context(|| {
@@ -425,43 +418,28 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
             incarnation,
             key: arbiter_key,
         },
-        witness_tx,
-        Box::new(move || {
-            let _ = witness_waker.wake();
-        }),
+        inbox.clone(),
     );
-    let (fence_tx, fence_rx) = std::sync::mpsc::channel();
-    let fence_waker = waker.clone();
-    let fencer = fence::Fencer::new(
-        config.fencing.clone(),
-        fence_tx,
-        Box::new(move || {
-            let _ = fence_waker.wake();
-        }),
-    );
-    let hb = Heartbeat {
+    let fencer = fence::Fencer::new(config.fencing.clone(), inbox.clone());
+    let node_loop = NodeLoop {
         watchdog,
         peers_seen,
         lease_want: None,
         lease_sent: None,
         fencer,
-        fence_results: fence_rx,
         kernel_lease,
         prober,
-        witness_results: witness_rx,
         brain,
         links,
         poll,
         epoch,
-        stop: stop.clone(),
+        inputs,
         shared: shared.clone(),
         executor,
-        results: results_rx,
-        commands: cmd_rx,
         shutdown_limit,
     };
-    let heartbeat = std::thread::Builder::new()
-        .name("tandem-heartbeat".into())
+    let node_thread = std::thread::Builder::new()
+        .name("tandem-node".into())
         .spawn(move || {
             let sched = if want_rt {
                 realtime::enter()
@@ -469,13 +447,13 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
                 "normal scheduling (realtime = false)".to_string()
             };
             let _ = sched_tx.send(sched);
-            hb.run()
+            node_loop.run()
         })
-        .context("spawn heartbeat thread")?;
+        .context("spawn the node loop's thread")?;
     let scheduling = sched_rx
         .recv_timeout(Duration::from_secs(5))
         .unwrap_or_else(|_| "unknown".into());
-    tracing::info!("heartbeat thread: {scheduling}");
+    tracing::info!("node loop: {scheduling}");
 
     let info = DaemonInfo {
         pid: std::process::id(),
@@ -487,8 +465,7 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         send_errors: 0,
     };
     let handler_shared = shared.clone();
-    let cmd_waker = waker.clone();
-    let cmd_tx = std::sync::Mutex::new(cmd_tx);
+    let cmd_inbox = std::sync::Mutex::new(inbox);
     let lookup = |name: &Option<String>, what: &str| -> anyhow::Result<Option<(String, u32)>> {
         name.as_ref()
             .map(|g| {
@@ -507,33 +484,22 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         read_group: lookup(&config.control.read_group, "read_group")?,
     };
     tandem_control::serve(&socket, access, move |req| {
-        let cmd = match req {
+        let command = match req {
             Request::Status => return status(&handler_shared, &info),
-            Request::Move {
-                group,
-                node,
-                for_ms,
-            } => Command::Move {
-                group,
-                node,
-                duration: for_ms.map(Duration::from_millis),
-            },
-            Request::Standby { node, on } => Command::Standby { node, on },
-            Request::Cleanup { group } => Command::Cleanup { group },
-            Request::TakeOver { take, which } => Command::TakeOver { take, which },
-            Request::ForcePrimary { node } => Command::ForcePrimary { node },
+            Request::Command(command) => command,
         };
-        // The brain applies commands on the heartbeat thread; ask and wait.
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sent = cmd_tx
-            .lock()
-            .map(|s| s.send((cmd, tx)).is_ok())
-            .unwrap_or(false);
-        let _ = cmd_waker.wake();
-        match (sent, rx.recv_timeout(Duration::from_secs(5))) {
-            (true, Ok(Ok(message))) => Response::Done { message },
-            (true, Ok(Err(message))) => Response::Error { message },
-            _ => Response::Error {
+        // The brain applies commands on the node loop; ask and wait.
+        let (reply, answer) = std::sync::mpsc::channel();
+        if let Ok(inbox) = cmd_inbox.lock() {
+            inbox.send(Input::Command { command, reply });
+        }
+        match answer.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(message)) => Response::Done { message },
+            Ok(Err(e)) => Response::Refused {
+                kind: tandem_control::refusal_kind(&e).to_string(),
+                message: e.to_string(),
+            },
+            Err(_) => Response::Error {
                 message: "the daemon did not answer in time".into(),
             },
         }
@@ -545,11 +511,11 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         socket.display()
     );
 
-    let result = heartbeat
+    let result = node_thread
         .join()
-        .map_err(|_| anyhow!("the heartbeat thread panicked"))?;
+        .map_err(|_| anyhow!("the node loop panicked"))?;
     let _ = std::fs::remove_file(&socket);
-    result.context("heartbeat loop")?;
+    result.context("node loop")?;
     tracing::info!("left the cluster; stopped");
     Ok(())
 }

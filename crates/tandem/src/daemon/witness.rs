@@ -1,5 +1,5 @@
-//! Witness probes (two-node clusters, scenario S5), on threads of their
-//! own, never on the heartbeat thread: at failover only, is any witness
+//! Witness probes (two-node clusters, scenario S5), on a worker thread of
+//! their own, never on the node loop: at failover only, is any witness
 //! host reachable (ICMP echo through the system's `ping`, or a TCP
 //! connection)? Or, with an arbitrator (`tandem witness`), does it give
 //! this node its vote?
@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
+
+use super::inbox::{Inbox, Input};
 
 use tandem_config::{Witness, WitnessKind};
 use tandem_wire::Key;
@@ -44,107 +46,127 @@ pub struct Identity {
 /// asked for: a margin for clock-rate differences between the machines.
 const VOTE_SHARE: f64 = 0.9;
 
-/// Runs witness probes and reports (probe id, answer).
+/// What the witness worker is asked to do.
+enum Job {
+    /// Probe the witnesses, or ask the arbitrator for its vote.
+    Probe(u64),
+    /// Give the arbitrator's vote back.
+    Release,
+}
+
+/// Runs witness probes on a long-lived worker thread (`tandem-witness`),
+/// one at a time, and reports each answer to the node loop.
 pub struct Prober {
-    witness: Option<Witness>,
-    identity: Identity,
-    counter: Arc<AtomicU64>,
-    results: Sender<(u64, Answer)>,
-    wake: Arc<dyn Fn() + Send + Sync>,
+    jobs: Option<Sender<Job>>,
+    inbox: Inbox,
 }
 
 impl Prober {
-    /// A prober for `witness` (none configured: every probe fails).
-    pub fn new(
-        witness: Option<Witness>,
-        identity: Identity,
-        results: Sender<(u64, Answer)>,
-        wake: Box<dyn Fn() + Send + Sync>,
-    ) -> Self {
-        Self {
+    /// A prober for `witness` (none configured: every probe fails)
+    /// reporting to `inbox`.
+    pub fn new(witness: Option<Witness>, identity: Identity, inbox: Inbox) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let report = inbox.clone();
+        let worker = Worker {
             witness,
             identity,
-            counter: Arc::new(AtomicU64::new(0)),
-            results,
-            wake: Arc::from(wake),
+            counter: AtomicU64::new(0),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("tandem-witness".into())
+            .spawn(move || {
+                for job in rx {
+                    match job {
+                        Job::Probe(id) => {
+                            let answer = worker.probe(id);
+                            report.send(Input::Witness { id, answer });
+                        }
+                        Job::Release => worker.release(),
+                    }
+                }
+            });
+        if let Err(e) = &spawned {
+            tracing::error!("cannot start the witness worker: {e}; witness probes will fail");
+        }
+        Self {
+            jobs: spawned.ok().map(|_| tx),
+            inbox,
         }
     }
 
     /// Starts probe `id`: every witness at once; reachable if any answers.
     /// An arbitrator is asked for its vote instead.
     pub fn probe(&self, id: u64) {
-        let (w, tx, wake) = (
-            self.witness.clone(),
-            self.results.clone(),
-            self.wake.clone(),
-        );
-        if let Some(w) = &w
-            && let WitnessKind::Arbiter { port, .. } = w.kind
-            && let Some(addr) = w.addresses.first()
-        {
-            let to = SocketAddr::new(*addr, port);
-            let (who, counter, timeout) = (self.identity.clone(), self.counter.clone(), w.timeout);
-            std::thread::spawn(move || {
-                let answer = ask_arbiter(to, &who, &counter, timeout);
-                tracing::info!("arbitrator {to}, request {id}: {answer:?}");
-                let _ = tx.send((id, answer));
-                wake();
+        if !self.submit(Job::Probe(id)) {
+            self.inbox.send(Input::Witness {
+                id,
+                answer: Answer::NoAnswer,
             });
-            return;
         }
-        std::thread::spawn(move || {
-            let reachable = w.is_some_and(|w| {
-                let handles: Vec<_> = w
-                    .addresses
-                    .iter()
-                    .map(|a| {
-                        let (a, kind, t) = (*a, w.kind.clone(), w.timeout);
-                        std::thread::spawn(move || match kind {
-                            WitnessKind::Tcp(port) => {
-                                TcpStream::connect_timeout(&SocketAddr::new(a, port), t).is_ok()
-                            }
-                            // Handled by `ask_arbiter` before this point.
-                            WitnessKind::Arbiter { .. } => false,
-                            WitnessKind::Icmp => {
-                                let secs = format!("{:.3}", t.as_secs_f64().max(0.001));
-                                matches!(
-                                    tandem_agents::exec::run(
-                                        "ping",
-                                        &["-n", "-q", "-c", "1", "-W", &secs, &a.to_string()],
-                                        &Default::default(),
-                                        t + std::time::Duration::from_millis(500),
-                                    ),
-                                    tandem_agents::exec::Exit::Code(0, _)
-                                )
-                            }
-                        })
-                    })
-                    .collect();
-                handles.into_iter().any(|h| h.join().unwrap_or(false))
-            });
-            tracing::info!(
-                "witness probe {id}: {}",
-                if reachable {
-                    "reachable"
-                } else {
-                    "unreachable"
-                }
-            );
-            let _ = tx.send((id, Answer::Reachable(reachable)));
-            wake();
-        });
     }
-}
 
-impl Prober {
     /// Tells the arbitrator (if the witness is one) that this node no
     /// longer needs its vote: one datagram, no answer awaited.
     pub fn release(&self) {
+        self.submit(Job::Release);
+    }
+
+    fn submit(&self, job: Job) -> bool {
+        self.jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok())
+    }
+}
+
+/// The worker's state.
+struct Worker {
+    witness: Option<Witness>,
+    identity: Identity,
+    counter: AtomicU64,
+}
+
+impl Worker {
+    fn probe(&self, id: u64) -> Answer {
+        let Some(w) = &self.witness else {
+            return Answer::Reachable(false);
+        };
+        if let WitnessKind::Arbiter { port, .. } = w.kind
+            && let Some(addr) = w.addresses.first()
+        {
+            let to = SocketAddr::new(*addr, port);
+            let answer = ask_arbiter(to, &self.identity, &self.counter, w.timeout);
+            tracing::info!("arbitrator {to}, request {id}: {answer:?}");
+            return answer;
+        }
+        // Every witness at once, each on a scoped thread of its own.
+        let reachable = std::thread::scope(|scope| {
+            let handles: Vec<_> = w
+                .addresses
+                .iter()
+                .filter_map(|a| {
+                    std::thread::Builder::new()
+                        .name("tandem-witness-probe".into())
+                        .spawn_scoped(scope, || reach(*a, &w.kind, w.timeout))
+                        .ok()
+                })
+                .collect();
+            handles.into_iter().any(|h| h.join().unwrap_or(false))
+        });
+        tracing::info!(
+            "witness probe {id}: {}",
+            if reachable {
+                "reachable"
+            } else {
+                "unreachable"
+            }
+        );
+        Answer::Reachable(reachable)
+    }
+
+    fn release(&self) {
         let Some(w) = &self.witness else { return };
         let (WitnessKind::Arbiter { port, .. }, Some(addr)) = (&w.kind, w.addresses.first()) else {
             return;
         };
-        let Some(key) = self.identity.key.clone() else {
+        let Some(key) = &self.identity.key else {
             return;
         };
         let to = SocketAddr::new(*addr, *port);
@@ -156,17 +178,36 @@ impl Prober {
             nonce: 0,
             release: true,
         };
-        std::thread::spawn(move || {
-            let bind: SocketAddr = if to.is_ipv4() {
-                (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-            } else {
-                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-            };
-            if let Ok(sock) = UdpSocket::bind(bind) {
-                let _ = sock.send_to(&tandem_wire::arbiter::seal(&key, &request), to);
-                tracing::info!("arbitrator {to}: vote given back (every peer is back)");
-            }
-        });
+        let bind: SocketAddr = if to.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        if let Ok(sock) = UdpSocket::bind(bind) {
+            let _ = sock.send_to(&tandem_wire::arbiter::seal(key, &request), to);
+            tracing::info!("arbitrator {to}: vote given back (every peer is back)");
+        }
+    }
+}
+
+/// Whether the plain witness at `a` answers within `t`.
+fn reach(a: std::net::IpAddr, kind: &WitnessKind, t: Duration) -> bool {
+    match kind {
+        WitnessKind::Tcp(port) => TcpStream::connect_timeout(&SocketAddr::new(a, *port), t).is_ok(),
+        // Asked for its vote instead (see `Worker::probe`).
+        WitnessKind::Arbiter { .. } => false,
+        WitnessKind::Icmp => {
+            let secs = format!("{:.3}", t.as_secs_f64().max(0.001));
+            matches!(
+                tandem_agents::exec::run(
+                    "ping",
+                    &["-n", "-q", "-c", "1", "-W", &secs, &a.to_string()],
+                    &Default::default(),
+                    t + Duration::from_millis(500),
+                ),
+                tandem_agents::exec::Exit::Code(0, _)
+            )
+        }
     }
 }
 

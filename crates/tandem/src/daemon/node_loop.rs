@@ -1,27 +1,30 @@
-//! The heartbeat thread: owns the brain and the link sockets, and nothing
-//! else. It sleeps in one `poll` until a datagram arrives or the brain's
-//! next deadline, feeds the brain, sends what it asks, logs what it reports
-//! and publishes a status snapshot for the control thread. No agent, disk
-//! or API work ever runs here.
+//! The node loop, on a thread of its own (`tandem-node`): owns the brain
+//! and the link sockets, and nothing else. It sleeps in one `poll` until a
+//! datagram arrives, an [`Input`] wakes it, or the brain's next deadline;
+//! feeds the brain; carries out what it asks (sending heartbeats itself,
+//! handing agent, fence and witness work to their workers); logs what it
+//! reports; and publishes a status snapshot for the control thread. No
+//! agent, disk or API work ever runs here.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use std::sync::mpsc::{Receiver, Sender};
-
 use mio::{Events, Interest, Poll, Token};
 use tandem_agents::Executor;
-use tandem_core::{Brain, Command, Event, MembershipStatus, OpResult, Output, Timestamp};
+use tandem_core::{Brain, Event, MembershipStatus, Output, Timestamp};
 use tandem_links::LinkSocket;
 
-/// Token of the waker that signals shutdown.
+use super::inbox::Input;
+
+/// Token of the waker an [`Input`] rings.
 pub const WAKE: Token = Token(usize::MAX);
 
 /// How often the status snapshot is refreshed when nothing happens.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
-/// What the heartbeat thread shares with the control thread.
+/// What the node loop shares with the control thread.
 #[derive(Debug, Default)]
 pub struct Shared {
     /// Latest membership snapshot and when it was taken.
@@ -34,8 +37,8 @@ pub struct Shared {
     pub sent_bytes: AtomicU64,
 }
 
-/// The running heartbeat loop's parts.
-pub struct Heartbeat {
+/// The node loop's parts.
+pub struct NodeLoop {
     /// The brain.
     pub brain: Brain,
     /// One socket per link, indexed like the brain's links.
@@ -44,28 +47,21 @@ pub struct Heartbeat {
     pub poll: Poll,
     /// The daemon's clock epoch: brain timestamps count from here.
     pub epoch: Instant,
-    /// Set when the daemon must stop.
-    pub stop: Arc<AtomicBool>,
+    /// Everything the workers, the control thread and the signal thread
+    /// report.
+    pub inputs: Receiver<Input>,
     /// Where snapshots go.
     pub shared: Arc<Shared>,
     /// Runs agent operations (on its own threads).
     pub executor: Executor,
-    /// Results of agent operations.
-    pub results: Receiver<(u64, OpResult)>,
-    /// Operator commands from the control thread, with where to answer.
-    pub commands: Receiver<(Command, Sender<Result<String, String>>)>,
     /// Longest a clean shutdown may take before the daemon exits anyway.
     pub shutdown_limit: Duration,
-    /// Runs fence agents (on threads of their own).
+    /// Runs fence agents (on its worker thread).
     pub fencer: super::fence::Fencer,
-    /// Results of fencing.
-    pub fence_results: Receiver<(u64, Result<(), String>)>,
     /// Mirrors the brain's lease into nftables (on a thread of its own).
     pub kernel_lease: Option<super::kernel_lease::KernelLease>,
-    /// Probes witnesses (on threads of its own).
+    /// Probes witnesses (on its worker thread).
     pub prober: super::witness::Prober,
-    /// Results of witness probes.
-    pub witness_results: Receiver<(u64, super::witness::Answer)>,
     /// The armed watchdog, petted by this thread as it loops.
     pub watchdog: Option<super::watchdog::Watchdog>,
     /// Keeps the peers' latest incarnations across restarts.
@@ -79,7 +75,7 @@ pub struct Heartbeat {
 /// Datagrams read from one link before the loop runs its timers again.
 const MAX_DATAGRAMS_PER_WAKE: usize = 64;
 
-impl Heartbeat {
+impl NodeLoop {
     fn now(&self) -> Timestamp {
         Timestamp::from_nanos(u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
@@ -133,6 +129,30 @@ impl Heartbeat {
                 self.shared
                     .send_errors
                     .fetch_add(failed as u64, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Hands one input to the brain (or starts the shutdown); `stopping`
+    /// records when the shutdown began.
+    fn handle(&mut self, input: Input, stopping: &mut Option<Instant>) {
+        let now = self.now();
+        match input {
+            Input::OpDone { id, result } => self.brain.handle_op_result(now, id, result),
+            Input::Fenced { id, result } => {
+                self.brain
+                    .handle_fence_result(now, id, result.map_err(|e| e.to_string()));
+            }
+            Input::Witness { id, answer } => self.witness_answer(id, answer),
+            Input::Command { command, reply } => {
+                let _ = reply.send(self.brain.handle_command(now, command));
+            }
+            Input::Stop { signal } => {
+                if stopping.is_none() {
+                    tracing::info!("signal {signal} received: leaving the cluster");
+                    *stopping = Some(Instant::now());
+                    self.brain.leave(now);
+                }
             }
         }
     }
@@ -203,23 +223,10 @@ impl Heartbeat {
         // without waiting for a new event.
         let mut backlog = vec![false; self.links.len()];
         loop {
+            while let Ok(input) = self.inputs.try_recv() {
+                self.handle(input, &mut stopping);
+            }
             let now = self.now();
-            if self.stop.load(Ordering::Relaxed) && stopping.is_none() {
-                stopping = Some(Instant::now());
-                self.brain.leave(now);
-            }
-            while let Ok((id, r)) = self.results.try_recv() {
-                self.brain.handle_op_result(self.now(), id, r);
-            }
-            while let Ok((id, r)) = self.fence_results.try_recv() {
-                self.brain.handle_fence_result(self.now(), id, r);
-            }
-            while let Ok((id, answer)) = self.witness_results.try_recv() {
-                self.witness_answer(id, answer);
-            }
-            while let Ok((cmd, reply)) = self.commands.try_recv() {
-                let _ = reply.send(self.brain.handle_command(self.now(), cmd));
-            }
             if let Some(since) = stopping
                 && (self.brain.has_left() || since.elapsed() > self.shutdown_limit)
             {
