@@ -1,0 +1,54 @@
+//! Shared fixtures of the simulation campaigns: the two-node group,
+//! holder checks, and the seeds to run.
+
+use std::time::Duration;
+
+use tandem_core::{GroupSpec, NodeId};
+
+use crate::Sim;
+
+/// The two-node group the witness and arbitrator campaigns use: `app`,
+/// with resources `vip` and `app` (5 s start/stop, monitored every second),
+/// preferring n1, no auto-failback, moved after three failures.
+pub fn two_node_app_group() -> GroupSpec {
+    let r = |n: &str| tandem_core::ResourceSpec {
+        name: n.into(),
+        start_timeout: Duration::from_secs(5),
+        stop_timeout: Duration::from_secs(5),
+        monitor_interval: Some(Duration::from_secs(1)),
+        monitor_timeout: Duration::from_secs(1),
+    };
+    GroupSpec {
+        name: "app".into(),
+        resources: vec![r("vip"), r("app")],
+        rules: tandem_core::PlacementRules {
+            scores: vec![(NodeId(1), 100)],
+            stickiness: 0,
+            auto_failback: false,
+        },
+        migration_threshold: 3,
+        failure_timeout: None,
+    }
+}
+
+/// Whether group 0's resources 0 and 1 both run on one node only: which.
+pub fn sole_holder(s: &Sim) -> Option<usize> {
+    let on = s.running_on(0, 1);
+    (on.len() == 1 && s.running_on(0, 0) == on).then(|| on[0])
+}
+
+/// Seeds to run: `TANDEM_SIM_SEED=N` runs just N (to reproduce a failure),
+/// otherwise `TANDEM_SIM_SEEDS=K` (default `default`) seeds from 1.
+pub fn seeds(default: u64) -> Vec<u64> {
+    if let Some(s) = std::env::var("TANDEM_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return vec![s];
+    }
+    let k = std::env::var("TANDEM_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    (1..=k).collect()
+}
