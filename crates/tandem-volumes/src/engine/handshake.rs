@@ -1,0 +1,212 @@
+//! Connecting to a peer: both sides send their generations, decide the
+//! same resync from them (`gi::compare`), exchange bitmaps, and start
+//! replicating. Split brain and unrelated data are refused, never merged:
+//! the connection stays down until an operator chooses
+//! (`connect --discard-my-data` on the victim).
+
+use tandem_core::Timestamp;
+
+use super::Volume;
+use crate::event::VolumeEvent;
+use crate::gi::{Decision, Strategy, compare};
+use crate::message::Message;
+use crate::output::Output;
+use crate::state::{ConnState, DiskState, ReplState, Role};
+
+impl Volume {
+    /// The driver connected both channels to `peer`.
+    pub fn connected(&mut self, now: Timestamp, peer: u8) {
+        self.now = now;
+        let Some(i) = self.peer_index(peer) else {
+            return;
+        };
+        if self.peers[i].conn == ConnState::StandAlone {
+            self.out.push_back(Output::Disconnect { peer });
+            return;
+        }
+        if self.peers[i].conn == ConnState::Connected {
+            self.lose(i);
+        }
+        let p = &mut self.peers[i];
+        p.conn = ConnState::Connected;
+        p.repl = ReplState::Handshake;
+        p.last_heard = now;
+        p.ping_sent = None;
+        let dirty = self.meta.peer(peer).map_or(0, |m| m.bitmap.count());
+        let hello = Message::Hello {
+            size: self.meta.size,
+            gens: self.generations_for(peer),
+            flags: self.side_flags_for(peer),
+            role: self.role,
+            disk: self.disk,
+            dirty,
+            discard_my_data: self.peers[i].discard_my_data,
+        };
+        self.send(peer, hello);
+    }
+
+    /// Refuses the connection to peer `i`: it stays StandAlone.
+    fn refuse(&mut self, i: usize, event: VolumeEvent) {
+        let node = self.peers[i].cfg.node;
+        self.emit(event);
+        self.out.push_back(Output::Disconnect { peer: node });
+        self.lose(i);
+        self.peers[i].conn = ConnState::StandAlone;
+    }
+
+    /// The peer's [`Message::Hello`]: decide the resync.
+    pub(super) fn on_hello(&mut self, i: usize, hello: Message) {
+        let Message::Hello {
+            size,
+            gens,
+            flags,
+            role,
+            disk,
+            dirty: _,
+            discard_my_data: their_discard,
+        } = hello
+        else {
+            return;
+        };
+        let node = self.peers[i].cfg.node;
+        let name = self.peers[i].cfg.name.clone();
+        if size != self.meta.size {
+            let why = format!(
+                "its volume is {size} bytes, this one {} bytes; resize one of them",
+                self.meta.size
+            );
+            return self.refuse(i, VolumeEvent::Refused { peer: name, why });
+        }
+        if role == Role::Primary && self.role == Role::Primary {
+            let why = "both nodes are primary; demote one".to_string();
+            return self.refuse(i, VolumeEvent::Refused { peer: name, why });
+        }
+        let mine = self.generations_for(node);
+        let decision = compare(&mine, self.side_flags_for(node), &gens, flags);
+        let mut strategy = decision.strategy;
+        let my_discard = self.peers[i].discard_my_data;
+        match strategy {
+            Strategy::SplitBrain { recoverable } => {
+                strategy = match (my_discard, their_discard) {
+                    (true, false) => Strategy::Target { full: !recoverable },
+                    (false, true) => Strategy::Source { full: !recoverable },
+                    _ => {
+                        return self.refuse(
+                            i,
+                            VolumeEvent::SplitBrain {
+                                peer: name,
+                                rule: decision.rule,
+                            },
+                        );
+                    }
+                }
+            }
+            Strategy::Unrelated => {
+                return self.refuse(i, VolumeEvent::UnrelatedData { peer: name });
+            }
+            _ => {}
+        }
+        // A side whose copy is unusable is the target, whatever the
+        // generations say.
+        let full = matches!(
+            strategy,
+            Strategy::Source { full: true } | Strategy::Target { full: true }
+        );
+        match (
+            self.disk == DiskState::Inconsistent,
+            disk == DiskState::Inconsistent,
+        ) {
+            (true, false) => strategy = Strategy::Target { full },
+            (false, true) => strategy = Strategy::Source { full },
+            _ => {}
+        }
+        if matches!(strategy, Strategy::Source { .. }) && self.disk <= DiskState::Inconsistent {
+            let why =
+                "this node should be the sync source but its copy is inconsistent".to_string();
+            return self.refuse(i, VolumeEvent::Refused { peer: name, why });
+        }
+        if matches!(strategy, Strategy::Target { .. }) && self.role == Role::Primary {
+            let why =
+                "this primary would have to become a sync target; demote it first".to_string();
+            return self.refuse(i, VolumeEvent::Refused { peer: name, why });
+        }
+        let what = match strategy {
+            Strategy::NoSync => "no resync".to_string(),
+            Strategy::Source { full } => {
+                format!("{} resync as source", if full { "full" } else { "bitmap" })
+            }
+            Strategy::Target { full } => {
+                format!("{} resync as target", if full { "full" } else { "bitmap" })
+            }
+            _ => String::new(),
+        };
+        self.emit(VolumeEvent::Handshake {
+            peer: name,
+            rule: decision.rule,
+            what,
+        });
+        let p = &mut self.peers[i];
+        p.decision = Some(Decision {
+            strategy,
+            rule: decision.rule,
+        });
+        p.role = role;
+        p.disk = disk;
+        p.discard_my_data = false;
+        let blocks: Vec<u64> = self
+            .meta
+            .peer(node)
+            .map(|m| m.bitmap.iter().collect())
+            .unwrap_or_default();
+        self.send(node, Message::Bitmap { blocks });
+    }
+
+    pub(super) fn on_bitmap(&mut self, i: usize, blocks: Vec<u64>) {
+        let node = self.peers[i].cfg.node;
+        let Some(d) = self.peers[i].decision else {
+            self.out.push_back(Output::Disconnect { peer: node });
+            self.lose(i);
+            return;
+        };
+        self.peers[i].bitmap_received = true;
+        if self.meta.flags.crashed_primary || self.crashed_primary {
+            self.crashed_primary = false;
+            self.meta.flags.crashed_primary = false;
+        }
+        match d.strategy {
+            Strategy::Source { full } | Strategy::Target { full } => {
+                if let Some(m) = self.meta.peer_mut(node) {
+                    for b in blocks {
+                        m.bitmap.set(b);
+                    }
+                    if full {
+                        m.bitmap.set_all();
+                    }
+                }
+            }
+            _ => {}
+        }
+        match d.strategy {
+            Strategy::Source { .. } => self.start_resync_source(i),
+            Strategy::Target { .. } => {
+                // The source's sync generation follows.
+                self.peers[i].repl = ReplState::SyncTarget;
+            }
+            _ => {
+                self.peers[i].repl = ReplState::Established;
+                if self.disk == DiskState::Consistent
+                    && matches!(
+                        self.peers[i].disk,
+                        DiskState::Consistent | DiskState::UpToDate
+                    )
+                {
+                    self.meta.flags.up_to_date = true;
+                    self.set_disk(DiskState::UpToDate);
+                }
+                self.write_meta();
+                self.broadcast_state();
+                self.pump_writes();
+            }
+        }
+    }
+}

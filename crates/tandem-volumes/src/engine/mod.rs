@@ -1,0 +1,574 @@
+//! The replication engine of one volume on one node: a sans-IO state
+//! machine. Inputs are application requests ([`Volume::write`],
+//! [`Volume::flush`], [`Volume::read`]), disk completions
+//! ([`Volume::disk_done`]), connection events and peer messages
+//! ([`Volume::connected`], [`Volume::received`],
+//! [`Volume::connection_lost`]), operator commands and the time; outputs
+//! come one at a time from [`Volume::poll`].
+//!
+//! Modules: `write` (the primary's write, flush and read path and the
+//! secondary's side of it: epochs, barriers, acknowledgements per
+//! protocol), `handshake` (generations compared at connect, bitmaps
+//! exchanged, split brain refused), `resync` (bitmap and full resync,
+//! online verify), `disk` (the disk queue: overlapping writes never race).
+
+mod disk;
+mod handshake;
+mod inputs;
+mod peer;
+mod resync;
+mod write;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use tandem_core::Timestamp;
+
+use crate::event::VolumeEvent;
+use crate::gi::{Generations, SideFlags, Uuid};
+use crate::message::Protocol;
+use crate::meta::Metadata;
+use crate::output::{IoId, Output};
+use crate::state::{ConnState, DiskState, ReplState, Role};
+use crate::status::{Counters, PeerStatus, VolumeStatus};
+
+use disk::{DiskQueue, Purpose};
+use peer::Peer;
+use write::{AppFlush, AppWrite};
+
+pub use resync::digest;
+
+/// A peer of this volume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// Its node index (unique in the volume).
+    pub node: u8,
+    /// Its name, for logs and status.
+    pub name: String,
+    /// Replication protocol on this connection.
+    pub protocol: Protocol,
+}
+
+/// What an engine is built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeConfig {
+    /// Volume name.
+    pub name: String,
+    /// This node's index.
+    pub node: u8,
+    /// The other nodes (at most two).
+    pub peers: Vec<PeerConfig>,
+    /// An epoch is closed after this many writes at the latest.
+    pub max_epoch_writes: u32,
+    /// Resync blocks in flight per peer.
+    pub resync_window: u32,
+    /// Ping interval on an idle connection.
+    pub ping_interval: Duration,
+    /// A ping unanswered for this long drops the connection.
+    pub ping_timeout: Duration,
+    /// Seed of the generation identifiers (the driver draws it at random;
+    /// the engine itself never does).
+    pub uuid_seed: u64,
+}
+
+impl VolumeConfig {
+    /// A volume with DRBD's defaults: epochs of at most 2048 writes, 64
+    /// resync blocks in flight, a ping every 10 s answered within 0.5 s.
+    pub fn new(name: &str, node: u8, peers: Vec<PeerConfig>, uuid_seed: u64) -> Self {
+        Self {
+            name: name.to_string(),
+            node,
+            peers,
+            max_epoch_writes: 2048,
+            resync_window: 64,
+            ping_interval: Duration::from_secs(10),
+            ping_timeout: Duration::from_millis(500),
+            uuid_seed,
+        }
+    }
+}
+
+/// Why an operator command changed nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VolumeError {
+    /// Promotion needs up-to-date data.
+    #[error(
+        "volume {volume}: the local copy is {disk}; refusing to become primary (`primary --force` makes this copy the newest and throws away what any peer has that this one lacks)"
+    )]
+    NotUpToDate {
+        /// Volume name.
+        volume: String,
+        /// Its disk state.
+        disk: DiskState,
+    },
+    /// A peer is primary; dual-primary is out of scope.
+    #[error(
+        "volume {volume}: {peer} is primary; two primaries are refused (no cluster filesystem runs on a tandem volume): demote {peer} first"
+    )]
+    PeerIsPrimary {
+        /// Volume name.
+        volume: String,
+        /// The primary peer.
+        peer: String,
+    },
+    /// Demotion with application I/O outstanding.
+    #[error(
+        "volume {volume}: {pending} write(s) still in flight; retry when the application stopped"
+    )]
+    Busy {
+        /// Volume name.
+        volume: String,
+        /// Writes in flight.
+        pending: usize,
+    },
+    /// No such peer.
+    #[error("volume {volume}: no peer `{peer}`")]
+    UnknownPeer {
+        /// Volume name.
+        volume: String,
+        /// The name given.
+        peer: String,
+    },
+    /// The command needs a connection in another state.
+    #[error("volume {volume}: {what}")]
+    WrongState {
+        /// Volume name.
+        volume: String,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+/// The engine of one volume on one node. See the module docs.
+#[derive(Debug)]
+pub struct Volume {
+    cfg: VolumeConfig,
+    meta: Metadata,
+    role: Role,
+    disk: DiskState,
+    peers: Vec<Peer>,
+    now: Timestamp,
+    out: VecDeque<Output>,
+    next_io: IoId,
+    uuid_counter: u64,
+    disk_queue: DiskQueue,
+    /// Metadata writes in flight (writes wait behind them).
+    meta_inflight: BTreeMap<IoId, ()>,
+    /// A new data generation starts at the next write.
+    new_generation_due: bool,
+    /// Application writes waiting for a metadata write.
+    blocked: VecDeque<write::Blocked>,
+    /// Application writes in flight.
+    writes: BTreeMap<u64, AppWrite>,
+    next_write: u64,
+    /// Flushes in flight.
+    flushes: BTreeMap<u64, AppFlush>,
+    next_flush: u64,
+    /// The primary's current epoch, and writes in it.
+    epoch: u64,
+    epoch_writes: u32,
+    /// Crashed while primary (found at attach).
+    crashed_primary: bool,
+    counters: Counters,
+}
+
+impl Volume {
+    /// Attaches the volume with the metadata read from disk. Metadata of a
+    /// node that crashed while primary has its activity log applied.
+    pub fn attach(cfg: VolumeConfig, mut meta: Metadata, now: Timestamp) -> Self {
+        let mut out = VecDeque::new();
+        let crashed_now = meta.flags.primary;
+        if crashed_now {
+            // The bitmaps now cover what may have reached one side only;
+            // the crash stays recorded until a peer compared generations.
+            let blocks = meta.apply_activity_log();
+            meta.flags.primary = false;
+            meta.flags.crashed_primary = true;
+            meta.al.clear();
+            out.push_back(Output::Event(VolumeEvent::ActivityLogApplied { blocks }));
+        }
+        let crashed_primary = meta.flags.crashed_primary;
+        let disk = if !meta.flags.consistent {
+            DiskState::Inconsistent
+        } else if meta.flags.outdated {
+            DiskState::Outdated
+        } else {
+            DiskState::Consistent
+        };
+        let peers = cfg
+            .peers
+            .iter()
+            .map(|p| {
+                if meta.peer(p.node).is_none() {
+                    meta.peers.push(crate::meta::PeerMeta {
+                        node: p.node,
+                        bitmap_uuid: 0,
+                        bitmap: crate::bitmap::Bitmap::new(meta.size),
+                    });
+                }
+                Peer::new(p.clone())
+            })
+            .collect();
+        let mut v = Self {
+            cfg,
+            meta,
+            role: Role::Secondary,
+            disk,
+            peers,
+            now,
+            out,
+            next_io: 1,
+            uuid_counter: 0,
+            disk_queue: DiskQueue::default(),
+            meta_inflight: BTreeMap::new(),
+            new_generation_due: false,
+            blocked: VecDeque::new(),
+            writes: BTreeMap::new(),
+            next_write: 1,
+            flushes: BTreeMap::new(),
+            next_flush: 1,
+            epoch: 1,
+            epoch_writes: 0,
+            crashed_primary,
+            counters: Counters::default(),
+        };
+        v.emit(VolumeEvent::Disk { disk });
+        if crashed_now {
+            v.write_meta();
+        }
+        v
+    }
+
+    /// The volume's name.
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    /// The metadata as the engine keeps it.
+    pub fn metadata(&self) -> &Metadata {
+        &self.meta
+    }
+
+    /// This node's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The local disk state.
+    pub fn disk(&self) -> DiskState {
+        self.disk
+    }
+
+    /// The next output, if any.
+    pub fn poll(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Volume::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.peers
+            .iter()
+            .filter_map(|p| p.next_deadline(&self.cfg))
+            .min()
+    }
+
+    /// Runs the timers due at `now`: pings and ping timeouts.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.now = now;
+        for i in 0..self.peers.len() {
+            let p = &mut self.peers[i];
+            if p.conn != ConnState::Connected {
+                continue;
+            }
+            if let Some(sent) = p.ping_sent
+                && now >= sent + self.cfg.ping_timeout
+            {
+                let node = p.cfg.node;
+                self.out.push_back(Output::Disconnect { peer: node });
+                self.lose(i);
+                continue;
+            }
+            if p.ping_sent.is_none() && now >= p.last_heard + self.cfg.ping_interval {
+                p.ping_sent = Some(now);
+                let node = p.cfg.node;
+                self.send(node, crate::message::Message::Ping);
+            }
+        }
+    }
+
+    // ---- operator commands ----
+
+    /// `primary [--force]`: makes this node primary. Without `force` the
+    /// local copy must be up to date (or consistent with every peer
+    /// connected and up to date); `force` makes it the newest copy.
+    pub fn promote(&mut self, now: Timestamp, force: bool) -> Result<(), VolumeError> {
+        self.now = now;
+        if let Some(p) = self.peers.iter().find(|p| p.role == Role::Primary) {
+            return Err(VolumeError::PeerIsPrimary {
+                volume: self.cfg.name.clone(),
+                peer: p.cfg.name.clone(),
+            });
+        }
+        if self.role == Role::Primary {
+            return Ok(());
+        }
+        let usable = self.disk == DiskState::UpToDate
+            || (self.disk == DiskState::Consistent && self.peers.is_empty());
+        if !usable && !force {
+            return Err(VolumeError::NotUpToDate {
+                volume: self.cfg.name.clone(),
+                disk: self.disk,
+            });
+        }
+        if force && self.disk != DiskState::UpToDate {
+            // This copy becomes the newest: peers compare against a new
+            // generation and resync from here.
+            self.meta.flags.consistent = true;
+            self.meta.flags.up_to_date = true;
+            self.meta.flags.outdated = false;
+            self.set_disk(DiskState::UpToDate);
+            self.new_generation_due = true;
+        }
+        if self.peers.iter().any(|p| !p.replicating()) {
+            self.new_generation_due = true;
+        }
+        self.role = Role::Primary;
+        self.meta.current |= 1;
+        self.emit(VolumeEvent::Role {
+            role: Role::Primary,
+        });
+        self.broadcast_state();
+        Ok(())
+    }
+
+    /// `secondary`: gives up the primary role (refused while writes are in
+    /// flight).
+    pub fn demote(&mut self, now: Timestamp) -> Result<(), VolumeError> {
+        self.now = now;
+        if self.role != Role::Primary {
+            return Ok(());
+        }
+        let pending = self.writes.len() + self.blocked.len();
+        if pending > 0 {
+            return Err(VolumeError::Busy {
+                volume: self.cfg.name.clone(),
+                pending,
+            });
+        }
+        self.role = Role::Secondary;
+        self.meta.current &= !1;
+        self.meta.flags.primary = false;
+        self.meta.al.clear();
+        self.write_meta();
+        self.emit(VolumeEvent::Role {
+            role: Role::Secondary,
+        });
+        self.broadcast_state();
+        Ok(())
+    }
+
+    /// `connect --discard-my-data`: at the next connection to `peer`, a
+    /// split brain resolves with this node as the sync target (its changes
+    /// since the split are overwritten).
+    pub fn discard_my_data(&mut self, peer: &str) -> Result<(), VolumeError> {
+        let i = self.peer_index_by_name(peer)?;
+        self.peers[i].discard_my_data = true;
+        Ok(())
+    }
+
+    /// `disconnect`: drop the connection to `peer` and stay StandAlone.
+    pub fn disconnect(&mut self, peer: &str) -> Result<(), VolumeError> {
+        let i = self.peer_index_by_name(peer)?;
+        let node = self.peers[i].cfg.node;
+        if self.peers[i].conn == ConnState::Connected {
+            self.out.push_back(Output::Disconnect { peer: node });
+            self.lose(i);
+        }
+        self.peers[i].conn = ConnState::StandAlone;
+        Ok(())
+    }
+
+    /// `connect`: leave StandAlone and accept a connection from `peer`.
+    pub fn connect(&mut self, peer: &str) -> Result<(), VolumeError> {
+        let i = self.peer_index_by_name(peer)?;
+        if self.peers[i].conn == ConnState::StandAlone {
+            self.peers[i].conn = ConnState::Connecting;
+        }
+        Ok(())
+    }
+
+    /// Whether the driver should (re)connect to `peer` (not StandAlone).
+    pub fn wants_connection(&self, peer: u8) -> bool {
+        self.peers
+            .iter()
+            .any(|p| p.cfg.node == peer && p.conn == ConnState::Connecting)
+    }
+
+    /// `invalidate`: throws the local copy away; it is fully resynced from
+    /// a peer at the next connection.
+    pub fn invalidate(&mut self) -> Result<(), VolumeError> {
+        if self.role == Role::Primary {
+            return Err(VolumeError::WrongState {
+                volume: self.cfg.name.clone(),
+                what: "invalidate needs the secondary role".into(),
+            });
+        }
+        self.meta.current = crate::gi::JUST_CREATED;
+        self.meta.flags.consistent = false;
+        self.meta.flags.up_to_date = false;
+        self.set_disk(DiskState::Inconsistent);
+        self.write_meta();
+        Ok(())
+    }
+
+    /// `status`: the volume as this node sees it.
+    pub fn status(&self) -> VolumeStatus {
+        VolumeStatus {
+            name: self.cfg.name.clone(),
+            role: self.role,
+            disk: self.disk,
+            peers: self
+                .peers
+                .iter()
+                .map(|p| {
+                    let oos = self.meta.peer(p.cfg.node).map_or(0, |m| m.bitmap.count());
+                    PeerStatus {
+                        node: p.cfg.name.clone(),
+                        connection: p.conn,
+                        replication: p.repl,
+                        role: p.role,
+                        peer_disk: p.disk,
+                        done: p.done_percent(oos),
+                        out_of_sync_kib: oos * 4,
+                        pending: p.pending.len() as u64,
+                        unacked: p.unacked(),
+                        protocol: p.cfg.protocol,
+                    }
+                })
+                .collect(),
+            counters: crate::status::Counters {
+                lo: self.disk_queue.open() as u64,
+                ap: (self.writes.len() + self.blocked.len() + self.flushes.len()) as u64,
+                ..self.counters.clone()
+            },
+            current: self.meta.current,
+        }
+    }
+
+    // ---- shared helpers ----
+
+    fn peer_index(&self, node: u8) -> Option<usize> {
+        self.peers.iter().position(|p| p.cfg.node == node)
+    }
+
+    fn peer_index_by_name(&self, name: &str) -> Result<usize, VolumeError> {
+        self.peers
+            .iter()
+            .position(|p| p.cfg.name == name)
+            .ok_or_else(|| VolumeError::UnknownPeer {
+                volume: self.cfg.name.clone(),
+                peer: name.to_string(),
+            })
+    }
+
+    fn io(&mut self) -> IoId {
+        let id = self.next_io;
+        self.next_io += 1;
+        id
+    }
+
+    fn emit(&mut self, e: VolumeEvent) {
+        self.out.push_back(Output::Event(e));
+    }
+
+    fn send(&mut self, peer: u8, msg: crate::message::Message) {
+        self.counters.note_sent(&msg);
+        self.out.push_back(Output::Send { peer, msg });
+    }
+
+    fn set_disk(&mut self, disk: DiskState) {
+        if self.disk != disk {
+            self.disk = disk;
+            self.emit(VolumeEvent::Disk { disk });
+            self.broadcast_state();
+        }
+    }
+
+    fn broadcast_state(&mut self) {
+        let (role, disk) = (self.role, self.disk);
+        let nodes: Vec<u8> = self
+            .peers
+            .iter()
+            .filter(|p| p.conn == ConnState::Connected && p.repl != ReplState::Handshake)
+            .map(|p| p.cfg.node)
+            .collect();
+        for n in nodes {
+            self.send(n, crate::message::Message::State { role, disk });
+        }
+    }
+
+    /// Writes the metadata durably; writes submitted meanwhile wait.
+    fn write_meta(&mut self) {
+        let io = self.io();
+        self.meta_inflight.insert(io, ());
+        self.counters.meta_writes += 1;
+        self.disk_queue.note(io, Purpose::Meta);
+        self.out.push_back(Output::MetaWrite {
+            io,
+            meta: Box::new(self.meta.clone()),
+        });
+    }
+
+    /// A fresh generation identifier (deterministic from the seed).
+    fn fresh_uuid(&mut self) -> Uuid {
+        self.uuid_counter += 1;
+        let mut z = self
+            .cfg
+            .uuid_seed
+            .wrapping_add(self.uuid_counter.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        // Never a reserved value, never the role bit.
+        (z & !1).max(0x100)
+    }
+
+    /// The generations as sent to `peer`.
+    fn generations_for(&self, peer: u8) -> Generations {
+        Generations {
+            current: self.meta.current,
+            bitmap: self.meta.peer(peer).map_or(0, |p| p.bitmap_uuid),
+            history: self.meta.history,
+        }
+    }
+
+    fn side_flags_for(&self, peer: u8) -> SideFlags {
+        SideFlags {
+            crashed_primary: self.crashed_primary,
+            primary: self.role == Role::Primary,
+            resolve_conflicts: self.cfg.node < peer,
+        }
+    }
+
+    /// The connection to peer `i` is gone: pending writes to it complete
+    /// locally with their blocks marked out of sync.
+    fn lose(&mut self, i: usize) {
+        let node = self.peers[i].cfg.node;
+        let name = self.peers[i].cfg.name.clone();
+        let unflushed = self.peers[i].reset_connection();
+        if let Some(m) = self.meta.peer_mut(node) {
+            for (offset, len) in unflushed {
+                m.bitmap.set_range(offset, len);
+            }
+        }
+        self.after_peer_gone(node);
+        if self.role == Role::Primary {
+            self.new_generation_due = true;
+        }
+        let oos = self.meta.peer(node).map_or(0, |m| m.bitmap.count());
+        self.emit(VolumeEvent::Disconnected {
+            peer: name,
+            out_of_sync: oos,
+        });
+    }
+}

@@ -1,0 +1,206 @@
+//! What the engine keeps per peer: the connection's state, the writes in
+//! flight towards it, what it sent that is not acknowledged yet, and the
+//! resync or verify under way.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tandem_core::Timestamp;
+
+use super::{PeerConfig, VolumeConfig};
+use crate::gi::Decision;
+use crate::message::Message;
+use crate::output::IoId;
+use crate::state::{ConnState, DiskState, ReplState, Role};
+
+/// A write received from this peer (we are its secondary).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Received {
+    pub(super) seq: u64,
+    pub(super) epoch: u64,
+    pub(super) ack_on_write: bool,
+}
+
+/// A resync block in flight on the source.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Inflight {
+    /// An application write overlapped it after it was read: the data
+    /// read is stale and must not be sent.
+    pub(super) stale: bool,
+    /// Sent; waiting for the target's acknowledgement.
+    pub(super) sent: bool,
+}
+
+/// Per-peer state.
+#[derive(Debug)]
+pub(super) struct Peer {
+    pub(super) cfg: PeerConfig,
+    pub(super) conn: ConnState,
+    pub(super) repl: ReplState,
+    pub(super) role: Role,
+    pub(super) disk: DiskState,
+    pub(super) discard_my_data: bool,
+    pub(super) last_heard: Timestamp,
+    pub(super) ping_sent: Option<Timestamp>,
+    // Handshake.
+    pub(super) hello: Option<Message>,
+    pub(super) decision: Option<Decision>,
+    pub(super) bitmap_received: bool,
+    // Towards the peer (we are primary).
+    pub(super) next_seq: u64,
+    /// Writes sent and not yet acknowledged as the protocol requires:
+    /// sequence number → our write id.
+    pub(super) pending: BTreeMap<u64, u64>,
+    /// The transfer log: writes sent whose epoch the peer has not
+    /// acknowledged as durable, by epoch (offset, length).
+    pub(super) transfer_log: BTreeMap<u64, Vec<(u64, u64)>>,
+    /// Epoch of the last write sent.
+    pub(super) last_epoch_sent: u64,
+    /// Last barrier sent and acknowledged.
+    pub(super) barrier_sent: u64,
+    pub(super) barrier_acked: u64,
+    // From the peer (we are secondary).
+    pub(super) received: BTreeMap<IoId, Received>,
+    /// Per epoch: writes not yet on disk.
+    pub(super) epoch_outstanding: BTreeMap<u64, u32>,
+    /// Barriers received, waiting for their epoch's writes.
+    pub(super) barriers_waiting: BTreeSet<u64>,
+    /// A flush for this barrier is in flight.
+    pub(super) barrier_flushing: BTreeMap<IoId, u64>,
+    // Resync.
+    pub(super) resync_total: u64,
+    pub(super) resync_cursor: u64,
+    pub(super) resync_inflight: BTreeMap<u64, Inflight>,
+    pub(super) resync_moved: u64,
+    pub(super) resync_done_sent: bool,
+    /// Disk reads (source) and writes (target) of resync blocks.
+    pub(super) resync_reads: BTreeMap<IoId, u64>,
+    pub(super) resync_writes: BTreeMap<IoId, u64>,
+    // Verify.
+    pub(super) verify_cursor: Option<u64>,
+    pub(super) verify_inflight: u32,
+    pub(super) verify_differing: u64,
+    /// Verify reads: block, and the source's digest (on the target).
+    pub(super) verify_reads: BTreeMap<IoId, (u64, Option<u64>)>,
+    /// Blocks verified.
+    pub(super) verify_total: u64,
+}
+
+impl Peer {
+    pub(super) fn new(cfg: PeerConfig) -> Self {
+        Self {
+            cfg,
+            conn: ConnState::Connecting,
+            repl: ReplState::Off,
+            role: Role::Unknown,
+            disk: DiskState::DUnknown,
+            discard_my_data: false,
+            last_heard: Timestamp::ZERO,
+            ping_sent: None,
+            hello: None,
+            decision: None,
+            bitmap_received: false,
+            next_seq: 1,
+            pending: BTreeMap::new(),
+            transfer_log: BTreeMap::new(),
+            last_epoch_sent: 0,
+            barrier_sent: 0,
+            barrier_acked: 0,
+            received: BTreeMap::new(),
+            epoch_outstanding: BTreeMap::new(),
+            barriers_waiting: BTreeSet::new(),
+            barrier_flushing: BTreeMap::new(),
+            resync_total: 0,
+            resync_cursor: 0,
+            resync_inflight: BTreeMap::new(),
+            resync_moved: 0,
+            resync_done_sent: false,
+            resync_reads: BTreeMap::new(),
+            resync_writes: BTreeMap::new(),
+            verify_cursor: None,
+            verify_inflight: 0,
+            verify_differing: 0,
+            verify_reads: BTreeMap::new(),
+            verify_total: 0,
+        }
+    }
+
+    /// Whether application writes are sent to it.
+    pub(super) fn replicating(&self) -> bool {
+        self.conn == ConnState::Connected
+            && matches!(
+                self.repl,
+                ReplState::Established
+                    | ReplState::SyncSource
+                    | ReplState::SyncTarget
+                    | ReplState::VerifyS
+                    | ReplState::VerifyT
+            )
+    }
+
+    /// The next ping or ping timeout.
+    pub(super) fn next_deadline(&self, cfg: &VolumeConfig) -> Option<Timestamp> {
+        if self.conn != ConnState::Connected {
+            return None;
+        }
+        Some(match self.ping_sent {
+            Some(sent) => sent + cfg.ping_timeout,
+            None => self.last_heard + cfg.ping_interval,
+        })
+    }
+
+    /// Resync progress in percent (100 when none runs).
+    pub(super) fn done_percent(&self, out_of_sync: u64) -> f64 {
+        if !matches!(self.repl, ReplState::SyncSource | ReplState::SyncTarget)
+            || self.resync_total == 0
+        {
+            return 100.0;
+        }
+        let left = out_of_sync.min(self.resync_total);
+        100.0 * (self.resync_total - left) as f64 / self.resync_total as f64
+    }
+
+    /// Requests received from it and not answered yet.
+    pub(super) fn unacked(&self) -> u64 {
+        self.received.len() as u64
+    }
+
+    /// Forgets the connection. Returns the ranges written towards it that
+    /// it never acknowledged as durable (to mark out of sync).
+    pub(super) fn reset_connection(&mut self) -> Vec<(u64, u64)> {
+        let unflushed: Vec<(u64, u64)> = std::mem::take(&mut self.transfer_log)
+            .into_values()
+            .flatten()
+            .collect();
+        if self.conn == ConnState::Connected {
+            self.conn = ConnState::Connecting;
+        }
+        self.repl = ReplState::Off;
+        self.role = Role::Unknown;
+        self.disk = DiskState::DUnknown;
+        self.ping_sent = None;
+        self.hello = None;
+        self.decision = None;
+        self.bitmap_received = false;
+        self.pending.clear();
+        self.last_epoch_sent = 0;
+        self.barrier_sent = 0;
+        self.barrier_acked = 0;
+        self.received.clear();
+        self.epoch_outstanding.clear();
+        self.barriers_waiting.clear();
+        self.barrier_flushing.clear();
+        self.resync_total = 0;
+        self.resync_cursor = 0;
+        self.resync_inflight.clear();
+        self.resync_moved = 0;
+        self.resync_done_sent = false;
+        self.resync_reads.clear();
+        self.resync_writes.clear();
+        self.verify_cursor = None;
+        self.verify_inflight = 0;
+        self.verify_differing = 0;
+        self.verify_reads.clear();
+        self.verify_total = 0;
+        unflushed
+    }
+}

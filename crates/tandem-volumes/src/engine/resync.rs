@@ -1,0 +1,376 @@
+//! Resync and online verify. The sync source walks its bitmap for the
+//! target, reads each set block (after any overlapping write), sends it,
+//! and clears the bit when the target acknowledges; at most
+//! `resync_window` blocks are in flight. An application write into a
+//! block whose read is under way makes that read stale: it is not sent,
+//! and the block is read again. When the bitmap is empty the source sends
+//! its generations, which the target adopts. An interrupted resync
+//! resumes from the bits still set.
+//!
+//! Online verify: the verify source sends a digest of every block; the
+//! target compares with its own and both mark differing blocks out of
+//! sync (no repair; a later resync or `invalidate` does that).
+
+use bytes::Bytes;
+use tandem_core::Timestamp;
+
+use super::Volume;
+use super::disk::Purpose;
+use super::peer::Inflight;
+use crate::bitmap::BLOCK;
+use crate::event::VolumeEvent;
+use crate::gi::{Generations, NEW_BM_OFFSET};
+use crate::message::Message;
+use crate::output::Output;
+use crate::state::{DiskState, ReplState};
+
+/// The digest online verify compares.
+pub fn digest(data: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(data)
+}
+
+impl Volume {
+    fn block_len(&self, b: u64) -> u64 {
+        BLOCK.min(self.meta.size.saturating_sub(b * BLOCK))
+    }
+
+    pub(super) fn start_resync_source(&mut self, i: usize) {
+        let node = self.peers[i].cfg.node;
+        let old = self.meta.peer(node).map_or(0, |m| m.bitmap_uuid);
+        let sync = if old != 0 {
+            (old & !1).wrapping_add(NEW_BM_OFFSET)
+        } else {
+            self.fresh_uuid()
+        };
+        if old != 0 {
+            self.meta.push_history(old);
+        }
+        if let Some(m) = self.meta.peer_mut(node) {
+            m.bitmap_uuid = sync;
+        }
+        if self.disk == DiskState::Consistent {
+            self.meta.flags.up_to_date = true;
+            self.set_disk(DiskState::UpToDate);
+        }
+        self.write_meta();
+        self.send(node, Message::SyncUuid(sync));
+        let total = self.meta.peer(node).map_or(0, |m| m.bitmap.count());
+        let p = &mut self.peers[i];
+        p.repl = ReplState::SyncSource;
+        p.resync_total = total;
+        p.resync_cursor = 0;
+        let name = p.cfg.name.clone();
+        self.emit(VolumeEvent::ResyncStarted {
+            peer: name,
+            source: true,
+            blocks: total,
+        });
+        self.broadcast_state();
+        self.pump_resync(i);
+        self.pump_writes();
+    }
+
+    /// Keeps the resync window full; finishes when nothing is left.
+    pub(super) fn pump_resync(&mut self, i: usize) {
+        let node = self.peers[i].cfg.node;
+        if self.peers[i].repl != ReplState::SyncSource || self.peers[i].resync_done_sent {
+            return;
+        }
+        while (self.peers[i].resync_inflight.len() as u32) < self.cfg.resync_window.max(1) {
+            let Some(m) = self.meta.peer(node) else {
+                return;
+            };
+            let p = &self.peers[i];
+            let mut from = p.resync_cursor;
+            let next = loop {
+                match m.bitmap.next_set(from) {
+                    Some(b) if p.resync_inflight.contains_key(&b) => from = b + 1,
+                    x => break x,
+                }
+            };
+            let Some(b) = next else {
+                break;
+            };
+            let len = self.block_len(b);
+            let io = self.io();
+            let p = &mut self.peers[i];
+            p.resync_cursor = b + 1;
+            p.resync_inflight.insert(b, Inflight::default());
+            p.resync_reads.insert(io, b);
+            self.disk_queue.note(io, Purpose::Peer(node));
+            self.counters.dr += len / 1024;
+            self.disk_queue.read(io, b * BLOCK, len, &mut self.out);
+        }
+        let empty = self.meta.peer(node).is_none_or(|m| m.bitmap.count() == 0);
+        if empty && self.peers[i].resync_inflight.is_empty() {
+            self.finish_resync_source(i);
+        } else if self.peers[i].resync_inflight.is_empty() {
+            // Bits left behind the cursor (stale reads): start over.
+            self.peers[i].resync_cursor = 0;
+            if self.meta.peer(node).is_some_and(|m| m.bitmap.count() > 0) {
+                self.pump_resync(i);
+            }
+        }
+    }
+
+    pub(super) fn resync_read_done(&mut self, i: usize, b: u64, data: Result<Bytes, String>) {
+        let node = self.peers[i].cfg.node;
+        let Some(f) = self.peers[i].resync_inflight.get(&b).copied() else {
+            return;
+        };
+        match data {
+            Ok(data) if !f.stale => {
+                if let Some(x) = self.peers[i].resync_inflight.get_mut(&b) {
+                    x.sent = true;
+                }
+                self.send(node, Message::ResyncData { block: b, data });
+            }
+            _ => {
+                // Stale or unreadable: read it again later.
+                let p = &mut self.peers[i];
+                p.resync_inflight.remove(&b);
+                p.resync_cursor = p.resync_cursor.min(b);
+                self.pump_resync(i);
+            }
+        }
+    }
+
+    pub(super) fn on_resync_ack(&mut self, i: usize, b: u64) {
+        let node = self.peers[i].cfg.node;
+        let Some(f) = self.peers[i].resync_inflight.remove(&b) else {
+            return;
+        };
+        if !f.stale
+            && let Some(m) = self.meta.peer_mut(node)
+        {
+            m.bitmap.clear(b);
+        }
+        if f.stale {
+            let p = &mut self.peers[i];
+            p.resync_cursor = p.resync_cursor.min(b);
+        } else {
+            self.peers[i].resync_moved += 1;
+        }
+        self.pump_resync(i);
+    }
+
+    fn finish_resync_source(&mut self, i: usize) {
+        let node = self.peers[i].cfg.node;
+        let sync = self.meta.peer(node).map_or(0, |m| m.bitmap_uuid);
+        if let Some(m) = self.meta.peer_mut(node) {
+            m.bitmap_uuid = 0;
+        }
+        self.meta.push_history(sync);
+        self.write_meta();
+        let gens = self.generations_for(node);
+        self.send(node, Message::ResyncDone { gens });
+        let p = &mut self.peers[i];
+        p.resync_done_sent = true;
+        p.repl = ReplState::Established;
+        p.disk = DiskState::UpToDate;
+        let (name, blocks) = (p.cfg.name.clone(), p.resync_moved);
+        self.emit(VolumeEvent::ResyncFinished {
+            peer: name,
+            source: true,
+            blocks,
+        });
+    }
+
+    // ---- the target ----
+
+    pub(super) fn on_sync_uuid(&mut self, i: usize, u: u64) {
+        let node = self.peers[i].cfg.node;
+        self.meta.current = u;
+        self.meta.flags.consistent = false;
+        self.meta.flags.up_to_date = false;
+        if let Some(m) = self.meta.peer_mut(node) {
+            m.bitmap_uuid = 0;
+        }
+        self.set_disk(DiskState::Inconsistent);
+        self.write_meta();
+        let total = self.meta.peer(node).map_or(0, |m| m.bitmap.count());
+        let p = &mut self.peers[i];
+        p.repl = ReplState::SyncTarget;
+        p.resync_total = total;
+        let name = p.cfg.name.clone();
+        self.emit(VolumeEvent::ResyncStarted {
+            peer: name,
+            source: false,
+            blocks: total,
+        });
+    }
+
+    pub(super) fn on_resync_data(&mut self, i: usize, b: u64, data: Bytes) {
+        let node = self.peers[i].cfg.node;
+        if b >= self.meta.peer(node).map_or(0, |m| m.bitmap.blocks()) {
+            self.out.push_back(Output::Disconnect { peer: node });
+            return self.lose(i);
+        }
+        let io = self.io();
+        self.peers[i].resync_writes.insert(io, b);
+        self.disk_queue.note(io, Purpose::Peer(node));
+        self.counters.dw += data.len() as u64 / 1024;
+        self.disk_queue
+            .write(io, b * BLOCK, data, false, &mut self.out);
+    }
+
+    pub(super) fn resync_write_done(&mut self, i: usize, b: u64, result: Result<(), String>) {
+        let node = self.peers[i].cfg.node;
+        if result.is_err() {
+            self.out.push_back(Output::Disconnect { peer: node });
+            return self.lose(i);
+        }
+        if let Some(m) = self.meta.peer_mut(node) {
+            m.bitmap.clear(b);
+        }
+        self.peers[i].resync_moved += 1;
+        self.send(node, Message::ResyncAck { block: b });
+    }
+
+    pub(super) fn on_resync_done(&mut self, i: usize, gens: Generations) {
+        let node = self.peers[i].cfg.node;
+        self.meta.current = gens.current & !1;
+        self.meta.history = gens.history;
+        self.meta.flags.consistent = true;
+        self.meta.flags.up_to_date = true;
+        self.meta.flags.outdated = false;
+        if let Some(m) = self.meta.peer_mut(node) {
+            m.bitmap_uuid = 0;
+            m.bitmap.clear_all();
+        }
+        self.write_meta();
+        let p = &mut self.peers[i];
+        p.repl = ReplState::Established;
+        let (name, blocks) = (p.cfg.name.clone(), p.resync_moved);
+        self.set_disk(DiskState::UpToDate);
+        self.emit(VolumeEvent::ResyncFinished {
+            peer: name,
+            source: false,
+            blocks,
+        });
+    }
+
+    // ---- online verify ----
+
+    /// `verify`: compares every block with `peer`'s copy.
+    pub fn verify(&mut self, now: Timestamp, peer: &str) -> Result<(), super::VolumeError> {
+        self.now = now;
+        let i = self.peer_index_by_name(peer)?;
+        if self.peers[i].repl != ReplState::Established {
+            return Err(super::VolumeError::WrongState {
+                volume: self.cfg.name.clone(),
+                what: format!(
+                    "verify needs an established connection to {peer} (it is {})",
+                    self.peers[i].repl
+                ),
+            });
+        }
+        let p = &mut self.peers[i];
+        p.repl = ReplState::VerifyS;
+        p.verify_cursor = Some(0);
+        p.verify_differing = 0;
+        p.verify_total = 0;
+        self.pump_verify(i);
+        Ok(())
+    }
+
+    fn pump_verify(&mut self, i: usize) {
+        let node = self.peers[i].cfg.node;
+        let blocks = self.meta.peer(node).map_or(0, |m| m.bitmap.blocks());
+        while self.peers[i].verify_inflight < self.cfg.resync_window.max(1) {
+            let Some(b) = self.peers[i].verify_cursor.filter(|b| *b < blocks) else {
+                break;
+            };
+            self.peers[i].verify_cursor = Some(b + 1);
+            self.peers[i].verify_inflight += 1;
+            let (io, len) = (self.io(), self.block_len(b));
+            self.peers[i].verify_reads.insert(io, (b, None));
+            self.disk_queue.note(io, Purpose::Peer(node));
+            self.disk_queue.read(io, b * BLOCK, len, &mut self.out);
+        }
+        let p = &self.peers[i];
+        if p.verify_inflight == 0 && p.verify_cursor.is_some_and(|b| b >= blocks) {
+            let p = &mut self.peers[i];
+            p.verify_cursor = None;
+            p.repl = ReplState::Established;
+            let (name, differing) = (p.cfg.name.clone(), p.verify_differing);
+            self.send(node, Message::VerifyDone);
+            self.emit(VolumeEvent::VerifyFinished {
+                peer: name,
+                differing,
+            });
+        }
+    }
+
+    pub(super) fn verify_read_done(
+        &mut self,
+        i: usize,
+        b: u64,
+        theirs: Option<u64>,
+        data: Result<Bytes, String>,
+    ) {
+        let node = self.peers[i].cfg.node;
+        let mine = data.map(|d| digest(&d)).unwrap_or(0);
+        match theirs {
+            None => self.send(
+                node,
+                Message::VerifyDigest {
+                    block: b,
+                    digest: mine,
+                },
+            ),
+            Some(d) => {
+                let same = d == mine;
+                if !same {
+                    self.peers[i].verify_differing += 1;
+                    if let Some(m) = self.meta.peer_mut(node) {
+                        m.bitmap.set(b);
+                    }
+                }
+                self.send(node, Message::VerifyReply { block: b, same });
+            }
+        }
+    }
+
+    pub(super) fn on_verify_digest(&mut self, i: usize, b: u64, digest: u64) {
+        let node = self.peers[i].cfg.node;
+        if b >= self.meta.peer(node).map_or(0, |m| m.bitmap.blocks()) {
+            return;
+        }
+        if self.peers[i].repl == ReplState::Established {
+            self.peers[i].repl = ReplState::VerifyT;
+            self.peers[i].verify_differing = 0;
+        }
+        let (io, len) = (self.io(), self.block_len(b));
+        self.peers[i].verify_reads.insert(io, (b, Some(digest)));
+        self.disk_queue.note(io, Purpose::Peer(node));
+        self.disk_queue.read(io, b * BLOCK, len, &mut self.out);
+    }
+
+    pub(super) fn on_verify_reply(&mut self, i: usize, b: u64, same: bool) {
+        let node = self.peers[i].cfg.node;
+        let p = &mut self.peers[i];
+        p.verify_inflight = p.verify_inflight.saturating_sub(1);
+        p.verify_total += 1;
+        if !same {
+            p.verify_differing += 1;
+            if let Some(m) = self.meta.peer_mut(node) {
+                m.bitmap.set(b);
+            }
+        }
+        self.pump_verify(i);
+    }
+
+    pub(super) fn on_verify_done(&mut self, i: usize) {
+        let p = &mut self.peers[i];
+        if p.repl == ReplState::VerifyT {
+            p.repl = ReplState::Established;
+        }
+        let (name, differing) = (p.cfg.name.clone(), p.verify_differing);
+        self.emit(VolumeEvent::VerifyFinished {
+            peer: name,
+            differing,
+        });
+        let _ = self.now;
+    }
+}

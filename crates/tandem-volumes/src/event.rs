@@ -1,0 +1,150 @@
+//! What a volume reports; `Display` is the log line.
+
+use crate::gi::{Rule, Uuid};
+use crate::state::{DiskState, Role};
+
+/// Something worth a log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VolumeEvent {
+    /// The role changed.
+    Role {
+        /// The new role.
+        role: Role,
+    },
+    /// The local disk state changed.
+    Disk {
+        /// The new state.
+        disk: DiskState,
+    },
+    /// Connected to a peer; identifiers compared.
+    Handshake {
+        /// Peer name.
+        peer: String,
+        /// The rule that decided.
+        rule: Rule,
+        /// What happens: "no resync", "bitmap resync as source"…
+        what: String,
+    },
+    /// The connection to a peer ended.
+    Disconnected {
+        /// Peer name.
+        peer: String,
+        /// Blocks now out of sync with it.
+        out_of_sync: u64,
+    },
+    /// A resync started.
+    ResyncStarted {
+        /// Peer name.
+        peer: String,
+        /// Whether this node sends.
+        source: bool,
+        /// Blocks to move.
+        blocks: u64,
+    },
+    /// A resync finished.
+    ResyncFinished {
+        /// Peer name.
+        peer: String,
+        /// Whether this node sent.
+        source: bool,
+        /// Blocks moved.
+        blocks: u64,
+    },
+    /// Both sides changed the data since they last agreed: not connected.
+    SplitBrain {
+        /// Peer name.
+        peer: String,
+        /// The rule that found it.
+        rule: Rule,
+    },
+    /// The peer's data has no common history with this one: not connected.
+    UnrelatedData {
+        /// Peer name.
+        peer: String,
+    },
+    /// The connection was refused for another reason.
+    Refused {
+        /// Peer name.
+        peer: String,
+        /// Why.
+        why: String,
+    },
+    /// A new data generation started (writes without a peer).
+    NewGeneration {
+        /// The new current generation.
+        current: Uuid,
+    },
+    /// Online verify finished.
+    VerifyFinished {
+        /// Peer name.
+        peer: String,
+        /// Blocks that differed (now marked out of sync).
+        differing: u64,
+    },
+    /// Crashed while primary: the activity log was applied.
+    ActivityLogApplied {
+        /// Blocks marked out of sync.
+        blocks: u64,
+    },
+}
+
+impl std::fmt::Display for VolumeEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Role { role } => write!(f, "role: {role}"),
+            Self::Disk { disk } => write!(f, "disk: {disk}"),
+            Self::Handshake { peer, rule, what } => {
+                write!(f, "{peer}: connected, {what} (rule {rule:?})")
+            }
+            Self::Disconnected { peer, out_of_sync } => write!(
+                f,
+                "{peer}: disconnected; {} KiB out of sync with it",
+                out_of_sync * 4
+            ),
+            Self::ResyncStarted {
+                peer,
+                source,
+                blocks,
+            } => write!(
+                f,
+                "{peer}: resync started, {} {} KiB",
+                if *source { "sending" } else { "receiving" },
+                blocks * 4
+            ),
+            Self::ResyncFinished {
+                peer,
+                source,
+                blocks,
+            } => write!(
+                f,
+                "{peer}: resync finished, {} KiB {}",
+                blocks * 4,
+                if *source { "sent" } else { "received" }
+            ),
+            Self::SplitBrain { peer, rule } => write!(
+                f,
+                "{peer}: split brain detected (rule {rule:?}): both sides changed the data; not connected. Pick the victim and run `tandem volume connect --discard-my-data` there"
+            ),
+            Self::UnrelatedData { peer } => write!(
+                f,
+                "{peer}: unrelated data (no common generation); not connected. Check the volume's disk on both nodes"
+            ),
+            Self::Refused { peer, why } => write!(f, "{peer}: connection refused: {why}"),
+            Self::NewGeneration { current } => {
+                write!(
+                    f,
+                    "new data generation {current:016X} (writing without a peer)"
+                )
+            }
+            Self::VerifyFinished { peer, differing } => write!(
+                f,
+                "{peer}: online verify finished; {differing} block(s) differed and are marked out of sync"
+            ),
+            Self::ActivityLogApplied { blocks } => write!(
+                f,
+                "crashed while primary: {} KiB of recently written extents marked out of sync",
+                blocks * 4
+            ),
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! Generation identifiers and the resync decision (DRBD's
+//! `drbd_uuid_compare`, every numbered rule, written from the published
+//! rule table in `shared/reference/replication.md` §1.6).
+//!
+//! A node's data generation is a random 64-bit value; the lowest bit says
+//! whether it was made while the node was primary and is masked in every
+//! comparison. The **bitmap** generation (one per peer) is the generation
+//! this node's bitmap for that peer tracks changes against; **history**
+//! holds earlier generations, newest first.
+
+use serde::{Deserialize, Serialize};
+
+/// A generation identifier.
+pub type Uuid = u64;
+
+/// The current generation of metadata never synced (`create-md`).
+pub const JUST_CREATED: Uuid = 4;
+/// Added to a bitmap generation to make a resync's sync generation (rules
+/// 51 and 71 recognise it when the sync generation was lost).
+pub const NEW_BM_OFFSET: Uuid = 0x0001_0000_0000_0000;
+/// History slots kept.
+pub const HISTORY: usize = 4;
+
+/// Masks the role bit.
+fn m(u: Uuid) -> Uuid {
+    u & !1
+}
+
+/// One side's identifiers, as compared at connect time: the current
+/// generation, the bitmap generation this side keeps for the other side,
+/// and its history.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Generations {
+    /// The current data generation.
+    pub current: Uuid,
+    /// The bitmap generation kept for the other side (0: in sync).
+    pub bitmap: Uuid,
+    /// Earlier generations, newest first (0: empty).
+    pub history: [Uuid; HISTORY],
+}
+
+impl Generations {
+    /// Whether `u` is in the history (empty slots never match).
+    fn in_history(&self, u: Uuid) -> bool {
+        m(u) != 0 && self.history.iter().any(|h| *h != 0 && m(*h) == m(u))
+    }
+}
+
+/// Facts about one side that the rules use besides the identifiers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SideFlags {
+    /// It crashed while primary (its activity log was applied).
+    pub crashed_primary: bool,
+    /// It is primary now.
+    pub primary: bool,
+    /// It holds the tie-break (the lower node index of the two).
+    pub resolve_conflicts: bool,
+}
+
+/// Which rule decided (named as in DRBD's numbered table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rule {
+    /// 10: both just created.
+    BothJustCreated,
+    /// 20: this side just created, the peer not.
+    SelfJustCreated,
+    /// 30: the peer just created, this side not.
+    PeerJustCreated,
+    /// 34/36: equal generations; this side was sync source and missed
+    /// the end of the resync.
+    SourceMissedFinish,
+    /// 35/37: equal generations; the peer was sync source and missed the
+    /// end of the resync.
+    TargetMissedFinish,
+    /// 40: equal generations, nothing crashed (or tie-break of a double
+    /// crash).
+    Equal,
+    /// 40/41: equal generations; a crashed primary's activity-log extents
+    /// decide the direction.
+    CrashedPrimary,
+    /// 50: this side's generation is the peer's bitmap generation.
+    BitmapPeer,
+    /// 51: as 50, the sync generation lost on the way.
+    BitmapPeerLostSync,
+    /// 60: this side's generation is in the peer's history.
+    HistoryPeer,
+    /// 70: the peer's generation is this side's bitmap generation.
+    BitmapSelf,
+    /// 71: as 70, the sync generation lost on the way.
+    BitmapSelfLostSync,
+    /// 80: the peer's generation is in this side's history.
+    HistorySelf,
+    /// 90: both changed the data since a common generation.
+    BitmapBoth,
+    /// 100: both changed the data; they share only history.
+    HistoryBoth,
+    /// No relation at all.
+    Unrelated,
+}
+
+/// What a connection does about the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Strategy {
+    /// No resync.
+    NoSync,
+    /// This side is the sync source; `full`: every block, else the bitmaps.
+    Source {
+        /// Every block.
+        full: bool,
+    },
+    /// This side is the sync target.
+    Target {
+        /// Every block.
+        full: bool,
+    },
+    /// Both sides changed the data since they last agreed: split brain.
+    /// `recoverable`: they share a parent generation (their bitmaps cover
+    /// the difference).
+    SplitBrain {
+        /// The bitmaps cover every difference.
+        recoverable: bool,
+    },
+    /// The two copies are unrelated: refuse.
+    Unrelated,
+}
+
+/// The outcome of a comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// What to do.
+    pub strategy: Strategy,
+    /// Why.
+    pub rule: Rule,
+}
+
+fn d(strategy: Strategy, rule: Rule) -> Decision {
+    Decision { strategy, rule }
+}
+
+const SRC: Strategy = Strategy::Source { full: false };
+const SRC_FULL: Strategy = Strategy::Source { full: true };
+const TGT: Strategy = Strategy::Target { full: false };
+const TGT_FULL: Strategy = Strategy::Target { full: true };
+
+/// Compares this side (`me`, `my`) with the peer, in the rules' order. Both
+/// sides compute mirrored decisions from the same two records.
+pub fn compare(me: &Generations, my: SideFlags, peer: &Generations, their: SideFlags) -> Decision {
+    let (s, p) = (m(me.current), m(peer.current));
+    let just = |u: Uuid| u == JUST_CREATED || u == 0;
+    // 10, 20, 30.
+    if just(s) && just(p) {
+        return d(Strategy::NoSync, Rule::BothJustCreated);
+    }
+    if just(s) {
+        return d(TGT_FULL, Rule::SelfJustCreated);
+    }
+    if just(p) {
+        return d(SRC_FULL, Rule::PeerJustCreated);
+    }
+    if s == p {
+        // 34/36, 35/37: one side still holds a bitmap generation.
+        if m(peer.bitmap) == 0 && m(me.bitmap) != 0 {
+            return d(SRC, Rule::SourceMissedFinish);
+        }
+        if m(me.bitmap) == 0 && m(peer.bitmap) != 0 {
+            return d(TGT, Rule::TargetMissedFinish);
+        }
+        // 40/41.
+        match (my.crashed_primary, their.crashed_primary) {
+            (false, false) => return d(Strategy::NoSync, Rule::Equal),
+            _ if my.primary && their.primary => {
+                return d(
+                    Strategy::SplitBrain { recoverable: false },
+                    Rule::CrashedPrimary,
+                );
+            }
+            _ if my.primary => return d(SRC, Rule::CrashedPrimary),
+            _ if their.primary => return d(TGT, Rule::CrashedPrimary),
+            (true, false) => return d(SRC, Rule::CrashedPrimary),
+            (false, true) => return d(TGT, Rule::CrashedPrimary),
+            (true, true) => {
+                let s = if my.resolve_conflicts { TGT } else { SRC };
+                return d(s, Rule::CrashedPrimary);
+            }
+        }
+    }
+    // 50, 51.
+    if s == m(peer.bitmap) {
+        return d(TGT, Rule::BitmapPeer);
+    }
+    if m(peer.bitmap) != 0
+        && s == m(peer.history[0])
+        && m(peer.bitmap) == m(peer.history[0]).wrapping_add(NEW_BM_OFFSET)
+    {
+        return d(TGT, Rule::BitmapPeerLostSync);
+    }
+    // 60.
+    if peer.in_history(s) {
+        return d(TGT_FULL, Rule::HistoryPeer);
+    }
+    // 70, 71.
+    if m(me.bitmap) == p {
+        return d(SRC, Rule::BitmapSelf);
+    }
+    if m(me.bitmap) != 0
+        && m(me.history[0]) == p
+        && m(me.bitmap) == m(me.history[0]).wrapping_add(NEW_BM_OFFSET)
+    {
+        return d(SRC, Rule::BitmapSelfLostSync);
+    }
+    // 80.
+    if me.in_history(p) {
+        return d(SRC_FULL, Rule::HistorySelf);
+    }
+    // 90.
+    if m(me.bitmap) != 0 && m(me.bitmap) == m(peer.bitmap) {
+        return d(Strategy::SplitBrain { recoverable: true }, Rule::BitmapBoth);
+    }
+    // 100.
+    if me.history.iter().any(|h| peer.in_history(*h)) {
+        return d(
+            Strategy::SplitBrain { recoverable: false },
+            Rule::HistoryBoth,
+        );
+    }
+    d(Strategy::Unrelated, Rule::Unrelated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(current: Uuid, bitmap: Uuid, h0: Uuid, h1: Uuid) -> Generations {
+        Generations {
+            current,
+            bitmap,
+            history: [h0, h1, 0, 0],
+        }
+    }
+    const NONE: SideFlags = SideFlags {
+        crashed_primary: false,
+        primary: false,
+        resolve_conflicts: false,
+    };
+
+    /// Every rule from both sides: the two decisions mirror each other.
+    fn both(me: Generations, peer: Generations, want: Decision) {
+        let got = compare(&me, NONE, &peer, NONE);
+        assert_eq!(got, want);
+        let back = compare(&peer, NONE, &me, NONE);
+        let mirrored = match want.strategy {
+            Strategy::Source { full } => Strategy::Target { full },
+            Strategy::Target { full } => Strategy::Source { full },
+            x => x,
+        };
+        assert_eq!(back.strategy, mirrored, "mirror of {want:?}: {back:?}");
+    }
+
+    #[test]
+    fn rules_10_20_30_just_created() {
+        both(
+            g(4, 0, 0, 0),
+            g(4, 0, 0, 0),
+            d(Strategy::NoSync, Rule::BothJustCreated),
+        );
+        both(
+            g(4, 0, 0, 0),
+            g(0x100, 0, 0, 0),
+            d(TGT_FULL, Rule::SelfJustCreated),
+        );
+        both(
+            g(0x100, 0, 0, 0),
+            g(0, 0, 0, 0),
+            d(SRC_FULL, Rule::PeerJustCreated),
+        );
+    }
+
+    #[test]
+    fn rules_34_to_40_equal_generations() {
+        both(
+            g(0x100, 0x80, 0, 0),
+            g(0x100, 0, 0, 0),
+            d(SRC, Rule::SourceMissedFinish),
+        );
+        both(
+            g(0x100, 0, 0, 0),
+            g(0x100, 0x80, 0, 0),
+            d(TGT, Rule::TargetMissedFinish),
+        );
+        // The primary bit is masked.
+        both(
+            g(0x101, 0, 0, 0),
+            g(0x100, 0, 0, 0),
+            d(Strategy::NoSync, Rule::Equal),
+        );
+    }
+
+    #[test]
+    fn rules_40_41_crashed_primary() {
+        let a = g(0x100, 0, 0, 0);
+        let crashed = SideFlags {
+            crashed_primary: true,
+            ..NONE
+        };
+        assert_eq!(compare(&a, crashed, &a, NONE), d(SRC, Rule::CrashedPrimary));
+        assert_eq!(compare(&a, NONE, &a, crashed), d(TGT, Rule::CrashedPrimary));
+        // A primary now takes precedence over the crashed one.
+        let primary = SideFlags {
+            primary: true,
+            ..NONE
+        };
+        assert_eq!(
+            compare(&a, crashed, &a, primary),
+            d(TGT, Rule::CrashedPrimary)
+        );
+        // Both crashed: the tie-break holder becomes target.
+        let tie = SideFlags {
+            resolve_conflicts: true,
+            ..crashed
+        };
+        assert_eq!(compare(&a, tie, &a, crashed), d(TGT, Rule::CrashedPrimary));
+        assert_eq!(compare(&a, crashed, &a, tie), d(SRC, Rule::CrashedPrimary));
+    }
+
+    #[test]
+    fn rules_50_51_60_peer_is_newer() {
+        // The secondary came back: the primary's bitmap tracks its generation.
+        both(
+            g(0x100, 0, 0, 0),
+            g(0x200, 0x100, 0, 0),
+            d(TGT, Rule::BitmapPeer),
+        );
+        // The sync generation was lost: the peer's bitmap is its history[0]
+        // plus the offset.
+        both(
+            g(0x100, 0, 0, 0),
+            g(0x200, 0x100 + NEW_BM_OFFSET, 0x100, 0),
+            d(TGT, Rule::BitmapPeerLostSync),
+        );
+        both(
+            g(0x100, 0, 0, 0),
+            g(0x300, 0, 0x100, 0),
+            d(TGT_FULL, Rule::HistoryPeer),
+        );
+    }
+
+    #[test]
+    fn rules_70_71_80_self_is_newer() {
+        both(
+            g(0x200, 0x100, 0, 0),
+            g(0x100, 0, 0, 0),
+            d(SRC, Rule::BitmapSelf),
+        );
+        both(
+            g(0x200, 0x100 + NEW_BM_OFFSET, 0x100, 0),
+            g(0x100, 0, 0, 0),
+            d(SRC, Rule::BitmapSelfLostSync),
+        );
+        both(
+            g(0x300, 0, 0x100, 0),
+            g(0x100, 0, 0, 0),
+            d(SRC_FULL, Rule::HistorySelf),
+        );
+    }
+
+    #[test]
+    fn rules_90_100_split_brain_and_unrelated() {
+        both(
+            g(0x200, 0x100, 0, 0),
+            g(0x300, 0x100, 0, 0),
+            d(Strategy::SplitBrain { recoverable: true }, Rule::BitmapBoth),
+        );
+        both(
+            g(0x200, 0, 0x100, 0),
+            g(0x300, 0, 0x100, 0),
+            d(
+                Strategy::SplitBrain { recoverable: false },
+                Rule::HistoryBoth,
+            ),
+        );
+        both(
+            g(0x200, 0, 0x10, 0),
+            g(0x300, 0, 0x20, 0),
+            d(Strategy::Unrelated, Rule::Unrelated),
+        );
+    }
+}

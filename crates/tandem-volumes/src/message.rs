@@ -1,0 +1,156 @@
+//! What two nodes of a volume tell each other. The driver carries each
+//! message on the data connection or the meta connection
+//! ([`Message::channel`]), so acknowledgements never queue behind bulk
+//! data, and authenticates it with the cluster key.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::gi::{Generations, SideFlags, Uuid};
+use crate::state::{DiskState, Role};
+
+/// How a peer acknowledges a replicated write (the connection's protocol).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Protocol {
+    /// Complete once the write is handed to the network.
+    A,
+    /// Complete once the peer received it.
+    B,
+    /// Complete once the peer's disk write completed.
+    C,
+}
+
+/// Which of the two connections carries a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    /// Writes, barriers, resync data, bitmaps.
+    Data,
+    /// Acknowledgements and pings.
+    Meta,
+}
+
+/// A message between two nodes of one volume.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// First message after connecting: who this is and what it holds.
+    Hello {
+        /// Volume size in bytes.
+        size: u64,
+        /// Generations (the bitmap generation is the one kept for the
+        /// receiver).
+        gens: Generations,
+        /// Flags for the resync decision.
+        flags: SideFlags,
+        /// Role.
+        role: Role,
+        /// Disk state.
+        disk: DiskState,
+        /// Blocks set in the bitmap kept for the receiver.
+        dirty: u64,
+        /// The operator asked this side to throw its changes away.
+        discard_my_data: bool,
+    },
+    /// The blocks set in the sender's bitmap for the receiver.
+    Bitmap {
+        /// Set block numbers.
+        blocks: Vec<u64>,
+    },
+    /// The sync source's new generation for the target.
+    SyncUuid(Uuid),
+    /// An application write.
+    Write {
+        /// Sequence number on this connection.
+        seq: u64,
+        /// Epoch of the write.
+        epoch: u64,
+        /// Byte offset.
+        offset: u64,
+        /// Data.
+        data: Bytes,
+        /// Force unit access: durable before the peer acknowledges.
+        fua: bool,
+        /// Which acknowledgement the sender waits for.
+        protocol: Protocol,
+    },
+    /// Every write of epochs up to `epoch` was sent: acknowledge once they
+    /// are written and flushed.
+    Barrier {
+        /// The epoch closed.
+        epoch: u64,
+    },
+    /// Every write of epochs up to `epoch` is durable here.
+    BarrierAck {
+        /// The epoch.
+        epoch: u64,
+    },
+    /// Protocol B: write `seq` was received.
+    RecvAck {
+        /// Sequence number.
+        seq: u64,
+    },
+    /// Protocol C: write `seq` is written.
+    WriteAck {
+        /// Sequence number.
+        seq: u64,
+    },
+    /// Resync: the source's copy of a block.
+    ResyncData {
+        /// Block number.
+        block: u64,
+        /// Its 4 KiB (shorter at the end of the volume).
+        data: Bytes,
+    },
+    /// Resync: the target wrote a block.
+    ResyncAck {
+        /// Block number.
+        block: u64,
+    },
+    /// Resync finished: the source's generations to adopt.
+    ResyncDone {
+        /// The source's generations.
+        gens: Generations,
+    },
+    /// Role or disk changed.
+    State {
+        /// Role.
+        role: Role,
+        /// Disk state.
+        disk: DiskState,
+    },
+    /// Online verify: the digest of a block on the verify source.
+    VerifyDigest {
+        /// Block number.
+        block: u64,
+        /// Digest of its contents.
+        digest: u64,
+    },
+    /// Online verify: whether the block matched.
+    VerifyReply {
+        /// Block number.
+        block: u64,
+        /// Same contents on both sides.
+        same: bool,
+    },
+    /// Online verify finished on the source.
+    VerifyDone,
+    /// Liveness probe.
+    Ping,
+    /// Answer to a ping.
+    PingAck,
+}
+
+impl Message {
+    /// The connection that carries it.
+    pub fn channel(&self) -> Channel {
+        match self {
+            Message::RecvAck { .. }
+            | Message::WriteAck { .. }
+            | Message::BarrierAck { .. }
+            | Message::ResyncAck { .. }
+            | Message::VerifyReply { .. }
+            | Message::Ping
+            | Message::PingAck => Channel::Meta,
+            _ => Channel::Data,
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! What `tandem volume status` shows: per volume and per peer, in DRBD's
+//! words and with the counters DRBD users know.
+
+use serde::Serialize;
+
+use crate::gi::Uuid;
+use crate::message::{Message, Protocol};
+use crate::state::{ConnState, DiskState, ReplState, Role};
+
+/// Counters, named as in `/proc/drbd` (all KiB unless said otherwise).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Counters {
+    /// Network send.
+    pub ns: u64,
+    /// Network receive.
+    pub nr: u64,
+    /// Disk write.
+    pub dw: u64,
+    /// Disk read.
+    pub dr: u64,
+    /// Activity-log updates (count).
+    pub al: u64,
+    /// Metadata (bitmap) writes (count).
+    pub bm: u64,
+    /// Local disk requests open (count).
+    pub lo: u64,
+    /// Application requests not yet completed (count).
+    pub ap: u64,
+    /// Metadata writes of any kind (count).
+    pub meta_writes: u64,
+}
+
+impl Counters {
+    pub(crate) fn note_sent(&mut self, m: &Message) {
+        self.ns += payload(m) / 1024;
+    }
+    pub(crate) fn note_received(&mut self, m: &Message) {
+        self.nr += payload(m) / 1024;
+    }
+}
+
+fn payload(m: &Message) -> u64 {
+    match m {
+        Message::Write { data, .. } | Message::ResyncData { data, .. } => data.len() as u64,
+        _ => 0,
+    }
+}
+
+/// One peer as this node sees it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PeerStatus {
+    /// Peer name.
+    pub node: String,
+    /// Connection state.
+    pub connection: ConnState,
+    /// Replication state.
+    pub replication: ReplState,
+    /// The peer's role.
+    pub role: Role,
+    /// The peer's disk state.
+    pub peer_disk: DiskState,
+    /// Resync progress in percent.
+    pub done: f64,
+    /// Out of sync with it.
+    pub out_of_sync_kib: u64,
+    /// Writes sent and not yet acknowledged (`pe`).
+    pub pending: u64,
+    /// Requests received from it not yet answered (`ua`).
+    pub unacked: u64,
+    /// Replication protocol.
+    pub protocol: Protocol,
+}
+
+/// One volume as this node sees it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VolumeStatus {
+    /// Volume name.
+    pub name: String,
+    /// This node's role.
+    pub role: Role,
+    /// The local disk.
+    pub disk: DiskState,
+    /// Every peer.
+    pub peers: Vec<PeerStatus>,
+    /// Counters.
+    pub counters: Counters,
+    /// The current generation.
+    pub current: Uuid,
+}
+
+impl VolumeStatus {
+    /// `drbdadm status` style text.
+    pub fn render(&self) -> String {
+        let mut s = format!("{} role:{}\n  disk:{}\n", self.name, self.role, self.disk);
+        for p in &self.peers {
+            s.push_str(&format!("  {} role:{}", p.node, p.role));
+            if p.connection != ConnState::Connected {
+                s.push_str(&format!(" connection:{}", p.connection));
+            }
+            s.push('\n');
+            let mut line = format!("    peer-disk:{}", p.peer_disk);
+            if !matches!(p.replication, ReplState::Established | ReplState::Off) {
+                line.push_str(&format!(" replication:{}", p.replication));
+            }
+            if matches!(p.replication, ReplState::SyncSource | ReplState::SyncTarget) {
+                line.push_str(&format!(" done:{:.2}", p.done));
+            }
+            if p.out_of_sync_kib > 0 {
+                line.push_str(&format!(" out-of-sync:{}", p.out_of_sync_kib));
+            }
+            s.push_str(&line);
+            s.push('\n');
+        }
+        s
+    }
+}
