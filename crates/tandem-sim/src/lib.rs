@@ -27,6 +27,7 @@ mod faults;
 mod fencing;
 mod fixtures;
 mod resources;
+pub mod volume;
 pub use fencing::{FENCE_LATENCY, FENCE_TIMEOUT, FenceAgent, FenceRecord};
 pub use fixtures::{seeds, sole_holder, two_node_app_group};
 

@@ -45,13 +45,16 @@ impl Volume {
         self.send(peer, hello);
     }
 
-    /// Refuses the connection to peer `i`: it stays StandAlone.
+    /// Refuses the connection to peer `i`: it stays StandAlone. The
+    /// connection is closed after a grace period (the ping timeout), so
+    /// the peer's own comparison, already on its way, reaches the same
+    /// verdict and reports it too.
     fn refuse(&mut self, i: usize, event: VolumeEvent) {
-        let node = self.peers[i].cfg.node;
         self.emit(event);
-        self.out.push_back(Output::Disconnect { peer: node });
-        self.lose(i);
-        self.peers[i].conn = ConnState::StandAlone;
+        let close_at = self.now + self.cfg.ping_timeout;
+        let p = &mut self.peers[i];
+        p.refused = true;
+        p.close_at = Some(close_at);
     }
 
     /// The peer's [`Message::Hello`]: decide the resync.
@@ -75,10 +78,6 @@ impl Volume {
                 "its volume is {size} bytes, this one {} bytes; resize one of them",
                 self.meta.size
             );
-            return self.refuse(i, VolumeEvent::Refused { peer: name, why });
-        }
-        if role == Role::Primary && self.role == Role::Primary {
-            let why = "both nodes are primary; demote one".to_string();
             return self.refuse(i, VolumeEvent::Refused { peer: name, why });
         }
         let mine = self.generations_for(node);
@@ -105,6 +104,10 @@ impl Volume {
                 return self.refuse(i, VolumeEvent::UnrelatedData { peer: name });
             }
             _ => {}
+        }
+        if role == Role::Primary && self.role == Role::Primary {
+            let why = "both nodes are primary; demote one".to_string();
+            return self.refuse(i, VolumeEvent::Refused { peer: name, why });
         }
         // A side whose copy is unusable is the target, whatever the
         // generations say.

@@ -62,7 +62,7 @@ impl Volume {
         let Some(i) = self.peer_index(peer) else {
             return;
         };
-        if self.peers[i].conn != crate::state::ConnState::Connected {
+        if self.peers[i].conn != crate::state::ConnState::Connected || self.peers[i].refused {
             return;
         }
         self.peers[i].last_heard = now;

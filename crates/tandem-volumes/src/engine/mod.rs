@@ -280,6 +280,15 @@ impl Volume {
             if p.conn != ConnState::Connected {
                 continue;
             }
+            if p.close_at.is_some_and(|t| now >= t) {
+                let node = p.cfg.node;
+                self.out.push_back(Output::Disconnect { peer: node });
+                self.lose(i);
+                continue;
+            }
+            if p.refused {
+                continue;
+            }
             if let Some(sent) = p.ping_sent
                 && now >= sent + self.cfg.ping_timeout
             {
@@ -321,13 +330,28 @@ impl Volume {
             });
         }
         if force && self.disk != DiskState::UpToDate {
-            // This copy becomes the newest: peers compare against a new
-            // generation and resync from here.
+            // This copy becomes the newest: a new generation at once, and
+            // every connected peer reconnects to compare against it (and
+            // resync from here).
             self.meta.flags.consistent = true;
             self.meta.flags.up_to_date = true;
             self.meta.flags.outdated = false;
+            self.meta.flags.crashed_primary = false;
+            self.crashed_primary = false;
+            let old = self.meta.current & !1;
+            if old != crate::gi::JUST_CREATED && old != 0 {
+                self.meta.push_history(old);
+            }
+            self.meta.current = self.fresh_uuid();
+            self.write_meta();
             self.set_disk(DiskState::UpToDate);
-            self.new_generation_due = true;
+            for i in 0..self.peers.len() {
+                if self.peers[i].conn == ConnState::Connected {
+                    let node = self.peers[i].cfg.node;
+                    self.out.push_back(Output::Disconnect { peer: node });
+                    self.lose(i);
+                }
+            }
         }
         if self.peers.iter().any(|p| !p.replicating()) {
             self.new_generation_due = true;
@@ -555,6 +579,7 @@ impl Volume {
     fn lose(&mut self, i: usize) {
         let node = self.peers[i].cfg.node;
         let name = self.peers[i].cfg.name.clone();
+        let was_replicating = self.peers[i].replicating();
         let unflushed = self.peers[i].reset_connection();
         if let Some(m) = self.meta.peer_mut(node) {
             for (offset, len) in unflushed {
@@ -562,7 +587,7 @@ impl Volume {
             }
         }
         self.after_peer_gone(node);
-        if self.role == Role::Primary {
+        if self.role == Role::Primary && was_replicating {
             self.new_generation_due = true;
         }
         let oos = self.meta.peer(node).map_or(0, |m| m.bitmap.count());

@@ -39,6 +39,10 @@ pub(super) struct Peer {
     pub(super) role: Role,
     pub(super) disk: DiskState,
     pub(super) discard_my_data: bool,
+    /// The handshake refused this peer (split brain, unrelated data…): the
+    /// connection closes at `close_at` and stays StandAlone.
+    pub(super) refused: bool,
+    pub(super) close_at: Option<Timestamp>,
     pub(super) last_heard: Timestamp,
     pub(super) ping_sent: Option<Timestamp>,
     // Handshake.
@@ -94,6 +98,8 @@ impl Peer {
             role: Role::Unknown,
             disk: DiskState::DUnknown,
             discard_my_data: false,
+            refused: false,
+            close_at: None,
             last_heard: Timestamp::ZERO,
             ping_sent: None,
             hello: None,
@@ -142,6 +148,9 @@ impl Peer {
         if self.conn != ConnState::Connected {
             return None;
         }
+        if let Some(t) = self.close_at {
+            return Some(t);
+        }
         Some(match self.ping_sent {
             Some(sent) => sent + cfg.ping_timeout,
             None => self.last_heard + cfg.ping_interval,
@@ -171,9 +180,13 @@ impl Peer {
             .into_values()
             .flatten()
             .collect();
-        if self.conn == ConnState::Connected {
+        if self.refused {
+            self.conn = ConnState::StandAlone;
+        } else if self.conn == ConnState::Connected {
             self.conn = ConnState::Connecting;
         }
+        self.refused = false;
+        self.close_at = None;
         self.repl = ReplState::Off;
         self.role = Role::Unknown;
         self.disk = DiskState::DUnknown;

@@ -210,8 +210,10 @@ impl Volume {
         self.peers[i].resync_writes.insert(io, b);
         self.disk_queue.note(io, Purpose::Peer(node));
         self.counters.dw += data.len() as u64 / 1024;
+        // Durable before it is acknowledged: the source clears its bit on
+        // the acknowledgement, so a crash here must not lose the block.
         self.disk_queue
-            .write(io, b * BLOCK, data, false, &mut self.out);
+            .write(io, b * BLOCK, data, true, &mut self.out);
     }
 
     pub(super) fn resync_write_done(&mut self, i: usize, b: u64, result: Result<(), String>) {

@@ -1,0 +1,333 @@
+//! A deterministic simulator for the replication engine
+//! (`tandem-volumes`): N nodes of one volume, each with a simulated disk
+//! (volatile cache, crashes drop unflushed writes at random), connected by
+//! pairs of ordered channels (data and meta) that can break; an
+//! application writes and flushes on the primary with self-describing
+//! data, so every copy can be checked for which write each sector holds.
+//!
+//! Invariants checked (violations are collected, see
+//! [`VolumeSim::violations`]):
+//! - a write acknowledged with protocol C is on every secondary that was
+//!   in sync when the primary crashed ([`VolumeSim::crash`]);
+//! - a completed flush made every write completed before it durable on
+//!   the primary and on every peer in sync throughout;
+//! - no copy ever holds torn or foreign data;
+//! - after healing, every copy is identical and holds, per sector, the
+//!   last acknowledged write (or one that was in flight at a crash).
+
+mod app;
+mod disk;
+mod driver;
+pub mod pattern;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tandem_core::Timestamp;
+use tandem_volumes::{Channel, Message, Metadata, PeerConfig, Protocol, Volume, VolumeConfig};
+
+pub use app::App;
+pub use disk::SimDisk;
+
+/// A scheduled happening.
+#[derive(Clone, Debug)]
+enum Ev {
+    /// A disk operation of `node` (of this life) completes.
+    Disk {
+        node: usize,
+        life: u64,
+        io: u64,
+        op: DiskOp,
+    },
+    /// A message arrives.
+    Deliver {
+        from: usize,
+        to: usize,
+        session: u64,
+        msg: Message,
+    },
+}
+
+#[derive(Clone, Debug)]
+enum DiskOp {
+    Write {
+        offset: u64,
+        data: bytes::Bytes,
+        fua: bool,
+    },
+    Read {
+        offset: u64,
+        len: u64,
+    },
+    Flush {
+        mark: u64,
+    },
+    Meta {
+        meta: Box<Metadata>,
+    },
+}
+
+/// One node.
+#[derive(Debug)]
+struct Node {
+    vol: Option<Volume>,
+    disk: SimDisk,
+    /// Incremented at every crash: completions of an earlier life are void.
+    life: u64,
+}
+
+/// The connection between two nodes.
+#[derive(Clone, Debug, Default)]
+struct Link {
+    cable: bool,
+    connected: bool,
+    session: u64,
+    retry_at: Timestamp,
+}
+
+/// The simulation. See the module docs.
+pub struct VolumeSim {
+    rng: ChaCha8Rng,
+    now: Timestamp,
+    size: u64,
+    cfgs: Vec<VolumeConfig>,
+    nodes: Vec<Node>,
+    queue: BinaryHeap<Reverse<(Timestamp, u64)>>,
+    events: BTreeMap<u64, Ev>,
+    order: u64,
+    links: BTreeMap<(usize, usize), Link>,
+    /// Last delivery time per (from, to, channel): channels are ordered.
+    lanes: BTreeMap<(usize, usize, bool), Timestamp>,
+    /// The application and its checker.
+    pub app: App,
+    /// Log lines: (time, node, text).
+    pub log: Vec<(Timestamp, usize, String)>,
+    /// Every invariant broken.
+    pub violations: Vec<String>,
+    protocol: Protocol,
+}
+
+impl VolumeSim {
+    /// `n` nodes of a volume of `size` bytes, every connection with
+    /// `protocol`, created (`create-md`) and attached at time zero.
+    pub fn new(seed: u64, n: usize, size: u64, protocol: Protocol) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let cfgs: Vec<VolumeConfig> = (0..n)
+            .map(|i| {
+                let peers = (0..n)
+                    .filter(|j| *j != i)
+                    .map(|j| PeerConfig {
+                        node: j as u8,
+                        name: format!("n{}", j + 1),
+                        protocol,
+                    })
+                    .collect();
+                let mut c = VolumeConfig::new("r0", i as u8, peers, rand::Rng::random(&mut rng));
+                c.resync_window = 8;
+                c.ping_interval = Duration::from_millis(200);
+                c.ping_timeout = Duration::from_millis(100);
+                c
+            })
+            .collect();
+        let nodes = cfgs
+            .iter()
+            .map(|c| {
+                let peers: Vec<u8> = c.peers.iter().map(|p| p.node).collect();
+                let meta = Metadata::create(size, c.node, &peers, 8);
+                let mut disk = SimDisk::new(size);
+                disk.meta = Some(meta.clone());
+                Node {
+                    vol: Some(Volume::attach(c.clone(), meta, Timestamp::ZERO)),
+                    disk,
+                    life: 0,
+                }
+            })
+            .collect();
+        let mut links = BTreeMap::new();
+        for a in 0..n {
+            for b in a + 1..n {
+                links.insert(
+                    (a, b),
+                    Link {
+                        cable: true,
+                        ..Link::default()
+                    },
+                );
+            }
+        }
+        let mut s = Self {
+            rng,
+            now: Timestamp::ZERO,
+            size,
+            cfgs,
+            nodes,
+            queue: BinaryHeap::new(),
+            events: BTreeMap::new(),
+            order: 0,
+            links,
+            lanes: BTreeMap::new(),
+            app: App::new(size),
+            log: Vec::new(),
+            violations: Vec::new(),
+            protocol,
+        };
+        for i in 0..n {
+            s.drain(i);
+        }
+        s
+    }
+
+    /// Current simulated time.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// The volume of node `i` (none while crashed).
+    pub fn volume(&self, i: usize) -> Option<&Volume> {
+        self.nodes[i].vol.as_ref()
+    }
+
+    /// The volume of node `i`, mutably, for operator commands (outputs are
+    /// carried out at the next step).
+    pub fn volume_mut(&mut self, i: usize) -> Option<&mut Volume> {
+        self.nodes[i].vol.as_mut()
+    }
+
+    /// What a read of node `i`'s disk sees.
+    pub fn contents(&self, i: usize) -> Vec<u8> {
+        self.nodes[i].disk.contents()
+    }
+
+    /// The simulation's random generator.
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.rng
+    }
+
+    /// Whether node `i` runs (not crashed).
+    pub fn is_up(&self, i: usize) -> bool {
+        self.nodes[i].vol.is_some()
+    }
+
+    /// The log lines of node `i` so far.
+    pub fn log_of(&self, i: usize) -> Vec<String> {
+        self.log
+            .iter()
+            .filter(|(_, n, _)| *n == i)
+            .map(|(_, _, l)| l.clone())
+            .collect()
+    }
+
+    /// The whole log, one line per entry.
+    pub fn log_text(&self) -> String {
+        self.log
+            .iter()
+            .map(|(t, n, l)| format!("{:>10.3} ms n{}: {l}", t.as_nanos() as f64 / 1e6, n + 1))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether there are no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    fn key(a: usize, b: usize) -> (usize, usize) {
+        (a.min(b), a.max(b))
+    }
+
+    fn schedule(&mut self, at: Timestamp, ev: Ev) {
+        self.order += 1;
+        self.events.insert(self.order, ev);
+        self.queue.push(Reverse((at, self.order)));
+    }
+
+    /// Cuts (`false`) or restores the cable between `a` and `b`.
+    pub fn cable(&mut self, a: usize, b: usize, up: bool) {
+        let k = Self::key(a, b);
+        if let Some(l) = self.links.get_mut(&k) {
+            l.cable = up;
+            l.retry_at = self.now + Duration::from_millis(5);
+        }
+        if !up {
+            self.break_link(a, b);
+        }
+    }
+
+    /// Every cable between the two sides cut.
+    pub fn partition(&mut self, side: &[usize]) {
+        for a in 0..self.nodes.len() {
+            for b in a + 1..self.nodes.len() {
+                if side.contains(&a) != side.contains(&b) {
+                    self.cable(a, b, false);
+                }
+            }
+        }
+    }
+
+    /// Every cable restored.
+    pub fn heal(&mut self) {
+        let keys: Vec<(usize, usize)> = self.links.keys().copied().collect();
+        for (a, b) in keys {
+            self.cable(a, b, true);
+        }
+    }
+
+    fn break_link(&mut self, a: usize, b: usize) {
+        let k = Self::key(a, b);
+        let Some(l) = self.links.get_mut(&k) else {
+            return;
+        };
+        if !l.connected {
+            return;
+        }
+        l.connected = false;
+        l.session += 1;
+        l.retry_at = self.now + Duration::from_millis(5);
+        let now = self.now;
+        for (x, y) in [(a, b), (b, a)] {
+            if let Some(v) = self.nodes[x].vol.as_mut() {
+                v.connection_lost(now, y as u8);
+            }
+            self.drain(x);
+        }
+    }
+
+    fn channel_delay(&mut self, from: usize, to: usize, ch: Channel) -> Timestamp {
+        let d = Duration::from_micros(rand::Rng::random_range(&mut self.rng, 50..400));
+        let lane = (from, to, ch == Channel::Meta);
+        let at = (self.now + d).max(self.lanes.get(&lane).copied().unwrap_or(Timestamp::ZERO));
+        self.lanes.insert(lane, at);
+        at
+    }
+}
+
+pub use driver::seeds_for_volumes;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_nodes_come_up_in_sync_after_a_forced_primary() {
+        let mut s = VolumeSim::new(1, 2, 64 * 4096, Protocol::C);
+        s.run_for(Duration::from_millis(50));
+        assert!(s.promote(0, true));
+        s.run_for(Duration::from_millis(500));
+        let ok = s.converge(Duration::from_secs(5));
+        let log: Vec<String> = s
+            .log
+            .iter()
+            .map(|(t, n, l)| format!("{t:?} n{}: {l}", n + 1))
+            .collect();
+        assert!(ok, "{:?}\n{}", s.violations, log.join("\n"));
+        assert!(s.app.writes_done > 100, "{} writes", s.app.writes_done);
+    }
+}
