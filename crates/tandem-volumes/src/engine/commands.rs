@@ -1,0 +1,149 @@
+//! Operator commands, in drbdadm's words: `primary [--force]`,
+//! `secondary`, `connect [--discard-my-data]`, `disconnect`, `invalidate`.
+
+use tandem_core::Timestamp;
+
+use super::{Volume, VolumeError};
+use crate::event::VolumeEvent;
+use crate::output::Output;
+use crate::state::{ConnState, DiskState, Role};
+
+impl Volume {
+    /// `primary [--force]`: makes this node primary. Without `force` the
+    /// local copy must be up to date (or consistent with every peer
+    /// connected and up to date); `force` makes it the newest copy.
+    pub fn promote(&mut self, now: Timestamp, force: bool) -> Result<(), VolumeError> {
+        self.now = now;
+        if let Some(p) = self.peers.iter().find(|p| p.role == Role::Primary) {
+            return Err(VolumeError::PeerIsPrimary {
+                volume: self.cfg.name.clone(),
+                peer: p.cfg.name.clone(),
+            });
+        }
+        if self.role == Role::Primary {
+            return Ok(());
+        }
+        let usable = self.disk == DiskState::UpToDate
+            || (self.disk == DiskState::Consistent && self.peers.is_empty());
+        if !usable && !force {
+            return Err(VolumeError::NotUpToDate {
+                volume: self.cfg.name.clone(),
+                disk: self.disk,
+            });
+        }
+        if force && self.disk != DiskState::UpToDate {
+            // This copy becomes the newest: a new generation at once, and
+            // every connected peer reconnects to compare against it (and
+            // resync from here).
+            self.meta.flags.consistent = true;
+            self.meta.flags.up_to_date = true;
+            self.meta.flags.outdated = false;
+            self.meta.flags.crashed_primary = false;
+            self.crashed_primary = false;
+            let old = self.meta.current & !1;
+            if old != crate::gi::JUST_CREATED && old != 0 {
+                self.meta.push_history(old);
+            }
+            self.meta.current = self.fresh_uuid();
+            self.write_meta();
+            self.set_disk(DiskState::UpToDate);
+            for i in 0..self.peers.len() {
+                if self.peers[i].conn == ConnState::Connected {
+                    let node = self.peers[i].cfg.node;
+                    self.out.push_back(Output::Disconnect { peer: node });
+                    self.lose(i);
+                }
+            }
+        }
+        if self.peers.iter().any(|p| !p.replicating()) {
+            self.new_generation_due = true;
+        }
+        self.role = Role::Primary;
+        self.meta.current |= 1;
+        self.emit(VolumeEvent::Role {
+            role: Role::Primary,
+        });
+        self.broadcast_state();
+        Ok(())
+    }
+
+    /// `secondary`: gives up the primary role (refused while writes are in
+    /// flight).
+    pub fn demote(&mut self, now: Timestamp) -> Result<(), VolumeError> {
+        self.now = now;
+        if self.role != Role::Primary {
+            return Ok(());
+        }
+        let pending = self.writes.len() + self.blocked.len();
+        if pending > 0 {
+            return Err(VolumeError::Busy {
+                volume: self.cfg.name.clone(),
+                pending,
+            });
+        }
+        self.role = Role::Secondary;
+        self.meta.current &= !1;
+        self.meta.flags.primary = false;
+        self.meta.al.clear();
+        self.write_meta();
+        self.emit(VolumeEvent::Role {
+            role: Role::Secondary,
+        });
+        self.broadcast_state();
+        Ok(())
+    }
+
+    /// `connect --discard-my-data`: at the next connection to `peer`, a
+    /// split brain resolves with this node as the sync target (its changes
+    /// since the split are overwritten).
+    pub fn discard_my_data(&mut self, peer: &str) -> Result<(), VolumeError> {
+        let i = self.peer_index_by_name(peer)?;
+        self.peers[i].discard_my_data = true;
+        Ok(())
+    }
+
+    /// `disconnect`: drop the connection to `peer` and stay StandAlone.
+    pub fn disconnect(&mut self, peer: &str) -> Result<(), VolumeError> {
+        let i = self.peer_index_by_name(peer)?;
+        let node = self.peers[i].cfg.node;
+        if self.peers[i].conn == ConnState::Connected {
+            self.out.push_back(Output::Disconnect { peer: node });
+            self.lose(i);
+        }
+        self.peers[i].conn = ConnState::StandAlone;
+        Ok(())
+    }
+
+    /// `connect`: leave StandAlone and accept a connection from `peer`.
+    pub fn connect(&mut self, peer: &str) -> Result<(), VolumeError> {
+        let i = self.peer_index_by_name(peer)?;
+        if self.peers[i].conn == ConnState::StandAlone {
+            self.peers[i].conn = ConnState::Connecting;
+        }
+        Ok(())
+    }
+
+    /// Whether the driver should (re)connect to `peer` (not StandAlone).
+    pub fn wants_connection(&self, peer: u8) -> bool {
+        self.peers
+            .iter()
+            .any(|p| p.cfg.node == peer && p.conn == ConnState::Connecting)
+    }
+
+    /// `invalidate`: throws the local copy away; it is fully resynced from
+    /// a peer at the next connection.
+    pub fn invalidate(&mut self) -> Result<(), VolumeError> {
+        if self.role == Role::Primary {
+            return Err(VolumeError::WrongState {
+                volume: self.cfg.name.clone(),
+                what: "invalidate needs the secondary role".into(),
+            });
+        }
+        self.meta.current = crate::gi::JUST_CREATED;
+        self.meta.flags.consistent = false;
+        self.meta.flags.up_to_date = false;
+        self.set_disk(DiskState::Inconsistent);
+        self.write_meta();
+        Ok(())
+    }
+}
