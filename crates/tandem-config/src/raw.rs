@@ -27,6 +27,30 @@ pub(crate) struct RawConfig {
     pub fencing: Option<Spanned<RawFencing>>,
     pub watchdog: Option<Spanned<RawWatchdog>>,
     pub control: Option<Spanned<RawControl>>,
+    #[serde(default, rename = "volume")]
+    pub volumes: Vec<Spanned<RawVolume>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVolume {
+    pub name: Spanned<String>,
+    pub disk: Option<Spanned<String>>,
+    pub meta: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub protocol: Option<Spanned<String>>,
+    pub export: Option<Spanned<String>>,
+    pub nbd: Option<Spanned<String>>,
+    pub al_extents: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub on: BTreeMap<String, Spanned<RawVolumeNode>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVolumeNode {
+    pub address: Spanned<String>,
+    pub disk: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

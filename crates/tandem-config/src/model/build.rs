@@ -8,7 +8,7 @@ use std::time::Duration;
 use tandem_core::Timing;
 
 use super::check::{Checker, min_deadtime, ms, valid_name};
-use super::{Config, Control, fencing, links, nodes, quorum};
+use super::{Config, Control, fencing, links, nodes, quorum, volumes};
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::raw::RawConfig;
 use crate::{ConfigError, Loaded};
@@ -188,6 +188,7 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
     let fencing = fencing::build_fencing(&mut c, &raw.fencing, base);
     let witness = quorum::build_witness(&mut c, &raw.witness, &nodes, &key_file, base);
     let watchdog = fencing::build_watchdog(&mut c, &raw.watchdog, base);
+    let volumes = volumes::build_volumes(&mut c, &raw.volumes, &nodes, base);
 
     let (errors, warnings): (Vec<_>, Vec<_>) = c
         .out
@@ -213,6 +214,7 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
             witness,
             fencing,
             watchdog,
+            volumes,
             control: Control {
                 admin_group: raw
                     .control

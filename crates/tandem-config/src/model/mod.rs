@@ -13,9 +13,13 @@ mod fencing;
 mod links;
 mod nodes;
 mod quorum;
+mod volumes;
 
 pub(crate) use build::build;
 pub use check::min_deadtime;
+pub use volumes::{
+    DEFAULT_VOLUME_PORT, MetaPlace, NbdListen, ReplicationProtocol, Volume, VolumeNode,
+};
 pub(crate) use check::{Checker, valid_name};
 
 /// UDP port used when a link names none: Heartbeat's IANA-registered 694.
@@ -108,6 +112,8 @@ pub struct Config {
     pub watchdog: Option<Watchdog>,
     /// Who besides root may use the control socket.
     pub control: Control,
+    /// Replicated volumes.
+    pub volumes: Vec<Volume>,
 }
 
 /// `[control]`: groups let into the control socket besides root (names;
@@ -178,6 +184,8 @@ impl Config {
     /// paths, realtime, watchdog, fencing agent or control groups).
     /// Carried in heartbeats to spot diverging files.
     ///
+    /// Volumes count too (when there are any).
+    ///
     /// The canonical encoding is compact JSON (serde_json) of those fields
     /// in this order, each struct's fields in declaration order, maps
     /// sorted by key, times as `{"secs":S,"nanos":N}`; the digest is the
@@ -195,6 +203,8 @@ impl Config {
             groups: &'a [crate::groups::Group],
             quorum: &'a tandem_core::Quorum,
             witness: &'a Option<Witness>,
+            #[serde(skip_serializing_if = "<[Volume]>::is_empty")]
+            volumes: &'a [Volume],
         }
         let shared = Shared {
             cluster: &self.cluster,
@@ -204,6 +214,7 @@ impl Config {
             groups: &self.groups,
             quorum: &self.quorum,
             witness: &self.witness,
+            volumes: &self.volumes,
         };
         // Serializing plain structs, strings, numbers and sorted maps to a
         // Vec cannot fail; an empty encoding would still give a digest.

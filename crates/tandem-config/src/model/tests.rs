@@ -477,3 +477,35 @@ fn digest_is_pinned() {
     let cfg = parse(GOOD, Path::new("t.toml")).unwrap().config;
     assert_eq!(format!("{:016x}", cfg.digest()), "5ff8858cdbad110c");
 }
+
+#[test]
+fn volumes_parse_with_defaults_and_locate_their_errors() {
+    let text = format!(
+        "{GOOD}\n[[volume]]\nname = \"r0\"\ndisk = \"r0.img\"\nnbd = \"unix:r0.sock\"\n[volume.on.n1]\naddress = \"198.18.0.11\"\n[volume.on.n2]\naddress = \"198.18.0.12:7800\"\ndisk = \"/srv/r0.img\"\n"
+    );
+    let cfg = parse(&text, Path::new("/etc/tandem/tandem.toml")).unwrap().config;
+    let v = &cfg.volumes[0];
+    assert_eq!(v.protocol, crate::ReplicationProtocol::C);
+    assert_eq!(v.meta, crate::MetaPlace::Internal);
+    assert_eq!(v.nodes[0].address.to_string(), "198.18.0.11:7789");
+    assert_eq!(v.nodes[0].disk, Path::new("/etc/tandem/r0.img"));
+    assert_eq!(v.nodes[1].disk, Path::new("/srv/r0.img"));
+    assert_eq!(
+        v.nbd,
+        Some(crate::NbdListen::Unix("/etc/tandem/r0.sock".into()))
+    );
+    // The digest covers volumes, and is unchanged without them.
+    let plain = parse(GOOD, Path::new("/etc/tandem/tandem.toml")).unwrap().config;
+    assert_ne!(plain.digest(), cfg.digest());
+
+    let bad = format!(
+        "{GOOD}\n[[volume]]\nname = \"r0\"\nprotocol = \"D\"\n[volume.on.n1]\naddress = \"nowhere\"\n[volume.on.n9]\naddress = \"198.18.0.9\"\n"
+    );
+    let d = errors(&bad);
+    let text: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+    let all = text.join("\n");
+    assert!(all.contains("unknown protocol `D`"), "{all}");
+    assert!(all.contains("`nowhere` is not an address"), "{all}");
+    assert!(all.contains("`n9` is not a configured [[node]]"), "{all}");
+    assert!(d.iter().all(|d| d.line > 0), "{all}");
+}

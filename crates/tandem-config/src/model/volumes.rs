@@ -1,0 +1,222 @@
+//! `[[volume]]`: replicated volumes (DRBD resources): the backing disk,
+//! where the metadata lives, each node's replication address, the
+//! protocol, and the exports (a FUSE file, an NBD server).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use toml::Spanned;
+
+use super::check::{Checker, valid_name};
+use super::Node;
+use crate::raw::RawVolume;
+
+/// Default replication port (DRBD's).
+pub const DEFAULT_VOLUME_PORT: u16 = 7789;
+
+/// Where a volume's metadata is kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum MetaPlace {
+    /// At the end of the backing disk.
+    Internal,
+    /// In a file of its own.
+    External(PathBuf),
+}
+
+/// Where the NBD export listens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum NbdListen {
+    /// A Unix socket.
+    Unix(PathBuf),
+    /// A TCP address.
+    Tcp(SocketAddr),
+}
+
+/// The replication protocol of a volume's connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum ReplicationProtocol {
+    /// Asynchronous.
+    A,
+    /// Memory-synchronous.
+    B,
+    /// Synchronous.
+    C,
+}
+
+/// One node's part of a volume.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VolumeNode {
+    /// The node's name (a `[[node]]`).
+    pub name: String,
+    /// Its replication address.
+    pub address: SocketAddr,
+    /// Its backing disk.
+    pub disk: PathBuf,
+}
+
+/// A replicated volume.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Volume {
+    /// Name (`r0`).
+    pub name: String,
+    /// Where the metadata lives.
+    pub meta: MetaPlace,
+    /// Protocol of every connection.
+    pub protocol: ReplicationProtocol,
+    /// FUSE mount point; the volume is the file `<export>/<name>`.
+    pub export: Option<PathBuf>,
+    /// NBD listener.
+    pub nbd: Option<NbdListen>,
+    /// Activity-log extents (4 MiB each).
+    pub al_extents: usize,
+    /// Every node holding a copy (two or three), in node order.
+    pub nodes: Vec<VolumeNode>,
+}
+
+impl Volume {
+    /// The entry of node `name`.
+    pub fn node(&self, name: &str) -> Option<(usize, &VolumeNode)> {
+        self.nodes.iter().enumerate().find(|(_, n)| n.name == name)
+    }
+}
+
+fn parse_nbd(s: &str, base: &Path) -> Option<NbdListen> {
+    if let Some(p) = s.strip_prefix("unix:") {
+        return Some(NbdListen::Unix(base.join(p)));
+    }
+    s.parse().ok().map(NbdListen::Tcp)
+}
+
+/// Checks the `[[volume]]` tables.
+pub(super) fn build_volumes(
+    c: &mut Checker<'_>,
+    raw: &[Spanned<RawVolume>],
+    nodes: &[Node],
+    base: &Path,
+) -> Vec<Volume> {
+    let mut out: Vec<Volume> = Vec::new();
+    for v in raw {
+        let at = v.span().start;
+        let v = v.get_ref();
+        let name = v.name.get_ref().clone();
+        if !valid_name(&name) {
+            c.error(
+                v.name.span().start,
+                format!("invalid volume name `{name}`"),
+                Some("use letters, digits, '-', '_' or '.', e.g. \"r0\"".to_string()),
+            );
+        }
+        if out.iter().any(|o| o.name == name) {
+            c.error(v.name.span().start, format!("volume `{name}` appears twice"), None);
+        }
+        let port = match &v.port {
+            None => DEFAULT_VOLUME_PORT,
+            Some(p) => match u16::try_from(*p.get_ref()) {
+                Ok(p) if p > 0 => p,
+                _ => {
+                    c.error(p.span().start, "port must be 1 to 65535", None);
+                    DEFAULT_VOLUME_PORT
+                }
+            },
+        };
+        let protocol = match v.protocol.as_ref().map(|p| (p.get_ref().as_str(), p.span().start)) {
+            None | Some(("C" | "c", _)) => ReplicationProtocol::C,
+            Some(("A" | "a", _)) => ReplicationProtocol::A,
+            Some(("B" | "b", _)) => ReplicationProtocol::B,
+            Some((other, at)) => {
+                c.error(
+                    at,
+                    format!("volume `{name}`: unknown protocol `{other}`"),
+                    Some("use \"A\" (asynchronous), \"B\" or \"C\" (synchronous, the default)".into()),
+                );
+                ReplicationProtocol::C
+            }
+        };
+        let meta = match v.meta.as_ref().map(|m| m.get_ref().as_str()) {
+            None | Some("internal") => MetaPlace::Internal,
+            Some(p) => MetaPlace::External(base.join(p)),
+        };
+        let nbd = v.nbd.as_ref().and_then(|n| {
+            let parsed = parse_nbd(n.get_ref(), base);
+            if parsed.is_none() {
+                c.error(
+                    n.span().start,
+                    format!("volume `{name}`: nbd `{}` is neither unix:PATH nor HOST:PORT", n.get_ref()),
+                    Some("write e.g. nbd = \"unix:/run/tandem/r0.nbd\" or \"127.0.0.1:10809\"".into()),
+                );
+            }
+            parsed
+        });
+        let al_extents = match &v.al_extents {
+            None => 1237,
+            Some(n) => match usize::try_from(*n.get_ref()) {
+                Ok(n) if (7..=65536).contains(&n) => n,
+                _ => {
+                    c.error(n.span().start, "al_extents must be 7 to 65536", None);
+                    1237
+                }
+            },
+        };
+        let mut vnodes = Vec::new();
+        for node in nodes {
+            let Some(on) = v.on.get(&node.name) else {
+                continue;
+            };
+            let on = on.get_ref();
+            let a = on.address.get_ref();
+            let address = a
+                .parse::<SocketAddr>()
+                .ok()
+                .or_else(|| a.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, port)));
+            let Some(address) = address else {
+                c.error(
+                    on.address.span().start,
+                    format!("volume `{name}`: `{a}` is not an address"),
+                    Some("write the node's replication address, e.g. \"198.18.0.1\" or \"198.18.0.1:7789\"".into()),
+                );
+                continue;
+            };
+            let disk = on.disk.as_ref().or(v.disk.as_ref()).map(|d| base.join(d.get_ref()));
+            let Some(disk) = disk else {
+                c.error(
+                    on.address.span().start,
+                    format!("volume `{name}`: no backing disk for node `{}`", node.name),
+                    Some("add disk = \"/var/lib/tandem/r0.img\" to the volume (or to its node)".into()),
+                );
+                continue;
+            };
+            vnodes.push(VolumeNode {
+                name: node.name.clone(),
+                address,
+                disk,
+            });
+        }
+        for (n, on) in &v.on {
+            if !nodes.iter().any(|x| &x.name == n) {
+                c.error(
+                    on.span().start,
+                    format!("volume `{name}`: `{n}` is not a configured [[node]]"),
+                    None,
+                );
+            }
+        }
+        if !(2..=3).contains(&v.on.len()) {
+            c.error(
+                at,
+                format!("volume `{name}` has {} node(s); a volume has two or three", v.on.len()),
+                Some("add [volume.on.NODE] tables with each node's address".into()),
+            );
+        }
+        out.push(Volume {
+            name,
+            meta,
+            protocol,
+            export: v.export.as_ref().map(|e| base.join(e.get_ref())),
+            nbd,
+            al_extents,
+            nodes: vnodes,
+        });
+    }
+    out
+}
