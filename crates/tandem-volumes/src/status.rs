@@ -1,14 +1,14 @@
 //! What `tandem volume status` shows: per volume and per peer, in DRBD's
 //! words and with the counters DRBD users know.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::gi::Uuid;
 use crate::message::{Message, Protocol};
 use crate::state::{ConnState, DiskState, ReplState, Role};
 
 /// Counters, named as in `/proc/drbd` (all KiB unless said otherwise).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counters {
     /// Network send.
     pub ns: u64,
@@ -47,7 +47,7 @@ fn payload(m: &Message) -> u64 {
 }
 
 /// One peer as this node sees it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PeerStatus {
     /// Peer name.
     pub node: String,
@@ -72,7 +72,7 @@ pub struct PeerStatus {
 }
 
 /// One volume as this node sees it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VolumeStatus {
     /// Volume name.
     pub name: String,

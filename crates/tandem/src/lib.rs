@@ -6,4 +6,5 @@ pub mod cli;
 pub mod daemon;
 pub mod process;
 pub mod state_file;
+pub mod volume;
 pub mod witness;

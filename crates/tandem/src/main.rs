@@ -165,6 +165,24 @@ enum Command {
         /// The Heartbeat directory (/etc/ha.d or /etc/heartbeat).
         dir: PathBuf,
     },
+    /// Replicated volumes (DRBD's drbdadm, in tandem): create-md, up,
+    /// primary [--force], secondary, connect [--discard-my-data],
+    /// disconnect, invalidate, verify, status [--json], events, down.
+    ///
+    /// The workshop's steps: `tandem volume create-md r0` and `tandem volume
+    /// up r0` on both nodes, `tandem volume primary --force r0` on the one
+    /// whose data counts (a full sync to the other follows), then use the
+    /// export (NBD, or the FUSE file) on the primary.
+    Volume {
+        #[command(subcommand)]
+        action: VolumeAction,
+        /// Configuration file.
+        #[arg(long, short, global = true, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// This node's name (default: the host name).
+        #[arg(long, global = true)]
+        node: Option<String>,
+    },
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -212,6 +230,92 @@ impl Target {
     fn socket(&self) -> PathBuf {
         cli::status::socket_path(&self.config, self.socket.as_deref())
     }
+}
+
+/// `tandem volume` subcommands.
+#[derive(Subcommand, Debug)]
+enum VolumeAction {
+    /// Write fresh metadata on this node's backing disk (the copy is then
+    /// inconsistent until a sync or `primary --force`).
+    CreateMd {
+        /// Volume name.
+        name: String,
+        /// Overwrite existing metadata (forgets which copy is newest).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Start the volume on this node (its own process) and connect to peers.
+    Up {
+        /// Volume name.
+        name: String,
+    },
+    /// Stop the volume on this node (refused while primary).
+    Down {
+        /// Volume name.
+        name: String,
+    },
+    /// Run the volume in the foreground (what `up` starts).
+    Run {
+        /// Volume name.
+        name: String,
+    },
+    /// Become primary: the export becomes writable here.
+    Primary {
+        /// Volume name.
+        name: String,
+        /// Make this copy the newest even if it is not up to date: peers
+        /// resync from it and lose what it lacks.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Become secondary: the export becomes read-only here.
+    Secondary {
+        /// Volume name.
+        name: String,
+    },
+    /// Leave StandAlone and connect to peers.
+    Connect {
+        /// Volume name.
+        name: String,
+        /// One peer (default: all).
+        peer: Option<String>,
+        /// After a split brain: this node is the victim; its changes since
+        /// the split are overwritten by the peer's data.
+        #[arg(long)]
+        discard_my_data: bool,
+    },
+    /// Drop the connection and stay StandAlone.
+    Disconnect {
+        /// Volume name.
+        name: String,
+        /// One peer (default: all).
+        peer: Option<String>,
+    },
+    /// Discard this node's copy; it is fully resynced from a peer.
+    Invalidate {
+        /// Volume name.
+        name: String,
+    },
+    /// Online verify: compare every block with the peers' copies.
+    Verify {
+        /// Volume name.
+        name: String,
+        /// One peer (default: all).
+        peer: Option<String>,
+    },
+    /// Role, disk and connections, like `drbdadm status`.
+    Status {
+        /// Volume name (default: every volume with a copy here).
+        name: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recent events of a volume.
+    Events {
+        /// Volume name.
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -264,6 +368,11 @@ fn main() -> ExitCode {
         Command::Keygen { file } => cli::keygen(&file),
         Command::Witness { config } => tandem::witness::run(&config),
         Command::Import { dir, .. } => cli::import_heartbeat(&dir),
+        Command::Volume {
+            action,
+            config,
+            node,
+        } => volume(action, &config, node.as_deref()),
         Command::Move {
             group,
             node,
@@ -321,5 +430,43 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+fn volume(
+    action: VolumeAction,
+    config: &std::path::Path,
+    node: Option<&str>,
+) -> anyhow::Result<()> {
+    use cli::volume as v;
+    use tandem::volume::control::Command as C;
+    let t = v::Target::load(config, node)?;
+    match action {
+        VolumeAction::CreateMd { name, force } => v::create_md(&t, &name, force),
+        VolumeAction::Up { name } => v::up(&t, &name),
+        VolumeAction::Down { name } => v::command(&t, &name, C::Down),
+        VolumeAction::Run { name } => {
+            let _guards = daemon::init_logging(None)?;
+            tandem::volume::run(&t.config, &name, &t.node)
+        }
+        VolumeAction::Primary { name, force } => v::command(&t, &name, C::Primary { force }),
+        VolumeAction::Secondary { name } => v::command(&t, &name, C::Secondary),
+        VolumeAction::Connect {
+            name,
+            peer,
+            discard_my_data,
+        } => v::command(
+            &t,
+            &name,
+            C::Connect {
+                discard_my_data,
+                peer,
+            },
+        ),
+        VolumeAction::Disconnect { name, peer } => v::command(&t, &name, C::Disconnect { peer }),
+        VolumeAction::Invalidate { name } => v::command(&t, &name, C::Invalidate),
+        VolumeAction::Verify { name, peer } => v::command(&t, &name, C::Verify { peer }),
+        VolumeAction::Status { name, json } => v::status(&t, name.as_deref(), json),
+        VolumeAction::Events { name } => v::command(&t, &name, C::Events),
     }
 }

@@ -17,10 +17,10 @@ mod volumes;
 
 pub(crate) use build::build;
 pub use check::min_deadtime;
+pub(crate) use check::{Checker, valid_name};
 pub use volumes::{
     DEFAULT_VOLUME_PORT, MetaPlace, NbdListen, ReplicationProtocol, Volume, VolumeNode,
 };
-pub(crate) use check::{Checker, valid_name};
 
 /// UDP port used when a link names none: Heartbeat's IANA-registered 694.
 pub const DEFAULT_PORT: u16 = 694;

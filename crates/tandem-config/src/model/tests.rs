@@ -483,7 +483,9 @@ fn volumes_parse_with_defaults_and_locate_their_errors() {
     let text = format!(
         "{GOOD}\n[[volume]]\nname = \"r0\"\ndisk = \"r0.img\"\nnbd = \"unix:r0.sock\"\n[volume.on.n1]\naddress = \"198.18.0.11\"\n[volume.on.n2]\naddress = \"198.18.0.12:7800\"\ndisk = \"/srv/r0.img\"\n"
     );
-    let cfg = parse(&text, Path::new("/etc/tandem/tandem.toml")).unwrap().config;
+    let cfg = parse(&text, Path::new("/etc/tandem/tandem.toml"))
+        .unwrap()
+        .config;
     let v = &cfg.volumes[0];
     assert_eq!(v.protocol, crate::ReplicationProtocol::C);
     assert_eq!(v.meta, crate::MetaPlace::Internal);
@@ -495,7 +497,9 @@ fn volumes_parse_with_defaults_and_locate_their_errors() {
         Some(crate::NbdListen::Unix("/etc/tandem/r0.sock".into()))
     );
     // The digest covers volumes, and is unchanged without them.
-    let plain = parse(GOOD, Path::new("/etc/tandem/tandem.toml")).unwrap().config;
+    let plain = parse(GOOD, Path::new("/etc/tandem/tandem.toml"))
+        .unwrap()
+        .config;
     assert_ne!(plain.digest(), cfg.digest());
 
     let bad = format!(

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use toml::Spanned;
 
-use super::check::{Checker, valid_name};
 use super::Node;
+use super::check::{Checker, valid_name};
 use crate::raw::RawVolume;
 
 /// Default replication port (DRBD's).
@@ -108,7 +108,11 @@ pub(super) fn build_volumes(
             );
         }
         if out.iter().any(|o| o.name == name) {
-            c.error(v.name.span().start, format!("volume `{name}` appears twice"), None);
+            c.error(
+                v.name.span().start,
+                format!("volume `{name}` appears twice"),
+                None,
+            );
         }
         let port = match &v.port {
             None => DEFAULT_VOLUME_PORT,
@@ -120,7 +124,11 @@ pub(super) fn build_volumes(
                 }
             },
         };
-        let protocol = match v.protocol.as_ref().map(|p| (p.get_ref().as_str(), p.span().start)) {
+        let protocol = match v
+            .protocol
+            .as_ref()
+            .map(|p| (p.get_ref().as_str(), p.span().start))
+        {
             None | Some(("C" | "c", _)) => ReplicationProtocol::C,
             Some(("A" | "a", _)) => ReplicationProtocol::A,
             Some(("B" | "b", _)) => ReplicationProtocol::B,
@@ -128,7 +136,10 @@ pub(super) fn build_volumes(
                 c.error(
                     at,
                     format!("volume `{name}`: unknown protocol `{other}`"),
-                    Some("use \"A\" (asynchronous), \"B\" or \"C\" (synchronous, the default)".into()),
+                    Some(
+                        "use \"A\" (asynchronous), \"B\" or \"C\" (synchronous, the default)"
+                            .into(),
+                    ),
                 );
                 ReplicationProtocol::C
             }
@@ -142,8 +153,14 @@ pub(super) fn build_volumes(
             if parsed.is_none() {
                 c.error(
                     n.span().start,
-                    format!("volume `{name}`: nbd `{}` is neither unix:PATH nor HOST:PORT", n.get_ref()),
-                    Some("write e.g. nbd = \"unix:/run/tandem/r0.nbd\" or \"127.0.0.1:10809\"".into()),
+                    format!(
+                        "volume `{name}`: nbd `{}` is neither unix:PATH nor HOST:PORT",
+                        n.get_ref()
+                    ),
+                    Some(
+                        "write e.g. nbd = \"unix:/run/tandem/r0.nbd\" or \"127.0.0.1:10809\""
+                            .into(),
+                    ),
                 );
             }
             parsed
@@ -177,12 +194,19 @@ pub(super) fn build_volumes(
                 );
                 continue;
             };
-            let disk = on.disk.as_ref().or(v.disk.as_ref()).map(|d| base.join(d.get_ref()));
+            let disk = on
+                .disk
+                .as_ref()
+                .or(v.disk.as_ref())
+                .map(|d| base.join(d.get_ref()));
             let Some(disk) = disk else {
                 c.error(
                     on.address.span().start,
                     format!("volume `{name}`: no backing disk for node `{}`", node.name),
-                    Some("add disk = \"/var/lib/tandem/r0.img\" to the volume (or to its node)".into()),
+                    Some(
+                        "add disk = \"/var/lib/tandem/r0.img\" to the volume (or to its node)"
+                            .into(),
+                    ),
                 );
                 continue;
             };
@@ -204,7 +228,10 @@ pub(super) fn build_volumes(
         if !(2..=3).contains(&v.on.len()) {
             c.error(
                 at,
-                format!("volume `{name}` has {} node(s); a volume has two or three", v.on.len()),
+                format!(
+                    "volume `{name}` has {} node(s); a volume has two or three",
+                    v.on.len()
+                ),
                 Some("add [volume.on.NODE] tables with each node's address".into()),
             );
         }

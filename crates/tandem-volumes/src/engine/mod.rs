@@ -260,6 +260,16 @@ impl Volume {
         self.disk
     }
 
+    /// The peers' node indices.
+    pub fn peer_nodes(&self) -> impl Iterator<Item = u8> + '_ {
+        self.peers.iter().map(|p| p.cfg.node)
+    }
+
+    /// The peers' names.
+    pub fn peer_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.peers.iter().map(|p| p.cfg.name.as_str())
+    }
+
     /// The next output, if any.
     pub fn poll(&mut self) -> Option<Output> {
         self.out.pop_front()

@@ -2,6 +2,7 @@
 
 pub mod probe;
 pub mod status;
+pub mod volume;
 
 /// Exit code of a command the cluster refused because of its state
 /// (joining, shutting down, a peer reachable…): try again later.

@@ -47,7 +47,7 @@ pub struct Options {
 /// Sets up logging: stderr, plus `logfile` when given (ha.cf's logfile).
 /// The node loop logs; a slow stderr or disk must never block it, so
 /// each sink is fed through an in-memory queue by a writer thread.
-pub(crate) fn init_logging(
+pub fn init_logging(
     logfile: Option<&Path>,
 ) -> anyhow::Result<Vec<tracing_appender::non_blocking::WorkerGuard>> {
     use tracing_subscriber::layer::SubscriberExt;

@@ -1,0 +1,231 @@
+//! Disk workers and the NBD listeners. Data operations run on a small pool
+//! of threads (positional reads and writes on the backing file, so they
+//! never share a file offset); metadata writes run on a thread of their
+//! own with the [`MetaStore`], in order.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tandem_volumes::Metadata;
+
+use super::Input;
+use super::nbd;
+use super::store::MetaStore;
+
+/// A disk operation.
+enum Job {
+    Write {
+        io: u64,
+        offset: u64,
+        data: Bytes,
+        fua: bool,
+    },
+    Read {
+        io: u64,
+        offset: u64,
+        len: u64,
+    },
+    Flush {
+        io: u64,
+    },
+}
+
+/// The disk workers of one volume.
+pub struct DiskPool {
+    jobs: Sender<Job>,
+    meta: Sender<(u64, Metadata)>,
+}
+
+const WORKERS: usize = 4;
+
+impl DiskPool {
+    /// Opens the data region of `path` (`size` bytes) and starts the
+    /// workers; completions go to `inbox`.
+    pub fn start(
+        path: &Path,
+        size: u64,
+        mut store: MetaStore,
+        inbox: Sender<Input>,
+    ) -> anyhow::Result<Self> {
+        let file = Arc::new(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        );
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..WORKERS {
+            let (file, rx, inbox) = (file.clone(), rx.clone(), inbox.clone());
+            std::thread::Builder::new()
+                .name("tandem-vol-disk".into())
+                .spawn(move || worker(&file, size, &rx, &inbox))?;
+        }
+        let (meta, mrx) = std::sync::mpsc::channel::<(u64, Metadata)>();
+        std::thread::Builder::new()
+            .name("tandem-vol-meta".into())
+            .spawn(move || {
+                while let Ok((io, m)) = mrx.recv() {
+                    let result = store.save(&m).map(|()| None).map_err(|e| e.to_string());
+                    if inbox.send(Input::DiskDone { io, result }).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Self { jobs, meta })
+    }
+
+    /// Writes `data` at `offset`.
+    pub fn write(&self, io: u64, offset: u64, data: Bytes, fua: bool) {
+        let _ = self.jobs.send(Job::Write {
+            io,
+            offset,
+            data,
+            fua,
+        });
+    }
+
+    /// Reads `len` bytes at `offset`.
+    pub fn read(&self, io: u64, offset: u64, len: u64) {
+        let _ = self.jobs.send(Job::Read { io, offset, len });
+    }
+
+    /// Flushes completed writes.
+    pub fn flush(&self, io: u64) {
+        let _ = self.jobs.send(Job::Flush { io });
+    }
+
+    /// Writes the metadata durably.
+    pub fn meta(&self, io: u64, m: Metadata) {
+        let _ = self.meta.send((io, m));
+    }
+}
+
+fn worker(file: &File, size: u64, rx: &Mutex<Receiver<Job>>, inbox: &Sender<Input>) {
+    loop {
+        let job = match rx.lock() {
+            Ok(r) => r.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        let (io, result) = match job {
+            Job::Write {
+                io,
+                offset,
+                data,
+                fua,
+            } => {
+                let r = if offset + data.len() as u64 > size {
+                    Err("write past the data region".to_string())
+                } else {
+                    file.write_all_at(&data, offset)
+                        .and_then(|()| if fua { file.sync_data() } else { Ok(()) })
+                        .map(|()| None)
+                        .map_err(|e| e.to_string())
+                };
+                (io, r)
+            }
+            Job::Read { io, offset, len } => {
+                let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
+                let r = file
+                    .read_exact_at(&mut buf, offset)
+                    .map(|()| Some(Bytes::from(buf)))
+                    .map_err(|e| e.to_string());
+                (io, r)
+            }
+            Job::Flush { io } => (
+                io,
+                file.sync_data().map(|()| None).map_err(|e| e.to_string()),
+            ),
+        };
+        if inbox.send(Input::DiskDone { io, result }).is_err() {
+            return;
+        }
+    }
+}
+
+/// The owner side of the NBD export: requests go to the engine thread.
+struct Sink {
+    inbox: Sender<Input>,
+    describe: Arc<Mutex<(u64, bool)>>,
+}
+
+impl nbd::Sink for Sink {
+    fn describe(&self) -> (u64, bool) {
+        self.describe.lock().map(|d| *d).unwrap_or((0, true))
+    }
+    fn request(&self, conn: u64, cookie: u64, req: nbd::Request) {
+        let _ = self.inbox.send(Input::Nbd { conn, cookie, req });
+    }
+}
+
+/// What NBD clients are told at negotiation: size, and read-only unless
+/// primary (updated by the engine thread).
+pub type Describe = Arc<Mutex<(u64, bool)>>;
+
+/// Listens for NBD clients on `at`.
+pub fn serve_nbd(
+    at: &tandem_config::NbdListen,
+    name: &str,
+    inbox: Sender<Input>,
+    describe: Describe,
+) -> anyhow::Result<()> {
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let name = name.to_string();
+    match at {
+        tandem_config::NbdListen::Unix(p) => {
+            let _ = std::fs::remove_file(p);
+            if let Some(d) = p.parent() {
+                std::fs::create_dir_all(d)?;
+            }
+            let l = std::os::unix::net::UnixListener::bind(p)
+                .map_err(|e| anyhow::anyhow!("nbd socket {}: {e}", p.display()))?;
+            std::thread::Builder::new()
+                .name("tandem-nbd-listen".into())
+                .spawn(move || {
+                    for s in l.incoming().flatten() {
+                        spawn_client(s, &name, &inbox, &describe, &next);
+                    }
+                })?;
+        }
+        tandem_config::NbdListen::Tcp(a) => {
+            let l = std::net::TcpListener::bind(a).map_err(|e| anyhow::anyhow!("nbd {a}: {e}"))?;
+            std::thread::Builder::new()
+                .name("tandem-nbd-listen".into())
+                .spawn(move || {
+                    for s in l.incoming().flatten() {
+                        let _ = s.set_nodelay(true);
+                        spawn_client(s, &name, &inbox, &describe, &next);
+                    }
+                })?;
+        }
+    }
+    Ok(())
+}
+
+fn spawn_client<S>(
+    s: S,
+    name: &str,
+    inbox: &Sender<Input>,
+    describe: &Describe,
+    next: &std::sync::atomic::AtomicU64,
+) where
+    S: std::io::Read + std::io::Write + nbd::TryClone + Send + 'static,
+{
+    let conn = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _ = inbox.send(Input::NbdOpened { conn, replies: tx });
+    let sink = Sink {
+        inbox: inbox.clone(),
+        describe: describe.clone(),
+    };
+    let name = name.to_string();
+    let _ = std::thread::Builder::new()
+        .name("tandem-nbd-client".into())
+        .spawn(move || nbd::serve(s, &name, conn, &sink, rx));
+}

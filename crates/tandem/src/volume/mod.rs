@@ -1,0 +1,681 @@
+//! `tandem volume run`: one replicated volume on this node, in a process
+//! of its own (so a hung disk or FUSE export never stalls the cluster's
+//! heartbeats; part 2 has the daemon supervise it). One engine thread owns
+//! the `tandem_volumes::Volume` and handles every [`Input`] with one
+//! `match`, and every engine [`Output`] with another; disk I/O, the
+//! metadata store, the peers' connections and the NBD clients each run on
+//! threads of their own and report through the same channel.
+//!
+//! Modules: [`store`] (metadata slots on disk), [`net`] (authenticated
+//! replication connections), [`nbd`] (the NBD export), [`control`] (the
+//! volume's control socket), [`io`] (disk workers).
+
+pub mod control;
+pub mod io;
+pub mod nbd;
+pub mod net;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use tandem_config::{Config, ReplicationProtocol};
+use tandem_core::Timestamp;
+use tandem_volumes::{
+    IoError, Message, Output, PeerConfig, Protocol, ReqId, Volume, VolumeConfig, VolumeStatus,
+};
+use tandem_wire::Key;
+
+/// Everything the engine thread is told.
+pub enum Input {
+    /// A disk or metadata operation finished.
+    DiskDone {
+        /// Its id.
+        io: u64,
+        /// Read data, or the error's text.
+        result: Result<Option<Bytes>, String>,
+    },
+    /// Both connections to a peer are up.
+    Connected {
+        /// Peer index.
+        peer: u8,
+        /// Data connection.
+        data: net::Conn,
+        /// Meta connection.
+        meta: net::Conn,
+    },
+    /// A message from a peer, on connection generation `gen`.
+    Received {
+        /// Peer index.
+        peer: u8,
+        /// Connection generation.
+        generation: u64,
+        /// The message.
+        msg: Message,
+    },
+    /// A peer's connection (generation `gen`) broke.
+    Lost {
+        /// Peer index.
+        peer: u8,
+        /// Connection generation.
+        generation: u64,
+    },
+    /// An NBD client connected; its replies go to `replies`.
+    NbdOpened {
+        /// Connection id.
+        conn: u64,
+        /// Where replies go.
+        replies: nbd::ReplySender,
+    },
+    /// An NBD request.
+    Nbd {
+        /// Connection id.
+        conn: u64,
+        /// The client's cookie.
+        cookie: u64,
+        /// What it asks.
+        req: nbd::Request,
+    },
+    /// An operator command, with where to answer.
+    Control {
+        /// The command.
+        cmd: control::Command,
+        /// The answer.
+        reply: Sender<control::Answer>,
+        /// Signalled once the answer is written to the client.
+        written: Receiver<()>,
+    },
+}
+
+/// A peer's live connection.
+struct Link {
+    generation: u64,
+    data: Sender<Message>,
+    meta: Sender<Message>,
+    handles: Vec<std::net::TcpStream>,
+}
+
+/// An application request in flight: who to answer.
+enum Origin {
+    Nbd { conn: u64, cookie: u64, write: bool },
+}
+
+/// The engine thread's state.
+struct Runner {
+    vol: Volume,
+    epoch: Instant,
+    inbox: Sender<Input>,
+    disk: io::DiskPool,
+    key: Arc<Key>,
+    links: BTreeMap<u8, Link>,
+    next_generation: u64,
+    nbd: BTreeMap<u64, nbd::ReplySender>,
+    origins: BTreeMap<ReqId, Origin>,
+    next_req: ReqId,
+    events: Vec<String>,
+    stop: bool,
+    size: u64,
+    info: control::Info,
+    describe: io::Describe,
+    /// After `down`: signalled when its answer reached the client.
+    down_written: Option<Receiver<()>>,
+}
+
+fn protocol(p: ReplicationProtocol) -> Protocol {
+    match p {
+        ReplicationProtocol::A => Protocol::A,
+        ReplicationProtocol::B => Protocol::B,
+        ReplicationProtocol::C => Protocol::C,
+    }
+}
+
+/// The volume `name` of `config` on node `local`: its config for the
+/// engine, this node's index, and the backing disk.
+pub fn engine_config(
+    config: &Config,
+    name: &str,
+    local: &str,
+) -> anyhow::Result<(VolumeConfig, tandem_config::Volume, u8)> {
+    let v = config
+        .volumes
+        .iter()
+        .find(|v| v.name == name)
+        .with_context(|| {
+            let known: Vec<&str> = config.volumes.iter().map(|v| v.name.as_str()).collect();
+            format!(
+                "no volume `{name}` in the configuration (volumes: {})",
+                known.join(", ")
+            )
+        })?;
+    let (me, _) = v.node(local).with_context(|| {
+        format!("volume `{name}` has no [volume.on.{local}] table: this node holds no copy")
+    })?;
+    let peers = v
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != me)
+        .map(|(i, n)| PeerConfig {
+            node: i as u8,
+            name: n.name.clone(),
+            protocol: protocol(v.protocol),
+        })
+        .collect();
+    let mut seed = [0u8; 8];
+    let _ = getrandom::fill(&mut seed);
+    let cfg = VolumeConfig::new(name, me as u8, peers, u64::from_le_bytes(seed));
+    Ok((cfg, v.clone(), me as u8))
+}
+
+/// Runs volume `name` until `down`.
+pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
+    let (cfg, v, me) = engine_config(config, name, local)?;
+    let disk_path = v.nodes[me as usize].disk.clone();
+    let peers = v.nodes.len() - 1;
+    let (mut store, size) = store::MetaStore::open(&disk_path, &v.meta, peers, v.al_extents)?;
+    let meta = store.load(name)?;
+    anyhow::ensure!(
+        meta.size == size,
+        "volume {name}: the metadata says {} bytes but the disk holds {size}; was the disk resized? (`tandem volume resize` is not available yet)",
+        meta.size
+    );
+    let secret = tandem_config::keyfile::read_key(&config.key_file)
+        .with_context(|| format!("volume {name}: the cluster key"))?;
+    let key = Arc::new(Key::new(1, &secret).context("cluster key")?);
+    let (inbox, inputs) = std::sync::mpsc::channel::<Input>();
+    let disk = io::DiskPool::start(&disk_path, size, store, inbox.clone())?;
+    // Replication listener and dialers.
+    let listen = v.nodes[me as usize].address;
+    let listener = TcpListener::bind(listen)
+        .with_context(|| format!("volume {name}: listen on {listen} for its peers"))?;
+    let (found_tx, found_rx) = std::sync::mpsc::channel();
+    {
+        let (name, key) = (name.to_string(), key.clone());
+        let tx = found_tx.clone();
+        std::thread::Builder::new()
+            .name("tandem-vol-listen".into())
+            .spawn(move || net::accept_loop(listener, name, me, key, tx))?;
+    }
+    let wants: Arc<std::sync::Mutex<BTreeMap<u8, bool>>> = Arc::default();
+    for (i, n) in v.nodes.iter().enumerate() {
+        if i as u8 > me {
+            let (name, key, tx, wants) = (
+                name.to_string(),
+                key.clone(),
+                found_tx.clone(),
+                wants.clone(),
+            );
+            let (peer, to) = (i as u8, n.address);
+            std::thread::Builder::new()
+                .name("tandem-vol-dial".into())
+                .spawn(move || net_dialer(&name, me, peer, to, &key, &tx, &wants))?;
+        }
+    }
+    {
+        let inbox = inbox.clone();
+        std::thread::Builder::new()
+            .name("tandem-vol-pair".into())
+            .spawn(move || pair_connections(found_rx, &inbox))?;
+    }
+    // The exports and the control socket.
+    let socket = control::socket_path(&config.state_dir, name);
+    control::serve(&socket, inbox.clone())?;
+    let describe: io::Describe = Arc::new(std::sync::Mutex::new((size, true)));
+    if let Some(n) = &v.nbd {
+        io::serve_nbd(n, name, inbox.clone(), describe.clone())?;
+    }
+    let info = control::Info {
+        device: v.export.as_ref().map(|e| e.join(name)),
+        nbd: v.nbd.as_ref().map(|n| match n {
+            tandem_config::NbdListen::Unix(p) => format!("unix:{}", p.display()),
+            tandem_config::NbdListen::Tcp(a) => a.to_string(),
+        }),
+    };
+    let vol = Volume::attach(cfg, meta, Timestamp::ZERO);
+    let mut r = Runner {
+        vol,
+        epoch: Instant::now(),
+        inbox,
+        disk,
+        key,
+        links: BTreeMap::new(),
+        next_generation: 1,
+        nbd: BTreeMap::new(),
+        origins: BTreeMap::new(),
+        next_req: 1,
+        events: Vec::new(),
+        stop: false,
+        size,
+        info,
+        describe,
+        down_written: None,
+    };
+    tracing::info!(
+        "volume {name}: attached {} ({size} bytes)",
+        disk_path.display()
+    );
+    r.flush(&wants);
+    r.run(&inputs, &wants);
+    if let Some(w) = r.down_written.take() {
+        let _ = w.recv_timeout(Duration::from_secs(2));
+    }
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("volume {name}: down");
+    Ok(())
+}
+
+/// Dials `peer` whenever the engine wants a connection to it.
+fn net_dialer(
+    name: &str,
+    me: u8,
+    peer: u8,
+    to: std::net::SocketAddr,
+    key: &Key,
+    found: &Sender<(net::Hello, net::Conn)>,
+    wants: &std::sync::Mutex<BTreeMap<u8, bool>>,
+) {
+    loop {
+        let want = wants
+            .lock()
+            .map(|w| w.get(&peer).copied().unwrap_or(false))
+            .unwrap_or(false);
+        if want {
+            let data = net::Conn::dial(to, name, me, false, key);
+            let meta = data
+                .as_ref()
+                .ok()
+                .map(|_| net::Conn::dial(to, name, me, true, key));
+            match (data, meta) {
+                (Ok(d), Some(Ok(m))) => {
+                    let h = |meta| net::Hello {
+                        volume: name.to_string(),
+                        from: peer,
+                        meta,
+                        nonce: [0; 16],
+                    };
+                    let _ = found.send((h(false), d));
+                    let _ = found.send((h(true), m));
+                    // Wait until the engine wants a new connection.
+                    if let Ok(mut w) = wants.lock() {
+                        w.insert(peer, false);
+                    }
+                }
+                (Err(e), _) | (_, Some(Err(e))) => {
+                    tracing::debug!("volume {name}: dial {to}: {e}");
+                }
+                _ => {}
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Pairs each peer's data and meta connections.
+fn pair_connections(found: Receiver<(net::Hello, net::Conn)>, inbox: &Sender<Input>) {
+    let mut half: BTreeMap<u8, (bool, net::Conn)> = BTreeMap::new();
+    while let Ok((h, c)) = found.recv() {
+        match half.remove(&h.from) {
+            Some((meta, other)) if meta != h.meta => {
+                let (data, meta) = if h.meta { (other, c) } else { (c, other) };
+                let _ = inbox.send(Input::Connected {
+                    peer: h.from,
+                    data,
+                    meta,
+                });
+            }
+            _ => {
+                half.insert(h.from, (h.meta, c));
+            }
+        }
+    }
+}
+
+impl Runner {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_nanos(u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn run(&mut self, inputs: &Receiver<Input>, wants: &std::sync::Mutex<BTreeMap<u8, bool>>) {
+        while !self.stop {
+            let wait = self
+                .vol
+                .poll_timeout()
+                .map_or(Duration::from_millis(200), |t| {
+                    Duration::from_nanos(t.as_nanos().saturating_sub(self.now().as_nanos()))
+                        .min(Duration::from_millis(200))
+                });
+            match inputs.recv_timeout(wait) {
+                Ok(input) => self.handle(input),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            let now = self.now();
+            if self.vol.poll_timeout().is_some_and(|t| t <= now) {
+                self.vol.handle_timeout(now);
+            }
+            self.flush(wants);
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        let now = self.now();
+        match input {
+            Input::DiskDone { io, result } => self.vol.disk_done(now, io, result),
+            Input::Connected { peer, data, meta } => self.connect(peer, data, meta),
+            Input::Received {
+                peer,
+                generation,
+                msg,
+            } => {
+                if self
+                    .links
+                    .get(&peer)
+                    .is_some_and(|l| l.generation == generation)
+                {
+                    self.vol.received(now, peer, msg);
+                }
+            }
+            Input::Lost { peer, generation } => {
+                if self
+                    .links
+                    .get(&peer)
+                    .is_some_and(|l| l.generation == generation)
+                {
+                    self.drop_link(peer);
+                    self.vol.connection_lost(now, peer);
+                }
+            }
+            Input::NbdOpened { conn, replies } => {
+                self.nbd.insert(conn, replies);
+            }
+            Input::Nbd { conn, cookie, req } => self.nbd_request(conn, cookie, req),
+            Input::Control {
+                cmd,
+                reply,
+                written,
+            } => {
+                let answer = self.command(cmd);
+                let _ = reply.send(answer);
+                if self.stop {
+                    self.down_written = Some(written);
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self, peer: u8, data: net::Conn, meta: net::Conn) {
+        if !self.vol.wants_connection(peer) {
+            data.shutdown();
+            meta.shutdown();
+            return;
+        }
+        self.drop_link(peer);
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let mut handles = Vec::new();
+        let mut senders = Vec::new();
+        for c in [data, meta] {
+            if let Ok(h) = c.handle() {
+                handles.push(h);
+            }
+            let Ok((w, mut r)) = c.split(self.key.clone()) else {
+                return;
+            };
+            let (tx, rx) = std::sync::mpsc::channel();
+            senders.push(tx);
+            let _ = std::thread::Builder::new()
+                .name("tandem-vol-send".into())
+                .spawn(move || w.run(rx));
+            let inbox = self.inbox.clone();
+            let _ = std::thread::Builder::new()
+                .name("tandem-vol-recv".into())
+                .spawn(move || {
+                    loop {
+                        match r.read() {
+                            Ok(msg) => {
+                                let input = Input::Received {
+                                    peer,
+                                    generation,
+                                    msg,
+                                };
+                                if inbox.send(input).is_err() {
+                                    return;
+                                }
+                            }
+                            Err(_) => {
+                                let _ = inbox.send(Input::Lost { peer, generation });
+                                return;
+                            }
+                        }
+                    }
+                });
+        }
+        let (Some(meta_tx), Some(data_tx)) = (senders.pop(), senders.pop()) else {
+            return;
+        };
+        self.links.insert(
+            peer,
+            Link {
+                generation,
+                data: data_tx,
+                meta: meta_tx,
+                handles,
+            },
+        );
+        let now = self.now();
+        self.vol.connected(now, peer);
+    }
+
+    fn drop_link(&mut self, peer: u8) {
+        if let Some(l) = self.links.remove(&peer) {
+            for h in l.handles {
+                let _ = h.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+
+    fn nbd_request(&mut self, conn: u64, cookie: u64, req: nbd::Request) {
+        let now = self.now();
+        let id = self.next_req;
+        self.next_req += 1;
+        let write = !matches!(req, nbd::Request::Read { .. } | nbd::Request::Flush);
+        self.origins.insert(
+            id,
+            Origin::Nbd {
+                conn,
+                cookie,
+                write,
+            },
+        );
+        match req {
+            nbd::Request::Read { offset, len } => self.vol.read(now, id, offset, len),
+            nbd::Request::Write { offset, data, fua } => self.vol.write(now, id, offset, data, fua),
+            nbd::Request::Flush => self.vol.flush(now, id),
+            nbd::Request::Zero { offset, len, fua } => {
+                let zeros = Bytes::from(vec![0u8; usize::try_from(len).unwrap_or(0)]);
+                self.vol.write(now, id, offset, zeros, fua);
+            }
+        }
+    }
+
+    fn complete(&mut self, req: ReqId, result: Result<Option<Bytes>, IoError>) {
+        let Some(Origin::Nbd {
+            conn,
+            cookie,
+            write,
+        }) = self.origins.remove(&req)
+        else {
+            return;
+        };
+        let error = match &result {
+            Ok(_) => 0,
+            Err(IoError::ReadOnly) => nbd::errno::EPERM,
+            Err(IoError::OutOfRange { .. }) if write => nbd::errno::ENOSPC,
+            Err(IoError::OutOfRange { .. }) => nbd::errno::EINVAL,
+            Err(_) => nbd::errno::EIO,
+        };
+        let data = result.ok().flatten().filter(|_| !write);
+        if let Some(tx) = self.nbd.get(&conn)
+            && tx
+                .send(nbd::Reply {
+                    cookie,
+                    error,
+                    data,
+                })
+                .is_err()
+        {
+            self.nbd.remove(&conn);
+        }
+    }
+
+    /// Carries out every engine output, with one exhaustive match.
+    fn flush(&mut self, wants: &std::sync::Mutex<BTreeMap<u8, bool>>) {
+        while let Some(out) = self.vol.poll() {
+            match out {
+                Output::MetaWrite { io, meta } => self.disk.meta(io, *meta),
+                Output::DiskWrite {
+                    io,
+                    offset,
+                    data,
+                    fua,
+                } => self.disk.write(io, offset, data, fua),
+                Output::DiskRead { io, offset, len } => self.disk.read(io, offset, len),
+                Output::DiskFlush { io } => self.disk.flush(io),
+                Output::Send { peer, msg } => {
+                    if let Some(l) = self.links.get(&peer) {
+                        let ch = if net::is_meta(&msg) { &l.meta } else { &l.data };
+                        let _ = ch.send(msg);
+                    }
+                }
+                Output::Disconnect { peer } => self.drop_link(peer),
+                Output::Complete { req, result } => self.complete(req, result),
+                Output::Event(e) => {
+                    tracing::info!(target: "tandem::volume", "{}: {e}", self.vol.name());
+                    self.events.push(e.to_string());
+                    if self.events.len() > 1000 {
+                        self.events.remove(0);
+                    }
+                }
+            }
+        }
+        if let Ok(mut w) = wants.lock() {
+            let nodes: Vec<u8> = self.vol.peer_nodes().collect();
+            for peer in nodes {
+                if self.vol.wants_connection(peer) && !self.links.contains_key(&peer) {
+                    w.insert(peer, true);
+                }
+            }
+        }
+        if let Ok(mut d) = self.describe.lock() {
+            *d = (self.size, self.vol.role() != tandem_volumes::Role::Primary);
+        }
+    }
+
+    fn status(&self) -> VolumeStatus {
+        self.vol.status()
+    }
+
+    /// Applies an operator command.
+    fn command(&mut self, cmd: control::Command) -> control::Answer {
+        use control::{Answer, Command};
+        let now = self.now();
+        let peers: Vec<String> = self.vol.peer_names().map(str::to_string).collect();
+        let pick = |p: &Option<String>| -> Vec<String> {
+            p.as_ref()
+                .map_or_else(|| peers.clone(), |p| vec![p.clone()])
+        };
+        let done = |m: &str| Answer::Done {
+            message: m.to_string(),
+        };
+        let refused = |e: &dyn std::fmt::Display| Answer::Refused {
+            message: e.to_string(),
+        };
+        let name = self.vol.name().to_string();
+        match cmd {
+            Command::Primary { force } => match self.vol.promote(now, force) {
+                Ok(()) if force => done(&format!(
+                    "{name}: primary (forced: this copy is now the newest; peers resync from it)"
+                )),
+                Ok(()) => done(&format!("{name}: primary")),
+                Err(e) => refused(&e),
+            },
+            Command::Secondary => match self.vol.demote(now) {
+                Ok(()) => done(&format!("{name}: secondary")),
+                Err(e) => refused(&e),
+            },
+            Command::Connect {
+                discard_my_data,
+                peer,
+            } => {
+                for p in pick(&peer) {
+                    if discard_my_data && let Err(e) = self.vol.discard_my_data(&p) {
+                        return refused(&e);
+                    }
+                    if let Err(e) = self.vol.connect(&p) {
+                        return refused(&e);
+                    }
+                }
+                done(&if discard_my_data {
+                    format!(
+                        "{name}: connecting; on a split brain this node's changes since the split are discarded"
+                    )
+                } else {
+                    format!("{name}: connecting")
+                })
+            }
+            Command::Disconnect { peer } => {
+                for p in pick(&peer) {
+                    if let Err(e) = self.vol.disconnect(&p) {
+                        return refused(&e);
+                    }
+                }
+                done(&format!(
+                    "{name}: disconnected (StandAlone until `connect`)"
+                ))
+            }
+            Command::Invalidate => match self.vol.invalidate() {
+                Ok(()) => done(&format!(
+                    "{name}: local copy discarded; a full resync from a peer follows at the next connection"
+                )),
+                Err(e) => refused(&e),
+            },
+            Command::Verify { peer } => {
+                for p in pick(&peer) {
+                    if let Err(e) = self.vol.verify(now, &p) {
+                        return refused(&e);
+                    }
+                }
+                done(&format!(
+                    "{name}: online verify started (see `tandem volume events`)"
+                ))
+            }
+            Command::Status => Answer::Status {
+                status: Box::new(self.status()),
+                info: self.info.clone(),
+            },
+            Command::Events => Answer::Events {
+                lines: self.events.clone(),
+            },
+            Command::Down => {
+                if self.vol.role() == tandem_volumes::Role::Primary {
+                    return refused(&format!(
+                        "{name} is primary here; run `tandem volume secondary {name}` first"
+                    ));
+                }
+                self.stop = true;
+                done(&format!("{name}: down"))
+            }
+        }
+    }
+}
+
+/// Where a volume's log goes when `tandem volume up` starts it.
+pub fn log_path(state_dir: &std::path::Path, name: &str) -> PathBuf {
+    state_dir.join("volumes").join(format!("{name}.log"))
+}
