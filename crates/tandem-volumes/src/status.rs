@@ -86,6 +86,8 @@ pub struct VolumeStatus {
     pub counters: Counters,
     /// The current generation.
     pub current: Uuid,
+    /// Usable size in bytes.
+    pub size: u64,
 }
 
 impl VolumeStatus {

@@ -347,6 +347,7 @@ impl Volume {
                 ..self.counters.clone()
             },
             current: self.meta.current,
+            size: self.meta.size,
         }
     }
 

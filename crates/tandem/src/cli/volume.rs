@@ -206,6 +206,7 @@ fn status_json(s: &tandem_volumes::VolumeStatus, info: &control::Info) -> serde_
         "name": s.name,
         "role": s.role,
         "disk": s.disk,
+        "size": s.size,
         "device": info.device,
         "nbd": info.nbd,
         "peers": s.peers.iter().map(|p| serde_json::json!({
