@@ -22,6 +22,7 @@ struct Node {
     config: PathBuf,
     disk: PathBuf,
     nbd: PathBuf,
+    export: PathBuf,
 }
 
 struct Rig {
@@ -61,6 +62,7 @@ impl Rig {
             let f = std::fs::File::create(&disk).expect("disk");
             f.set_len(64 << 20).expect("size");
             let nbd = state.join("r0.nbd");
+            let export = state.join("export");
             let config = dir.path().join(format!("{name}.toml"));
             std::fs::write(
                 &config,
@@ -70,6 +72,7 @@ socket = "{}"
 {}[[volume]]
 name = "r0"
 nbd = "unix:{}"
+export = "{}"
 [volume.on.n1]
 address = "198.18.{SUBNET}.11"
 disk = "{}"
@@ -84,6 +87,7 @@ disk = "{}"
                         &format!("key_file = \"{}\"", key.display())
                     ),
                     nbd.display(),
+                    export.display(),
                     dir.path().join("n1.img").display(),
                     dir.path().join("n2.img").display(),
                 ),
@@ -95,6 +99,7 @@ disk = "{}"
                 config,
                 disk,
                 nbd,
+                export,
             });
         }
         Self {
@@ -178,6 +183,42 @@ disk = "{}"
         t
     }
 
+    /// A loop device (direct I/O, 4 KiB sectors) on node `i`'s FUSE file.
+    /// The export is mounted in the volume process's mount namespace
+    /// (`ip netns exec` gives each process its own), so losetup runs there.
+    fn loop_device(&self, i: usize) -> String {
+        let n = &self.nodes[i];
+        let pgrep = Command::new("pgrep")
+            .args([
+                "-f",
+                &format!("volume run r0 --config {}", n.config.display()),
+            ])
+            .output()
+            .expect("pgrep");
+        let pid = String::from_utf8_lossy(&pgrep.stdout)
+            .split_whitespace()
+            .next()
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no volume process on n{}", i + 1));
+        let o = Command::new("nsenter")
+            .args([
+                "-t",
+                &pid,
+                "-m",
+                "losetup",
+                "--find",
+                "--show",
+                "--direct-io=on",
+                "--sector-size",
+                "4096",
+            ])
+            .arg(n.export.join("r0"))
+            .output()
+            .expect("losetup");
+        assert!(o.status.success(), "losetup on n{}: {}", i + 1, text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
     /// The data regions of both backing disks are identical.
     fn identical(&self) {
         let size = self.status(0)["size"].as_u64().expect("size");
@@ -229,6 +270,36 @@ fn the_workshop_steps_resync_and_verify_on_two_nodes() {
     rig.ok(0, &["primary", "--force", "r0"]);
     rig.in_sync(1);
     rig.in_sync(0);
+
+    // The workshop: ext4 on the primary's FUSE file through a loop
+    // device, a file written, a role switch, fsck clean and the same file
+    // on the other node.
+    let sh = |cmd: &str| {
+        let o = Command::new("sh").args(["-c", cmd]).output().expect("sh");
+        assert!(o.status.success(), "`{cmd}`: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let mnt = rig._dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).expect("mountpoint");
+    let m = mnt.display();
+    let dev = rig.loop_device(0);
+    sh(&format!("mkfs.ext4 -q {dev} && mount {dev} {m}"));
+    sh(&format!("head -c 6000000 /dev/urandom > {m}/data && sync"));
+    let sum = sh(&format!("sha256sum < {m}/data"));
+    sh(&format!("umount {m} && losetup -d {dev}"));
+    rig.ok(0, &["secondary", "r0"]);
+    rig.ok(1, &["primary", "r0"]);
+    let dev = rig.loop_device(1);
+    sh(&format!("fsck.ext4 -fn {dev}"));
+    sh(&format!("mount {dev} {m}"));
+    assert_eq!(
+        sh(&format!("sha256sum < {m}/data")),
+        sum,
+        "the file differs on n2"
+    );
+    sh(&format!("umount {m} && losetup -d {dev}"));
+    rig.ok(1, &["secondary", "r0"]);
+    rig.ok(0, &["primary", "r0"]);
 
     // Checksummed writes on n1, then a role switch: n2 reads the same.
     rig.qemu_io(

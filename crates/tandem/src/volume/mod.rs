@@ -11,6 +11,7 @@
 //! volume's control socket), [`io`] (disk workers).
 
 pub mod control;
+pub mod fuse;
 pub mod io;
 pub mod nbd;
 pub mod net;
@@ -82,6 +83,13 @@ pub enum Input {
         /// What it asks.
         req: nbd::Request,
     },
+    /// A request on the FUSE export, with its reply.
+    Fuse {
+        /// What it asks.
+        op: fuse::Op,
+        /// Where the answer goes.
+        reply: fuse::Reply,
+    },
     /// An operator command, with where to answer.
     Control {
         /// The command.
@@ -101,9 +109,22 @@ struct Link {
     handles: Vec<std::net::TcpStream>,
 }
 
-/// An application request in flight: who to answer.
+/// Writes larger than this are split (replication frames stay small).
+const MAX_CHUNK: u64 = 1 << 20;
+
+/// An application request in flight: who to answer, and how many of its
+/// parts are still outstanding.
+struct Pending {
+    origin: Origin,
+    parts: usize,
+    error: Option<IoError>,
+    data: Option<Bytes>,
+}
+
+/// Who asked.
 enum Origin {
     Nbd { conn: u64, cookie: u64, write: bool },
+    Fuse(fuse::Reply),
 }
 
 /// The engine thread's state.
@@ -116,7 +137,9 @@ struct Runner {
     links: BTreeMap<u8, Link>,
     next_generation: u64,
     nbd: BTreeMap<u64, nbd::ReplySender>,
-    origins: BTreeMap<ReqId, Origin>,
+    /// Engine request → application request.
+    parts: BTreeMap<ReqId, u64>,
+    pending: BTreeMap<u64, Pending>,
     next_req: ReqId,
     events: Vec<String>,
     stop: bool,
@@ -230,6 +253,18 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
     if let Some(n) = &v.nbd {
         io::serve_nbd(n, name, inbox.clone(), describe.clone())?;
     }
+    // The FUSE export: kept mounted until the volume goes down.
+    let _fuse = match &v.export {
+        Some(dir) => Some(fuse::mount(dir, name, size, inbox.clone())?),
+        None => None,
+    };
+    // Userspace storage under a loop device: never throttled as a writer
+    // of dirty pages it is itself needed to clean (replication.md §3.4).
+    if let Err(e) = rustix::process::configure_io_flusher_behavior(true) {
+        tracing::warn!(
+            "volume {name}: PR_SET_IO_FLUSHER refused ({e}); memory pressure could stall the export"
+        );
+    }
     let info = control::Info {
         device: v.export.as_ref().map(|e| e.join(name)),
         nbd: v.nbd.as_ref().map(|n| match n {
@@ -247,7 +282,8 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
         links: BTreeMap::new(),
         next_generation: 1,
         nbd: BTreeMap::new(),
-        origins: BTreeMap::new(),
+        parts: BTreeMap::new(),
+        pending: BTreeMap::new(),
         next_req: 1,
         events: Vec::new(),
         stop: false,
@@ -395,6 +431,7 @@ impl Runner {
                 self.nbd.insert(conn, replies);
             }
             Input::Nbd { conn, cookie, req } => self.nbd_request(conn, cookie, req),
+            Input::Fuse { op, reply } => self.fuse_request(op, reply),
             Input::Control {
                 cmd,
                 reply,
@@ -480,57 +517,163 @@ impl Runner {
         }
     }
 
-    fn nbd_request(&mut self, conn: u64, cookie: u64, req: nbd::Request) {
+    /// Hands an application operation to the engine, split into writes of
+    /// at most [`MAX_CHUNK`]; the origin is answered when every part is.
+    fn submit(&mut self, origin: Origin, op: fuse::Op) {
         let now = self.now();
-        let id = self.next_req;
+        let parent = self.next_req;
         self.next_req += 1;
+        let mut ids = Vec::new();
+        let mut next = || {
+            let id = self.next_req;
+            self.next_req += 1;
+            id
+        };
+        let mut writes = Vec::new();
+        match op {
+            fuse::Op::Read { offset, len } => {
+                let id = next();
+                ids.push(id);
+                self.vol.read(now, id, offset, len);
+            }
+            fuse::Op::Flush => {
+                let id = next();
+                ids.push(id);
+                self.vol.flush(now, id);
+            }
+            fuse::Op::Write { offset, data, fua } => {
+                let mut at = 0u64;
+                while at < data.len() as u64 || (at == 0 && data.is_empty()) {
+                    let end = (at + MAX_CHUNK).min(data.len() as u64);
+                    writes.push((
+                        next(),
+                        offset + at,
+                        data.slice(at as usize..end as usize),
+                        fua,
+                    ));
+                    if data.is_empty() {
+                        break;
+                    }
+                    at = end;
+                }
+            }
+            fuse::Op::Zero { offset, len } => {
+                let zeros = Bytes::from(vec![0u8; MAX_CHUNK.min(len) as usize]);
+                let mut at = 0u64;
+                while at < len {
+                    let n = MAX_CHUNK.min(len - at);
+                    writes.push((next(), offset + at, zeros.slice(..n as usize), false));
+                    at += n;
+                }
+            }
+        }
+        ids.extend(writes.iter().map(|w| w.0));
+        if ids.is_empty() {
+            // A zero-length zeroing: nothing to do.
+            return self.answer(origin, Ok(None));
+        }
+        self.pending.insert(
+            parent,
+            Pending {
+                origin,
+                parts: ids.len(),
+                error: None,
+                data: None,
+            },
+        );
+        for id in &ids {
+            self.parts.insert(*id, parent);
+        }
+        for (id, off, data, fua) in writes {
+            self.vol.write(now, id, off, data, fua);
+        }
+    }
+
+    fn nbd_request(&mut self, conn: u64, cookie: u64, req: nbd::Request) {
         let write = !matches!(req, nbd::Request::Read { .. } | nbd::Request::Flush);
-        self.origins.insert(
-            id,
+        let origin = Origin::Nbd {
+            conn,
+            cookie,
+            write,
+        };
+        let op = match req {
+            nbd::Request::Read { offset, len } => fuse::Op::Read { offset, len },
+            nbd::Request::Write { offset, data, fua } => fuse::Op::Write { offset, data, fua },
+            nbd::Request::Flush => fuse::Op::Flush,
+            nbd::Request::Zero { offset, len, .. } => fuse::Op::Zero { offset, len },
+        };
+        self.submit(origin, op);
+    }
+
+    fn fuse_request(&mut self, op: fuse::Op, reply: fuse::Reply) {
+        self.submit(Origin::Fuse(reply), op);
+    }
+
+    /// Engine request `req` finished: when it was the last part of an
+    /// application request, that one is answered.
+    fn complete(&mut self, req: ReqId, result: Result<Option<Bytes>, IoError>) {
+        let Some(parent) = self.parts.remove(&req) else {
+            return;
+        };
+        let Some(p) = self.pending.get_mut(&parent) else {
+            return;
+        };
+        p.parts -= 1;
+        match result {
+            Ok(Some(d)) => p.data = Some(d),
+            Ok(None) => {}
+            Err(e) => {
+                if p.error.is_none() {
+                    p.error = Some(e);
+                }
+            }
+        }
+        if p.parts > 0 {
+            return;
+        }
+        let Some(p) = self.pending.remove(&parent) else {
+            return;
+        };
+        let result = match p.error {
+            Some(e) => Err(e),
+            None => Ok(p.data),
+        };
+        self.answer(p.origin, result);
+    }
+
+    fn answer(&mut self, origin: Origin, result: Result<Option<Bytes>, IoError>) {
+        match origin {
+            Origin::Fuse(reply) => match result {
+                Ok(data) => reply.ok(data.as_deref()),
+                Err(IoError::ReadOnly) => reply.error(fuser::Errno::EROFS),
+                Err(IoError::OutOfRange { .. }) => reply.error(fuser::Errno::EINVAL),
+                Err(_) => reply.error(fuser::Errno::EIO),
+            },
             Origin::Nbd {
                 conn,
                 cookie,
                 write,
-            },
-        );
-        match req {
-            nbd::Request::Read { offset, len } => self.vol.read(now, id, offset, len),
-            nbd::Request::Write { offset, data, fua } => self.vol.write(now, id, offset, data, fua),
-            nbd::Request::Flush => self.vol.flush(now, id),
-            nbd::Request::Zero { offset, len, fua } => {
-                let zeros = Bytes::from(vec![0u8; usize::try_from(len).unwrap_or(0)]);
-                self.vol.write(now, id, offset, zeros, fua);
+            } => {
+                let error = match &result {
+                    Ok(_) => 0,
+                    Err(IoError::ReadOnly) => nbd::errno::EPERM,
+                    Err(IoError::OutOfRange { .. }) if write => nbd::errno::ENOSPC,
+                    Err(IoError::OutOfRange { .. }) => nbd::errno::EINVAL,
+                    Err(_) => nbd::errno::EIO,
+                };
+                let data = result.ok().flatten().filter(|_| !write);
+                if let Some(tx) = self.nbd.get(&conn)
+                    && tx
+                        .send(nbd::Reply {
+                            cookie,
+                            error,
+                            data,
+                        })
+                        .is_err()
+                {
+                    self.nbd.remove(&conn);
+                }
             }
-        }
-    }
-
-    fn complete(&mut self, req: ReqId, result: Result<Option<Bytes>, IoError>) {
-        let Some(Origin::Nbd {
-            conn,
-            cookie,
-            write,
-        }) = self.origins.remove(&req)
-        else {
-            return;
-        };
-        let error = match &result {
-            Ok(_) => 0,
-            Err(IoError::ReadOnly) => nbd::errno::EPERM,
-            Err(IoError::OutOfRange { .. }) if write => nbd::errno::ENOSPC,
-            Err(IoError::OutOfRange { .. }) => nbd::errno::EINVAL,
-            Err(_) => nbd::errno::EIO,
-        };
-        let data = result.ok().flatten().filter(|_| !write);
-        if let Some(tx) = self.nbd.get(&conn)
-            && tx
-                .send(nbd::Reply {
-                    cookie,
-                    error,
-                    data,
-                })
-                .is_err()
-        {
-            self.nbd.remove(&conn);
         }
     }
 

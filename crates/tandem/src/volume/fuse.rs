@@ -1,0 +1,317 @@
+//! The FUSE export: the volume as one file, `<export>/<name>`, for
+//! `losetup --direct-io=on` and a filesystem on top. Write-through (no
+//! writeback cache of its own): a write completes when the replicated
+//! write does, `fsync` is a replicated flush, and `fallocate` (punch hole,
+//! zero range: how loop passes discards) a replicated zeroing. Writes on a
+//! secondary fail with EROFS.
+//!
+//! Requests are answered from the engine thread: fuser's reply objects
+//! travel with the request through the volume's one input channel.
+
+use std::ffi::OsStr;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, INodeNo, LockOwner, OpenFlags,
+    ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request,
+    WriteFlags,
+};
+
+use super::Input;
+
+const FILE: INodeNo = INodeNo(2);
+const TTL: Duration = Duration::from_secs(1);
+const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
+const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
+const FALLOC_FL_ZERO_RANGE: i32 = 0x10;
+
+/// Where a FUSE request's answer goes.
+pub enum Reply {
+    /// A read.
+    Data(ReplyData),
+    /// A write of `len` bytes.
+    Write(ReplyWrite, u32),
+    /// fsync or fallocate.
+    Empty(ReplyEmpty),
+}
+
+/// What the file system asks the engine.
+pub enum Op {
+    /// Read.
+    Read {
+        /// Offset.
+        offset: u64,
+        /// Length.
+        len: u64,
+    },
+    /// Write.
+    Write {
+        /// Offset.
+        offset: u64,
+        /// Data.
+        data: Bytes,
+        /// The file was opened O_SYNC/O_DSYNC.
+        fua: bool,
+    },
+    /// fsync.
+    Flush,
+    /// Zero a range.
+    Zero {
+        /// Offset.
+        offset: u64,
+        /// Length.
+        len: u64,
+    },
+}
+
+impl Reply {
+    /// Answers with an error.
+    pub fn error(self, e: Errno) {
+        match self {
+            Reply::Data(r) => r.error(e),
+            Reply::Write(r, _) => r.error(e),
+            Reply::Empty(r) => r.error(e),
+        }
+    }
+
+    /// Answers with success (`data` for a read).
+    pub fn ok(self, data: Option<&[u8]>) {
+        match self {
+            Reply::Data(r) => r.data(data.unwrap_or(&[])),
+            Reply::Write(r, n) => r.written(n),
+            Reply::Empty(r) => r.ok(),
+        }
+    }
+}
+
+/// The file system.
+pub struct VolumeFs {
+    name: String,
+    size: u64,
+    inbox: Mutex<Sender<Input>>,
+    uid: u32,
+    gid: u32,
+}
+
+impl VolumeFs {
+    /// The export of volume `name` of `size` bytes.
+    pub fn new(name: &str, size: u64, inbox: Sender<Input>) -> Self {
+        Self {
+            name: name.to_string(),
+            size,
+            inbox: Mutex::new(inbox),
+            uid: rustix::process::getuid().as_raw(),
+            gid: rustix::process::getgid().as_raw(),
+        }
+    }
+
+    fn attr(&self, ino: INodeNo) -> FileAttr {
+        let file = ino == FILE;
+        FileAttr {
+            ino,
+            size: if file { self.size } else { 0 },
+            blocks: if file { self.size / 512 } else { 0 },
+            atime: SystemTime::UNIX_EPOCH,
+            mtime: SystemTime::UNIX_EPOCH,
+            ctime: SystemTime::UNIX_EPOCH,
+            crtime: SystemTime::UNIX_EPOCH,
+            kind: if file {
+                FileType::RegularFile
+            } else {
+                FileType::Directory
+            },
+            perm: if file { 0o600 } else { 0o755 },
+            nlink: if file { 1 } else { 2 },
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            flags: 0,
+            blksize: 4096,
+        }
+    }
+
+    fn submit(&self, op: Op, reply: Reply) {
+        let sent = self
+            .inbox
+            .lock()
+            .ok()
+            .map(|tx| tx.send(Input::Fuse { op, reply }));
+        match sent {
+            Some(Ok(())) => {}
+            Some(Err(std::sync::mpsc::SendError(Input::Fuse { reply, .. }))) => {
+                reply.error(Errno::EIO)
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Filesystem for VolumeFs {
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if parent == INodeNo::ROOT && name.to_str() == Some(self.name.as_str()) {
+            reply.entry(&TTL, &self.attr(FILE), fuser::Generation(0));
+        } else {
+            reply.error(Errno::ENOENT);
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match ino {
+            INodeNo::ROOT | FILE => reply.attr(&TTL, &self.attr(ino)),
+            _ => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if ino == FILE {
+            reply.opened(FileHandle(0), FopenFlags::empty());
+        } else {
+            reply.error(Errno::EISDIR);
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        if ino != FILE {
+            return reply.error(Errno::EISDIR);
+        }
+        let len = u64::from(size).min(self.size.saturating_sub(offset));
+        if len == 0 {
+            return reply.data(&[]);
+        }
+        self.submit(Op::Read { offset, len }, Reply::Data(reply));
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        if ino != FILE {
+            return reply.error(Errno::EISDIR);
+        }
+        let n = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        let fua = flags.0 & (libc::O_SYNC | libc::O_DSYNC) != 0;
+        let op = Op::Write {
+            offset,
+            data: Bytes::copy_from_slice(data),
+            fua,
+        };
+        self.submit(op, Reply::Write(reply, n));
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.submit(Op::Flush, Reply::Empty(reply));
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        if mode == 0 || mode == FALLOC_FL_KEEP_SIZE {
+            // Allocation: every byte of a volume exists already.
+            return reply.ok();
+        }
+        if mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE) == 0 {
+            return reply.error(Errno::EOPNOTSUPP);
+        }
+        let len = length.min(self.size.saturating_sub(offset));
+        self.submit(Op::Zero { offset, len }, Reply::Empty(reply));
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        if ino != INodeNo::ROOT {
+            return reply.error(Errno::ENOTDIR);
+        }
+        let entries = [
+            (INodeNo::ROOT, FileType::Directory, "."),
+            (INodeNo::ROOT, FileType::Directory, ".."),
+            (FILE, FileType::RegularFile, self.name.as_str()),
+        ];
+        for (i, (ino, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
+            if reply.add(ino, (i + 1) as u64, kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+}
+
+/// Mounts the export at `dir` (created if missing); unmounted when the
+/// returned session is dropped.
+pub fn mount(
+    dir: &std::path::Path,
+    name: &str,
+    size: u64,
+    inbox: Sender<Input>,
+) -> anyhow::Result<fuser::BackgroundSession> {
+    std::fs::create_dir_all(dir)?;
+    // A stale mount from a crashed run: unmount it first.
+    let _ = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(dir)
+        .output();
+    let mut cfg = fuser::Config::default();
+    cfg.mount_options = vec![
+        fuser::MountOption::FSName(format!("tandem-{name}")),
+        fuser::MountOption::Subtype("tandem".into()),
+    ];
+    cfg.n_threads = Some(4);
+    let fs = VolumeFs::new(name, size, inbox);
+    let s = fuser::spawn_mount(fs, dir, &cfg)
+        .map_err(|e| anyhow::anyhow!("mount the FUSE export at {}: {e}", dir.display()))?;
+    Ok(s)
+}
+
+/// Shared by the engine thread: nothing to keep yet besides the session.
+pub type Session = Arc<Mutex<Option<fuser::BackgroundSession>>>;
