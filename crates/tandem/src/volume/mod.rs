@@ -6,15 +6,21 @@
 //! metadata store, the peers' connections and the NBD clients each run on
 //! threads of their own and report through the same channel.
 //!
-//! Modules: [`store`] (metadata slots on disk), [`net`] (authenticated
-//! replication connections), [`nbd`] (the NBD export), [`control`] (the
-//! volume's control socket), [`io`] (disk workers).
+//! Modules: [`store`] (metadata slots on disk), [`io`] (disk workers and
+//! the NBD listeners), [`net`] (authenticated replication connections),
+//! `links` (dialing, pairing, reader/writer threads), [`nbd`] and
+//! [`fuse`] (the exports), `requests` (application requests split and
+//! answered), [`control`] and `commands` (the control socket and what it
+//! does).
 
+mod commands;
 pub mod control;
 pub mod fuse;
 pub mod io;
+mod links;
 pub mod nbd;
 pub mod net;
+mod requests;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -237,14 +243,14 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
             let (peer, to) = (i as u8, n.address);
             std::thread::Builder::new()
                 .name("tandem-vol-dial".into())
-                .spawn(move || net_dialer(&name, me, peer, to, &key, &tx, &wants))?;
+                .spawn(move || links::net_dialer(&name, me, peer, to, &key, &tx, &wants))?;
         }
     }
     {
         let inbox = inbox.clone();
         std::thread::Builder::new()
             .name("tandem-vol-pair".into())
-            .spawn(move || pair_connections(found_rx, &inbox))?;
+            .spawn(move || links::pair_connections(found_rx, &inbox))?;
     }
     // The exports and the control socket.
     let socket = control::socket_path(&config.state_dir, name);
@@ -304,72 +310,6 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&socket);
     tracing::info!("volume {name}: down");
     Ok(())
-}
-
-/// Dials `peer` whenever the engine wants a connection to it.
-fn net_dialer(
-    name: &str,
-    me: u8,
-    peer: u8,
-    to: std::net::SocketAddr,
-    key: &Key,
-    found: &Sender<(net::Hello, net::Conn)>,
-    wants: &std::sync::Mutex<BTreeMap<u8, bool>>,
-) {
-    loop {
-        let want = wants
-            .lock()
-            .map(|w| w.get(&peer).copied().unwrap_or(false))
-            .unwrap_or(false);
-        if want {
-            let data = net::Conn::dial(to, name, me, false, key);
-            let meta = data
-                .as_ref()
-                .ok()
-                .map(|_| net::Conn::dial(to, name, me, true, key));
-            match (data, meta) {
-                (Ok(d), Some(Ok(m))) => {
-                    let h = |meta| net::Hello {
-                        volume: name.to_string(),
-                        from: peer,
-                        meta,
-                        nonce: [0; 16],
-                    };
-                    let _ = found.send((h(false), d));
-                    let _ = found.send((h(true), m));
-                    // Wait until the engine wants a new connection.
-                    if let Ok(mut w) = wants.lock() {
-                        w.insert(peer, false);
-                    }
-                }
-                (Err(e), _) | (_, Some(Err(e))) => {
-                    tracing::debug!("volume {name}: dial {to}: {e}");
-                }
-                _ => {}
-            }
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// Pairs each peer's data and meta connections.
-fn pair_connections(found: Receiver<(net::Hello, net::Conn)>, inbox: &Sender<Input>) {
-    let mut half: BTreeMap<u8, (bool, net::Conn)> = BTreeMap::new();
-    while let Ok((h, c)) = found.recv() {
-        match half.remove(&h.from) {
-            Some((meta, other)) if meta != h.meta => {
-                let (data, meta) = if h.meta { (other, c) } else { (c, other) };
-                let _ = inbox.send(Input::Connected {
-                    peer: h.from,
-                    data,
-                    meta,
-                });
-            }
-            _ => {
-                half.insert(h.from, (h.meta, c));
-            }
-        }
-    }
 }
 
 impl Runner {
@@ -446,237 +386,6 @@ impl Runner {
         }
     }
 
-    fn connect(&mut self, peer: u8, data: net::Conn, meta: net::Conn) {
-        if !self.vol.wants_connection(peer) {
-            data.shutdown();
-            meta.shutdown();
-            return;
-        }
-        self.drop_link(peer);
-        let generation = self.next_generation;
-        self.next_generation += 1;
-        let mut handles = Vec::new();
-        let mut senders = Vec::new();
-        for c in [data, meta] {
-            if let Ok(h) = c.handle() {
-                handles.push(h);
-            }
-            let Ok((w, mut r)) = c.split(self.key.clone()) else {
-                return;
-            };
-            let (tx, rx) = std::sync::mpsc::channel();
-            senders.push(tx);
-            let _ = std::thread::Builder::new()
-                .name("tandem-vol-send".into())
-                .spawn(move || w.run(rx));
-            let inbox = self.inbox.clone();
-            let _ = std::thread::Builder::new()
-                .name("tandem-vol-recv".into())
-                .spawn(move || {
-                    loop {
-                        match r.read() {
-                            Ok(msg) => {
-                                let input = Input::Received {
-                                    peer,
-                                    generation,
-                                    msg,
-                                };
-                                if inbox.send(input).is_err() {
-                                    return;
-                                }
-                            }
-                            Err(_) => {
-                                let _ = inbox.send(Input::Lost { peer, generation });
-                                return;
-                            }
-                        }
-                    }
-                });
-        }
-        let (Some(meta_tx), Some(data_tx)) = (senders.pop(), senders.pop()) else {
-            return;
-        };
-        self.links.insert(
-            peer,
-            Link {
-                generation,
-                data: data_tx,
-                meta: meta_tx,
-                handles,
-            },
-        );
-        let now = self.now();
-        self.vol.connected(now, peer);
-    }
-
-    fn drop_link(&mut self, peer: u8) {
-        if let Some(l) = self.links.remove(&peer) {
-            for h in l.handles {
-                let _ = h.shutdown(std::net::Shutdown::Both);
-            }
-        }
-    }
-
-    /// Hands an application operation to the engine, split into writes of
-    /// at most [`MAX_CHUNK`]; the origin is answered when every part is.
-    fn submit(&mut self, origin: Origin, op: fuse::Op) {
-        let now = self.now();
-        let parent = self.next_req;
-        self.next_req += 1;
-        let mut ids = Vec::new();
-        let mut next = || {
-            let id = self.next_req;
-            self.next_req += 1;
-            id
-        };
-        let mut writes = Vec::new();
-        match op {
-            fuse::Op::Read { offset, len } => {
-                let id = next();
-                ids.push(id);
-                self.vol.read(now, id, offset, len);
-            }
-            fuse::Op::Flush => {
-                let id = next();
-                ids.push(id);
-                self.vol.flush(now, id);
-            }
-            fuse::Op::Write { offset, data, fua } => {
-                let mut at = 0u64;
-                while at < data.len() as u64 || (at == 0 && data.is_empty()) {
-                    let end = (at + MAX_CHUNK).min(data.len() as u64);
-                    writes.push((
-                        next(),
-                        offset + at,
-                        data.slice(at as usize..end as usize),
-                        fua,
-                    ));
-                    if data.is_empty() {
-                        break;
-                    }
-                    at = end;
-                }
-            }
-            fuse::Op::Zero { offset, len } => {
-                let zeros = Bytes::from(vec![0u8; MAX_CHUNK.min(len) as usize]);
-                let mut at = 0u64;
-                while at < len {
-                    let n = MAX_CHUNK.min(len - at);
-                    writes.push((next(), offset + at, zeros.slice(..n as usize), false));
-                    at += n;
-                }
-            }
-        }
-        ids.extend(writes.iter().map(|w| w.0));
-        if ids.is_empty() {
-            // A zero-length zeroing: nothing to do.
-            return self.answer(origin, Ok(None));
-        }
-        self.pending.insert(
-            parent,
-            Pending {
-                origin,
-                parts: ids.len(),
-                error: None,
-                data: None,
-            },
-        );
-        for id in &ids {
-            self.parts.insert(*id, parent);
-        }
-        for (id, off, data, fua) in writes {
-            self.vol.write(now, id, off, data, fua);
-        }
-    }
-
-    fn nbd_request(&mut self, conn: u64, cookie: u64, req: nbd::Request) {
-        let write = !matches!(req, nbd::Request::Read { .. } | nbd::Request::Flush);
-        let origin = Origin::Nbd {
-            conn,
-            cookie,
-            write,
-        };
-        let op = match req {
-            nbd::Request::Read { offset, len } => fuse::Op::Read { offset, len },
-            nbd::Request::Write { offset, data, fua } => fuse::Op::Write { offset, data, fua },
-            nbd::Request::Flush => fuse::Op::Flush,
-            nbd::Request::Zero { offset, len, .. } => fuse::Op::Zero { offset, len },
-        };
-        self.submit(origin, op);
-    }
-
-    fn fuse_request(&mut self, op: fuse::Op, reply: fuse::Reply) {
-        self.submit(Origin::Fuse(reply), op);
-    }
-
-    /// Engine request `req` finished: when it was the last part of an
-    /// application request, that one is answered.
-    fn complete(&mut self, req: ReqId, result: Result<Option<Bytes>, IoError>) {
-        let Some(parent) = self.parts.remove(&req) else {
-            return;
-        };
-        let Some(p) = self.pending.get_mut(&parent) else {
-            return;
-        };
-        p.parts -= 1;
-        match result {
-            Ok(Some(d)) => p.data = Some(d),
-            Ok(None) => {}
-            Err(e) => {
-                if p.error.is_none() {
-                    p.error = Some(e);
-                }
-            }
-        }
-        if p.parts > 0 {
-            return;
-        }
-        let Some(p) = self.pending.remove(&parent) else {
-            return;
-        };
-        let result = match p.error {
-            Some(e) => Err(e),
-            None => Ok(p.data),
-        };
-        self.answer(p.origin, result);
-    }
-
-    fn answer(&mut self, origin: Origin, result: Result<Option<Bytes>, IoError>) {
-        match origin {
-            Origin::Fuse(reply) => match result {
-                Ok(data) => reply.ok(data.as_deref()),
-                Err(IoError::ReadOnly) => reply.error(fuser::Errno::EROFS),
-                Err(IoError::OutOfRange { .. }) => reply.error(fuser::Errno::EINVAL),
-                Err(_) => reply.error(fuser::Errno::EIO),
-            },
-            Origin::Nbd {
-                conn,
-                cookie,
-                write,
-            } => {
-                let error = match &result {
-                    Ok(_) => 0,
-                    Err(IoError::ReadOnly) => nbd::errno::EPERM,
-                    Err(IoError::OutOfRange { .. }) if write => nbd::errno::ENOSPC,
-                    Err(IoError::OutOfRange { .. }) => nbd::errno::EINVAL,
-                    Err(_) => nbd::errno::EIO,
-                };
-                let data = result.ok().flatten().filter(|_| !write);
-                if let Some(tx) = self.nbd.get(&conn)
-                    && tx
-                        .send(nbd::Reply {
-                            cookie,
-                            error,
-                            data,
-                        })
-                        .is_err()
-                {
-                    self.nbd.remove(&conn);
-                }
-            }
-        }
-    }
-
     /// Carries out every engine output, with one exhaustive match.
     fn flush(&mut self, wants: &std::sync::Mutex<BTreeMap<u8, bool>>) {
         while let Some(out) = self.vol.poll() {
@@ -722,99 +431,6 @@ impl Runner {
 
     fn status(&self) -> VolumeStatus {
         self.vol.status()
-    }
-
-    /// Applies an operator command.
-    fn command(&mut self, cmd: control::Command) -> control::Answer {
-        use control::{Answer, Command};
-        let now = self.now();
-        let peers: Vec<String> = self.vol.peer_names().map(str::to_string).collect();
-        let pick = |p: &Option<String>| -> Vec<String> {
-            p.as_ref()
-                .map_or_else(|| peers.clone(), |p| vec![p.clone()])
-        };
-        let done = |m: &str| Answer::Done {
-            message: m.to_string(),
-        };
-        let refused = |e: &dyn std::fmt::Display| Answer::Refused {
-            message: e.to_string(),
-        };
-        let name = self.vol.name().to_string();
-        match cmd {
-            Command::Primary { force } => match self.vol.promote(now, force) {
-                Ok(()) if force => done(&format!(
-                    "{name}: primary (forced: this copy is now the newest; peers resync from it)"
-                )),
-                Ok(()) => done(&format!("{name}: primary")),
-                Err(e) => refused(&e),
-            },
-            Command::Secondary => match self.vol.demote(now) {
-                Ok(()) => done(&format!("{name}: secondary")),
-                Err(e) => refused(&e),
-            },
-            Command::Connect {
-                discard_my_data,
-                peer,
-            } => {
-                for p in pick(&peer) {
-                    if discard_my_data && let Err(e) = self.vol.discard_my_data(&p) {
-                        return refused(&e);
-                    }
-                    if let Err(e) = self.vol.connect(&p) {
-                        return refused(&e);
-                    }
-                }
-                done(&if discard_my_data {
-                    format!(
-                        "{name}: connecting; on a split brain this node's changes since the split are discarded"
-                    )
-                } else {
-                    format!("{name}: connecting")
-                })
-            }
-            Command::Disconnect { peer } => {
-                for p in pick(&peer) {
-                    if let Err(e) = self.vol.disconnect(&p) {
-                        return refused(&e);
-                    }
-                }
-                done(&format!(
-                    "{name}: disconnected (StandAlone until `connect`)"
-                ))
-            }
-            Command::Invalidate => match self.vol.invalidate() {
-                Ok(()) => done(&format!(
-                    "{name}: local copy discarded; a full resync from a peer follows at the next connection"
-                )),
-                Err(e) => refused(&e),
-            },
-            Command::Verify { peer } => {
-                for p in pick(&peer) {
-                    if let Err(e) = self.vol.verify(now, &p) {
-                        return refused(&e);
-                    }
-                }
-                done(&format!(
-                    "{name}: online verify started (see `tandem volume events`)"
-                ))
-            }
-            Command::Status => Answer::Status {
-                status: Box::new(self.status()),
-                info: self.info.clone(),
-            },
-            Command::Events => Answer::Events {
-                lines: self.events.clone(),
-            },
-            Command::Down => {
-                if self.vol.role() == tandem_volumes::Role::Primary {
-                    return refused(&format!(
-                        "{name} is primary here; run `tandem volume secondary {name}` first"
-                    ));
-                }
-                self.stop = true;
-                done(&format!("{name}: down"))
-            }
-        }
     }
 }
 

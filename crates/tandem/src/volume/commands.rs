@@ -1,0 +1,98 @@
+//! Operator commands arriving on the volume's control socket.
+
+use super::{Runner, control};
+
+impl Runner {
+    /// Applies an operator command.
+    pub(super) fn command(&mut self, cmd: control::Command) -> control::Answer {
+        use control::{Answer, Command};
+        let now = self.now();
+        let peers: Vec<String> = self.vol.peer_names().map(str::to_string).collect();
+        let pick = |p: &Option<String>| -> Vec<String> {
+            p.as_ref()
+                .map_or_else(|| peers.clone(), |p| vec![p.clone()])
+        };
+        let done = |m: &str| Answer::Done {
+            message: m.to_string(),
+        };
+        let refused = |e: &dyn std::fmt::Display| Answer::Refused {
+            message: e.to_string(),
+        };
+        let name = self.vol.name().to_string();
+        match cmd {
+            Command::Primary { force } => match self.vol.promote(now, force) {
+                Ok(()) if force => done(&format!(
+                    "{name}: primary (forced: this copy is now the newest; peers resync from it)"
+                )),
+                Ok(()) => done(&format!("{name}: primary")),
+                Err(e) => refused(&e),
+            },
+            Command::Secondary => match self.vol.demote(now) {
+                Ok(()) => done(&format!("{name}: secondary")),
+                Err(e) => refused(&e),
+            },
+            Command::Connect {
+                discard_my_data,
+                peer,
+            } => {
+                for p in pick(&peer) {
+                    if discard_my_data && let Err(e) = self.vol.discard_my_data(&p) {
+                        return refused(&e);
+                    }
+                    if let Err(e) = self.vol.connect(&p) {
+                        return refused(&e);
+                    }
+                }
+                done(&if discard_my_data {
+                    format!(
+                        "{name}: connecting; on a split brain this node's changes since the split are discarded"
+                    )
+                } else {
+                    format!("{name}: connecting")
+                })
+            }
+            Command::Disconnect { peer } => {
+                for p in pick(&peer) {
+                    if let Err(e) = self.vol.disconnect(&p) {
+                        return refused(&e);
+                    }
+                }
+                done(&format!(
+                    "{name}: disconnected (StandAlone until `connect`)"
+                ))
+            }
+            Command::Invalidate => match self.vol.invalidate() {
+                Ok(()) => done(&format!(
+                    "{name}: local copy discarded; a full resync from a peer follows at the next connection"
+                )),
+                Err(e) => refused(&e),
+            },
+            Command::Verify { peer } => {
+                for p in pick(&peer) {
+                    if let Err(e) = self.vol.verify(now, &p) {
+                        return refused(&e);
+                    }
+                }
+                done(&format!(
+                    "{name}: online verify started (see `tandem volume events`)"
+                ))
+            }
+            Command::Status => Answer::Status {
+                status: Box::new(self.status()),
+                info: self.info.clone(),
+            },
+            Command::Events => Answer::Events {
+                lines: self.events.clone(),
+            },
+            Command::Down => {
+                if self.vol.role() == tandem_volumes::Role::Primary {
+                    return refused(&format!(
+                        "{name} is primary here; run `tandem volume secondary {name}` first"
+                    ));
+                }
+                self.stop = true;
+                done(&format!("{name}: down"))
+            }
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Application requests from the exports (NBD, FUSE): split into engine
+//! requests, and answered when every part is done.
+
+use bytes::Bytes;
+use tandem_volumes::{IoError, ReqId};
+
+use super::{MAX_CHUNK, Origin, Pending, Runner, fuse, nbd};
+
+impl Runner {
+    /// Hands an application operation to the engine, split into writes of
+    /// at most [`MAX_CHUNK`]; the origin is answered when every part is.
+    pub(super) fn submit(&mut self, origin: Origin, op: fuse::Op) {
+        let now = self.now();
+        let parent = self.next_req;
+        self.next_req += 1;
+        let mut ids = Vec::new();
+        let mut next = || {
+            let id = self.next_req;
+            self.next_req += 1;
+            id
+        };
+        let mut writes = Vec::new();
+        match op {
+            fuse::Op::Read { offset, len } => {
+                let id = next();
+                ids.push(id);
+                self.vol.read(now, id, offset, len);
+            }
+            fuse::Op::Flush => {
+                let id = next();
+                ids.push(id);
+                self.vol.flush(now, id);
+            }
+            fuse::Op::Write { offset, data, fua } => {
+                let mut at = 0u64;
+                while at < data.len() as u64 || (at == 0 && data.is_empty()) {
+                    let end = (at + MAX_CHUNK).min(data.len() as u64);
+                    writes.push((
+                        next(),
+                        offset + at,
+                        data.slice(at as usize..end as usize),
+                        fua,
+                    ));
+                    if data.is_empty() {
+                        break;
+                    }
+                    at = end;
+                }
+            }
+            fuse::Op::Zero { offset, len } => {
+                let zeros = Bytes::from(vec![0u8; MAX_CHUNK.min(len) as usize]);
+                let mut at = 0u64;
+                while at < len {
+                    let n = MAX_CHUNK.min(len - at);
+                    writes.push((next(), offset + at, zeros.slice(..n as usize), false));
+                    at += n;
+                }
+            }
+        }
+        ids.extend(writes.iter().map(|w| w.0));
+        if ids.is_empty() {
+            // A zero-length zeroing: nothing to do.
+            return self.answer(origin, Ok(None));
+        }
+        self.pending.insert(
+            parent,
+            Pending {
+                origin,
+                parts: ids.len(),
+                error: None,
+                data: None,
+            },
+        );
+        for id in &ids {
+            self.parts.insert(*id, parent);
+        }
+        for (id, off, data, fua) in writes {
+            self.vol.write(now, id, off, data, fua);
+        }
+    }
+
+    pub(super) fn nbd_request(&mut self, conn: u64, cookie: u64, req: nbd::Request) {
+        let write = !matches!(req, nbd::Request::Read { .. } | nbd::Request::Flush);
+        let origin = Origin::Nbd {
+            conn,
+            cookie,
+            write,
+        };
+        let op = match req {
+            nbd::Request::Read { offset, len } => fuse::Op::Read { offset, len },
+            nbd::Request::Write { offset, data, fua } => fuse::Op::Write { offset, data, fua },
+            nbd::Request::Flush => fuse::Op::Flush,
+            nbd::Request::Zero { offset, len, .. } => fuse::Op::Zero { offset, len },
+        };
+        self.submit(origin, op);
+    }
+
+    pub(super) fn fuse_request(&mut self, op: fuse::Op, reply: fuse::Reply) {
+        self.submit(Origin::Fuse(reply), op);
+    }
+
+    /// Engine request `req` finished: when it was the last part of an
+    /// application request, that one is answered.
+    pub(super) fn complete(&mut self, req: ReqId, result: Result<Option<Bytes>, IoError>) {
+        let Some(parent) = self.parts.remove(&req) else {
+            return;
+        };
+        let Some(p) = self.pending.get_mut(&parent) else {
+            return;
+        };
+        p.parts -= 1;
+        match result {
+            Ok(Some(d)) => p.data = Some(d),
+            Ok(None) => {}
+            Err(e) => {
+                if p.error.is_none() {
+                    p.error = Some(e);
+                }
+            }
+        }
+        if p.parts > 0 {
+            return;
+        }
+        let Some(p) = self.pending.remove(&parent) else {
+            return;
+        };
+        let result = match p.error {
+            Some(e) => Err(e),
+            None => Ok(p.data),
+        };
+        self.answer(p.origin, result);
+    }
+
+    fn answer(&mut self, origin: Origin, result: Result<Option<Bytes>, IoError>) {
+        match origin {
+            Origin::Fuse(reply) => match result {
+                Ok(data) => reply.ok(data.as_deref()),
+                Err(IoError::ReadOnly) => reply.error(fuser::Errno::EROFS),
+                Err(IoError::OutOfRange { .. }) => reply.error(fuser::Errno::EINVAL),
+                Err(_) => reply.error(fuser::Errno::EIO),
+            },
+            Origin::Nbd {
+                conn,
+                cookie,
+                write,
+            } => {
+                let error = match &result {
+                    Ok(_) => 0,
+                    Err(IoError::ReadOnly) => nbd::errno::EPERM,
+                    Err(IoError::OutOfRange { .. }) if write => nbd::errno::ENOSPC,
+                    Err(IoError::OutOfRange { .. }) => nbd::errno::EINVAL,
+                    Err(_) => nbd::errno::EIO,
+                };
+                let data = result.ok().flatten().filter(|_| !write);
+                if let Some(tx) = self.nbd.get(&conn)
+                    && tx
+                        .send(nbd::Reply {
+                            cookie,
+                            error,
+                            data,
+                        })
+                        .is_err()
+                {
+                    self.nbd.remove(&conn);
+                }
+            }
+        }
+    }
+}
