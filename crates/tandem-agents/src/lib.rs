@@ -32,7 +32,7 @@ use tandem_core::{Action, Op, OpResult};
 struct Shared {
     groups: Vec<Group>,
     processes: process::Processes,
-    checks: Mutex<HashMap<(usize, usize), check::CheckState>>,
+    checks: Mutex<HashMap<tandem_core::ResourceKey, check::CheckState>>,
 }
 
 /// Runs agent operations off the heartbeat thread. See the crate docs.
@@ -89,14 +89,17 @@ fn dispatch(rx: &Receiver<Action>, shared: &Arc<Shared>, report: &Report) {
 
 /// Runs one operation of one resource, synchronously.
 fn run_action(shared: &Shared, a: &Action) -> OpResult {
+    // Looked up by name: the executor's list and the brain's need not be
+    // in the same order.
     let Some(res) = shared
         .groups
-        .get(a.group)
-        .and_then(|g| g.resources.get(a.resource))
+        .iter()
+        .find(|g| g.name == a.key.group)
+        .and_then(|g| g.resources.iter().find(|r| r.name == a.key.resource))
     else {
-        return OpResult::Failed("unknown resource".into());
+        return OpResult::Failed(format!("unknown resource {}", a.key));
     };
-    let group = &shared.groups[a.group].name;
+    let group = &a.key.group;
     let deadline = Instant::now() + a.timeout;
     let mut r = agent_op(shared, group, res, a.op, a.timeout);
     if let (Some(chk), OpResult::Ok) = (&res.check, &r) {
@@ -113,7 +116,7 @@ fn run_action(shared: &Shared, a: &Action) -> OpResult {
                 ) {
                     Ok(()) => {
                         if let Ok(mut c) = shared.checks.lock() {
-                            c.insert((a.group, a.resource), check::CheckState::default());
+                            c.insert(a.key.clone(), check::CheckState::default());
                         }
                         break OpResult::Ok;
                     }
@@ -131,7 +134,7 @@ fn run_action(shared: &Shared, a: &Action) -> OpResult {
             Op::Monitor => {
                 let outcome = check::probe(&chk.kind, chk.timeout);
                 let mut checks = shared.checks.lock().unwrap_or_else(|p| p.into_inner());
-                let st = checks.entry((a.group, a.resource)).or_default();
+                let st = checks.entry(a.key.clone()).or_default();
                 st.record(outcome, chk.rise, chk.fall);
                 if st.up {
                     OpResult::Ok

@@ -35,7 +35,7 @@ pub use config::{BrainConfig, LinkInfo, NoQuorumPolicy, NodeInfo, Quorum, Timing
 pub use event::{Event, RejectReason};
 pub use membership::{LinkState, PeerState};
 pub use placement::PlacementRules;
-pub use resources::{Action, GroupSpec, Op, OpResult, ResourceSpec, ResourceState};
+pub use resources::{Action, GroupSpec, Op, OpResult, ResourceKey, ResourceSpec, ResourceState};
 pub use status::{
     GroupStatus, LinkStatus, MembershipStatus, NodeStatus, QuorumStatus, ResourceStatus, Stats,
 };

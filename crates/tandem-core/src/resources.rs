@@ -60,15 +60,34 @@ pub enum Op {
 pub struct Action {
     /// Identifies the result.
     pub id: u64,
-    /// Group index.
+    /// The resource, by name: stable whatever the order of the lists the
+    /// driver keeps (the executor looks the resource up by it).
+    pub key: ResourceKey,
+    /// Group position in the brain's configuration (for the simulator,
+    /// which built that list itself).
     pub group: usize,
-    /// Resource index in the group.
+    /// Resource position in the group (likewise).
     pub resource: usize,
     /// What to do.
     pub op: Op,
     /// How long the agent may take; the daemon kills it after that and
     /// reports [`OpResult::TimedOut`].
     pub timeout: Duration,
+}
+
+/// A resource's stable identity: its group's name and its own.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ResourceKey {
+    /// Group name.
+    pub group: String,
+    /// Resource name.
+    pub resource: String,
+}
+
+impl std::fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.group, self.resource)
+    }
 }
 
 /// The outcome of an operation.

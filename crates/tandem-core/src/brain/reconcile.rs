@@ -42,8 +42,13 @@ impl Brain {
             });
         }
         self.op_started.push((id, now));
+        let key = crate::resources::ResourceKey {
+            group: self.cfg.groups[g].name.clone(),
+            resource: self.cfg.groups[g].resources[r].name.clone(),
+        };
         self.actions.push_back(Action {
             id,
+            key,
             group: g,
             resource: r,
             op,
