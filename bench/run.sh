@@ -6,9 +6,13 @@ need=()
 command -v stress-ng >/dev/null 2>&1 || need+=(stress-ng)
 command -v busybox >/dev/null 2>&1 || need+=(busybox)
 command -v keepalived >/dev/null 2>&1 || need+=(keepalived)
+command -v fio >/dev/null 2>&1 || need+=(fio)
+command -v nbdfuse >/dev/null 2>&1 || need+=(libnbd-bin)
+command -v qemu-nbd >/dev/null 2>&1 || need+=(qemu-utils)
+command -v rsync >/dev/null 2>&1 || need+=(rsync)
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-name=${1:?usage: bench/run.sh heartbeat [--seconds N] | failover [--runs N] | lease [--runs N] [--seconds S]}; shift
+name=${1:?usage: bench/run.sh heartbeat [--seconds N] | failover [--runs N] | lease [--runs N] [--seconds S] | volumes [--seconds S] [--size-mib M]}; shift
 cargo build --release -p tandem -p tandem-bench
 exec "target/release/$name" "$@"

@@ -69,7 +69,7 @@ fn sh(cmd: &str) -> anyhow::Result<String> {
 /// Runs one fio job on `target`; returns its JSON.
 fn fio(target: &str, job: &str, seconds: u64, size_mib: u64) -> anyhow::Result<serde_json::Value> {
     let args = match job {
-        "seq" => "--rw=write --bs=1m --ioengine=psync --iodepth=1",
+        "seq" => "--rw=write --bs=1m --ioengine=psync --iodepth=1 --fsync=1",
         _ => "--rw=randwrite --bs=4k --ioengine=psync --iodepth=1 --fsync=1",
     };
     let cmd = format!(
@@ -327,19 +327,35 @@ fn main() -> anyhow::Result<()> {
             size_mib,
         )?);
         if protocol == "C" {
-            // Resync: 1 % changed while n2 is away, then everything.
+            // Resync: 1 % changed while n2 is away (bitmap), then n2's
+            // copy thrown away (`invalidate`: full).
             for (what, mib) in [
                 ("bitmap, 1 % changed", size_mib / 100),
-                ("full, all changed", size_mib),
+                ("full (invalidate)", size_mib),
             ] {
-                c.vol("n1", "disconnect r0")?;
-                sh(&format!(
-                    "dd if=/dev/urandom of={l} bs=1M count={mib} seek={} oflag=direct conv=notrunc status=none",
-                    size_mib / 4
-                ))?;
-                let before = c.status("n1")["ns"].as_u64().unwrap_or(0);
-                c.vol("n1", "connect r0")?;
-                let took = c.wait_in_sync("n1", Duration::from_secs(900))?;
+                let before;
+                let t0 = Instant::now();
+                if mib < size_mib {
+                    c.vol("n1", "disconnect r0")?;
+                    sh(&format!(
+                        "dd if=/dev/urandom of={l} bs=1M count={mib} seek={} oflag=direct conv=notrunc status=none",
+                        size_mib / 4
+                    ))?;
+                    before = c.status("n1")["ns"].as_u64().unwrap_or(0);
+                    c.vol("n1", "connect r0")?;
+                } else {
+                    before = c.status("n1")["ns"].as_u64().unwrap_or(0);
+                    c.vol("n2", "invalidate r0")?;
+                    // Until the resync is under way, "in sync" is stale.
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while c.status("n1")["peers"][0]["replication"] == "Established"
+                        && Instant::now() < deadline
+                    {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                c.wait_in_sync("n1", Duration::from_secs(900))?;
+                let took = t0.elapsed();
                 let moved = c.status("n1")["ns"]
                     .as_u64()
                     .unwrap_or(0)
@@ -364,9 +380,9 @@ fn main() -> anyhow::Result<()> {
     // rsync of the same sizes (local delta transfer).
     for (what, mib) in [("1 % changed", size_mib / 100), ("all changed", size_mib)] {
         sh(&format!("cp --sparse=never {d}/plain.img {d}/copy.img"))?;
+        let seek = if mib < size_mib { size_mib / 4 } else { 0 };
         sh(&format!(
-            "dd if=/dev/urandom of={d}/plain.img bs=1M count={mib} seek={} conv=notrunc status=none",
-            size_mib / 4
+            "dd if=/dev/urandom of={d}/plain.img bs=1M count={mib} seek={seek} conv=notrunc status=none"
         ))?;
         let t = Instant::now();
         let stats = sh(&format!(

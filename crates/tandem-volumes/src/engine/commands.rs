@@ -144,6 +144,15 @@ impl Volume {
         self.meta.flags.up_to_date = false;
         self.set_disk(DiskState::Inconsistent);
         self.write_meta();
+        // Connected peers reconnect: the handshake then finds this copy
+        // just created and starts the full resync at once.
+        for i in 0..self.peers.len() {
+            if self.peers[i].conn == ConnState::Connected {
+                let node = self.peers[i].cfg.node;
+                self.out.push_back(Output::Disconnect { peer: node });
+                self.lose(i);
+            }
+        }
         Ok(())
     }
 }
