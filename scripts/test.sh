@@ -18,6 +18,7 @@ command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus-daemon)
 command -v stress-ng >/dev/null 2>&1 || need+=(stress-ng)
 command -v qemu-io >/dev/null 2>&1 || need+=(qemu-utils)
+command -v nbdinfo >/dev/null 2>&1 || need+=(libnbd-bin)
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v losetup >/dev/null 2>&1 || need+=(mount)
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

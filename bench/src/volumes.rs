@@ -386,7 +386,7 @@ fn main() -> anyhow::Result<()> {
         ))?;
         let t = Instant::now();
         let stats = sh(&format!(
-            "rsync --inplace --no-whole-file --stats {d}/plain.img {d}/copy.img"
+            "rsync --inplace --no-whole-file --ignore-times --stats {d}/plain.img {d}/copy.img"
         ))?;
         let took = t.elapsed();
         let literal = stats

@@ -5,7 +5,8 @@
 //! bitmap-only resync (bytes counted, backing files identical); the
 //! primary killed mid-write, the secondary promoted, and the old primary
 //! resynced back; online verify finding a block corrupted behind its back.
-//! Needs root and qemu-utils; fails with a clear message otherwise.
+//! NBD conformance with nbdinfo and nbdcopy. Needs root, qemu-utils,
+//! libnbd-bin and e2fsprogs; fails with a clear message otherwise.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -44,6 +45,10 @@ impl Rig {
         assert!(
             Command::new("qemu-io").arg("--version").output().is_ok(),
             "this test needs qemu-io (apt-get install qemu-utils)"
+        );
+        assert!(
+            Command::new("nbdinfo").arg("--version").output().is_ok(),
+            "this test needs nbdinfo and nbdcopy (apt-get install libnbd-bin)"
         );
         let lab = Lab::new("tdvol", SUBNET, &["n1", "n2"]).expect("lab (root needed)");
         let dir = tempfile::tempdir().expect("dir");
@@ -300,6 +305,39 @@ fn the_workshop_steps_resync_and_verify_on_two_nodes() {
     sh(&format!("umount {m} && losetup -d {dev}"));
     rig.ok(1, &["secondary", "r0"]);
     rig.ok(0, &["primary", "r0"]);
+
+    // NBD conformance with libnbd's tools: flags, sizes, read-only on the
+    // secondary, and a copy in and out compared byte for byte.
+    let uri = |i: usize| format!("nbd+unix:///?socket={}", rig.nodes[i].nbd.display());
+    let info: serde_json::Value =
+        serde_json::from_str(&sh(&format!("nbdinfo --json '{}'", uri(0)))).expect("nbdinfo json");
+    let export = &info["exports"][0];
+    assert_eq!(export["is_read_only"], false, "{info:#}");
+    for can in [
+        "can_flush",
+        "can_fua",
+        "can_multi_conn",
+        "can_trim",
+        "can_zero",
+    ] {
+        assert_eq!(export[can], true, "{can}: {info:#}");
+    }
+    assert_eq!(export["export-size"], rig.status(0)["size"], "{info:#}");
+    let info2: serde_json::Value =
+        serde_json::from_str(&sh(&format!("nbdinfo --json '{}'", uri(1)))).expect("nbdinfo json");
+    assert_eq!(info2["exports"][0]["is_read_only"], true, "{info2:#}");
+    let src = rig._dir.path().join("src.img");
+    let s = src.display();
+    sh(&format!("head -c 4194304 /dev/urandom > {s}"));
+    sh(&format!("nbdcopy --flush {s} '{}'", uri(0)));
+    sh(&format!(
+        "nbdcopy '{}' - | head -c 4194304 | cmp - {s}",
+        uri(0)
+    ));
+    sh(&format!(
+        "nbdcopy '{}' - | head -c 4194304 | cmp - {s}",
+        uri(1)
+    ));
 
     // Checksummed writes on n1, then a role switch: n2 reads the same.
     rig.qemu_io(

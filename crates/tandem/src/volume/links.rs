@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
 
-use tandem_wire::Key;
+use super::net::Key;
 
 use super::{Input, Link, Runner, net};
 

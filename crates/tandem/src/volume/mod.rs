@@ -37,7 +37,6 @@ use tandem_core::Timestamp;
 use tandem_volumes::{
     IoError, Message, Output, PeerConfig, Protocol, ReqId, Volume, VolumeConfig, VolumeStatus,
 };
-use tandem_wire::Key;
 
 /// Everything the engine thread is told.
 pub enum Input {
@@ -139,7 +138,7 @@ struct Runner {
     epoch: Instant,
     inbox: Sender<Input>,
     disk: io::DiskPool,
-    key: Arc<Key>,
+    key: Arc<net::Key>,
     links: BTreeMap<u8, Link>,
     next_generation: u64,
     nbd: BTreeMap<u64, nbd::ReplySender>,
@@ -216,7 +215,7 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
     );
     let secret = tandem_config::keyfile::read_key(&config.key_file)
         .with_context(|| format!("volume {name}: the cluster key"))?;
-    let key = Arc::new(Key::new(1, &secret).context("cluster key")?);
+    let key = Arc::new(net::Key::new(&secret));
     let (inbox, inputs) = std::sync::mpsc::channel::<Input>();
     let disk = io::DiskPool::start(&disk_path, size, store, inbox.clone())?;
     // Replication listener and dialers.

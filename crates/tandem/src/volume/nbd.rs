@@ -306,25 +306,36 @@ where
         };
         sink.request(conn, cookie, req);
     }
-    // The writer ends when the owner drops the connection's reply sender.
+    // DISC or EOF: close the socket, so the client (which waits for the
+    // server to close after DISC) and the reply writer both see the end.
+    r.get_ref().shutdown_both();
     drop(writer);
 }
 
-/// Streams that can be cloned for a second thread (TCP and Unix sockets).
+/// Streams that can be cloned for a second thread and shut down (TCP and
+/// Unix sockets).
 pub trait TryClone: Sized {
     /// Another handle on the same socket.
     fn try_clone_stream(&self) -> std::io::Result<Self>;
+    /// Closes both directions.
+    fn shutdown_both(&self);
 }
 
 impl TryClone for std::net::TcpStream {
     fn try_clone_stream(&self) -> std::io::Result<Self> {
         self.try_clone()
     }
+    fn shutdown_both(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Both);
+    }
 }
 
 impl TryClone for std::os::unix::net::UnixStream {
     fn try_clone_stream(&self) -> std::io::Result<Self> {
         self.try_clone()
+    }
+    fn shutdown_both(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Both);
     }
 }
 
