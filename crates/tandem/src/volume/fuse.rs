@@ -38,34 +38,8 @@ pub enum Reply {
     Empty(ReplyEmpty),
 }
 
-/// What the file system asks the engine.
-pub enum Op {
-    /// Read.
-    Read {
-        /// Offset.
-        offset: u64,
-        /// Length.
-        len: u64,
-    },
-    /// Write.
-    Write {
-        /// Offset.
-        offset: u64,
-        /// Data.
-        data: Bytes,
-        /// The file was opened O_SYNC/O_DSYNC.
-        fua: bool,
-    },
-    /// fsync.
-    Flush,
-    /// Zero a range.
-    Zero {
-        /// Offset.
-        offset: u64,
-        /// Length.
-        len: u64,
-    },
-}
+/// What the file system asks the engine: the exports' shared operation.
+pub use super::requests::Op;
 
 impl Reply {
     /// Answers with an error.

@@ -20,7 +20,7 @@ pub mod io;
 mod links;
 pub mod nbd;
 pub mod net;
-mod requests;
+pub mod requests;
 pub mod store;
 
 use std::collections::BTreeMap;

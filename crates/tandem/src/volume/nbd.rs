@@ -61,37 +61,8 @@ pub mod errno {
     pub const ENOSPC: u32 = 28;
 }
 
-/// What an NBD client asked.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Request {
-    /// Read `len` bytes.
-    Read {
-        /// Offset.
-        offset: u64,
-        /// Length.
-        len: u64,
-    },
-    /// Write `data`.
-    Write {
-        /// Offset.
-        offset: u64,
-        /// Data.
-        data: Bytes,
-        /// Force unit access.
-        fua: bool,
-    },
-    /// Flush.
-    Flush,
-    /// Zero `len` bytes (TRIM and WRITE_ZEROES).
-    Zero {
-        /// Offset.
-        offset: u64,
-        /// Length.
-        len: u64,
-        /// Force unit access.
-        fua: bool,
-    },
-}
+/// What an NBD client asked: the exports' shared operation.
+pub use super::requests::Op as Request;
 
 /// A reply for the connection's writer.
 #[derive(Debug)]
@@ -284,7 +255,6 @@ where
             CMD_TRIM | CMD_WRITE_ZEROES if len <= MAX_PAYLOAD => Request::Zero {
                 offset,
                 len: u64::from(len),
-                fua,
             },
             CMD_DISC => break,
             _ => {

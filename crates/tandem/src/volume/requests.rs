@@ -6,10 +6,41 @@ use tandem_volumes::{IoError, ReqId};
 
 use super::{MAX_CHUNK, Origin, Pending, Runner, fuse, nbd};
 
+/// What an export (NBD or FUSE) asks of the volume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Read `len` bytes at `offset`.
+    Read {
+        /// Offset.
+        offset: u64,
+        /// Length.
+        len: u64,
+    },
+    /// Write `data` at `offset`; `fua`: durable before it completes.
+    Write {
+        /// Offset.
+        offset: u64,
+        /// Data.
+        data: Bytes,
+        /// Force unit access.
+        fua: bool,
+    },
+    /// Make every completed write durable, here and on the peers.
+    Flush,
+    /// Zero `len` bytes at `offset` (NBD TRIM and WRITE_ZEROES, FUSE
+    /// punch-hole and zero-range).
+    Zero {
+        /// Offset.
+        offset: u64,
+        /// Length.
+        len: u64,
+    },
+}
+
 impl Runner {
     /// Hands an application operation to the engine, split into writes of
     /// at most [`MAX_CHUNK`]; the origin is answered when every part is.
-    pub(super) fn submit(&mut self, origin: Origin, op: fuse::Op) {
+    pub(super) fn submit(&mut self, origin: Origin, op: Op) {
         let now = self.now();
         let parent = self.next_req;
         self.next_req += 1;
@@ -21,17 +52,17 @@ impl Runner {
         };
         let mut writes = Vec::new();
         match op {
-            fuse::Op::Read { offset, len } => {
+            Op::Read { offset, len } => {
                 let id = next();
                 ids.push(id);
                 self.vol.read(now, id, offset, len);
             }
-            fuse::Op::Flush => {
+            Op::Flush => {
                 let id = next();
                 ids.push(id);
                 self.vol.flush(now, id);
             }
-            fuse::Op::Write { offset, data, fua } => {
+            Op::Write { offset, data, fua } => {
                 let mut at = 0u64;
                 while at < data.len() as u64 || (at == 0 && data.is_empty()) {
                     let end = (at + MAX_CHUNK).min(data.len() as u64);
@@ -47,7 +78,7 @@ impl Runner {
                     at = end;
                 }
             }
-            fuse::Op::Zero { offset, len } => {
+            Op::Zero { offset, len } => {
                 let zeros = Bytes::from(vec![0u8; MAX_CHUNK.min(len) as usize]);
                 let mut at = 0u64;
                 while at < len {
@@ -79,23 +110,21 @@ impl Runner {
         }
     }
 
-    pub(super) fn nbd_request(&mut self, conn: u64, cookie: u64, req: nbd::Request) {
-        let write = !matches!(req, nbd::Request::Read { .. } | nbd::Request::Flush);
-        let origin = Origin::Nbd {
-            conn,
-            cookie,
-            write,
-        };
-        let op = match req {
-            nbd::Request::Read { offset, len } => fuse::Op::Read { offset, len },
-            nbd::Request::Write { offset, data, fua } => fuse::Op::Write { offset, data, fua },
-            nbd::Request::Flush => fuse::Op::Flush,
-            nbd::Request::Zero { offset, len, .. } => fuse::Op::Zero { offset, len },
-        };
-        self.submit(origin, op);
+    /// An NBD request (connection `conn`, the client's `cookie`).
+    pub(super) fn nbd_request(&mut self, conn: u64, cookie: u64, req: Op) {
+        let write = !matches!(req, Op::Read { .. } | Op::Flush);
+        self.submit(
+            Origin::Nbd {
+                conn,
+                cookie,
+                write,
+            },
+            req,
+        );
     }
 
-    pub(super) fn fuse_request(&mut self, op: fuse::Op, reply: fuse::Reply) {
+    /// A FUSE request, answered through `reply`.
+    pub(super) fn fuse_request(&mut self, op: Op, reply: fuse::Reply) {
         self.submit(Origin::Fuse(reply), op);
     }
 
