@@ -63,6 +63,10 @@ pub struct PeerStatus {
     pub done: f64,
     /// Out of sync with it.
     pub out_of_sync_kib: u64,
+    /// During a resync: its rate so far, KiB/s.
+    pub resync_kib_s: Option<f64>,
+    /// During a resync: seconds left at that rate.
+    pub eta_seconds: Option<f64>,
     /// Writes sent and not yet acknowledged (`pe`).
     pub pending: u64,
     /// Requests received from it not yet answered (`ua`).
@@ -106,6 +110,9 @@ impl VolumeStatus {
             }
             if matches!(p.replication, ReplState::SyncSource | ReplState::SyncTarget) {
                 line.push_str(&format!(" done:{:.2}", p.done));
+                if let (Some(r), Some(e)) = (p.resync_kib_s, p.eta_seconds) {
+                    line.push_str(&format!(" speed:{r:.0}KiB/s eta:{e:.0}s"));
+                }
             }
             if p.out_of_sync_kib > 0 {
                 line.push_str(&format!(" out-of-sync:{}", p.out_of_sync_kib));

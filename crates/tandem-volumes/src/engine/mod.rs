@@ -327,7 +327,10 @@ impl Volume {
                 .iter()
                 .map(|p| {
                     let oos = self.meta.peer(p.cfg.node).map_or(0, |m| m.bitmap.count());
+                    let rate_eta = p.rate_and_eta(oos, self.now);
                     PeerStatus {
+                        resync_kib_s: rate_eta.map(|r| r.0),
+                        eta_seconds: rate_eta.map(|r| r.1),
                         node: p.cfg.name.clone(),
                         connection: p.conn,
                         replication: p.repl,

@@ -75,6 +75,8 @@ pub(super) struct Peer {
     pub(super) resync_cursor: u64,
     pub(super) resync_inflight: BTreeMap<u64, Inflight>,
     pub(super) resync_moved: u64,
+    /// When the resync started (for its rate and ETA).
+    pub(super) resync_started: Timestamp,
     pub(super) resync_done_sent: bool,
     /// Disk reads (source) and writes (target) of resync blocks.
     pub(super) resync_reads: BTreeMap<IoId, u64>,
@@ -119,6 +121,7 @@ impl Peer {
             resync_cursor: 0,
             resync_inflight: BTreeMap::new(),
             resync_moved: 0,
+            resync_started: Timestamp::ZERO,
             resync_done_sent: false,
             resync_reads: BTreeMap::new(),
             resync_writes: BTreeMap::new(),
@@ -166,6 +169,22 @@ impl Peer {
         }
         let left = out_of_sync.min(self.resync_total);
         100.0 * (self.resync_total - left) as f64 / self.resync_total as f64
+    }
+
+    /// Resync rate (KiB/s) and time left (s), once some blocks moved.
+    pub(super) fn rate_and_eta(&self, out_of_sync: u64, now: Timestamp) -> Option<(f64, f64)> {
+        if !matches!(self.repl, ReplState::SyncSource | ReplState::SyncTarget) {
+            return None;
+        }
+        let done = self
+            .resync_total
+            .saturating_sub(out_of_sync.min(self.resync_total));
+        let secs = now.since(self.resync_started).as_secs_f64();
+        if done == 0 || secs <= 0.0 {
+            return None;
+        }
+        let rate = done as f64 * 4.0 / secs;
+        Some((rate, out_of_sync as f64 * 4.0 / rate))
     }
 
     /// Requests received from it and not answered yet.

@@ -58,6 +58,7 @@ impl Volume {
         let p = &mut self.peers[i];
         p.repl = ReplState::SyncSource;
         p.resync_total = total;
+        p.resync_started = self.now;
         p.resync_cursor = 0;
         let name = p.cfg.name.clone();
         self.emit(VolumeEvent::ResyncStarted {
@@ -192,6 +193,7 @@ impl Volume {
         let p = &mut self.peers[i];
         p.repl = ReplState::SyncTarget;
         p.resync_total = total;
+        p.resync_started = self.now;
         let name = p.cfg.name.clone();
         self.emit(VolumeEvent::ResyncStarted {
             peer: name,

@@ -217,6 +217,8 @@ fn status_json(s: &tandem_volumes::VolumeStatus, info: &control::Info) -> serde_
             "peer_disk": p.peer_disk,
             "done": p.done,
             "out_of_sync_kib": p.out_of_sync_kib,
+            "resync_kib_s": p.resync_kib_s,
+            "eta_seconds": p.eta_seconds,
             "protocol": p.protocol,
         })).collect::<Vec<_>>(),
         "ns": c.ns, "nr": c.nr, "dw": c.dw, "dr": c.dr, "al": c.al, "bm": c.bm,
