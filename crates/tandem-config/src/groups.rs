@@ -175,11 +175,29 @@ pub(crate) fn build_groups(
     nodes: &[Node],
 ) -> Vec<Group> {
     let mut out: Vec<Group> = Vec::new();
-    if raw.len() > tandem_wire::MAX_GROUPS {
+    // Heartbeats report up to MAX_GROUPS groups, but carry moves and
+    // cleanups for only MAX_LIST: more groups could not all be moved.
+    let max = tandem_wire::MAX_GROUPS.min(tandem_wire::MAX_LIST);
+    if raw.len() > max {
         c.error(
-            raw[tandem_wire::MAX_GROUPS].span().start,
-            format!("at most {} groups are supported", tandem_wire::MAX_GROUPS),
-            None,
+            raw[max].span().start,
+            format!("at most {max} groups are supported (every heartbeat carries each group's moves and cleanups)"),
+            Some("merge groups that always move together".to_string()),
+        );
+    }
+    // Every node's view must fit a heartbeat next to the groups' reports.
+    let room = tandem_wire::view_room(nodes.len(), raw.len());
+    if !raw.is_empty() && room < nodes.len() {
+        c.error(
+            raw[0].span().start,
+            format!(
+                "{} nodes and {} groups do not fit one heartbeat ({} bytes): its membership view would hold only {room} of the {} nodes",
+                nodes.len(),
+                raw.len(),
+                tandem_wire::MAX_PACKET,
+                nodes.len()
+            ),
+            Some("use fewer groups (merge the ones that move together) or fewer nodes".to_string()),
         );
     }
     for g in raw {

@@ -44,6 +44,27 @@ pub const MAX_GROUPS: usize = 64;
 /// Most entries of each settings list (standby nodes, moves, cleanups).
 pub const MAX_LIST: usize = 32;
 const VIEW_ENTRY_LEN: usize = 2 + 8 + 1 + 8;
+const TLV_HEADER_LEN: usize = 3;
+
+/// How many membership-view entries fit in a packet of a cluster with
+/// `nodes` nodes and `groups` groups in the worst case: every group
+/// reported, and the settings at their largest (every node in standby,
+/// a move and a cleanup for every group). A configuration whose nodes do
+/// not all fit would have views cut short, so it is refused.
+pub fn view_room(nodes: usize, groups: usize) -> usize {
+    let g = groups.min(MAX_GROUPS);
+    let (gl, nl) = (groups.min(MAX_LIST), nodes.min(MAX_LIST));
+    let state = TLV_HEADER_LEN + 1;
+    let digest = TLV_HEADER_LEN + 8;
+    let reports = if g == 0 {
+        0
+    } else {
+        TLV_HEADER_LEN + g * GROUP_ENTRY_LEN
+    };
+    let settings = TLV_HEADER_LEN + 8 + 2 + 1 + 2 * nl + 1 + 8 * gl + 1 + 6 * gl;
+    let used = MIN_PACKET + state + digest + reports + settings + TLV_HEADER_LEN;
+    MAX_PACKET.saturating_sub(used) / VIEW_ENTRY_LEN
+}
 
 /// What a packet announces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -314,7 +335,7 @@ pub fn encode(packet: &Packet, keys: &Keyring) -> Vec<u8> {
     }
 
     // The membership view fills what room is left.
-    let room = MAX_PACKET.saturating_sub(MIN_PACKET + body.len() + 3) / VIEW_ENTRY_LEN;
+    let room = MAX_PACKET.saturating_sub(MIN_PACKET + body.len() + TLV_HEADER_LEN) / VIEW_ENTRY_LEN;
     let view = &packet.view[..packet.view.len().min(room)];
     let mut v = Vec::with_capacity(view.len() * VIEW_ENTRY_LEN);
     for e in view {
@@ -581,6 +602,43 @@ mod tests {
             config_digest: 0x0102_0304_0506_0708,
             groups: vec![],
             settings: None,
+        }
+    }
+
+    /// The worst-case packet of a cluster carries exactly `view_room`
+    /// view entries: one more is cut.
+    #[test]
+    fn view_room_is_what_a_worst_case_packet_keeps() {
+        for (nodes, groups) in [(2, 0), (5, 8), (16, 32), (32, 64), (32, 0)] {
+            let room = view_room(nodes, groups);
+            let mut p = sample();
+            p.groups = (0..groups)
+                .map(|g| GroupReport {
+                    group: g as u16,
+                    phase: GroupPhase::Started,
+                    banned: false,
+                    target: 1,
+                })
+                .collect();
+            p.settings = Some(WireSettings {
+                generation: 1,
+                origin: 1,
+                standby: (0..nodes as u16).collect(),
+                moves: (0..groups as u16)
+                    .map(|g| WireMove {
+                        group: g,
+                        node: 1,
+                        remaining_ms: 5,
+                    })
+                    .collect(),
+                cleanups: (0..groups as u16).map(|g| (g, 1)).collect(),
+            });
+            let entry = p.view[0];
+            p.view = vec![entry; room + 1];
+            let bytes = encode(&p, &ring());
+            assert!(bytes.len() <= MAX_PACKET);
+            let back = decode(&bytes, p.cluster, &ring()).unwrap();
+            assert_eq!(back.view.len(), room, "{nodes} nodes, {groups} groups");
         }
     }
 

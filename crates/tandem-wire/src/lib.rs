@@ -21,7 +21,7 @@ pub use auth::{Key, KeyError, Keyring, MAC_LEN};
 pub use codec::{
     DecodeError, GroupPhase, GroupReport, HEADER_LEN, MAGIC, MAX_GROUPS, MAX_LIST, MAX_PACKET,
     MIN_PACKET, NodeState, Packet, PacketKind, VERSION, ViewEntry, WireMove, WireSettings, decode,
-    encode,
+    encode, view_room,
 };
 pub use replay::{ReplayVerdict, ReplayWindow};
 

@@ -513,3 +513,40 @@ fn volumes_parse_with_defaults_and_locate_their_errors() {
     assert!(all.contains("`n9` is not a configured [[node]]"), "{all}");
     assert!(d.iter().all(|d| d.line > 0), "{all}");
 }
+
+#[test]
+fn limits_agree_with_what_a_heartbeat_carries() {
+    // 33 groups: more than a heartbeat's settings lists carry.
+    let mut text = GOOD.to_string();
+    for i in 0..33 {
+        text.push_str(&format!(
+            "\n[[group]]\nname = \"g{i}\"\n[[group.resource]]\nname = \"p\"\nagent = \"process\"\nparams = {{ command = \"true\" }}\n"
+        ));
+    }
+    let all: Vec<String> = errors(&text).iter().map(|d| d.to_string()).collect();
+    assert!(
+        all.iter().any(|d| d.contains("at most 32 groups")),
+        "{all:?}"
+    );
+    // 32 nodes with 32 groups: the views would be cut.
+    let mut text =
+        "cluster = \"big\"\nkey_file = \"k\"\n[[link]]\nname = \"lan\"\nkind = \"ucast\"\n"
+            .to_string();
+    for n in 1..=32 {
+        text.push_str(&format!(
+            "[[node]]\nname = \"n{n}\"\naddresses = {{ lan = \"198.18.0.{n}\" }}\n"
+        ));
+    }
+    for i in 0..32 {
+        text.push_str(&format!(
+            "[[group]]\nname = \"g{i}\"\n[[group.resource]]\nname = \"p\"\nagent = \"process\"\nparams = {{ command = \"true\" }}\n"
+        ));
+    }
+    let all: Vec<String> = errors(&text).iter().map(|d| d.to_string()).collect();
+    assert!(
+        all.iter().any(|d| d.contains("do not fit one heartbeat")),
+        "{all:?}"
+    );
+    // 32 nodes and 8 groups fit.
+    assert!(tandem_wire::view_room(32, 8) >= 32);
+}
