@@ -94,9 +94,17 @@ impl Processes {
             Ok(f) => f,
             Err(e) => return OpResult::Failed(e.to_string()),
         };
+        // A clean environment, as a service manager gives its services:
+        // the daemon's own variables are none of the command's business.
         let child = Command::new("/bin/sh")
             .arg("-c")
             .arg(command)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("LANG", "C.UTF-8")
             .env("TANDEM_NODE", &self.node)
             .stdin(Stdio::null())
             .stdout(log)
@@ -180,8 +188,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = Processes::new(dir.path().into(), "n1".into());
         assert_eq!(p.monitor("g.r"), OpResult::NotRunning);
+        // The daemon's environment (here the test's: cargo sets
+        // CARGO_MANIFEST_DIR) does not reach the command.
         assert_eq!(
-            p.start("g.r", "echo $TANDEM_NODE; exec sleep 30"),
+            p.start(
+                "g.r",
+                "echo $TANDEM_NODE${CARGO_MANIFEST_DIR:+ leaked}; exec sleep 30"
+            ),
             OpResult::Ok
         );
         assert_eq!(p.monitor("g.r"), OpResult::Ok);
