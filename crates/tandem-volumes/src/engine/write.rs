@@ -375,7 +375,7 @@ impl Volume {
         let node = self.peers[i].cfg.node;
         let p = &mut self.peers[i];
         p.barrier_acked = p.barrier_acked.max(epoch);
-        let keep = p.transfer_log.split_off(&(epoch + 1));
+        let keep = p.transfer_log.split_off(&epoch.saturating_add(1));
         p.transfer_log = keep;
         let ids: Vec<u64> = self
             .flushes
