@@ -34,10 +34,18 @@ enum Job {
     },
 }
 
+/// A job for the metadata writer.
+enum MetaJob {
+    /// Write this metadata durably, report `io`.
+    Save(u64, Box<Metadata>),
+    /// Answer once every earlier save is done.
+    Sync(Sender<()>),
+}
+
 /// The disk workers of one volume.
 pub struct DiskPool {
     jobs: Sender<Job>,
-    meta: Sender<(u64, Metadata)>,
+    meta: Sender<MetaJob>,
 }
 
 const WORKERS: usize = 4;
@@ -66,14 +74,19 @@ impl DiskPool {
                 .name("tandem-vol-disk".into())
                 .spawn(move || worker(&file, size, &rx, &inbox))?;
         }
-        let (meta, mrx) = std::sync::mpsc::channel::<(u64, Metadata)>();
+        let (meta, mrx) = std::sync::mpsc::channel::<MetaJob>();
         std::thread::Builder::new()
             .name("tandem-vol-meta".into())
             .spawn(move || {
-                while let Ok((io, m)) = mrx.recv() {
-                    let result = store.save(&m).map(|()| None).map_err(|e| e.to_string());
-                    if inbox.send(Input::DiskDone { io, result }).is_err() {
-                        return;
+                while let Ok(job) = mrx.recv() {
+                    match job {
+                        MetaJob::Save(io, m) => {
+                            let result = store.save(&m).map(|()| None).map_err(|e| e.to_string());
+                            let _ = inbox.send(Input::DiskDone { io, result });
+                        }
+                        MetaJob::Sync(done) => {
+                            let _ = done.send(());
+                        }
                     }
                 }
             })?;
@@ -102,7 +115,16 @@ impl DiskPool {
 
     /// Writes the metadata durably.
     pub fn meta(&self, io: u64, m: Metadata) {
-        let _ = self.meta.send((io, m));
+        let _ = self.meta.send(MetaJob::Save(io, Box::new(m)));
+    }
+
+    /// Waits (up to `limit`) until every metadata write asked for so far
+    /// is on disk: before the process exits.
+    pub fn finish(&self, limit: std::time::Duration) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.meta.send(MetaJob::Sync(tx)).is_ok() {
+            let _ = rx.recv_timeout(limit);
+        }
     }
 }
 

@@ -95,6 +95,11 @@ pub enum Input {
         /// Where the answer goes.
         reply: fuse::Reply,
     },
+    /// SIGTERM or SIGINT: demote if possible, then stop.
+    Stop {
+        /// The signal number.
+        signal: i32,
+    },
     /// An operator command, with where to answer.
     Control {
         /// The command.
@@ -252,6 +257,20 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
             .spawn(move || links::pair_connections(found_rx, &inbox))?;
     }
     // The exports and the control socket.
+    {
+        let inbox = inbox.clone();
+        let mut signals = signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGINT,
+        ])?;
+        std::thread::Builder::new()
+            .name("tandem-vol-signals".into())
+            .spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    let _ = inbox.send(Input::Stop { signal });
+                }
+            })?;
+    }
     let socket = control::socket_path(&config.state_dir, name);
     control::serve(&socket, inbox.clone())?;
     let describe: io::Describe = Arc::new(std::sync::Mutex::new((size, true)));
@@ -303,6 +322,8 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
     );
     r.flush(&wants);
     r.run(&inputs, &wants);
+    // The last metadata (a demotion's) reaches the disk before we exit.
+    r.disk.finish(Duration::from_secs(5));
     if let Some(w) = r.down_written.take() {
         let _ = w.recv_timeout(Duration::from_secs(2));
     }
@@ -371,6 +392,18 @@ impl Runner {
             }
             Input::Nbd { conn, cookie, req } => self.nbd_request(conn, cookie, req),
             Input::Fuse { op, reply } => self.fuse_request(op, reply),
+            Input::Stop { signal } => {
+                let now = self.now();
+                tracing::info!("volume {}: signal {signal}: stopping", self.vol.name());
+                if self.vol.role() == tandem_volumes::Role::Primary
+                    && let Err(e) = self.vol.demote(now)
+                {
+                    // Stopping anyway: at the next start the copy is
+                    // treated as a crashed primary (its hot extents resync).
+                    tracing::warn!("volume {}: {e}; stopping as primary", self.vol.name());
+                }
+                self.stop = true;
+            }
             Input::Control {
                 cmd,
                 reply,
