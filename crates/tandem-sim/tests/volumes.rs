@@ -378,3 +378,87 @@ fn the_resync_rules_of_the_failure_list_are_each_driven() {
         fail(6, &s, "unrelated data not refused")
     );
 }
+
+#[test]
+fn a_lost_sync_generation_and_a_missed_resync_end_are_recognised() {
+    use tandem_sim::volume::TrapAction;
+    use tandem_volumes::Message;
+    // 5a. The target never receives the source's sync generation: at the
+    //     next connection, rules 71/51 recognise it (bitmap resync, not full).
+    let mut s = started(51, 2, Protocol::C);
+    s.cable(0, 1, false);
+    s.run_for(ms(100));
+    s.on_message(
+        1,
+        |m| matches!(m, Message::SyncUuid(_)),
+        TrapAction::CutBefore,
+    );
+    s.cable(0, 1, true);
+    let deadline = s.now() + Duration::from_secs(2);
+    while !s.trap_fired() && s.now() < deadline {
+        s.run_for(ms(1));
+    }
+    assert!(
+        s.trap_fired(),
+        "{}",
+        fail(51, &s, "no sync generation was sent")
+    );
+    assert!(
+        s.converge(Duration::from_secs(20)),
+        "{}",
+        fail(51, &s, "rule 71")
+    );
+    assert!(
+        rules(&s, 0).contains(&"BitmapSelfLostSync".to_string()),
+        "{:?}",
+        rules(&s, 0)
+    );
+    assert!(
+        rules(&s, 1).contains(&"BitmapPeerLostSync".to_string()),
+        "{:?}",
+        rules(&s, 1)
+    );
+
+    // 5b. The target adopts the source's generations, and the source loses
+    //     power before its own end-of-resync metadata is on disk: at the
+    //     next connection, rules 34/35 (the source missed the finish).
+    let mut s = started(34, 2, Protocol::C);
+    assert!(s.demote(0));
+    s.meta_latency_us = (3000, 4000);
+    s.cable(0, 1, false);
+    let now = s.now();
+    if let Some(v) = s.volume_mut(0) {
+        assert!(v.promote(now, false).is_ok());
+        v.write(now, 8_000_000, 0, pattern::data(8_000_000, 0, 4096), false);
+    }
+    s.run_for(ms(50));
+    let now = s.now();
+    if let Some(v) = s.volume_mut(0) {
+        assert!(v.demote(now).is_ok());
+    }
+    s.run_for(ms(20));
+    s.on_message(
+        1,
+        |m| matches!(m, Message::ResyncDone { .. }),
+        TrapAction::CrashAfter(0),
+    );
+    s.cable(0, 1, true);
+    let deadline = s.now() + Duration::from_secs(2);
+    while !s.trap_fired() && s.now() < deadline {
+        s.run_for(ms(1));
+    }
+    assert!(s.trap_fired(), "{}", fail(34, &s, "the resync did not end"));
+    s.meta_latency_us = (200, 1000);
+    s.restart(0);
+    s.run_for(ms(300));
+    assert!(
+        rules(&s, 0).contains(&"SourceMissedFinish".to_string()),
+        "{}",
+        fail(34, &s, &format!("rules {:?}", rules(&s, 0)))
+    );
+    assert!(
+        rules(&s, 1).contains(&"TargetMissedFinish".to_string()),
+        "{:?}",
+        rules(&s, 1)
+    );
+}

@@ -31,7 +31,8 @@ impl VolumeSim {
             };
             match out {
                 Output::MetaWrite { io, meta } => {
-                    let at = lat(self, 200, 1000);
+                    let (lo, hi) = self.meta_latency_us;
+                    let at = lat(self, lo, hi);
                     self.schedule(
                         at,
                         Ev::Disk {
@@ -235,10 +236,25 @@ impl VolumeSim {
                 {
                     return;
                 }
+                let trap = self.trap.filter(|t| t.to == to && (t.pred)(&msg));
+                if let Some(t) = trap {
+                    self.trap = None;
+                    if t.action == super::TrapAction::CutBefore {
+                        self.break_link(from, to);
+                        return;
+                    }
+                }
                 if let Some(v) = self.nodes[to].vol.as_mut() {
                     v.received(now, from as u8, msg);
                 }
                 self.drain(to);
+                if let Some(super::Trap {
+                    action: super::TrapAction::CrashAfter(node),
+                    ..
+                }) = trap
+                {
+                    self.crash(node);
+                }
             }
         }
     }

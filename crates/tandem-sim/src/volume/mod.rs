@@ -108,6 +108,27 @@ pub struct VolumeSim {
     /// Every invariant broken.
     pub violations: Vec<String>,
     protocol: Protocol,
+    /// Metadata write latency range, µs.
+    pub meta_latency_us: (u64, u64),
+    /// A fault armed for the next matching message (see
+    /// [`VolumeSim::on_message`]).
+    trap: Option<Trap>,
+}
+
+/// What happens when the trapped message arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrapAction {
+    /// The connection breaks just before it is delivered.
+    CutBefore,
+    /// It is delivered, then node `.0` loses power at once.
+    CrashAfter(usize),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Trap {
+    to: usize,
+    pred: fn(&Message) -> bool,
+    action: TrapAction,
 }
 
 impl VolumeSim {
@@ -173,6 +194,8 @@ impl VolumeSim {
             log: Vec::new(),
             violations: Vec::new(),
             protocol,
+            meta_latency_us: (200, 1000),
+            trap: None,
         };
         for i in 0..n {
             s.drain(i);
@@ -204,6 +227,18 @@ impl VolumeSim {
     /// The simulation's random generator.
     pub fn rng(&mut self) -> &mut ChaCha8Rng {
         &mut self.rng
+    }
+
+    /// Arms a fault for the next message to node `to` matching `pred`:
+    /// the connection breaks before it arrives, or a node crashes right
+    /// after it arrived (a lost sync generation, a missed resync end…).
+    pub fn on_message(&mut self, to: usize, pred: fn(&Message) -> bool, action: TrapAction) {
+        self.trap = Some(Trap { to, pred, action });
+    }
+
+    /// Whether the armed fault has fired.
+    pub fn trap_fired(&self) -> bool {
+        self.trap.is_none()
     }
 
     /// Whether node `i` runs (not crashed).

@@ -146,10 +146,6 @@ impl Volume {
             }
         }
         let fresh = self.fresh_uuid() | 1;
-        // The old generation stays in the history: a peer that still holds
-        // it later finds it there (a full resync at worst, never
-        // "unrelated data").
-        self.meta.push_history(old);
         self.meta.current = fresh;
         self.counters.bm += 1;
         self.emit(VolumeEvent::NewGeneration { current: fresh });
