@@ -43,9 +43,19 @@ pub fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return Exit::SpawnFailed(format!("cannot run {program}: {e}")),
+    // ETXTBSY: the program's file is open for writing somewhere (being
+    // replaced by an upgrade, or a fork elsewhere in this process holds a
+    // descriptor for a moment). It passes; try again briefly.
+    let mut tries = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Ok(c) => break c,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Exit::SpawnFailed(format!("cannot run {program}: {e}")),
+        }
     };
     // Drain output on helper threads so a chatty agent cannot block on a
     // full pipe; keep only the tail. A daemon started by the agent may keep
