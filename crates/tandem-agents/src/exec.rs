@@ -43,19 +43,9 @@ pub fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    // ETXTBSY: the program's file is open for writing somewhere (being
-    // replaced by an upgrade, or a fork elsewhere in this process holds a
-    // descriptor for a moment). It passes; try again briefly.
-    let mut tries = 0;
-    let mut child = loop {
-        match cmd.spawn() {
-            Ok(c) => break c,
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 20 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => return Exit::SpawnFailed(format!("cannot run {program}: {e}")),
-        }
+    let mut child = match spawn(&mut cmd) {
+        Ok(c) => c,
+        Err(e) => return Exit::SpawnFailed(format!("cannot run {program}: {e}")),
     };
     // Drain output on helper threads so a chatty agent cannot block on a
     // full pipe; keep only the tail. A daemon started by the agent may keep
@@ -127,6 +117,23 @@ pub fn signal(pid: u32, sig: libc::c_int) -> bool {
     };
     // SAFETY: kill(2) takes plain integers and reads no memory of ours.
     unsafe { libc::kill(p, sig) == 0 }
+}
+
+/// Spawns `cmd`, retrying for up to 200 ms while it fails with ETXTBSY:
+/// the program's file is open for writing somewhere (being replaced by an
+/// upgrade, or a fork elsewhere in this process holds a descriptor for a
+/// moment). It passes.
+pub fn spawn(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
 }
 
 #[cfg(test)]

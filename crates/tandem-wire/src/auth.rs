@@ -59,25 +59,6 @@ impl Key {
         mac.finalize().into_bytes().into()
     }
 
-    /// Computes the MAC of the concatenation of `parts` (no copy).
-    pub fn sign_parts(&self, parts: &[&[u8]]) -> [u8; MAC_LEN] {
-        let mut mac = self.mac.clone();
-        for p in parts {
-            mac.update(p);
-        }
-        mac.finalize().into_bytes().into()
-    }
-
-    /// Checks `tag` against the MAC of the concatenation of `parts`, in
-    /// constant time.
-    pub fn verify_parts(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
-        let mut mac = self.mac.clone();
-        for p in parts {
-            mac.update(p);
-        }
-        mac.verify_slice(tag).is_ok()
-    }
-
     /// Checks `tag` against the MAC of `data` in constant time.
     pub fn verify(&self, data: &[u8], tag: &[u8]) -> bool {
         let mut mac = self.mac.clone();

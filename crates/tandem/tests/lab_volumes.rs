@@ -60,7 +60,7 @@ impl Rig {
             .expect("keygen");
         assert!(out.status.success(), "{}", text(&out));
         let mut nodes = Vec::new();
-        for (i, name) in ["n1", "n2"].into_iter().enumerate() {
+        for name in ["n1", "n2"] {
             let state = dir.path().join(format!("state-{name}"));
             std::fs::create_dir_all(&state).expect("state dir");
             let disk = dir.path().join(format!("{name}.img"));
@@ -98,7 +98,6 @@ disk = "{}"
                 ),
             )
             .expect("config");
-            let _ = i;
             nodes.push(Node {
                 name,
                 config,
@@ -403,8 +402,12 @@ fn the_workshop_steps_resync_and_verify_on_two_nodes() {
             &format!("write -P 0x{:02x} {}M 256k", 0x40 + k, 40 + k / 4),
         ]);
     }
+    let written = rig.status(1)["dw"].as_u64().unwrap_or(0);
     let child = writer.spawn().expect("qemu-io writer");
-    std::thread::sleep(Duration::from_millis(20));
+    // Pull the plug once the writes are arriving.
+    rig.wait(1, "writes arriving", |s| {
+        s["dw"].as_u64().unwrap_or(0) > written
+    });
     rig.lab.power_off("n2").expect("power off");
     let _ = child.wait_with_output();
     rig.wait(0, "n2 gone", |s| s["peers"][0]["connection"] != "Connected");

@@ -41,6 +41,29 @@ enum Waiting {
 }
 
 impl Waiting {
+    /// Issues it now.
+    fn issue(self, writing: &mut BTreeMap<IoId, (u64, u64)>, out: &mut VecDeque<Output>) {
+        match self {
+            Waiting::Write {
+                io,
+                offset,
+                data,
+                fua,
+            } => {
+                writing.insert(io, (offset, data.len() as u64));
+                out.push_back(Output::DiskWrite {
+                    io,
+                    offset,
+                    data,
+                    fua,
+                });
+            }
+            Waiting::Read { io, offset, len } => {
+                out.push_back(Output::DiskRead { io, offset, len })
+            }
+        }
+    }
+
     fn range(&self) -> (u64, u64) {
         match self {
             Waiting::Write { offset, data, .. } => (*offset, data.len() as u64),
@@ -95,31 +118,26 @@ impl DiskQueue {
         fua: bool,
         out: &mut VecDeque<Output>,
     ) {
-        let r = (offset, data.len() as u64);
-        if self.blocked(r, self.waiting.len()) {
-            self.waiting.push_back(Waiting::Write {
-                io,
-                offset,
-                data,
-                fua,
-            });
+        let w = Waiting::Write {
+            io,
+            offset,
+            data,
+            fua,
+        };
+        if self.blocked(w.range(), self.waiting.len()) {
+            self.waiting.push_back(w);
         } else {
-            self.writing.insert(io, r);
-            out.push_back(Output::DiskWrite {
-                io,
-                offset,
-                data,
-                fua,
-            });
+            w.issue(&mut self.writing, out);
         }
     }
 
     /// Issues a read now, or after the overlapping writes before it.
     pub(super) fn read(&mut self, io: IoId, offset: u64, len: u64, out: &mut VecDeque<Output>) {
-        if self.blocked((offset, len), self.waiting.len()) {
-            self.waiting.push_back(Waiting::Read { io, offset, len });
+        let r = Waiting::Read { io, offset, len };
+        if self.blocked(r.range(), self.waiting.len()) {
+            self.waiting.push_back(r);
         } else {
-            out.push_back(Output::DiskRead { io, offset, len });
+            r.issue(&mut self.writing, out);
         }
     }
 
@@ -135,25 +153,8 @@ impl DiskQueue {
                 i += 1;
                 continue;
             }
-            match self.waiting.remove(i) {
-                Some(Waiting::Write {
-                    io,
-                    offset,
-                    data,
-                    fua,
-                }) => {
-                    self.writing.insert(io, r);
-                    out.push_back(Output::DiskWrite {
-                        io,
-                        offset,
-                        data,
-                        fua,
-                    });
-                }
-                Some(Waiting::Read { io, offset, len }) => {
-                    out.push_back(Output::DiskRead { io, offset, len });
-                }
-                None => {}
+            if let Some(w) = self.waiting.remove(i) {
+                w.issue(&mut self.writing, out);
             }
         }
     }

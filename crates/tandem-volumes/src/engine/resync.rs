@@ -375,6 +375,5 @@ impl Volume {
             peer: name,
             differing,
         });
-        let _ = self.now;
     }
 }

@@ -143,38 +143,21 @@ fn run(c: &Fencing, node: &str) -> Result<(), FenceError> {
     }
     // A clean environment: the daemon's own variables are none of the
     // agent's business.
-    let spawn = || {
-        Command::new(&c.agent)
-            .env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
-            .env("LANG", "C.UTF-8")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-    };
-    // ETXTBSY: the agent's file is open for writing somewhere (being
-    // replaced by an upgrade, or a fork elsewhere in this process holds a
-    // descriptor for a moment). It passes; try again briefly.
-    let mut tries = 0;
-    let mut child = loop {
-        match spawn() {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 20 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            r => {
-                break r.map_err(|e| FenceError::Spawn {
-                    agent: c.agent.clone(),
-                    reason: e.to_string(),
-                })?;
-            }
-        }
-    };
+    let mut cmd = Command::new(&c.agent);
+    cmd.env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("LANG", "C.UTF-8")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = tandem_agents::exec::spawn(&mut cmd).map_err(|e| FenceError::Spawn {
+        agent: c.agent.clone(),
+        reason: e.to_string(),
+    })?;
     let _stdout = child.stdout.take().map(|o| drain(o, 0));
     let stderr = child.stderr.take().map(|e| drain(e, STDERR_KEPT));
     if let Some(mut i) = child.stdin.take() {

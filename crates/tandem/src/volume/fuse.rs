@@ -9,8 +9,8 @@
 //! travel with the request through the volume's one input channel.
 
 use std::ffi::OsStr;
+use std::sync::Mutex;
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -286,6 +286,3 @@ pub fn mount(
         .map_err(|e| anyhow::anyhow!("mount the FUSE export at {}: {e}", dir.display()))?;
     Ok(s)
 }
-
-/// Shared by the engine thread: nothing to keep yet besides the session.
-pub type Session = Arc<Mutex<Option<fuser::BackgroundSession>>>;
