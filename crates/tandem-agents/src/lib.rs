@@ -28,9 +28,17 @@ use std::time::{Duration, Instant};
 use tandem_config::{AgentKind, Group, Resource};
 use tandem_core::{Action, Op, OpResult};
 
+/// Runs the operations of `volume:NAME` resources. The volume processes
+/// live in the daemon's crate; the executor only calls through this.
+pub trait VolumeAgent: Send + Sync {
+    /// Start (promote), stop (demote) or monitor volume `name` here.
+    fn run(&self, name: &str, op: Op, timeout: Duration) -> OpResult;
+}
+
 /// Everything agents share.
 struct Shared {
     groups: Vec<Group>,
+    volumes: Arc<dyn VolumeAgent>,
     processes: process::Processes,
     checks: Mutex<HashMap<tandem_core::ResourceKey, check::CheckState>>,
 }
@@ -46,16 +54,19 @@ pub type Report = Arc<dyn Fn(u64, OpResult) + Send + Sync>;
 
 impl Executor {
     /// Starts the executor thread. `state_dir` keeps process pid files and
-    /// logs; `node` is exported to commands as `TANDEM_NODE`.
+    /// logs; `node` is exported to commands as `TANDEM_NODE`; `volumes`
+    /// runs `volume:NAME` resources.
     pub fn start(
         groups: Vec<Group>,
         state_dir: PathBuf,
         node: String,
         report: Report,
+        volumes: Arc<dyn VolumeAgent>,
     ) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<Action>();
         let shared = Arc::new(Shared {
             groups,
+            volumes,
             processes: process::Processes::new(state_dir.join("processes"), node),
             checks: Mutex::new(HashMap::new()),
         });
@@ -187,5 +198,6 @@ fn agent_op(shared: &Shared, group: &str, res: &Resource, op: Op, timeout: Durat
             scripts::lsb(script, &args, op, timeout, r1)
         }
         AgentKind::Systemd { unit } => systemd::run(unit, op, timeout),
+        AgentKind::Volume { name } => shared.volumes.run(name, op, timeout),
     }
 }

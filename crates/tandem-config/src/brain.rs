@@ -81,6 +81,14 @@ impl Config {
             },
             migration_threshold: g.migration_threshold,
             failure_timeout: g.failure_timeout,
+            volumes: g
+                .resources
+                .iter()
+                .filter_map(|r| match &r.agent {
+                    crate::AgentKind::Volume { name } => Some(name.clone()),
+                    _ => None,
+                })
+                .collect(),
         }
     }
 }

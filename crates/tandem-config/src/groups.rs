@@ -35,6 +35,12 @@ pub enum AgentKind {
         /// Unit name.
         unit: String,
     },
+    /// A replicated volume (`[[volume]]`): start promotes this node's copy
+    /// to primary, stop demotes it, monitor checks role and disk.
+    Volume {
+        /// The volume's name.
+        name: String,
+    },
 }
 
 /// What a health check probes.
@@ -289,8 +295,11 @@ pub(crate) fn build_groups(
                 ["systemd", unit] if !unit.is_empty() => AgentKind::Systemd {
                     unit: (*unit).to_string(),
                 },
+                ["volume", volume] if !volume.is_empty() => AgentKind::Volume {
+                    name: (*volume).to_string(),
+                },
                 _ => {
-                    c.error(at, format!("unknown agent `{agent_text}`"), Some("use \"ipaddr\", \"process\", \"ocf:PROVIDER:TYPE\", \"lsb:SCRIPT\" or \"systemd:UNIT\"".to_string()));
+                    c.error(at, format!("unknown agent `{agent_text}`"), Some("use \"ipaddr\", \"process\", \"ocf:PROVIDER:TYPE\", \"lsb:SCRIPT\", \"systemd:UNIT\" or \"volume:NAME\"".to_string()));
                     AgentKind::Process
                 }
             };

@@ -42,6 +42,7 @@ pub(crate) struct RawVolume {
     pub export: Option<Spanned<String>>,
     pub nbd: Option<Spanned<String>>,
     pub al_extents: Option<Spanned<i64>>,
+    pub device: Option<Spanned<String>>,
     #[serde(default)]
     pub on: BTreeMap<String, Spanned<RawVolumeNode>>,
 }
@@ -51,6 +52,7 @@ pub(crate) struct RawVolume {
 pub(crate) struct RawVolumeNode {
     pub address: Spanned<String>,
     pub disk: Option<Spanned<String>>,
+    pub device: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

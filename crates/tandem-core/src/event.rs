@@ -253,6 +253,13 @@ pub enum Event {
         /// What happens without quorum.
         policy: crate::config::NoQuorumPolicy,
     },
+    /// This node's data for a group became ready (`hold: None`) or not.
+    DataReadiness {
+        /// The group.
+        group: String,
+        /// Why its data is not ready here.
+        hold: Option<String>,
+    },
     /// The daemon was frozen past its lease: it releases everything first.
     LeaseLost {
         /// How long it was frozen.
@@ -442,6 +449,13 @@ impl fmt::Display for Event {
                 f,
                 "Fencing {node} FAILED ({e}): nothing starts in its place; retrying in 1 s"
             ),
+            Event::DataReadiness { group, hold: None } => {
+                write!(f, "{group}: this node's data is ready; it may run here")
+            }
+            Event::DataReadiness {
+                group,
+                hold: Some(why),
+            } => write!(f, "{group}: not startable here: {why}"),
             Event::LeaseLost { gap } => write!(
                 f,
                 "Frozen for {} past this node's lease: another node may run its groups now; releasing everything before anything else",

@@ -41,6 +41,9 @@ pub struct GroupSpec {
     pub migration_threshold: u32,
     /// Failures older than this are forgotten; `None`: never.
     pub failure_timeout: Option<Duration>,
+    /// Replicated volumes the group's data lives on: it waits for the
+    /// daemon to report them ready before it starts here.
+    pub volumes: Vec<String>,
 }
 
 /// An agent operation.
@@ -163,6 +166,8 @@ pub(crate) struct GroupRt {
     pub(crate) acquiring: bool,
     /// Whether this node was releasing the group (for log wording).
     pub(crate) releasing: bool,
+    /// Why this node's copy of the group's data is not fit to run it.
+    pub(crate) data_hold: Option<String>,
 }
 
 impl GroupRt {
@@ -174,6 +179,7 @@ impl GroupRt {
             blocked_on: None,
             acquiring: false,
             releasing: false,
+            data_hold: None,
         }
     }
 

@@ -156,8 +156,13 @@ pub struct GroupStatus {
     pub blocked_on: Option<String>,
     /// Operator move in force, if any.
     pub moved_to: Option<String>,
-    /// Nodes its fail counts ban it from.
+    /// Nodes that may not run it: fail counts at the threshold, or (for
+    /// peers) data not ready there.
     pub banned_on: Vec<String>,
+    /// Why the answering node's copy of its data (its volumes) is not fit
+    /// to start it, if so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_hold_here: Option<String>,
     /// Its resources on the answering node.
     pub resources: Vec<ResourceStatus>,
 }

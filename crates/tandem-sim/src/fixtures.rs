@@ -28,6 +28,7 @@ pub fn two_node_app_group() -> GroupSpec {
         },
         migration_threshold: 3,
         failure_timeout: None,
+        volumes: Vec::new(),
     }
 }
 

@@ -35,6 +35,7 @@ fn web(auto_failback: bool) -> GroupSpec {
         },
         migration_threshold: 3,
         failure_timeout: None,
+        volumes: Vec::new(),
     }
 }
 

@@ -43,6 +43,7 @@ fn sim_timed(seed: u64, n: usize, auto_failback: bool, t: Timing, delay_max: Dur
         },
         migration_threshold: 3,
         failure_timeout: None,
+        volumes: Vec::new(),
     };
     let q = Quorum {
         enabled: n >= 3,

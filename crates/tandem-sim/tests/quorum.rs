@@ -33,6 +33,7 @@ fn group() -> GroupSpec {
         },
         migration_threshold: 3,
         failure_timeout: None,
+        volumes: Vec::new(),
     }
 }
 

@@ -22,6 +22,11 @@ pub enum IoError {
         "the volume is not primary here; writes are refused (promote it with `tandem volume primary`)"
     )]
     ReadOnly,
+    /// The node lost the cluster's lease: a peer may be promoted now.
+    #[error(
+        "this node lost the cluster's lease; writes are refused (a peer may be primary now)"
+    )]
+    LeaseLapsed,
     /// The local copy is not usable.
     #[error("the local copy is {0}; no I/O until it is up to date")]
     NotUsable(crate::state::DiskState),

@@ -449,7 +449,7 @@ fn volume(
             let _guards = daemon::init_logging(None)?;
             tandem::volume::run(&t.config, &name, &t.node)
         }
-        VolumeAction::Primary { name, force } => v::command(&t, &name, C::Primary { force }),
+        VolumeAction::Primary { name, force } => v::command(&t, &name, C::Primary { force, lease: None }),
         VolumeAction::Secondary { name } => v::command(&t, &name, C::Secondary),
         VolumeAction::Connect {
             name,

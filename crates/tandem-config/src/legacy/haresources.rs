@@ -1,5 +1,6 @@
 //! `haresources`: each resource line turned into native TOML (IPaddr,
-//! IPaddr2, bare addresses, LSB and OCF scripts).
+//! IPaddr2, bare addresses, Filesystem, MailTo, drbddisk (a tandem volume),
+//! LSB and OCF scripts).
 
 use super::hacf::{Diags, Line};
 use super::interfaces::find_interface;
@@ -86,6 +87,22 @@ pub(super) fn resource_toml(
                 }
                 format!(
                     "agent = \"ocf:heartbeat:Filesystem\"\nparams = {{ {p} }}\nmonitor = \"20s\"\ntimeout = \"60s\"\n"
+                )
+            }
+            // Heartbeat's DRBD script: `drbddisk::r0` (or `drbddisk` alone,
+            // which means every resource; tandem wants the name).
+            "drbddisk" => {
+                let Some(res) = args.first() else {
+                    g.error(
+                        l,
+                        "drbddisk without a resource name: tandem promotes one named volume per resource",
+                        Some("write drbddisk::r0".into()),
+                    );
+                    return None;
+                };
+                format!(
+                    "agent = {}\nmonitor = \"5s\"\ntimeout = \"60s\"\n",
+                    q(&format!("volume:{res}"))
                 )
             }
             "MailTo" => {

@@ -189,6 +189,7 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
     let witness = quorum::build_witness(&mut c, &raw.witness, &nodes, &key_file, base);
     let watchdog = fencing::build_watchdog(&mut c, &raw.watchdog, base);
     let volumes = volumes::build_volumes(&mut c, &raw.volumes, &nodes, base);
+    volumes::check_volume_agents(&mut c, &raw.groups, &volumes);
 
     let (errors, warnings): (Vec<_>, Vec<_>) = c
         .out

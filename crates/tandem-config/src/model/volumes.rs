@@ -53,6 +53,10 @@ pub struct VolumeNode {
     pub address: SocketAddr,
     /// Its backing disk.
     pub disk: PathBuf,
+    /// The block device path the `volume:` agent points at a loop device
+    /// on the export while this node is primary (e.g. `/dev/drbd0`, so a
+    /// `Filesystem::/dev/drbd0::/data` line works unchanged).
+    pub device: Option<PathBuf>,
 }
 
 /// A replicated volume.
@@ -210,10 +214,23 @@ pub(super) fn build_volumes(
                 );
                 continue;
             };
+            let device = on
+                .device
+                .as_ref()
+                .or(v.device.as_ref())
+                .map(|d| base.join(d.get_ref()));
+            if let (Some(_), None) = (&device, &v.export) {
+                c.error(
+                    on.address.span().start,
+                    format!("volume `{name}`: a `device` needs an `export` (the loop device is attached to the exported file)"),
+                    Some("add export = \"/run/tandem/export\" to the volume".into()),
+                );
+            }
             vnodes.push(VolumeNode {
                 name: node.name.clone(),
                 address,
                 disk,
+                device,
             });
         }
         for (n, on) in &v.on {
@@ -246,4 +263,32 @@ pub(super) fn build_volumes(
         });
     }
     out
+}
+
+/// Checks that every `volume:NAME` resource names a `[[volume]]`.
+pub(super) fn check_volume_agents(
+    c: &mut Checker<'_>,
+    groups: &[Spanned<crate::raw::RawGroup>],
+    volumes: &[Volume],
+) {
+    for g in groups {
+        for r in &g.get_ref().resources {
+            let r = r.get_ref();
+            let Some(name) = r.agent.get_ref().strip_prefix("volume:") else {
+                continue;
+            };
+            if !volumes.iter().any(|v| v.name == name) {
+                let known: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
+                c.error(
+                    r.agent.span().start,
+                    format!("resource `{}` uses volume `{name}`, which no [[volume]] defines", r.name.get_ref()),
+                    Some(if known.is_empty() {
+                        format!("add a [[volume]] with name = \"{name}\" (or import a DRBD file with `tandem import drbd`)")
+                    } else {
+                        format!("volumes here: {}", known.join(", "))
+                    }),
+                );
+            }
+        }
+    }
 }

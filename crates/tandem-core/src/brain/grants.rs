@@ -126,7 +126,7 @@ impl Brain {
         let mut cands = vec![Candidate {
             node: self.cfg.local,
             eligible: self.eligible_here(),
-            banned: rt.banned(spec.migration_threshold) || self.lease.lost,
+            banned: rt.banned(spec.migration_threshold) || self.lease.lost || self.data_held(g),
             active: matches!(
                 rt.phase(),
                 GroupPhase::Starting

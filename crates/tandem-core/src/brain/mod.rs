@@ -31,6 +31,7 @@ use crate::time::Timestamp;
 use crate::{LinkId, NodeId};
 
 mod commands;
+mod data;
 mod fencing;
 mod grants;
 mod heartbeats;
@@ -118,7 +119,13 @@ impl Brain {
         let groups: Vec<GroupRt> = cfg
             .groups
             .iter()
-            .map(|g| GroupRt::new(g.resources.len()))
+            .map(|g| {
+                let mut rt = GroupRt::new(g.resources.len());
+                // Until the daemon has looked at the volumes.
+                rt.data_hold = (!g.volumes.is_empty())
+                    .then(|| format!("waiting for the state of volume {}", g.volumes.join(", ")));
+                rt
+            })
             .collect();
         let grants = vec![GrantState::default(); groups.len()];
         let mut brain = Self {
@@ -230,6 +237,14 @@ impl Brain {
     /// [`Output::WitnessProbe`], arbitrators).
     pub fn handle_witness_vote(&mut self, now: Timestamp, id: u64, vote: Vote) {
         self.witness_vote(now, id, vote);
+        self.arm_timers();
+    }
+
+    /// Feeds whether this node's copy of group `group`'s data (its
+    /// volumes) is ready: `None`, or why not. A group is not started where
+    /// its data is not ready.
+    pub fn handle_data_readiness(&mut self, now: Timestamp, group: &str, hold: Option<String>) {
+        self.set_data_hold(now, group, hold);
         self.arm_timers();
     }
 

@@ -66,6 +66,7 @@ impl Brain {
                 blocked_on: rt.blocked_on.map(|n| self.node_name(n)),
                 moved_to: self.settings.moved_to(g).map(|n| self.node_name(n)),
                 banned_on,
+                data_hold_here: rt.data_hold.clone(),
                 resources: rt
                     .resources
                     .iter()

@@ -123,6 +123,54 @@ impl Volume {
         Ok(())
     }
 
+    /// The cluster declared `peer` dead: drop its connection now (rather
+    /// than at the ping timeout) and keep trying to reconnect.
+    pub fn forget(&mut self, now: Timestamp, peer: &str) -> Result<(), VolumeError> {
+        self.now = now;
+        let i = self.peer_index_by_name(peer)?;
+        let node = self.peers[i].cfg.node;
+        if self.peers[i].conn == ConnState::Connected {
+            self.out.push_back(Output::Disconnect { peer: node });
+            self.lose(i);
+        }
+        if self.peers[i].conn != ConnState::StandAlone {
+            self.peers[i].conn = ConnState::Connecting;
+        }
+        Ok(())
+    }
+
+    /// `outdate`: marks this copy Outdated (resource-level fencing: the
+    /// cluster knows a primary went on writing without it). Persisted; the
+    /// copy is current again only after it resynced, or found its
+    /// generations equal to an up-to-date peer's. Refused on a primary and
+    /// while a primary peer is connected (its writes still arrive).
+    pub fn outdate(&mut self, now: Timestamp) -> Result<(), VolumeError> {
+        self.now = now;
+        if self.role == Role::Primary {
+            return Err(VolumeError::WrongState {
+                volume: self.cfg.name.clone(),
+                what: "a primary cannot be outdated".into(),
+            });
+        }
+        if let Some(p) = self
+            .peers
+            .iter()
+            .find(|p| p.conn == ConnState::Connected && p.role == Role::Primary)
+        {
+            return Err(VolumeError::WrongState {
+                volume: self.cfg.name.clone(),
+                what: format!("connected to primary {}: this copy is current", p.cfg.name),
+            });
+        }
+        if matches!(self.disk, DiskState::UpToDate | DiskState::Consistent) {
+            self.meta.flags.outdated = true;
+            self.meta.flags.up_to_date = false;
+            self.write_meta();
+            self.set_disk(DiskState::Outdated);
+        }
+        Ok(())
+    }
+
     /// Whether the driver should (re)connect to `peer` (not StandAlone).
     pub fn wants_connection(&self, peer: u8) -> bool {
         self.peers

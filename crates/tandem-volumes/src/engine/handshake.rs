@@ -197,13 +197,15 @@ impl Volume {
             }
             _ => {
                 self.peers[i].repl = ReplState::Established;
-                if self.disk == DiskState::Consistent
-                    && matches!(
-                        self.peers[i].disk,
-                        DiskState::Consistent | DiskState::UpToDate
-                    )
+                // Same data as the peer: a copy that did not know (after a
+                // restart) or was outdated by the cluster is current again.
+                let peer_disk = self.peers[i].disk;
+                if (self.disk == DiskState::Consistent
+                    && matches!(peer_disk, DiskState::Consistent | DiskState::UpToDate))
+                    || (self.disk == DiskState::Outdated && peer_disk == DiskState::UpToDate)
                 {
                     self.meta.flags.up_to_date = true;
+                    self.meta.flags.outdated = false;
                     self.set_disk(DiskState::UpToDate);
                 }
                 self.write_meta();

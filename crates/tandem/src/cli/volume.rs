@@ -4,7 +4,7 @@
 //! `invalidate`, `verify`, `status [--json]`, `events`, `down`.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+
 
 use anyhow::{Context, bail};
 use tandem_config::Config;
@@ -106,45 +106,12 @@ pub fn up(t: &Target, name: &str) -> anyhow::Result<()> {
         println!("{name}: already up");
         return Ok(());
     }
-    let log = crate::volume::log_path(&t.config.state_dir, name);
-    if let Some(d) = log.parent() {
-        std::fs::create_dir_all(d)?;
-    }
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)?;
-    let exe = std::env::current_exe().context("find the tandem executable")?;
-    let mut child = std::process::Command::new(exe);
-    child
-        .args(["volume", "run", name, "--config"])
-        .arg(&t.path)
-        .args(["--node", &t.node])
-        .stdin(std::process::Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out);
-    std::os::unix::process::CommandExt::process_group(&mut child, 0);
-    let mut child = child.spawn().context("start the volume process")?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if control::request(&sock, &Command::Status).is_ok() {
-            println!("{name}: up (log: {})", log.display());
-            return Ok(());
-        }
-        if let Ok(Some(st)) = child.try_wait() {
-            let tail = std::fs::read_to_string(&log).unwrap_or_default();
-            let last: Vec<&str> = tail.lines().rev().take(5).collect();
-            bail!(
-                "{name}: the volume process exited ({st}); last log lines:\n{}",
-                last.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!(
-        "{name}: the volume process did not answer within 10 s; see {}",
-        log.display()
-    )
+    crate::volume::launch::launch(&t.path, &t.config.state_dir, &t.node, name)?;
+    println!(
+        "{name}: up (log: {})",
+        crate::volume::log_path(&t.config.state_dir, name).display()
+    );
+    Ok(())
 }
 
 /// Sends a command and prints its answer.

@@ -43,6 +43,14 @@ pub enum Input {
         /// Where the answer goes (the control connection waits on it).
         reply: Sender<Result<String, CommandError>>,
     },
+    /// Whether this node's copy of a group's data (its volumes) is ready
+    /// (`hold: None`) or why not.
+    DataReadiness {
+        /// The group.
+        group: String,
+        /// Why it may not start here.
+        hold: Option<String>,
+    },
     /// SIGTERM or SIGINT: leave the cluster and stop.
     Stop {
         /// The signal number.

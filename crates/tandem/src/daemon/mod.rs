@@ -10,6 +10,7 @@ pub mod kernel_lease;
 pub mod known_peers;
 pub mod node_loop;
 pub mod realtime;
+pub mod volumes;
 pub mod watchdog;
 pub mod witness;
 
@@ -323,11 +324,15 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
     let want_rt = config.realtime;
     let (sched_tx, sched_rx) = std::sync::mpsc::channel();
     let exec_inbox = inbox.clone();
+    let config_path = opts.heartbeat_dir.is_none().then(|| opts.config.clone());
+    let (volume_ops, volume_lease) =
+        volumes::start(&config, config_path, &local, inbox.clone(), shared.clone())?;
     let executor = tandem_agents::Executor::start(
         config.groups.clone(),
         config.state_dir.clone(),
         local.clone(),
         Arc::new(move |id, result| exec_inbox.send(Input::OpDone { id, result })),
+        volume_ops,
     )
     .context("start the agent executor")?;
     // A clean stop may take every stop timeout in turn, plus a margin.
@@ -426,6 +431,7 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         peers_seen,
         lease_want: None,
         lease_sent: None,
+        volume_lease,
         fencer,
         kernel_lease,
         prober,

@@ -70,6 +70,8 @@ pub struct NodeLoop {
     pub lease_want: Option<Timestamp>,
     /// The lease last handed to the kernel enforcer.
     pub lease_sent: Option<Timestamp>,
+    /// Forwards the lease to this node's volumes (on a thread of its own).
+    pub volume_lease: Option<super::volumes::VolumeLease>,
 }
 
 /// Datagrams read from one link before the loop runs its timers again.
@@ -90,6 +92,9 @@ impl NodeLoop {
                 Output::Lease(until) => {
                     self.lease_want = until;
                     self.sync_lease();
+                    if let Some(v) = &self.volume_lease {
+                        v.set(until.map(|u| self.epoch + Duration::from_nanos(u.as_nanos())));
+                    }
                 }
                 Output::Action(a) => self.executor.submit(a),
                 Output::WitnessProbe { id } => self.prober.probe(id),
@@ -146,6 +151,9 @@ impl NodeLoop {
             Input::Witness { id, answer } => self.witness_answer(id, answer),
             Input::Command { command, reply } => {
                 let _ = reply.send(self.brain.handle_command(now, command));
+            }
+            Input::DataReadiness { group, hold } => {
+                self.brain.handle_data_readiness(now, &group, hold);
             }
             Input::Stop { signal } => {
                 if stopping.is_none() {

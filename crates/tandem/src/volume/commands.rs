@@ -20,7 +20,15 @@ impl Runner {
         };
         let name = self.vol.name().to_string();
         match cmd {
-            Command::Primary { force } => match self.vol.promote(now, force) {
+            Command::Primary { force, lease } => match self.vol.promote(now, force) {
+                Ok(()) if lease.is_some() => {
+                    self.managed = true;
+                    self.lapse_reported = false;
+                    if let Some(l) = lease {
+                        self.lease_until = self.lease_until.max(l);
+                    }
+                    done(&format!("{name}: primary (writes accepted while this node holds the cluster's lease)"))
+                }
                 Ok(()) if force => done(&format!(
                     "{name}: primary (forced: this copy is now the newest; peers resync from it)"
                 )),
@@ -28,7 +36,10 @@ impl Runner {
                 Err(e) => refused(&e),
             },
             Command::Secondary => match self.vol.demote(now) {
-                Ok(()) => done(&format!("{name}: secondary")),
+                Ok(()) => {
+                    self.managed = false;
+                    done(&format!("{name}: secondary"))
+                }
                 Err(e) => refused(&e),
             },
             Command::Connect {
@@ -77,6 +88,14 @@ impl Runner {
                     "{name}: online verify started (see `tandem volume events`)"
                 ))
             }
+            Command::Forget { peer } => match self.vol.forget(now, &peer) {
+                Ok(()) => done(&format!("{name}: connection to {peer} dropped (the cluster declared it dead); reconnecting")),
+                Err(e) => refused(&e),
+            },
+            Command::Outdate => match self.vol.outdate(now) {
+                Ok(()) => done(&format!("{name}: this copy is Outdated until it resyncs")),
+                Err(e) => refused(&e),
+            },
             Command::Status => Answer::Status {
                 status: Box::new(self.status()),
                 info: self.info.clone(),

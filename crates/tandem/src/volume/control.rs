@@ -22,6 +22,10 @@ pub enum Command {
     Primary {
         /// Make this copy the newest even if it is not up to date.
         force: bool,
+        /// Set by the cluster's `volume:` agent: the end of the node's
+        /// lease (CLOCK_MONOTONIC ns); writes stop when it lapses.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease: Option<u64>,
     },
     /// `secondary`.
     Secondary,
@@ -39,6 +43,14 @@ pub enum Command {
     },
     /// `invalidate`.
     Invalidate,
+    /// The cluster declared `peer` dead: drop its connection now and keep
+    /// trying to reconnect.
+    Forget {
+        /// The peer.
+        peer: String,
+    },
+    /// `outdate`: mark this copy Outdated (a primary went on without it).
+    Outdate,
     /// `verify [PEER]`.
     Verify {
         /// One peer, or every peer.

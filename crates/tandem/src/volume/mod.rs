@@ -17,6 +17,8 @@ mod commands;
 pub mod control;
 pub mod fuse;
 pub mod io;
+pub mod launch;
+pub mod lease;
 mod links;
 pub mod nbd;
 pub mod net;
@@ -95,6 +97,12 @@ pub enum Input {
         /// Where the answer goes.
         reply: fuse::Reply,
     },
+    /// The daemon renewed its lease: it ends at `until` (CLOCK_MONOTONIC
+    /// ns; 0: the node holds none).
+    Lease {
+        /// The lease's end.
+        until: u64,
+    },
     /// SIGTERM or SIGINT: demote if possible, then stop.
     Stop {
         /// The signal number.
@@ -158,6 +166,14 @@ struct Runner {
     describe: io::Describe,
     /// After `down`: signalled when its answer reached the client.
     down_written: Option<Receiver<()>>,
+    /// Promoted by the cluster: writes need a running lease.
+    managed: bool,
+    /// The end of the daemon's latest lease (CLOCK_MONOTONIC ns).
+    lease_until: u64,
+    /// The lapse was logged (once per promotion).
+    lapse_reported: bool,
+    /// Writes refused because the lease had lapsed.
+    lapsed_refusals: u64,
 }
 
 fn protocol(p: ReplicationProtocol) -> Protocol {
@@ -273,6 +289,7 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
     }
     let socket = control::socket_path(&config.state_dir, name);
     control::serve(&socket, inbox.clone())?;
+    lease::serve(&lease::socket_path(&config.state_dir, name), inbox.clone())?;
     let describe: io::Describe = Arc::new(std::sync::Mutex::new((size, true)));
     if let Some(n) = &v.nbd {
         io::serve_nbd(n, name, inbox.clone(), describe.clone())?;
@@ -315,6 +332,10 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
         info,
         describe,
         down_written: None,
+        managed: false,
+        lease_until: 0,
+        lapse_reported: false,
+        lapsed_refusals: 0,
     };
     tracing::info!(
         "volume {name}: attached {} ({size} bytes)",
@@ -328,6 +349,7 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
         let _ = w.recv_timeout(Duration::from_secs(2));
     }
     let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(lease::socket_path(&config.state_dir, name));
     tracing::info!("volume {name}: down");
     Ok(())
 }
@@ -339,13 +361,17 @@ impl Runner {
 
     fn run(&mut self, inputs: &Receiver<Input>, wants: &std::sync::Mutex<BTreeMap<u8, bool>>) {
         while !self.stop {
-            let wait = self
+            let mut wait = self
                 .vol
                 .poll_timeout()
                 .map_or(Duration::from_millis(200), |t| {
                     Duration::from_nanos(t.as_nanos().saturating_sub(self.now().as_nanos()))
                         .min(Duration::from_millis(200))
                 });
+            if self.managed && !self.lapse_reported {
+                let left = self.lease_until.saturating_sub(lease::mono_now());
+                wait = wait.min(Duration::from_nanos(left));
+            }
             match inputs.recv_timeout(wait) {
                 Ok(input) => self.handle(input),
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
@@ -355,6 +381,7 @@ impl Runner {
             if self.vol.poll_timeout().is_some_and(|t| t <= now) {
                 self.vol.handle_timeout(now);
             }
+            self.check_lease();
             self.flush(wants);
         }
     }
@@ -392,6 +419,7 @@ impl Runner {
             }
             Input::Nbd { conn, cookie, req } => self.nbd_request(conn, cookie, req),
             Input::Fuse { op, reply } => self.fuse_request(op, reply),
+            Input::Lease { until } => self.lease_until = until,
             Input::Stop { signal } => {
                 let now = self.now();
                 tracing::info!("volume {}: signal {signal}: stopping", self.vol.name());
@@ -458,6 +486,34 @@ impl Runner {
         }
         if let Ok(mut d) = self.describe.lock() {
             *d = (self.size, self.vol.role() != tandem_volumes::Role::Primary);
+        }
+    }
+
+    /// Whether writes must be refused: promoted by the cluster, and its
+    /// lease has run out.
+    fn lease_lapsed(&self) -> bool {
+        self.managed
+            && self.vol.role() == tandem_volumes::Role::Primary
+            && lease::mono_now() >= self.lease_until
+    }
+
+    /// Once the lease lapsed: writes are refused (see `submit`), and the
+    /// volume demotes itself as soon as no write is in flight, so a peer
+    /// the cluster promotes finds no primary here.
+    fn check_lease(&mut self) {
+        if !self.lease_lapsed() {
+            return;
+        }
+        let name = self.vol.name().to_string();
+        if !self.lapse_reported {
+            self.lapse_reported = true;
+            tracing::warn!(target: "tandem::volume", "{name}: this node lost the cluster's lease: writes refused with EIO from now on");
+            self.events.push(format!("lease lapsed: writes refused"));
+        }
+        let now = self.now();
+        if self.vol.demote(now).is_ok() {
+            self.managed = false;
+            tracing::warn!(target: "tandem::volume", "{name}: demoted to secondary (lease lapsed)");
         }
     }
 

@@ -41,6 +41,10 @@ impl Runner {
     /// Hands an application operation to the engine, split into writes of
     /// at most [`MAX_CHUNK`]; the origin is answered when every part is.
     pub(super) fn submit(&mut self, origin: Origin, op: Op) {
+        if !matches!(op, Op::Read { .. }) && self.lease_lapsed() {
+            self.lapsed_refusals += 1;
+            return self.answer(origin, Err(IoError::LeaseLapsed));
+        }
         let now = self.now();
         let parent = self.next_req;
         self.next_req += 1;
