@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # The lab tests use namespaces (iproute2), a real web server (busybox httpd),
 # real OCF agents (resource-agents), ICMP witnesses (ping), kernel leases
 # (nftables), a private D-Bus for the systemd agent's tests (dbus-daemon)
-# and CPU load for the lease drills (stress-ng).
+# CPU load for the lease drills (stress-ng), and the volume drills' tools.
 need=()
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v busybox >/dev/null 2>&1 || need+=(busybox)
@@ -21,6 +21,11 @@ command -v qemu-io >/dev/null 2>&1 || need+=(qemu-utils)
 command -v nbdinfo >/dev/null 2>&1 || need+=(libnbd-bin)
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v losetup >/dev/null 2>&1 || need+=(mount)
+# The PostgreSQL drill: Debian's server and client, and modprobe, which the
+# real ocf:heartbeat:Filesystem agent insists on finding.
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql)
+command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+command -v modprobe >/dev/null 2>&1 || need+=(kmod)
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${need[*]} for the lab tests"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -23,9 +23,7 @@ pub enum IoError {
     )]
     ReadOnly,
     /// The node lost the cluster's lease: a peer may be promoted now.
-    #[error(
-        "this node lost the cluster's lease; writes are refused (a peer may be primary now)"
-    )]
+    #[error("this node lost the cluster's lease; writes are refused (a peer may be primary now)")]
     LeaseLapsed,
     /// The local copy is not usable.
     #[error("the local copy is {0}; no I/O until it is up to date")]

@@ -182,6 +182,10 @@ enum Command {
         /// This node's name (default: the host name).
         #[arg(long, global = true)]
         node: Option<String>,
+        /// State directory (default: `state_dir` of the configuration), as
+        /// given to `tandem daemon --state-dir`.
+        #[arg(long, global = true)]
+        state_dir: Option<PathBuf>,
     },
     /// Work with configuration files.
     Config {
@@ -372,7 +376,8 @@ fn main() -> ExitCode {
             action,
             config,
             node,
-        } => volume(action, &config, node.as_deref()),
+            state_dir,
+        } => volume(action, &config, node.as_deref(), state_dir),
         Command::Move {
             group,
             node,
@@ -437,10 +442,14 @@ fn volume(
     action: VolumeAction,
     config: &std::path::Path,
     node: Option<&str>,
+    state_dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     use cli::volume as v;
     use tandem::volume::control::Command as C;
-    let t = v::Target::load(config, node)?;
+    let mut t = v::Target::load(config, node)?;
+    if let Some(d) = state_dir {
+        t.config.state_dir = d;
+    }
     match action {
         VolumeAction::CreateMd { name, force } => v::create_md(&t, &name, force),
         VolumeAction::Up { name } => v::up(&t, &name),
@@ -449,7 +458,9 @@ fn volume(
             let _guards = daemon::init_logging(None)?;
             tandem::volume::run(&t.config, &name, &t.node)
         }
-        VolumeAction::Primary { name, force } => v::command(&t, &name, C::Primary { force, lease: None }),
+        VolumeAction::Primary { name, force } => {
+            v::command(&t, &name, C::Primary { force, lease: None })
+        }
         VolumeAction::Secondary { name } => v::command(&t, &name, C::Secondary),
         VolumeAction::Connect {
             name,

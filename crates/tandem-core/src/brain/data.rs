@@ -9,8 +9,8 @@ use tandem_wire::PacketKind;
 
 use super::Brain;
 use crate::event::Event;
-use tandem_wire::NodeState;
 use crate::time::Timestamp;
+use tandem_wire::NodeState;
 
 impl Brain {
     /// Records whether group `group`'s data is ready here (`None`) or why

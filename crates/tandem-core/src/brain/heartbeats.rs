@@ -187,9 +187,7 @@ impl Brain {
                 // A node releasing after a lost lease must not attract the
                 // group back while it stops (stickiness): it reports itself
                 // unavailable until it has released everything.
-                banned: rt.banned(spec.migration_threshold)
-                    || self.lease.lost
-                    || self.data_held(i),
+                banned: rt.banned(spec.migration_threshold) || self.lease.lost || self.data_held(i),
                 target: self.grants.get(i).and_then(|st| st.to).map_or(0, |n| n.0),
             })
             .collect()

@@ -216,7 +216,11 @@ impl Brain {
             "this node is in standby".into()
         } else if self.groups[g].banned(spec.migration_threshold) {
             "too many failures here".into()
-        } else if let Some(why) = self.groups[g].data_hold.clone().filter(|_| self.data_held(g)) {
+        } else if let Some(why) = self.groups[g]
+            .data_hold
+            .clone()
+            .filter(|_| self.data_held(g))
+        {
             why
         } else if self.groups[g].blocked_on.is_some() {
             "blocked on another node".into()

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-
 use anyhow::{Context, bail};
 use tandem_config::Config;
 

@@ -125,7 +125,9 @@ pub fn start(
 /// Sends each lease to every local volume's lease socket.
 fn forward_leases(ctx: &Ctx, rx: &Receiver<Option<Instant>>) {
     let Ok(sock) = UnixDatagram::unbound() else {
-        tracing::error!("volumes: cannot open a datagram socket; promoted volumes will refuse writes");
+        tracing::error!(
+            "volumes: cannot open a datagram socket; promoted volumes will refuse writes"
+        );
         return;
     };
     let _ = sock.set_nonblocking(true);
@@ -146,7 +148,10 @@ fn forward_leases(ctx: &Ctx, rx: &Receiver<Option<Instant>>) {
         });
         ctx.lease.store(end, Ordering::Relaxed);
         for name in ctx.volumes.keys() {
-            let _ = sock.send_to(&lease::encode(end), lease::socket_path(&ctx.state_dir, name));
+            let _ = sock.send_to(
+                &lease::encode(end),
+                lease::socket_path(&ctx.state_dir, name),
+            );
         }
     }
 }
@@ -342,7 +347,9 @@ fn detach_loops(file: &Path, device: &Path) {
     };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         if let Some(dev) = line.split(':').next().filter(|d| d.starts_with("/dev/")) {
-            let _ = std::process::Command::new("losetup").args(["-d", dev]).status();
+            let _ = std::process::Command::new("losetup")
+                .args(["-d", dev])
+                .status();
         }
     }
 }
@@ -395,9 +402,12 @@ impl Watcher {
                 holds.insert(name, hold);
             }
             for (group, vols) in &self.groups {
-                let hold = vols
-                    .iter()
-                    .find_map(|v| holds.get(v).cloned().unwrap_or_else(|| Some(format!("volume {v} has no copy on this node"))));
+                let hold = vols.iter().find_map(|v| {
+                    holds
+                        .get(v)
+                        .cloned()
+                        .unwrap_or_else(|| Some(format!("volume {v} has no copy on this node")))
+                });
                 if self.reported.get(group) != Some(&hold) {
                     self.reported.insert(group.clone(), hold.clone());
                     inbox.send(Input::DataReadiness {
@@ -427,13 +437,20 @@ impl Watcher {
         };
         for p in &st.peers {
             let key = (name.to_string(), p.node.clone());
-            let state = view.and_then(|v| v.nodes.iter().find(|n| n.name == p.node)).map(|n| n.state);
+            let state = view
+                .and_then(|v| v.nodes.iter().find(|n| n.name == p.node))
+                .map(|n| n.state);
             let connected = p.connection == ConnState::Connected;
             // Declared dead: drop its connection now, once.
             let dead = matches!(state, Some(PeerState::Dead | PeerState::Left));
             if dead && connected && !self.forgotten.get(&key).copied().unwrap_or(false) {
                 self.forgotten.insert(key.clone(), true);
-                if let Ok(Answer::Done { message }) = self.ctx.ask(name, &Command::Forget { peer: p.node.clone() }) {
+                if let Ok(Answer::Done { message }) = self.ctx.ask(
+                    name,
+                    &Command::Forget {
+                        peer: p.node.clone(),
+                    },
+                ) {
                     tracing::info!("{message}");
                 }
             }
@@ -443,7 +460,8 @@ impl Watcher {
             // A primary peer went on without us?
             if connected {
                 self.lost_primary.remove(&key);
-                self.was_primary.insert(key.clone(), p.role == Role::Primary);
+                self.was_primary
+                    .insert(key.clone(), p.role == Role::Primary);
             } else if self.was_primary.remove(&key) == Some(true) {
                 self.lost_primary.insert(key.clone(), Instant::now());
             }
@@ -454,10 +472,14 @@ impl Watcher {
                     state.is_some_and(PeerState::is_member)
                         && v.groups.iter().any(|g| {
                             g.active_on.contains(&p.node)
-                                && self.groups.iter().any(|(n, vols)| *n == g.name && vols.iter().any(|x| x == name))
+                                && self
+                                    .groups
+                                    .iter()
+                                    .any(|(n, vols)| *n == g.name && vols.iter().any(|x| x == name))
                         })
                 });
-                if alive_and_active && st.role == Role::Secondary && st.disk == DiskState::UpToDate {
+                if alive_and_active && st.role == Role::Secondary && st.disk == DiskState::UpToDate
+                {
                     match self.ctx.ask(name, &Command::Outdate) {
                         Ok(Answer::Done { .. }) => tracing::warn!(
                             "volume {name}: {} stayed primary and a member for {} s after its replication connection broke: this copy is outdated (it cannot be promoted until it resynced)",
@@ -478,9 +500,12 @@ impl Watcher {
             .peers
             .iter()
             .find(|p| p.out_of_sync_kib > 0 && p.connection == ConnState::Connected)
-            .map(|p| format!(", {:.1} % synced from {}", p.done, p.node))
+            .map(|p| format!(" (resync from {} running)", p.node))
             .unwrap_or_default();
-        Some(format!("volume {name}: this copy is {:?}{syncing}", st.disk))
+        Some(format!(
+            "volume {name}: this copy is {:?}{syncing}",
+            st.disk
+        ))
     }
 
     /// Reaps volume processes this daemon started that exited.

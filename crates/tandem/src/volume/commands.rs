@@ -27,7 +27,9 @@ impl Runner {
                     if let Some(l) = lease {
                         self.lease_until = self.lease_until.max(l);
                     }
-                    done(&format!("{name}: primary (writes accepted while this node holds the cluster's lease)"))
+                    done(&format!(
+                        "{name}: primary (writes accepted while this node holds the cluster's lease)"
+                    ))
                 }
                 Ok(()) if force => done(&format!(
                     "{name}: primary (forced: this copy is now the newest; peers resync from it)"
@@ -89,7 +91,9 @@ impl Runner {
                 ))
             }
             Command::Forget { peer } => match self.vol.forget(now, &peer) {
-                Ok(()) => done(&format!("{name}: connection to {peer} dropped (the cluster declared it dead); reconnecting")),
+                Ok(()) => done(&format!(
+                    "{name}: connection to {peer} dropped (the cluster declared it dead); reconnecting"
+                )),
                 Err(e) => refused(&e),
             },
             Command::Outdate => match self.vol.outdate(now) {

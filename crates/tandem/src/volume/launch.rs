@@ -30,6 +30,8 @@ pub fn launch(config: &Path, state_dir: &Path, node: &str, name: &str) -> anyhow
         .args(["volume", "run", name, "--config"])
         .arg(config)
         .args(["--node", node])
+        .arg("--state-dir")
+        .arg(state_dir)
         .stdin(std::process::Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out);
