@@ -149,12 +149,14 @@ agent = "ipaddr"
 params = {{ address = "{vip}/24", interface = "eth0" }}
 monitor = "1s"
 "#,
-            // A powered-off lab node's postmaster is killed, but this
-            // sandbox's PID 1 may leave it a zombie, whose PID PostgreSQL
-            // then takes for a live postmaster: a stale lock of a zombie
-            // goes (a real power-off leaves no process at all).
+            // The lab's nodes share one PID space: the lock file's PID may
+            // be the other node's postmaster (frozen side) or a zombie left
+            // by a power-off (this sandbox's PID 1 may not reap), which
+            // PostgreSQL takes for a live postmaster here. On separate
+            // machines neither exists; a lock whose PID is not in this
+            // node's network namespace is stale.
             start_pg = format!(
-                "P={d}/data/pg/postmaster.pid; p=$(head -1 $P 2>/dev/null); if [ -n \\\"$p\\\" ] && grep -qs '^State:.*Z' /proc/$p/status; then rm -f $P; fi; exec setpriv --reuid=postgres --regid=postgres --init-groups {}/postgres -D {d}/data/pg -c listen_addresses=* -c unix_socket_directories= -c port=5432",
+                "P={d}/data/pg/postmaster.pid; p=$(head -1 $P 2>/dev/null); if [ -n \\\"$p\\\" ] && {{ grep -qs '^State:.*Z' /proc/$p/status || [ \\\"$(readlink /proc/$p/ns/net)\\\" != \\\"$(readlink /proc/self/ns/net)\\\" ]; }}; then rm -f $P; fi; exec setpriv --reuid=postgres --regid=postgres --init-groups {}/postgres -D {d}/data/pg -c listen_addresses=* -c unix_socket_directories= -c port=5432",
                 pg.display()
             ),
         );
@@ -617,5 +619,81 @@ fn postgres_survives_power_off_and_fails_back_after_resync() {
     );
     if let Some(out) = std::env::var_os("TANDEM_BENCH_OUT") {
         std::fs::write(out, figures).expect("write figures");
+    }
+}
+
+#[test]
+fn a_frozen_primary_stops_writing_before_its_peer_promotes() {
+    let mut rig = Rig::new("tdpf", 82);
+    rig.bring_up();
+    assert_eq!(
+        rig.psql(
+            "insert into t values (1) returning v",
+            Duration::from_secs(3)
+        )
+        .as_deref(),
+        Some("1")
+    );
+    // Freeze n1's daemon (not its volume process, nor PostgreSQL) well
+    // past its lease: nothing renews the volume's lease any more.
+    rig.cluster.signal(0, libc::SIGSTOP).expect("SIGSTOP n1");
+    let frozen = Instant::now();
+    let deadline = frozen + Duration::from_secs(60);
+    while !(rig.group_on(1) == vec!["n2".to_string()]
+        && rig
+            .psql(
+                "insert into t values (2) returning v",
+                Duration::from_secs(3),
+            )
+            .as_deref()
+            == Some("2"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "n2 never took over:\n{}",
+            rig.log_tail(1)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // n2 is primary now. The frozen side's export takes no write: the
+    // application there gets an I/O error, not a silent acceptance.
+    let d = rig.dir.display();
+    let o = rig.in_volume_ns(
+        0,
+        &format!("dd if=/dev/zero of={d}/export/r0 bs=4096 count=1 seek=1000 oflag=direct conv=notrunc 2>&1"),
+    );
+    assert!(
+        !o.status.success(),
+        "a write on the frozen primary's export was accepted after n2 promoted: {}",
+        text(&o)
+    );
+    let s = rig.vstatus(0);
+    assert_eq!(
+        s["role"], "Secondary",
+        "n1's volume must have demoted itself: {s:#}"
+    );
+    let vlog = std::fs::read_to_string(rig.state(0).join("volumes/r0.log")).unwrap_or_default();
+    assert!(vlog.contains("lost the cluster's lease"), "{vlog}");
+    println!("frozen side refused the write: {}", text(&o).trim());
+    // n1 wakes up: it releases what it ran, rejoins, and (auto_failback)
+    // takes the group back with n2's rows.
+    rig.cluster.signal(0, libc::SIGCONT).expect("SIGCONT n1");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !(rig.group_on(0) == vec!["n1".to_string()]
+        && rig
+            .psql(
+                "select count(*) from t where v in (1, 2)",
+                Duration::from_secs(3),
+            )
+            .as_deref()
+            == Some("2"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "n1 never took the group back with both rows:\n{}\n{}",
+            rig.log_tail(0),
+            rig.log_tail(1)
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
