@@ -87,6 +87,16 @@ impl Rig {
         }
         std::fs::create_dir_all(dir.join("data")).expect("mount point");
         let d = dir.display();
+        // The lab's nodes share one PID space: the lock file's PID may
+        // be the other node's postmaster (frozen side) or a zombie left
+        // by a power-off (this sandbox's PID 1 may not reap), which
+        // PostgreSQL takes for a live postmaster here. On separate
+        // machines neither exists; a lock whose PID is not in this
+        // node's network namespace is stale.
+        let start_pg = format!(
+            "P={d}/data/pg/postmaster.pid; p=$(head -1 $P 2>/dev/null); if [ -n \\\"$p\\\" ] && {{ grep -qs '^State:.*Z' /proc/$p/status || [ \\\"$(readlink /proc/$p/ns/net)\\\" != \\\"$(readlink /proc/self/ns/net)\\\" ]; }}; then rm -f $P; fi; exec setpriv --reuid=postgres --regid=postgres --init-groups {}/postgres -D {d}/data/pg -c listen_addresses=* -c unix_socket_directories= -c port=5432",
+            pg.display()
+        );
         let config = format!(
             r#"cluster = "pg{subnet}"
 key_file = "authkey"
@@ -149,16 +159,6 @@ agent = "ipaddr"
 params = {{ address = "{vip}/24", interface = "eth0" }}
 monitor = "1s"
 "#,
-            // The lab's nodes share one PID space: the lock file's PID may
-            // be the other node's postmaster (frozen side) or a zombie left
-            // by a power-off (this sandbox's PID 1 may not reap), which
-            // PostgreSQL takes for a live postmaster here. On separate
-            // machines neither exists; a lock whose PID is not in this
-            // node's network namespace is stale.
-            start_pg = format!(
-                "P={d}/data/pg/postmaster.pid; p=$(head -1 $P 2>/dev/null); if [ -n \\\"$p\\\" ] && {{ grep -qs '^State:.*Z' /proc/$p/status || [ \\\"$(readlink /proc/$p/ns/net)\\\" != \\\"$(readlink /proc/self/ns/net)\\\" ]; }}; then rm -f $P; fi; exec setpriv --reuid=postgres --regid=postgres --init-groups {}/postgres -D {d}/data/pg -c listen_addresses=* -c unix_socket_directories= -c port=5432",
-                pg.display()
-            ),
         );
         std::fs::write(&cluster.config, config).expect("config");
         Self {
@@ -260,7 +260,7 @@ monitor = "1s"
 
     /// The pid of node `i`'s volume process (its mount namespace holds the
     /// FUSE export: `ip netns exec` gives each process tree its own).
-    fn volume_pid(&self, i: usize) -> String {
+    fn volume_pid(&self, i: usize) -> Option<String> {
         let o = Command::new("pgrep")
             .args([
                 "-f",
@@ -271,22 +271,50 @@ monitor = "1s"
                 ),
             ])
             .output()
-            .expect("pgrep");
-        let pid = String::from_utf8_lossy(&o.stdout)
+            .ok()?;
+        String::from_utf8_lossy(&o.stdout)
             .lines()
             .next()
-            .unwrap_or("")
-            .to_string();
-        assert!(!pid.is_empty(), "n{}: no volume process", i + 1);
-        pid
+            .map(str::to_string)
     }
 
     /// A shell script run in the mount namespace of node `i`'s volume.
     fn in_volume_ns(&self, i: usize, script: &str) -> Output {
+        let pid = self.volume_pid(i).expect("the volume process runs");
         Command::new("nsenter")
-            .args(["-t", &self.volume_pid(i), "-m", "--", "sh", "-ec", script])
+            .args(["-t", &pid, "-m", "--", "sh", "-ec", script])
             .output()
             .expect("nsenter")
+    }
+
+    /// The FUSE connection of node `i`'s export (its number under
+    /// /sys/fs/fuse/connections), if its volume runs.
+    fn fuse_conn(&self, i: usize) -> Option<String> {
+        let pid = self.volume_pid(i)?;
+        let o = Command::new("nsenter")
+            .args(["-t", &pid, "-m", "--", "stat", "-c", "%d"])
+            .arg(self.dir.join("export"))
+            .output()
+            .ok()?;
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    }
+
+    /// Powers node `i` off. Its FUSE connection is aborted right after the
+    /// kill, as a power-off ends it: otherwise the dying namespace's
+    /// unmount of the ext4 above the loop device waits forever for writes
+    /// through the export whose server is the dying process itself (a
+    /// lab artefact: real nodes have no namespace to tear down).
+    fn power_off(&mut self, i: usize) {
+        let conn = self.fuse_conn(i);
+        self.cluster.forget(i);
+        self.lab
+            .power_off(&format!("n{}", i + 1))
+            .expect("power off");
+        if let Some(c) = conn {
+            abort_fuse(&c);
+        }
     }
 
     /// psql through the VIP, from the client's namespace.
@@ -351,15 +379,14 @@ monitor = "1s"
                 s["peers"][0]["connection"] == "Connected"
             });
         }
-        let st = self.cluster.status(0).expect("status");
-        let hold = st.membership.groups[0]
-            .data_hold_here
-            .clone()
-            .unwrap_or_default();
-        assert!(
-            hold.contains("Inconsistent"),
-            "a fresh copy must hold the group back: {hold:?}"
-        );
+        self.cluster
+            .wait_for(0, Duration::from_secs(10), "the group held back", |s| {
+                s.membership.groups[0]
+                    .data_hold_here
+                    .as_deref()
+                    .is_some_and(|h| h.contains("Inconsistent"))
+            })
+            .expect("a fresh copy must hold the group back");
         self.vol_ok(0, &["primary", "--force", "r0"]);
         self.wait_volume(1, "initial sync", Duration::from_secs(60), |s| {
             s["disk"] == "UpToDate"
@@ -403,24 +430,40 @@ monitor = "1s"
 
 impl Drop for Rig {
     fn drop(&mut self) {
-        // Kill every process of the nodes first (their mounts go with their
-        // namespaces), then detach loop devices left on the dead exports.
-        for n in ["n1", "n2"] {
-            let _ = self.lab.power_off(n);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        if let Ok(o) = Command::new("losetup")
-            .args(["-n", "-l", "-O", "NAME,BACK-FILE"])
-            .output()
-        {
-            for line in String::from_utf8_lossy(&o.stdout).lines() {
-                let mut f = line.split_whitespace();
-                if let (Some(dev), Some(back)) = (f.next(), f.next())
-                    && back.starts_with(&*self.dir.to_string_lossy())
-                {
-                    let _ = Command::new("losetup").args(["-d", dev]).status();
-                }
+        // Kill every process of the nodes (their mounts go with their
+        // namespaces, their FUSE connections are aborted), then detach the
+        // loop devices left on the dead exports (whose path then reads
+        // "/r0", the mount being gone).
+        for i in 0..2 {
+            if self.cluster.pid(i).is_some() {
+                self.power_off(i);
             }
+        }
+        let mine = self.dir.to_string_lossy().to_string();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let listed = Command::new("losetup")
+                .args(["-n", "-l", "-O", "NAME,BACK-FILE"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                .unwrap_or_default();
+            let ours: Vec<(String, String)> = listed
+                .lines()
+                .filter_map(|l| {
+                    let mut f = l.split_whitespace();
+                    Some((f.next()?.to_string(), f.next()?.to_string()))
+                })
+                .filter(|(_, back)| back == "/r0" || back.starts_with(&mine))
+                .collect();
+            if ours.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            for (dev, _) in ours {
+                let _ = Command::new("timeout")
+                    .args(["5", "losetup", "-d", &dev])
+                    .output();
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
         if let Some(dir) = std::env::var_os("TANDEM_KEEP_LOGS") {
             let dir = PathBuf::from(dir).join(&self.lab.prefix);
@@ -438,6 +481,18 @@ impl Drop for Rig {
             }
         }
     }
+}
+
+/// Aborts FUSE connection `conn` (mounting fusectl if needed).
+fn abort_fuse(conn: &str) {
+    let dir = Path::new("/sys/fs/fuse/connections");
+    if !dir.join(conn).exists() {
+        let _ = Command::new("mount")
+            .args(["-t", "fusectl", "none"])
+            .arg(dir)
+            .output();
+    }
+    let _ = std::fs::write(dir.join(conn).join("abort"), "1");
 }
 
 /// What the client saw: (value, acknowledged?, when).
@@ -540,8 +595,13 @@ fn check_rows(rig: &Rig, l: &Ledger, when: &str) -> usize {
     present.len()
 }
 
+/// The drills run one at a time: each runs two daemons, two volumes and
+/// PostgreSQL, and a power-off's cleanup must not meet the other's mounts.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 #[test]
 fn postgres_survives_power_off_and_fails_back_after_resync() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let mut rig = Rig::new("tdpg", 81);
     rig.bring_up();
     let stop = Arc::new(AtomicBool::new(false));
@@ -557,8 +617,7 @@ fn postgres_survives_power_off_and_fails_back_after_resync() {
     }
     // Power off the primary mid-load.
     let off = Instant::now();
-    rig.cluster.forget(0);
-    rig.lab.power_off("n1").expect("power off n1");
+    rig.power_off(0);
     let deadline = off + Duration::from_secs(60);
     while acked_after(&ledger, off) < 30 {
         assert!(
@@ -624,6 +683,7 @@ fn postgres_survives_power_off_and_fails_back_after_resync() {
 
 #[test]
 fn a_frozen_primary_stops_writing_before_its_peer_promotes() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let mut rig = Rig::new("tdpf", 82);
     rig.bring_up();
     assert_eq!(

@@ -106,8 +106,13 @@ impl Volume {
             _ => {}
         }
         if role == Role::Primary && self.role == Role::Primary {
-            let why = "both nodes are primary; demote one".to_string();
-            return self.refuse(i, VolumeEvent::Refused { peer: name, why });
+            // Transient when the cluster drives the roles: an old primary
+            // whose lease lapsed demotes itself shortly. Retried, not
+            // StandAlone.
+            let why = "both nodes are primary; retrying until one is demoted".to_string();
+            self.refuse(i, VolumeEvent::Refused { peer: name, why });
+            self.peers[i].retry_after_refusal = true;
+            return;
         }
         // A side whose copy is unusable is the target, whatever the
         // generations say.

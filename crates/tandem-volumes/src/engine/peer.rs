@@ -42,6 +42,8 @@ pub(super) struct Peer {
     /// The handshake refused this peer (split brain, unrelated data…): the
     /// connection closes at `close_at` and stays StandAlone.
     pub(super) refused: bool,
+    /// The refusal is transient (both primary): reconnect afterwards.
+    pub(super) retry_after_refusal: bool,
     pub(super) close_at: Option<Timestamp>,
     pub(super) last_heard: Timestamp,
     pub(super) ping_sent: Option<Timestamp>,
@@ -101,6 +103,7 @@ impl Peer {
             disk: DiskState::DUnknown,
             discard_my_data: false,
             refused: false,
+            retry_after_refusal: false,
             close_at: None,
             last_heard: Timestamp::ZERO,
             ping_sent: None,
@@ -199,12 +202,13 @@ impl Peer {
             .into_values()
             .flatten()
             .collect();
-        if self.refused {
+        if self.refused && !self.retry_after_refusal {
             self.conn = ConnState::StandAlone;
         } else if self.conn == ConnState::Connected {
             self.conn = ConnState::Connecting;
         }
         self.refused = false;
+        self.retry_after_refusal = false;
         self.close_at = None;
         self.repl = ReplState::Off;
         self.role = Role::Unknown;

@@ -314,7 +314,9 @@ impl Volume {
         self.next_flush += 1;
         let mut waiting = BTreeMap::new();
         let mut barriers = Vec::new();
-        for p in self.peers.iter_mut().filter(|p| p.replicating()) {
+        // A secondary writes nothing of its own: its flush is local.
+        let primary = self.role == Role::Primary;
+        for p in self.peers.iter_mut().filter(|p| primary && p.replicating()) {
             let need = p.last_epoch_sent;
             if need > p.barrier_acked {
                 if p.barrier_sent < need {

@@ -262,7 +262,7 @@ impl VolumeOps {
             std::thread::sleep(Duration::from_millis(20));
         }
         if let Some((file, device)) = ctx.device(name)
-            && let Err(e) = attach_loop(&file, &device)
+            && let Err(e) = attach_loop(&file, &device, &loop_record(&ctx.state_dir, name))
         {
             let _ = ctx.ask(name, &Command::Secondary);
             return OpResult::Failed(format!("volume {name}: {e}"));
@@ -273,8 +273,8 @@ impl VolumeOps {
     /// Detaches the loop device, then demotes (retrying while writes drain).
     fn stop(&self, name: &str, deadline: Instant) -> OpResult {
         let ctx = &self.ctx;
-        if let Some((file, device)) = ctx.device(name) {
-            detach_loops(&file, &device);
+        if let Some((_, device)) = ctx.device(name) {
+            detach_loop(&device, &loop_record(&ctx.state_dir, name));
         }
         loop {
             match ctx.ask(name, &Command::Secondary) {
@@ -301,29 +301,46 @@ impl VolumeOps {
     }
 }
 
+/// `losetup ARGS FILE`, killed after 10 s (a loop device stuck on a dead
+/// export must not hang the agent): exit code and output.
+fn losetup(args: &[&str], file: &Path) -> Result<(i32, String), String> {
+    use tandem_agents::exec::{Exit, run};
+    let file = file.to_string_lossy();
+    let mut all: Vec<&str> = args.to_vec();
+    all.push(&file);
+    match run("losetup", &all, &BTreeMap::new(), Duration::from_secs(10)) {
+        Exit::Code(c, out) => Ok((c, out)),
+        Exit::Signal(s) => Err(format!("losetup killed by signal {s}")),
+        Exit::TimedOut => Err("losetup did not finish within 10 s".into()),
+        Exit::SpawnFailed(e) => Err(format!("{e} (install util-linux's losetup)")),
+    }
+}
+
+/// Where the loop device attached for volume `name` is recorded, so the
+/// stop detaches exactly that one (and the daemon finds it after a
+/// restart).
+fn loop_record(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir.join("volumes").join(format!("{name}.loop"))
+}
+
 /// `losetup` on the exported file, and `device` made a symlink to it.
-fn attach_loop(file: &Path, device: &Path) -> Result<(), String> {
-    let run = |args: &[&str]| {
-        std::process::Command::new("losetup")
-            .args(args)
-            .arg(file)
-            .output()
-            .map_err(|e| format!("losetup: {e} (install util-linux)"))
-    };
+fn attach_loop(file: &Path, device: &Path, record: &Path) -> Result<(), String> {
     // Direct I/O: no second page cache between the filesystem and the
     // volume (replication.md §3.4); plain if the kernel refuses it.
-    let mut out = run(&["--find", "--show", "--direct-io=on"])?;
-    if !out.status.success() {
-        out = run(&["--find", "--show"])?;
+    let mut out = losetup(&["--find", "--show", "--direct-io=on"], file)?;
+    if out.0 != 0 {
+        out = losetup(&["--find", "--show"], file)?;
     }
-    if !out.status.success() {
-        return Err(format!(
-            "losetup {}: {}",
-            file.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let loopdev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let loopdev = out
+        .1
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("/dev/"))
+        .map(str::to_string);
+    let Some(loopdev) = loopdev.filter(|_| out.0 == 0) else {
+        return Err(format!("losetup {}: {}", file.display(), out.1.trim()));
+    };
+    let _ = std::fs::write(record, &loopdev);
     if let Some(d) = device.parent() {
         let _ = std::fs::create_dir_all(d);
     }
@@ -334,24 +351,23 @@ fn attach_loop(file: &Path, device: &Path) -> Result<(), String> {
         .map_err(|e| format!("{} -> {loopdev}: {e}", device.display()))
 }
 
-/// Every loop device on `file` detached (lazily if still mounted), and
-/// `device` removed.
-fn detach_loops(file: &Path, device: &Path) {
-    let _ = std::fs::remove_file(device);
-    let Ok(out) = std::process::Command::new("losetup")
-        .arg("-j")
-        .arg(file)
-        .output()
-    else {
+/// The loop device this node attached is detached (lazily if something
+/// still has it mounted), and `device` removed if it points at it.
+fn detach_loop(device: &Path, record: &Path) {
+    let Ok(loopdev) = std::fs::read_to_string(record) else {
         return;
     };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if let Some(dev) = line.split(':').next().filter(|d| d.starts_with("/dev/")) {
-            let _ = std::process::Command::new("losetup")
-                .args(["-d", dev])
-                .status();
-        }
+    let loopdev = loopdev.trim();
+    if std::fs::read_link(device).is_ok_and(|t| t == Path::new(loopdev)) {
+        let _ = std::fs::remove_file(device);
     }
+    match losetup(&["-d"], Path::new(loopdev)) {
+        Ok((0, _)) => {}
+        Ok((_, out)) if out.contains("No such device") => {}
+        Ok((_, out)) => tracing::warn!("losetup -d {loopdev}: {}", out.trim()),
+        Err(e) => tracing::warn!("losetup -d {loopdev}: {e}"),
+    }
+    let _ = std::fs::remove_file(record);
 }
 
 /// What the watcher remembers between rounds.

@@ -127,6 +127,13 @@ struct Link {
     handles: Vec<std::net::TcpStream>,
 }
 
+/// How long writes are held after the lease lapsed before they fail with
+/// EIO and the volume demotes itself: a lease renewed meanwhile (a peer
+/// back from a freeze acknowledges a fresh heartbeat within a keepalive or
+/// two) costs the application a short stall, not an I/O error. Nothing is
+/// written while held, so a peer promoted meanwhile loses nothing.
+const LAPSE_HOLD: Duration = Duration::from_millis(500);
+
 /// Writes larger than this are split (replication frames stay small).
 const MAX_CHUNK: u64 = 1 << 20;
 
@@ -172,6 +179,12 @@ struct Runner {
     lease_until: u64,
     /// The lapse was logged (once per promotion).
     lapse_reported: bool,
+    /// When the lease lapsed (writes are held meanwhile).
+    lapsed_since: Option<Instant>,
+    /// The lapse outlasted [`LAPSE_HOLD`]: writes fail with EIO.
+    lapse_failed: bool,
+    /// Writes held while the lease is lapsed, in arrival order.
+    held: Vec<(Origin, requests::Op)>,
     /// Writes refused because the lease had lapsed.
     lapsed_refusals: u64,
 }
@@ -335,6 +348,9 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
         managed: false,
         lease_until: 0,
         lapse_reported: false,
+        lapsed_since: None,
+        lapse_failed: false,
+        held: Vec::new(),
         lapsed_refusals: 0,
     };
     tracing::info!(
@@ -368,9 +384,12 @@ impl Runner {
                     Duration::from_nanos(t.as_nanos().saturating_sub(self.now().as_nanos()))
                         .min(Duration::from_millis(200))
                 });
-            if self.managed && !self.lapse_reported {
+            if self.managed && self.lapsed_since.is_none() {
                 let left = self.lease_until.saturating_sub(lease::mono_now());
                 wait = wait.min(Duration::from_nanos(left));
+            }
+            if self.lapsed_since.is_some() || !self.held.is_empty() {
+                wait = wait.min(Duration::from_millis(5));
             }
             match inputs.recv_timeout(wait) {
                 Ok(input) => self.handle(input),
@@ -497,22 +516,44 @@ impl Runner {
             && lease::mono_now() >= self.lease_until
     }
 
-    /// Once the lease lapsed: writes are refused (see `submit`), and the
-    /// volume demotes itself as soon as no write is in flight, so a peer
-    /// the cluster promotes finds no primary here.
+    /// Once the lease lapsed, writes are held (see `submit`); renewed
+    /// within [`LAPSE_HOLD`], they go on in order; otherwise they fail with
+    /// EIO and the volume demotes itself as soon as no write is in flight,
+    /// so a peer the cluster promotes finds no primary here.
     fn check_lease(&mut self) {
         if !self.lease_lapsed() {
+            if self.lapsed_since.take().is_some() {
+                self.lapse_failed = false;
+                let held = std::mem::take(&mut self.held);
+                if !held.is_empty() {
+                    tracing::info!(target: "tandem::volume", "{}: lease renewed: {} held write(s) go on", self.vol.name(), held.len());
+                }
+                for (origin, op) in held {
+                    self.submit(origin, op);
+                }
+            }
+            return;
+        }
+        let since = *self.lapsed_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < LAPSE_HOLD {
             return;
         }
         let name = self.vol.name().to_string();
         if !self.lapse_reported {
             self.lapse_reported = true;
+            self.lapse_failed = true;
             tracing::warn!(target: "tandem::volume", "{name}: this node lost the cluster's lease: writes refused with EIO from now on");
-            self.events.push(format!("lease lapsed: writes refused"));
+            self.events.push("lease lapsed: writes refused".to_string());
+        }
+        for (origin, _) in std::mem::take(&mut self.held) {
+            self.lapsed_refusals += 1;
+            self.answer(origin, Err(IoError::LeaseLapsed));
         }
         let now = self.now();
         if self.vol.demote(now).is_ok() {
             self.managed = false;
+            self.lapsed_since = None;
+            self.lapse_failed = false;
             tracing::warn!(target: "tandem::volume", "{name}: demoted to secondary (lease lapsed)");
         }
     }

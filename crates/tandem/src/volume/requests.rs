@@ -42,8 +42,15 @@ impl Runner {
     /// at most [`MAX_CHUNK`]; the origin is answered when every part is.
     pub(super) fn submit(&mut self, origin: Origin, op: Op) {
         if !matches!(op, Op::Read { .. }) && self.lease_lapsed() {
-            self.lapsed_refusals += 1;
-            return self.answer(origin, Err(IoError::LeaseLapsed));
+            // Held while the cluster may still renew the lease (a peer
+            // that just came back has not acknowledged a fresh heartbeat
+            // yet); refused once the lapse lasts (see `check_lease`).
+            if self.lapse_failed {
+                self.lapsed_refusals += 1;
+                return self.answer(origin, Err(IoError::LeaseLapsed));
+            }
+            self.held.push((origin, op));
+            return;
         }
         let now = self.now();
         let parent = self.next_req;
@@ -164,7 +171,7 @@ impl Runner {
         self.answer(p.origin, result);
     }
 
-    fn answer(&mut self, origin: Origin, result: Result<Option<Bytes>, IoError>) {
+    pub(super) fn answer(&mut self, origin: Origin, result: Result<Option<Bytes>, IoError>) {
         match origin {
             Origin::Fuse(reply) => match result {
                 Ok(data) => reply.ok(data.as_deref()),
