@@ -462,3 +462,82 @@ fn a_lost_sync_generation_and_a_missed_resync_end_are_recognised() {
         rules(&s, 1)
     );
 }
+
+/// A split where n1 (primary) and n2 (promoted alone) both write; n2 is
+/// demoted before the cable returns. With `policy`, the handshake resolves
+/// the split brain by itself (the log says so) and the copies converge on
+/// n1's data with every acknowledged write of n1's application; nothing
+/// of the two sides is merged.
+fn split_brain_resolved_by(policy: tandem_volumes::split_brain::Policies, demote_n1: bool) {
+    for seed in tandem_sim::seeds(40) {
+        let mut s = started(seed, 2, Protocol::C);
+        s.set_split_brain(policy);
+        let d = ms(s.rng().random_range(10..100));
+        s.run_for(d);
+        s.partition(&[0]);
+        s.run_for(ms(20));
+        let now = s.now();
+        assert!(
+            s.volume_mut(1)
+                .is_some_and(|v| v.promote(now, false).is_ok()),
+            "{}",
+            fail(seed, &s, "n2 could not be promoted alone")
+        );
+        let writes = s.rng().random_range(1..4u64);
+        for k in 0..writes {
+            let off = 4096 * s.rng().random_range(0..60u64);
+            s.write_block(1, 9_000_000 + k, off);
+        }
+        // Until n2 noticed the split (ping timeout) and its writes completed.
+        s.run_for(ms(600));
+        assert!(s.demote(1), "{}", fail(seed, &s, "n2 could not be demoted"));
+        if demote_n1 {
+            assert!(s.demote(0), "{}", fail(seed, &s, "n1 could not be demoted"));
+        }
+        s.heal();
+        s.run_for(ms(500));
+        assert!(
+            s.log_of(1)
+                .iter()
+                .any(|l| l.contains("split brain resolved")),
+            "{}",
+            fail(seed, &s, "the policy did not resolve the split brain")
+        );
+        if demote_n1 {
+            assert!(
+                s.promote(0, false),
+                "{}",
+                fail(seed, &s, "n1 not promoted again")
+            );
+        }
+        assert!(
+            s.converge(Duration::from_secs(20)),
+            "{}",
+            fail(seed, &s, "no convergence after the automatic recovery")
+        );
+    }
+}
+
+#[test]
+fn after_sb_0pri_discard_younger_primary_keeps_the_older_primarys_data() {
+    use tandem_volumes::split_brain::{NoPrimary, Policies};
+    split_brain_resolved_by(
+        Policies {
+            zero: NoPrimary::DiscardYoungerPrimary,
+            ..Policies::default()
+        },
+        true,
+    );
+}
+
+#[test]
+fn after_sb_1pri_discard_secondary_keeps_the_primarys_data() {
+    use tandem_volumes::split_brain::{OnePrimary, Policies};
+    split_brain_resolved_by(
+        Policies {
+            one: OnePrimary::DiscardSecondary,
+            ..Policies::default()
+        },
+        false,
+    );
+}

@@ -57,6 +57,16 @@ pub enum VolumeEvent {
         /// The rule that found it.
         rule: Rule,
     },
+    /// A split brain resolved by the configured `after-sb-*` policy.
+    SplitBrainResolved {
+        /// Peer name.
+        peer: String,
+        /// The policy that decided.
+        policy: String,
+        /// This node's changes since the split are discarded (it becomes
+        /// the sync target); otherwise the peer's are.
+        discarded_here: bool,
+    },
     /// The peer's data has no common history with this one: not connected.
     UnrelatedData {
         /// Peer name.
@@ -124,6 +134,19 @@ impl std::fmt::Display for VolumeEvent {
             Self::SplitBrain { peer, rule } => write!(
                 f,
                 "{peer}: split brain detected (rule {rule:?}): both sides changed the data; not connected. Pick the victim and run `tandem volume connect --discard-my-data` there"
+            ),
+            Self::SplitBrainResolved {
+                peer,
+                policy,
+                discarded_here,
+            } => write!(
+                f,
+                "{peer}: split brain resolved by {policy}: {} changes since the split are discarded",
+                if *discarded_here {
+                    "this node's"
+                } else {
+                    "the peer's"
+                }
             ),
             Self::UnrelatedData { peer } => write!(
                 f,

@@ -12,7 +12,8 @@
 //!
 //! Modules: [`gi`] (generation identifiers and the resync rules),
 //! [`bitmap`] (out-of-sync blocks per peer), [`activity_log`] (hot
-//! extents), [`meta`] (what is kept on disk), [`message`] (what nodes tell
+//! extents), [`meta`] (what is kept on disk), [`split_brain`] (the
+//! automatic recovery policies), [`message`] (what nodes tell
 //! each other), [`state`] (roles and states in DRBD's words), [`status`],
 //! [`event`], [`output`], and the engine itself.
 
@@ -24,6 +25,7 @@ pub mod gi;
 pub mod message;
 pub mod meta;
 pub mod output;
+pub mod split_brain;
 pub mod state;
 pub mod status;
 

@@ -356,6 +356,22 @@ impl VolumeSim {
 
     /// `primary [--force]` on node `i`; on success the application writes
     /// there. Returns whether it was accepted.
+    /// A write by hand (not the application's) of one 4 KiB block of
+    /// `writer`'s pattern on node `i`, its outputs carried out.
+    pub fn write_block(&mut self, i: usize, writer: u64, offset: u64) {
+        let now = self.now;
+        if let Some(v) = self.nodes[i].vol.as_mut() {
+            v.write(
+                now,
+                writer,
+                offset,
+                super::pattern::data(writer, offset, 4096),
+                false,
+            );
+        }
+        self.drain(i);
+    }
+
     pub fn promote(&mut self, i: usize, force: bool) -> bool {
         let now = self.now;
         let ok = self.nodes[i]

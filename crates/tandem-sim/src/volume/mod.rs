@@ -284,6 +284,17 @@ impl VolumeSim {
         self.queue.push(Reverse((at, self.order)));
     }
 
+    /// Sets every node's automatic split-brain recovery (also across
+    /// restarts).
+    pub fn set_split_brain(&mut self, p: tandem_volumes::split_brain::Policies) {
+        for (c, n) in self.cfgs.iter_mut().zip(&mut self.nodes) {
+            c.split_brain = p;
+            if let Some(v) = n.vol.as_mut() {
+                v.set_split_brain(p);
+            }
+        }
+    }
+
     /// Cuts (`false`) or restores the cable between `a` and `b`.
     pub fn cable(&mut self, a: usize, b: usize, up: bool) {
         let k = Self::key(a, b);

@@ -171,6 +171,12 @@ impl Volume {
         Ok(())
     }
 
+    /// Changes the automatic split-brain recovery (a configuration reload);
+    /// it applies from the next handshake.
+    pub fn set_split_brain(&mut self, p: crate::split_brain::Policies) {
+        self.cfg.split_brain = p;
+    }
+
     /// Whether the driver should (re)connect to `peer` (not StandAlone).
     pub fn wants_connection(&self, peer: u8) -> bool {
         self.peers

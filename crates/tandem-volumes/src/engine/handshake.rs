@@ -65,7 +65,7 @@ impl Volume {
             flags,
             role,
             disk,
-            dirty: _,
+            dirty,
             discard_my_data: their_discard,
         } = hello
         else {
@@ -81,14 +81,41 @@ impl Volume {
             return self.refuse(i, VolumeEvent::Refused { peer: name, why });
         }
         let mine = self.generations_for(node);
+        let my_changes = self.meta.peer(node).map_or(0, |m| m.bitmap.count());
         let decision = compare(&mine, self.side_flags_for(node), &gens, flags);
         let mut strategy = decision.strategy;
         let my_discard = self.peers[i].discard_my_data;
         match strategy {
             Strategy::SplitBrain { recoverable } => {
-                strategy = match (my_discard, their_discard) {
-                    (true, false) => Strategy::Target { full: !recoverable },
-                    (false, true) => Strategy::Source { full: !recoverable },
+                use crate::split_brain::{Resolution, Side, resolve};
+                let me = Side {
+                    node: self.cfg.node,
+                    primary: self.role == Role::Primary,
+                    primary_at_split: mine.bitmap & 1 == 1,
+                    changes: my_changes,
+                };
+                let them = Side {
+                    node,
+                    primary: role == Role::Primary,
+                    primary_at_split: gens.bitmap & 1 == 1,
+                    changes: dirty,
+                };
+                let auto = resolve(&self.cfg.split_brain, me, them);
+                strategy = match (my_discard, their_discard, auto.0) {
+                    (true, false, _) => Strategy::Target { full: !recoverable },
+                    (false, true, _) => Strategy::Source { full: !recoverable },
+                    (false, false, r @ (Resolution::Keep | Resolution::Discard)) => {
+                        self.emit(VolumeEvent::SplitBrainResolved {
+                            peer: name.clone(),
+                            policy: auto.1.to_string(),
+                            discarded_here: r == Resolution::Discard,
+                        });
+                        if r == Resolution::Keep {
+                            Strategy::Source { full: !recoverable }
+                        } else {
+                            Strategy::Target { full: !recoverable }
+                        }
+                    }
                     _ => {
                         return self.refuse(
                             i,

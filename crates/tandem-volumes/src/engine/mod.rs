@@ -70,6 +70,8 @@ pub struct VolumeConfig {
     /// Seed of the generation identifiers (the driver draws it at random;
     /// the engine itself never does).
     pub uuid_seed: u64,
+    /// Automatic split-brain recovery (default: disconnect, always).
+    pub split_brain: crate::split_brain::Policies,
 }
 
 impl VolumeConfig {
@@ -85,6 +87,7 @@ impl VolumeConfig {
             ping_interval: Duration::from_secs(10),
             ping_timeout: Duration::from_millis(500),
             uuid_seed,
+            split_brain: crate::split_brain::Policies::default(),
         }
     }
 }
@@ -455,6 +458,7 @@ impl Volume {
         let node = self.peers[i].cfg.node;
         let name = self.peers[i].cfg.name.clone();
         let was_replicating = self.peers[i].replicating();
+        self.peers[i].primary_at_loss = self.role == Role::Primary;
         let unflushed = self.peers[i].reset_connection();
         if let Some(m) = self.meta.peer_mut(node) {
             for (offset, len) in unflushed {

@@ -42,6 +42,8 @@ pub(super) struct Peer {
     /// The handshake refused this peer (split brain, unrelated data…): the
     /// connection closes at `close_at` and stays StandAlone.
     pub(super) refused: bool,
+    /// This node was primary when the connection was last lost.
+    pub(super) primary_at_loss: bool,
     /// The refusal is transient (both primary): reconnect afterwards.
     pub(super) retry_after_refusal: bool,
     pub(super) close_at: Option<Timestamp>,
@@ -104,6 +106,7 @@ impl Peer {
             discard_my_data: false,
             refused: false,
             retry_after_refusal: false,
+            primary_at_loss: false,
             close_at: None,
             last_heard: Timestamp::ZERO,
             ping_sent: None,

@@ -139,10 +139,17 @@ impl Volume {
             return;
         }
         for n in absent {
+            // The low bit records whether this node was primary when it
+            // lost that peer: the older primary of a split brain
+            // (`after-sb-0pri discard-younger/older-primary`).
+            let was_primary = self
+                .peers
+                .iter()
+                .any(|p| p.cfg.node == n && p.primary_at_loss);
             if let Some(m) = self.meta.peer_mut(n)
                 && m.bitmap_uuid == 0
             {
-                m.bitmap_uuid = old;
+                m.bitmap_uuid = old | u64::from(was_primary);
             }
         }
         let fresh = self.fresh_uuid() | 1;
