@@ -43,6 +43,11 @@ pub(crate) struct RawVolume {
     pub nbd: Option<Spanned<String>>,
     pub al_extents: Option<Spanned<i64>>,
     pub device: Option<Spanned<String>>,
+    pub after_sb_0pri: Option<Spanned<String>>,
+    pub after_sb_1pri: Option<Spanned<String>>,
+    pub after_sb_2pri: Option<Spanned<String>>,
+    #[serde(default)]
+    pub handlers: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     pub on: BTreeMap<String, Spanned<RawVolumeNode>>,
 }

@@ -98,6 +98,42 @@ pub enum VolumeEvent {
     },
 }
 
+impl VolumeEvent {
+    /// The DRBD handlers this event calls on a node in `role` (see
+    /// `docs/volumes.md`, "Handlers"), and the peer it concerns.
+    pub fn handlers(&self, role: Role) -> (Vec<&'static str>, Option<&str>) {
+        match self {
+            Self::SplitBrain { peer, .. } => {
+                (vec!["initial-split-brain", "split-brain"], Some(peer))
+            }
+            Self::SplitBrainResolved { peer, .. } => (vec!["initial-split-brain"], Some(peer)),
+            Self::Disconnected { peer, .. } if role == Role::Primary => {
+                (vec!["fence-peer"], Some(peer))
+            }
+            Self::ResyncStarted {
+                peer,
+                source: false,
+                ..
+            } => (vec!["before-resync-target"], Some(peer)),
+            Self::ResyncFinished {
+                peer,
+                source: false,
+                ..
+            } => (vec!["after-resync-target"], Some(peer)),
+            Self::VerifyFinished { peer, differing } if *differing > 0 => {
+                (vec!["out-of-sync"], Some(peer))
+            }
+            Self::Disk {
+                disk: DiskState::Diskless,
+            } => (vec!["local-io-error"], None),
+            Self::Disk {
+                disk: DiskState::Inconsistent | DiskState::Outdated,
+            } if role == Role::Primary => (vec!["pri-on-incon-degr"], None),
+            _ => (Vec::new(), None),
+        }
+    }
+}
+
 impl std::fmt::Display for VolumeEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

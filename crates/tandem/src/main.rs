@@ -159,10 +159,13 @@ enum Command {
     /// authkeys, with comments naming each source line, and lists on stderr
     /// what was dropped.
     Import {
-        /// Only `heartbeat` for now.
-        #[arg(value_parser = ["heartbeat"])]
+        /// `heartbeat` (ha.cf, haresources, authkeys; DRBD files in the
+        /// sibling drbd.d when haresources names drbddisk::R) or `drbd`
+        /// (resource files, to [[volume]] tables).
+        #[arg(value_parser = ["heartbeat", "drbd"])]
         from: String,
-        /// The Heartbeat directory (/etc/ha.d or /etc/heartbeat).
+        /// The Heartbeat directory (/etc/ha.d or /etc/heartbeat), or a DRBD
+        /// .res file or directory (/etc/drbd.d).
         dir: PathBuf,
     },
     /// Replicated volumes (DRBD's drbdadm, in tandem): create-md, up,
@@ -371,6 +374,7 @@ fn main() -> ExitCode {
         } => cli::config_check(&file),
         Command::Keygen { file } => cli::keygen(&file),
         Command::Witness { config } => tandem::witness::run(&config),
+        Command::Import { from, dir } if from == "drbd" => cli::import_drbd(&dir),
         Command::Import { dir, .. } => cli::import_heartbeat(&dir),
         Command::Volume {
             action,

@@ -17,6 +17,7 @@ use crate::diagnostic::{Diagnostic, Severity};
 use crate::{ConfigError, Loaded};
 
 mod authkeys;
+pub mod drbd;
 mod hacf;
 mod haresources;
 mod interfaces;
@@ -93,23 +94,33 @@ pub fn load_dir(dir: &Path) -> Result<HeartbeatConfig, ConfigError> {
     let (cf_path, cf_text) = read("ha.cf")?;
     let res = read("haresources").ok();
     let auth = load_authkeys(&dir.join("authkeys"))?;
+    // DRBD's files sit beside Heartbeat's: /etc/drbd.d for /etc/ha.d.
+    let drbd_dir = dir.parent().unwrap_or(Path::new("/")).join("drbd.d");
+    let drbd = if drbd_dir.is_dir() {
+        drbd::read(&drbd_dir)?
+    } else {
+        Vec::new()
+    };
     convert(
         &cf_path,
         &cf_text,
         res.as_ref().map(|(p, t)| (p.as_path(), t.as_str())),
         auth,
         &dir.join("authkeys"),
+        &drbd,
     )
 }
 
 /// Converts the texts of ha.cf and haresources (pure, apart from the
-/// routing-table look-up for bare addresses).
+/// routing-table look-up for bare addresses); `drbd` holds the DRBD
+/// resource files the `drbddisk::NAME` resources refer to.
 pub fn convert(
     cf_path: &Path,
     cf_text: &str,
     res: Option<(&Path, &str)>,
     auth: AuthKeys,
     authkeys_path: &Path,
+    drbd: &[(PathBuf, String)],
 ) -> Result<HeartbeatConfig, ConfigError> {
     let mut diags = Vec::new();
     let cf = parse_hacf(cf_text, cf_path, &mut diags);
@@ -325,6 +336,7 @@ pub fn convert(
             out: Vec::new(),
         };
         let mut ip_count = 0;
+        let mut drbd_names: Vec<String> = Vec::new();
         for (gi, l) in logical_lines(rtext).iter().enumerate() {
             let w: Vec<&str> = l.text.split_whitespace().collect();
             let pref = w[0].to_ascii_lowercase();
@@ -364,6 +376,13 @@ pub fn convert(
                 "\n[[group]]  # haresources line {}: {}\nname = {gname:?}\nprefer = {{ {pref:?} = 100 }}\nauto_failback = {}{afb}\nmigration_threshold = 3",
                 l.line, l.text, cf.auto_failback.0
             );
+            for spec in &w[1..] {
+                if let Some(r) = spec.strip_prefix("drbddisk::")
+                    && !drbd_names.iter().any(|n| n == r)
+                {
+                    drbd_names.push(r.to_string());
+                }
+            }
             for (ri, spec) in w[1..].iter().enumerate() {
                 if let Some((name, body)) = resource_toml(spec, ri, &mut ip_count, &mut rg, l) {
                     let _ = writeln!(
@@ -374,6 +393,31 @@ pub fn convert(
             }
         }
         diags.extend(rg.out);
+        if !drbd_names.is_empty() {
+            let nodes: Vec<String> = cf.nodes.iter().map(|(n, _)| n.clone()).collect();
+            match drbd::import(drbd, Some(&drbd_names), Some(&nodes)) {
+                Ok(i) => {
+                    toml.push_str(&i.toml);
+                    diags.extend(i.notes);
+                }
+                Err(mut e) => {
+                    if drbd.is_empty() {
+                        e = vec![Diagnostic::at(
+                            Severity::Error,
+                            rpath,
+                            rtext,
+                            0,
+                            format!(
+                                "haresources names drbddisk::{} but no DRBD resource file was found",
+                                drbd_names.join(", drbddisk::")
+                            ),
+                            Some("put the .res files in drbd.d beside the Heartbeat directory (/etc/drbd.d for /etc/ha.d), or convert them with `tandem import drbd`".into()),
+                        )];
+                    }
+                    diags.extend(e);
+                }
+            }
+        }
     }
     diags.extend(g.out);
     match auth.method() {

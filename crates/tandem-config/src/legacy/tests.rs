@@ -44,6 +44,10 @@ fn conv(cf: &str, res: Option<&str>) -> Result<HeartbeatConfig, ConfigError> {
         res.map(|r| (Path::new("/etc/ha.d/haresources"), r)),
         auth(),
         Path::new("/etc/ha.d/authkeys"),
+        &[(
+            std::path::PathBuf::from("/etc/drbd.d/r0.res"),
+            "resource r0 {\n  protocol C;\n  on srv { device /dev/drbd0; disk /dev/sda1; address 192.168.137.10:7788; meta-disk internal; }\n  on srv-slave { device /dev/drbd0; disk /dev/sda1; address 192.168.137.11:7788; meta-disk internal; }\n}\n".to_string(),
+        )],
     )
 }
 
@@ -170,13 +174,15 @@ fn resource_forms() {
     );
     assert_eq!(r[1].params["directory"], "/data1");
     assert_eq!(r[1].params["fstype"], "ext2");
+    // drbddisk::r0 is the volume r0, read from /etc/drbd.d/r0.res.
+    assert_eq!(r[2].agent, AgentKind::Volume { name: "r0".into() });
+    let v = &h.loaded.config.volumes[0];
+    assert_eq!(v.name, "r0");
+    assert_eq!(v.nodes[1].address.to_string(), "192.168.137.11:7788");
     assert_eq!(
-        r[2].agent,
-        AgentKind::Lsb {
-            script: "drbddisk".into()
-        }
+        v.nodes[0].device.as_deref(),
+        Some(std::path::Path::new("/dev/drbd0"))
     );
-    assert_eq!(r[2].params["args"], "r0");
     assert_eq!(r[3].params["email"], "ops@example.com");
     assert_eq!(r[4].params["label"], "eth0:1");
     assert_eq!(r[5].params["args"], "a::b");

@@ -5,7 +5,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
+use tandem_volumes::split_brain::{NoPrimary, OnePrimary, Policies, TwoPrimaries};
 use toml::Spanned;
 
 use super::Node;
@@ -76,6 +79,47 @@ pub struct Volume {
     pub al_extents: usize,
     /// Every node holding a copy (two or three), in node order.
     pub nodes: Vec<VolumeNode>,
+    /// Automatic split-brain recovery (`after_sb_0pri`, `after_sb_1pri`,
+    /// `after_sb_2pri`; default: disconnect).
+    pub split_brain: Policies,
+    /// DRBD-style handlers: event name (`split-brain`, `fence-peer`, …) →
+    /// shell command, run with `DRBD_RESOURCE`, `DRBD_PEER`, … set.
+    pub handlers: BTreeMap<String, String>,
+}
+
+/// The handlers a `[volume.handlers]` table may name (DRBD's names).
+pub const HANDLERS: &[&str] = &[
+    "split-brain",
+    "initial-split-brain",
+    "fence-peer",
+    "pri-on-incon-degr",
+    "pri-lost-after-sb",
+    "local-io-error",
+    "before-resync-target",
+    "after-resync-target",
+    "out-of-sync",
+];
+
+fn policy<T: Copy>(
+    c: &mut Checker<'_>,
+    raw: Option<&Spanned<String>>,
+    key: &str,
+    choices: &[(&str, T)],
+    default: T,
+) -> T {
+    let Some(v) = raw else { return default };
+    match choices.iter().find(|(n, _)| *n == v.get_ref().as_str()) {
+        Some((_, t)) => *t,
+        None => {
+            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+            c.error(
+                v.span().start,
+                format!("{key}: unknown policy `{}`", v.get_ref()),
+                Some(format!("use one of: {}", names.join(", "))),
+            );
+            default
+        }
+    }
 }
 
 impl Volume {
@@ -252,7 +296,54 @@ pub(super) fn build_volumes(
                 Some("add [volume.on.NODE] tables with each node's address".into()),
             );
         }
+        let split_brain = Policies {
+            zero: policy(
+                c,
+                v.after_sb_0pri.as_ref(),
+                "after_sb_0pri",
+                &[
+                    ("disconnect", NoPrimary::Disconnect),
+                    ("discard-younger-primary", NoPrimary::DiscardYoungerPrimary),
+                    ("discard-older-primary", NoPrimary::DiscardOlderPrimary),
+                    ("discard-zero-changes", NoPrimary::DiscardZeroChanges),
+                    ("discard-least-changes", NoPrimary::DiscardLeastChanges),
+                ],
+                NoPrimary::Disconnect,
+            ),
+            one: policy(
+                c,
+                v.after_sb_1pri.as_ref(),
+                "after_sb_1pri",
+                &[
+                    ("disconnect", OnePrimary::Disconnect),
+                    ("consensus", OnePrimary::Consensus),
+                    ("discard-secondary", OnePrimary::DiscardSecondary),
+                ],
+                OnePrimary::Disconnect,
+            ),
+            two: policy(
+                c,
+                v.after_sb_2pri.as_ref(),
+                "after_sb_2pri",
+                &[("disconnect", TwoPrimaries::Disconnect)],
+                TwoPrimaries::Disconnect,
+            ),
+        };
+        let mut handlers = BTreeMap::new();
+        for (k, cmd) in &v.handlers {
+            if HANDLERS.contains(&k.as_str()) {
+                handlers.insert(k.clone(), cmd.get_ref().clone());
+            } else {
+                c.error(
+                    cmd.span().start,
+                    format!("volume `{name}`: unknown handler `{k}`"),
+                    Some(format!("handlers: {}", HANDLERS.join(", "))),
+                );
+            }
+        }
         out.push(Volume {
+            split_brain,
+            handlers,
             name,
             meta,
             protocol,

@@ -354,8 +354,6 @@ impl VolumeSim {
 
     // ---- operator actions and faults ----
 
-    /// `primary [--force]` on node `i`; on success the application writes
-    /// there. Returns whether it was accepted.
     /// A write by hand (not the application's) of one 4 KiB block of
     /// `writer`'s pattern on node `i`, its outputs carried out.
     pub fn write_block(&mut self, i: usize, writer: u64, offset: u64) {
@@ -372,6 +370,8 @@ impl VolumeSim {
         self.drain(i);
     }
 
+    /// `primary [--force]` on node `i`; on success the application writes
+    /// there. Returns whether it was accepted.
     pub fn promote(&mut self, i: usize, force: bool) -> bool {
         let now = self.now;
         let ok = self.nodes[i]

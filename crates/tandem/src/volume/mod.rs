@@ -16,6 +16,7 @@
 mod commands;
 pub mod control;
 pub mod fuse;
+pub mod handlers;
 pub mod io;
 pub mod launch;
 pub mod lease;
@@ -183,6 +184,8 @@ struct Runner {
     lapsed_since: Option<Instant>,
     /// The lapse outlasted [`LAPSE_HOLD`]: writes fail with EIO.
     lapse_failed: bool,
+    /// Programs run on events (`[volume.handlers]`).
+    handlers: handlers::Handlers,
     /// Writes held while the lease is lapsed, in arrival order.
     held: Vec<(Origin, requests::Op)>,
     /// Writes refused because the lease had lapsed.
@@ -231,7 +234,8 @@ pub fn engine_config(
         .collect();
     let mut seed = [0u8; 8];
     let _ = getrandom::fill(&mut seed);
-    let cfg = VolumeConfig::new(name, me as u8, peers, u64::from_le_bytes(seed));
+    let mut cfg = VolumeConfig::new(name, me as u8, peers, u64::from_le_bytes(seed));
+    cfg.split_brain = v.split_brain;
     Ok((cfg, v.clone(), me as u8))
 }
 
@@ -351,6 +355,7 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
         lapsed_since: None,
         lapse_failed: false,
         held: Vec::new(),
+        handlers: handlers::Handlers::new(&v, local),
         lapsed_refusals: 0,
     };
     tracing::info!(
@@ -488,6 +493,7 @@ impl Runner {
                 Output::Complete { req, result } => self.complete(req, result),
                 Output::Event(e) => {
                     tracing::info!(target: "tandem::volume", "{}: {e}", self.vol.name());
+                    self.handlers.on_event(&e, self.vol.role());
                     self.events.push(e.to_string());
                     if self.events.len() > 1000 {
                         self.events.remove(0);

@@ -91,7 +91,13 @@ impl MetaStore {
         peers: usize,
         al_extents: usize,
     ) -> Result<(Self, u64), StoreError> {
-        let total = std::fs::metadata(disk).map_err(io(disk))?.len();
+        // Seeking to the end measures block devices too (whose metadata
+        // says 0 bytes): `disk /dev/sda1;` of a DRBD file works as is.
+        let total = {
+            use std::io::Seek as _;
+            let mut f = std::fs::File::open(disk).map_err(io(disk))?;
+            f.seek(std::io::SeekFrom::End(0)).map_err(io(disk))?
+        };
         let (path, offset, data, slot) = match place {
             MetaPlace::Internal => {
                 let slot = slot_size(total, peers, al_extents);

@@ -1,0 +1,109 @@
+//! DRBD-style handlers (`[volume.handlers]`): programs run on volume
+//! events with DRBD's environment, so existing notify scripts
+//! (`notify-split-brain.sh`, snapshot scripts…) keep working. Each runs on
+//! a thread of its own, through `sh -c`, with a 60 s limit; none is
+//! awaited by the engine (a `before-resync-target` snapshot script races
+//! the resync: see `docs/volumes.md`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tandem_agents::exec::{Exit, run};
+use tandem_volumes::{Role, VolumeEvent};
+
+/// A volume's handlers and the facts their environment carries.
+pub struct Handlers {
+    volume: String,
+    commands: BTreeMap<String, String>,
+    /// Peer name → its replication address.
+    peers: BTreeMap<String, SocketAddr>,
+    /// `N` of a `/dev/drbdN` device, for `DRBD_MINOR`.
+    minor: Option<String>,
+}
+
+/// How long a handler may run.
+const LIMIT: Duration = Duration::from_secs(60);
+
+impl Handlers {
+    /// The handlers of volume `v` on node `local`.
+    pub fn new(v: &tandem_config::Volume, local: &str) -> Self {
+        let minor = v
+            .node(local)
+            .and_then(|(_, n)| n.device.as_ref())
+            .and_then(|d| d.to_str())
+            .and_then(|d| d.strip_prefix("/dev/drbd"))
+            .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()))
+            .map(str::to_string);
+        Self {
+            volume: v.name.clone(),
+            commands: v.handlers.clone(),
+            peers: v
+                .nodes
+                .iter()
+                .filter(|n| n.name != local)
+                .map(|n| (n.name.clone(), n.address))
+                .collect(),
+            minor,
+        }
+    }
+
+    /// Runs the handlers `event` calls (on a node in `role`), if any are
+    /// configured.
+    pub fn on_event(&self, event: &VolumeEvent, role: Role) {
+        let (names, peer) = event.handlers(role);
+        for name in names {
+            let Some(cmd) = self.commands.get(name) else {
+                continue;
+            };
+            let env = self.environment(name, peer, event);
+            let (cmd, handler, volume) = (cmd.clone(), name.to_string(), self.volume.clone());
+            let spawned = std::thread::Builder::new()
+                .name("tandem-vol-handler".into())
+                .spawn(move || {
+                    let outcome = match run("sh", &["-c", &cmd], &env, LIMIT) {
+                        Exit::Code(0, _) => "exited 0".to_string(),
+                        Exit::Code(c, out) => format!("exited {c}: {}", out.trim()),
+                        Exit::Signal(s) => format!("killed by signal {s}"),
+                        Exit::TimedOut => format!("killed after {} s", LIMIT.as_secs()),
+                        Exit::SpawnFailed(e) => e,
+                    };
+                    tracing::info!(target: "tandem::volume", "{volume}: handler {handler} ({cmd}) {outcome}");
+                });
+            if let Err(e) = spawned {
+                tracing::warn!("{}: handler {name} not run: {e}", self.volume);
+            }
+        }
+    }
+
+    /// DRBD's handler environment, plus tandem's own.
+    fn environment(
+        &self,
+        handler: &str,
+        peer: Option<&str>,
+        event: &VolumeEvent,
+    ) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        env.insert("DRBD_RESOURCE".into(), self.volume.clone());
+        env.insert("DRBD_VOLUME".into(), "0".into());
+        if let Some(m) = &self.minor {
+            env.insert("DRBD_MINOR".into(), m.clone());
+        }
+        let names: Vec<&str> = self.peers.keys().map(String::as_str).collect();
+        env.insert("DRBD_PEERS".into(), names.join(" "));
+        if let Some(p) = peer {
+            env.insert("DRBD_PEER".into(), p.to_string());
+            if let Some(a) = self.peers.get(p) {
+                env.insert("DRBD_PEER_ADDRESS".into(), a.ip().to_string());
+                env.insert(
+                    "DRBD_PEER_AF".into(),
+                    if a.is_ipv4() { "ipv4" } else { "ipv6" }.into(),
+                );
+            }
+        }
+        env.insert("TANDEM_VOLUME".into(), self.volume.clone());
+        env.insert("TANDEM_HANDLER".into(), handler.to_string());
+        env.insert("TANDEM_EVENT".into(), event.to_string());
+        env
+    }
+}
