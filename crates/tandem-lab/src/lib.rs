@@ -2,7 +2,8 @@
 //! network namespaces ([`netns`]), a cluster of real `tandem` daemons in it
 //! with a floating IP, a web server and a probing client ([`lab_cluster`]),
 //! a cluster of daemons on loopback addresses that needs no root
-//! ([`loopback_cluster`]), and the live demo (`tandem-demo`).
+//! ([`loopback_cluster`]), two nodes replicating a volume under tandem
+//! ([`volume_cluster`]), and the live demo (`tandem-demo`).
 //!
 //! Used by `crates/tandem/tests`, the benchmarks in `bench/` and
 //! `scripts/demo.sh`.
@@ -11,3 +12,4 @@ pub mod demo_loopback;
 pub mod lab_cluster;
 pub mod loopback_cluster;
 pub mod netns;
+pub mod volume_cluster;

@@ -189,6 +189,10 @@ enum Command {
         /// given to `tandem daemon --state-dir`.
         #[arg(long, global = true)]
         state_dir: Option<PathBuf>,
+        /// Read Heartbeat's files (ha.cf, haresources, authkeys) and the
+        /// DRBD files in the sibling drbd.d instead of --config.
+        #[arg(long, global = true)]
+        heartbeat_dir: Option<PathBuf>,
     },
     /// Work with configuration files.
     Config {
@@ -381,7 +385,11 @@ fn main() -> ExitCode {
             config,
             node,
             state_dir,
-        } => volume(action, &config, node.as_deref(), state_dir),
+            heartbeat_dir,
+        } => match &heartbeat_dir {
+            Some(d) => volume(action, d, true, node.as_deref(), state_dir),
+            None => volume(action, &config, false, node.as_deref(), state_dir),
+        },
         Command::Move {
             group,
             node,
@@ -445,12 +453,13 @@ fn main() -> ExitCode {
 fn volume(
     action: VolumeAction,
     config: &std::path::Path,
+    heartbeat: bool,
     node: Option<&str>,
     state_dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     use cli::volume as v;
     use tandem::volume::control::Command as C;
-    let mut t = v::Target::load(config, node)?;
+    let mut t = v::Target::load(config, node, heartbeat)?;
     if let Some(d) = state_dir {
         t.config.state_dir = d;
     }

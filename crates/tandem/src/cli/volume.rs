@@ -22,9 +22,14 @@ pub struct Target {
 }
 
 impl Target {
-    /// Loads `path`; the node is `node` or the host name.
-    pub fn load(path: &Path, node: Option<&str>) -> anyhow::Result<Self> {
-        let config = tandem_config::load(path)?.config;
+    /// Loads `path` (a tandem.toml, or a Heartbeat directory when
+    /// `heartbeat` is set); the node is `node` or the host name.
+    pub fn load(path: &Path, node: Option<&str>, heartbeat: bool) -> anyhow::Result<Self> {
+        let config = if heartbeat {
+            tandem_config::legacy::load_dir(path)?.loaded.config
+        } else {
+            tandem_config::load(path)?.config
+        };
         let node = crate::daemon::local_node(&config, path, node)?;
         Ok(Self {
             config,
@@ -105,7 +110,12 @@ pub fn up(t: &Target, name: &str) -> anyhow::Result<()> {
         println!("{name}: already up");
         return Ok(());
     }
-    crate::volume::launch::launch(&t.path, &t.config.state_dir, &t.node, name)?;
+    crate::volume::launch::launch(
+        &crate::volume::launch::Source::Config(t.path.clone()),
+        &t.config.state_dir,
+        &t.node,
+        name,
+    )?;
     println!(
         "{name}: up (log: {})",
         crate::volume::log_path(&t.config.state_dir, name).display()

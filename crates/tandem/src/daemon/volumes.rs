@@ -31,8 +31,8 @@ use crate::volume::{launch, lease};
 /// What the volume side of the daemon needs to know.
 #[derive(Clone)]
 struct Ctx {
-    /// The configuration file (volume processes are started with it).
-    config_path: Option<PathBuf>,
+    /// Where volume processes read the configuration.
+    source: launch::Source,
     state_dir: PathBuf,
     local: String,
     /// Local volumes, by name.
@@ -64,7 +64,7 @@ pub struct VolumeOps {
 /// lease handle for the node loop (`None` when this node holds no volume).
 pub fn start(
     config: &tandem_config::Config,
-    config_path: Option<PathBuf>,
+    source: launch::Source,
     local: &str,
     inbox: Inbox,
     shared: Arc<super::node_loop::Shared>,
@@ -76,7 +76,7 @@ pub fn start(
         .map(|v| (v.name.clone(), v.clone()))
         .collect();
     let ctx = Ctx {
-        config_path,
+        source,
         state_dir: config.state_dir.clone(),
         local: local.to_string(),
         volumes,
@@ -86,11 +86,6 @@ pub fn start(
     let ops = Arc::new(VolumeOps { ctx: ctx.clone() });
     if ctx.volumes.is_empty() {
         return Ok((ops, None));
-    }
-    if ctx.config_path.is_none() {
-        tracing::warn!(
-            "volumes are configured but the daemon runs from Heartbeat files: start them with `tandem volume up` from a tandem.toml (`tandem import heartbeat`)"
-        );
     }
     let (tx, rx) = std::sync::mpsc::channel();
     {
@@ -177,10 +172,7 @@ impl Ctx {
         if self.status(name).is_some() {
             return true;
         }
-        let Some(config) = &self.config_path else {
-            return false;
-        };
-        match launch::launch(config, &self.state_dir, &self.local, name) {
+        match launch::launch(&self.source, &self.state_dir, &self.local, name) {
             Ok(child) => {
                 tracing::info!("volume {name}: process started (pid {})", child.id());
                 if let Ok(mut c) = self.children.lock() {

@@ -9,11 +9,20 @@ use anyhow::{Context, bail};
 
 use super::control::{self, Command};
 
-/// Starts `tandem volume run NAME` for the configuration at `config` (node
+/// Where a volume process reads its configuration.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A tandem.toml.
+    Config(std::path::PathBuf),
+    /// A Heartbeat directory (with DRBD's files in the sibling drbd.d).
+    HeartbeatDir(std::path::PathBuf),
+}
+
+/// Starts `tandem volume run NAME` for the configuration at `source` (node
 /// `node`), logging to `STATE_DIR/volumes/NAME.log`, in a process group of
 /// its own (a signal to the caller's group does not reach it), and waits up
 /// to 10 s until its control socket answers.
-pub fn launch(config: &Path, state_dir: &Path, node: &str, name: &str) -> anyhow::Result<Child> {
+pub fn launch(source: &Source, state_dir: &Path, node: &str, name: &str) -> anyhow::Result<Child> {
     let sock = control::socket_path(state_dir, name);
     let log = super::log_path(state_dir, name);
     if let Some(d) = log.parent() {
@@ -26,9 +35,12 @@ pub fn launch(config: &Path, state_dir: &Path, node: &str, name: &str) -> anyhow
         .with_context(|| format!("open {}", log.display()))?;
     let exe = std::env::current_exe().context("find the tandem executable")?;
     let mut child = std::process::Command::new(exe);
+    child.args(["volume", "run", name]);
+    match source {
+        Source::Config(p) => child.arg("--config").arg(p),
+        Source::HeartbeatDir(p) => child.arg("--heartbeat-dir").arg(p),
+    };
     child
-        .args(["volume", "run", name, "--config"])
-        .arg(config)
         .args(["--node", node])
         .arg("--state-dir")
         .arg(state_dir)

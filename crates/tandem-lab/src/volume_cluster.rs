@@ -1,0 +1,662 @@
+//! Two namespaced nodes running a replicated volume under tandem, with a
+//! client namespace: the rig of the volume drills (`lab_postgres`,
+//! `lab_drbd_files`) and of `tandem-demo --volume`.
+//!
+//! Two ways to configure it, as users do: a native `tandem.toml` whose
+//! group `db` is `volume:r0` → the real `ocf:heartbeat:Filesystem` → (with
+//! PostgreSQL) Debian's `postgres` → VIP; or Heartbeat's own files
+//! (ha.cf, haresources `n1 drbddisk::r0 Filesystem::/dev/drbd0::DIR::ext4
+//! IPaddr::VIP`, authkeys) with the DRBD resource file in the sibling
+//! `drbd.d`, each node reading its own copies at /etc/ha.d and /etc/drbd.d
+//! (bind-mounted in its private mount namespace).
+//!
+//! The lab's nodes share one kernel, so two things real machines never see
+//! are handled here: a powered-off node's FUSE connection is aborted (its
+//! namespace's unmount would otherwise wait for its own dead export), and
+//! PostgreSQL's lock file may name the other node's (or a zombie's) PID.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::loopback_cluster::LocalCluster;
+use crate::netns::Lab;
+
+/// stdout and stderr of a command, for messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Debian's PostgreSQL server binaries (`/usr/lib/postgresql/N/bin`).
+pub fn postgres_bin() -> anyhow::Result<PathBuf> {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .ok()
+        .and_then(|d| {
+            d.flatten()
+                .map(|e| e.path().join("bin"))
+                .find(|b| b.join("postgres").exists())
+        })
+        .context("Debian's PostgreSQL server is missing (apt-get install postgresql)")
+}
+
+/// How the cluster is configured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A tandem.toml; `postgres`: the group runs PostgreSQL.
+    Native {
+        /// Run PostgreSQL on the volume.
+        postgres: bool,
+    },
+    /// Heartbeat's files and a DRBD resource file, unchanged in form.
+    Heartbeat,
+}
+
+/// The rig. See the module documentation.
+pub struct VolumeCluster {
+    /// The namespaces (n1, n2, c1).
+    pub lab: Lab,
+    /// The daemons.
+    pub cluster: LocalCluster,
+    /// The floating address.
+    pub vip: String,
+    /// The temporary directory (disks, configuration, logs, mount point).
+    pub dir: PathBuf,
+    /// How it is configured.
+    pub mode: Mode,
+    exe: PathBuf,
+}
+
+fn require(tools: &[(&str, &str)]) -> anyhow::Result<()> {
+    for (tool, pkg) in tools {
+        let ok = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            bail!("the volume drills need {tool} (apt-get install {pkg})");
+        }
+    }
+    if !Path::new("/usr/lib/ocf/resource.d/heartbeat/Filesystem").exists() {
+        bail!("the volume drills need ocf:heartbeat:Filesystem (apt-get install resource-agents)");
+    }
+    Ok(())
+}
+
+impl VolumeCluster {
+    /// Builds the lab (`prefix`, 198.18.`subnet`.0/24) and writes the
+    /// configuration; starts nothing.
+    pub fn new(exe: &Path, prefix: &str, subnet: u8, mode: Mode) -> anyhow::Result<Self> {
+        require(&[
+            ("modprobe", "kmod"),
+            ("losetup", "mount"),
+            ("mkfs.ext4", "e2fsprogs"),
+            ("nsenter", "util-linux"),
+        ])?;
+        if mode == (Mode::Native { postgres: true }) {
+            require(&[("psql", "postgresql-client")])?;
+            postgres_bin()?;
+        }
+        let lab = Lab::new(prefix, subnet, &["n1", "n2", "c1"])?;
+        let vip = format!("198.18.{subnet}.200");
+        let nodes = lab
+            .hosts
+            .iter()
+            .filter(|h| h.name.starts_with('n'))
+            .map(|h| (h.name.clone(), h.addr.clone(), Some(h.netns.clone())))
+            .collect();
+        let cluster = LocalCluster::from_config(exe, "", nodes)?;
+        let dir = cluster.dir().to_path_buf();
+        // PostgreSQL runs as `postgres`: it must reach the mount point.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        for n in ["n1", "n2"] {
+            let f = std::fs::File::create(dir.join(format!("{n}.img")))?;
+            f.set_len(160 << 20)?;
+        }
+        std::fs::create_dir_all(dir.join("data"))?;
+        let me = Self {
+            lab,
+            cluster,
+            vip,
+            dir,
+            mode,
+            exe: exe.to_path_buf(),
+        };
+        match mode {
+            Mode::Native { postgres } => me.write_native(subnet, postgres)?,
+            Mode::Heartbeat => me.write_heartbeat(subnet)?,
+        }
+        Ok(me)
+    }
+
+    /// The command that starts PostgreSQL on the mounted volume.
+    fn postgres_command(&self) -> anyhow::Result<String> {
+        let d = self.dir.display();
+        // The lab's nodes share one PID space: the lock file's PID may be
+        // the other node's postmaster (frozen side) or a zombie left by a
+        // power-off (this sandbox's PID 1 may not reap), which PostgreSQL
+        // takes for a live postmaster here. On separate machines neither
+        // exists; a lock whose PID is not in this node's network namespace
+        // is stale.
+        Ok(format!(
+            "P={d}/data/pg/postmaster.pid; p=$(head -1 $P 2>/dev/null); if [ -n \\\"$p\\\" ] && {{ grep -qs '^State:.*Z' /proc/$p/status || [ \\\"$(readlink /proc/$p/ns/net)\\\" != \\\"$(readlink /proc/self/ns/net)\\\" ]; }}; then rm -f $P; fi; exec setpriv --reuid=postgres --regid=postgres --init-groups {}/postgres -D {d}/data/pg -c listen_addresses=* -c unix_socket_directories= -c port=5432",
+            postgres_bin()?.display()
+        ))
+    }
+
+    fn write_native(&self, subnet: u8, postgres: bool) -> anyhow::Result<()> {
+        let d = self.dir.display();
+        let vip = &self.vip;
+        let pg = if postgres {
+            format!(
+                r#"
+[[group.resource]]
+name = "pg"
+agent = "process"
+params = {{ command = "{}" }}
+check = {{ kind = "tcp", address = "127.0.0.1:5432", interval = "1s", timeout = "500ms" }}
+monitor = "1s"
+timeout = "30s"
+"#,
+                self.postgres_command()?
+            )
+        } else {
+            String::new()
+        };
+        let config = format!(
+            r#"cluster = "vol{subnet}"
+key_file = "authkey"
+state_dir = "state"
+realtime = true
+
+[[link]]
+name = "lan"
+kind = "ucast"
+interface = "eth0"
+
+[[node]]
+name = "n1"
+addresses = {{ lan = "198.18.{subnet}.11" }}
+
+[[node]]
+name = "n2"
+addresses = {{ lan = "198.18.{subnet}.12" }}
+
+[[volume]]
+name = "r0"
+export = "{d}/export"
+device = "{d}/drbd0"
+[volume.on.n1]
+address = "198.18.{subnet}.11"
+disk = "{d}/n1.img"
+[volume.on.n2]
+address = "198.18.{subnet}.12"
+disk = "{d}/n2.img"
+
+[[group]]
+name = "db"
+prefer = {{ n1 = 200, n2 = 100 }}
+auto_failback = true
+
+[[group.resource]]
+name = "r0"
+agent = "volume:r0"
+monitor = "2s"
+timeout = "30s"
+
+[[group.resource]]
+name = "fs"
+agent = "ocf:heartbeat:Filesystem"
+params = {{ device = "{d}/drbd0", directory = "{d}/data", fstype = "ext4" }}
+monitor = "10s"
+timeout = "30s"
+{pg}
+[[group.resource]]
+name = "vip"
+agent = "ipaddr"
+params = {{ address = "{vip}/24", interface = "eth0" }}
+monitor = "1s"
+"#
+        );
+        std::fs::write(&self.cluster.config, config)?;
+        Ok(())
+    }
+
+    /// Each node's /etc/ha.d and /etc/drbd.d, as S1's and S3's users
+    /// write them: only addresses and paths are the lab's.
+    fn write_heartbeat(&self, subnet: u8) -> anyhow::Result<()> {
+        let d = self.dir.display();
+        for n in ["n1", "n2"] {
+            let ha = self.dir.join(n).join("ha.d");
+            let drbd = self.dir.join(n).join("drbd.d");
+            std::fs::create_dir_all(&ha)?;
+            std::fs::create_dir_all(&drbd)?;
+            std::fs::write(
+                ha.join("ha.cf"),
+                "keepalive 100ms\ndeadtime 1\nwarntime 500ms\ninitdead 2\nucast eth0 198.18.SUB.11\nucast eth0 198.18.SUB.12\nnode n1\nnode n2\nauto_failback on\n"
+                    .replace("SUB", &subnet.to_string()),
+            )?;
+            std::fs::write(
+                ha.join("haresources"),
+                format!(
+                    "n1 drbddisk::r0 Filesystem::/dev/drbd0::{d}/data::ext4 IPaddr::{}/24/eth0\n",
+                    self.vip
+                ),
+            )?;
+            std::fs::write(
+                ha.join("authkeys"),
+                "auth 1\n1 sha1 monClusterSecurise2025\n",
+            )?;
+            std::fs::set_permissions(
+                ha.join("authkeys"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )?;
+            std::fs::write(
+                drbd.join("r0.res"),
+                format!(
+                    "resource r0 {{\n    protocol C;\n    on n1 {{ device /dev/drbd0; disk {d}/n1.img; address 198.18.{subnet}.11:7788; meta-disk internal; }}\n    on n2 {{ device /dev/drbd0; disk {d}/n2.img; address 198.18.{subnet}.12:7788; meta-disk internal; }}\n}}\n"
+                ),
+            )?;
+        }
+        std::fs::create_dir_all("/etc/ha.d")?;
+        std::fs::create_dir_all("/etc/drbd.d")?;
+        Ok(())
+    }
+
+    /// Node `i`'s state directory.
+    pub fn state(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("state-n{}", i + 1))
+    }
+
+    /// Starts (or restarts) node `i`'s daemon.
+    pub fn start(&mut self, i: usize) -> anyhow::Result<()> {
+        match self.mode {
+            Mode::Native { .. } => self.cluster.start(i),
+            Mode::Heartbeat => {
+                let n = format!("n{}", i + 1);
+                let nd = self.dir.join(&n);
+                let script = format!(
+                    "mount --bind {ha} /etc/ha.d && mount --bind {drbd} /etc/drbd.d && exec {exe} daemon --heartbeat-dir /etc/ha.d --node {n} --socket {sock} --state-dir {state}",
+                    ha = nd.join("ha.d").display(),
+                    drbd = nd.join("drbd.d").display(),
+                    exe = self.exe.display(),
+                    sock = self.cluster.nodes[i].socket.display(),
+                    state = self.state(i).display(),
+                );
+                self.cluster
+                    .start_custom(i, &["sh".into(), "-c".into(), script])
+            }
+        }
+    }
+
+    /// `tandem volume ARGS` for node `i` (its control socket is a file: no
+    /// namespace needed, except to read Heartbeat's files).
+    pub fn vol(&self, i: usize, args: &[&str]) -> anyhow::Result<Output> {
+        let n = format!("n{}", i + 1);
+        let mut c = match self.mode {
+            Mode::Native { .. } => {
+                let mut c = Command::new(&self.exe);
+                c.arg("volume").arg("-c").arg(&self.cluster.config);
+                c
+            }
+            Mode::Heartbeat => {
+                let mut c = Command::new(&self.exe);
+                c.arg("volume")
+                    .arg("--heartbeat-dir")
+                    .arg(self.dir.join(&n).join("ha.d"));
+                c
+            }
+        };
+        c.args(["--node", &n])
+            .arg("--state-dir")
+            .arg(self.state(i))
+            .args(args);
+        Ok(c.output()?)
+    }
+
+    /// [`Self::vol`], which must succeed; its output.
+    pub fn vol_ok(&self, i: usize, args: &[&str]) -> anyhow::Result<String> {
+        let o = self.vol(i, args)?;
+        if !o.status.success() {
+            bail!("n{}: tandem volume {args:?}: {}", i + 1, text(&o));
+        }
+        Ok(text(&o))
+    }
+
+    /// Node `i`'s volume status (JSON; null when it does not answer).
+    pub fn vstatus(&self, i: usize) -> serde_json::Value {
+        self.vol(i, &["status", "r0", "--json"])
+            .ok()
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+            .and_then(|v| v.get(0).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Polls node `i`'s volume status until `f` holds.
+    pub fn wait_volume(
+        &self,
+        i: usize,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.vstatus(i);
+            if f(&s) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "n{}: {what} not reached within {timeout:?}: {s:#}\n{}",
+                    i + 1,
+                    self.log_tail(i)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The last lines of node `i`'s daemon and volume logs.
+    pub fn log_tail(&self, i: usize) -> String {
+        let log = std::fs::read_to_string(&self.cluster.nodes[i].log).unwrap_or_default();
+        let vlog =
+            std::fs::read_to_string(self.state(i).join("volumes/r0.log")).unwrap_or_default();
+        let tail = |t: &str| {
+            let lines: Vec<&str> = t.lines().rev().take(40).collect();
+            lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+        };
+        format!(
+            "n{} daemon:\n{}\nvolume:\n{}",
+            i + 1,
+            tail(&log),
+            tail(&vlog)
+        )
+    }
+
+    /// `tandem ARGS` against node `i`'s daemon.
+    pub fn tandem(&self, i: usize, args: &[&str]) -> anyhow::Result<String> {
+        let o = Command::new(&self.exe)
+            .args(args)
+            .arg("--socket")
+            .arg(&self.cluster.nodes[i].socket)
+            .output()?;
+        if !o.status.success() {
+            bail!("tandem {args:?}: {}", text(&o));
+        }
+        Ok(text(&o))
+    }
+
+    /// The pid of node `i`'s volume process (its mount namespace, the
+    /// daemon's, holds the FUSE export and the mounted filesystem).
+    pub fn volume_pid(&self, i: usize) -> Option<String> {
+        let o = Command::new("pgrep")
+            .args([
+                "-f",
+                &format!(
+                    "volume run r0 .*--node n{} --state-dir {}",
+                    i + 1,
+                    self.state(i).display()
+                ),
+            ])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .map(str::to_string)
+    }
+
+    /// A shell script run in the mount namespace of node `i`'s volume.
+    pub fn in_volume_ns(&self, i: usize, script: &str) -> anyhow::Result<Output> {
+        let pid = self
+            .volume_pid(i)
+            .with_context(|| format!("n{}: no volume process", i + 1))?;
+        Ok(Command::new("nsenter")
+            .args(["-t", &pid, "-m", "--", "sh", "-ec", script])
+            .output()?)
+    }
+
+    /// The FUSE connection of node `i`'s export (its number under
+    /// /sys/fs/fuse/connections), if its volume runs.
+    fn fuse_conn(&self, i: usize) -> Option<String> {
+        let pid = self.volume_pid(i)?;
+        let export = match self.mode {
+            Mode::Native { .. } => self.dir.join("export"),
+            Mode::Heartbeat => PathBuf::from("/run/tandem/export"),
+        };
+        let o = Command::new("nsenter")
+            .args(["-t", &pid, "-m", "--", "stat", "-c", "%d"])
+            .arg(export)
+            .output()
+            .ok()?;
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    }
+
+    /// The exported file, as seen in a node's mount namespace.
+    pub fn export_file(&self) -> PathBuf {
+        match self.mode {
+            Mode::Native { .. } => self.dir.join("export/r0"),
+            Mode::Heartbeat => PathBuf::from("/run/tandem/export/r0"),
+        }
+    }
+
+    /// Powers node `i` off. Its FUSE connection is aborted right after the
+    /// kill, as a power-off ends it (see the module documentation).
+    pub fn power_off(&mut self, i: usize) -> anyhow::Result<()> {
+        let conn = self.fuse_conn(i);
+        self.cluster.forget(i);
+        self.lab.power_off(&format!("n{}", i + 1))?;
+        if let Some(c) = conn {
+            abort_fuse(&c);
+        }
+        Ok(())
+    }
+
+    /// Powers node `i` back on: addresses reset, cable in, daemon started.
+    pub fn power_on(&mut self, i: usize) -> anyhow::Result<()> {
+        let n = format!("n{}", i + 1);
+        self.lab.reset_addresses(&n)?;
+        self.lab.cable(&n, true)?;
+        self.start(i)
+    }
+
+    /// Where the group `db` is active, as node `i` sees it.
+    pub fn group_on(&self, i: usize) -> Vec<String> {
+        self.cluster
+            .status(i)
+            .ok()
+            .and_then(|s| s.membership.groups.first().map(|g| g.active_on.clone()))
+            .unwrap_or_default()
+    }
+
+    /// psql through the VIP, from the client's namespace; its output when
+    /// it succeeded.
+    pub fn psql(&self, sql: &str, timeout: Duration) -> Option<String> {
+        let mut c = self.lab.command("c1", "timeout").ok()?;
+        c.arg(format!("{}", timeout.as_secs_f64()))
+            .args([
+                "psql",
+                "-h",
+                &self.vip,
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-qAt",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .env("PGCONNECT_TIMEOUT", "1")
+            .stdin(Stdio::null());
+        let o = c.output().ok()?;
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    }
+
+    /// Sets everything up: metadata on both nodes, the daemons (both in
+    /// standby meanwhile), the initial sync, ext4 (and the database), then
+    /// lets the cluster run the group on n1.
+    pub fn bring_up(&mut self) -> anyhow::Result<()> {
+        for i in 0..2 {
+            self.vol_ok(i, &["create-md", "r0"])?;
+        }
+        for i in 0..2 {
+            self.start(i)?;
+        }
+        for i in 0..2 {
+            self.cluster
+                .wait_for(i, Duration::from_secs(20), "joined", |s| {
+                    s.membership.joined && s.membership.members.len() == 2
+                })?;
+        }
+        for n in ["n1", "n2"] {
+            self.tandem(0, &["standby", n])?;
+        }
+        for i in 0..2 {
+            self.wait_volume(i, "connected", Duration::from_secs(30), |s| {
+                s["peers"][0]["connection"] == "Connected"
+            })?;
+        }
+        self.cluster
+            .wait_for(0, Duration::from_secs(10), "the group held back", |s| {
+                s.membership.groups[0]
+                    .data_hold_here
+                    .as_deref()
+                    .is_some_and(|h| h.contains("Inconsistent"))
+            })
+            .context("a fresh copy must hold the group back")?;
+        self.vol_ok(0, &["primary", "--force", "r0"])?;
+        self.wait_volume(1, "initial sync", Duration::from_secs(60), |s| {
+            s["disk"] == "UpToDate"
+        })?;
+        let d = self.dir.display();
+        let f = self.export_file();
+        let mut script = format!(
+            "L=$(losetup -f --show --direct-io=on {f}); mkfs.ext4 -q $L; mount $L {d}/data; echo tandem > {d}/data/hello; ",
+            f = f.display()
+        );
+        if self.mode == (Mode::Native { postgres: true }) {
+            script.push_str(&format!(
+                "mkdir {d}/data/pg; chown postgres:postgres {d}/data/pg; cd /; setpriv --reuid=postgres --regid=postgres --init-groups {pg}/initdb -D {d}/data/pg --auth=trust -U postgres >/dev/null; echo 'host all all 0.0.0.0/0 trust' >> {d}/data/pg/pg_hba.conf; ",
+                pg = postgres_bin()?.display()
+            ));
+        }
+        script.push_str(&format!("umount {d}/data; losetup -d $L"));
+        let o = self.in_volume_ns(0, &script)?;
+        if !o.status.success() {
+            bail!("mkfs on the volume: {}", text(&o));
+        }
+        self.vol_ok(0, &["secondary", "r0"])?;
+        for n in ["n1", "n2"] {
+            self.tandem(0, &["unstandby", n])?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.group_on(0) != ["n1"] || self.group_on(1) != ["n1"] {
+            if Instant::now() > deadline {
+                bail!("the group never started on n1:\n{}", self.log_tail(0));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if self.mode == (Mode::Native { postgres: true }) {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while self
+                .psql("create table t (v int primary key)", Duration::from_secs(3))
+                .is_none()
+            {
+                if Instant::now() > deadline {
+                    bail!(
+                        "the database never answered through the VIP:\n{}",
+                        self.log_tail(0)
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Aborts FUSE connection `conn` (mounting fusectl if needed).
+fn abort_fuse(conn: &str) {
+    let dir = Path::new("/sys/fs/fuse/connections");
+    if !dir.join(conn).exists() {
+        let _ = Command::new("mount")
+            .args(["-t", "fusectl", "none"])
+            .arg(dir)
+            .output();
+    }
+    let _ = std::fs::write(dir.join(conn).join("abort"), "1");
+}
+
+impl Drop for VolumeCluster {
+    fn drop(&mut self) {
+        // Kill every process of the nodes (their mounts go with their
+        // namespaces, their FUSE connections are aborted), then detach the
+        // loop devices left on the dead exports (whose path then reads
+        // "/r0", the mount being gone).
+        for i in 0..2 {
+            if self.cluster.pid(i).is_some() {
+                let _ = self.power_off(i);
+            }
+        }
+        let mine = self.dir.to_string_lossy().to_string();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let listed = Command::new("losetup")
+                .args(["-n", "-l", "-O", "NAME,BACK-FILE"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                .unwrap_or_default();
+            let ours: Vec<String> = listed
+                .lines()
+                .filter_map(|l| {
+                    let mut f = l.split_whitespace();
+                    let (dev, back) = (f.next()?, f.next()?);
+                    (back == "/r0" || back.starts_with(&mine) || back == "/run/tandem/export/r0")
+                        .then(|| dev.to_string())
+                })
+                .collect();
+            if ours.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            for dev in ours {
+                let _ = Command::new("timeout")
+                    .args(["5", "losetup", "-d", &dev])
+                    .output();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if self.mode == Mode::Heartbeat {
+            // The primary's /dev/drbd0 (a symlink to its loop device).
+            if std::fs::read_link("/dev/drbd0").is_ok() {
+                let _ = std::fs::remove_file("/dev/drbd0");
+            }
+        }
+        if let Some(dir) = std::env::var_os("TANDEM_KEEP_LOGS") {
+            let dir = PathBuf::from(dir).join(&self.lab.prefix);
+            let _ = std::fs::create_dir_all(&dir);
+            for (i, n) in self.cluster.nodes.iter().enumerate() {
+                let _ = std::fs::copy(&n.log, dir.join(format!("{}.log", n.name)));
+                let _ = std::fs::copy(
+                    self.state(i).join("volumes/r0.log"),
+                    dir.join(format!("{}-r0.log", n.name)),
+                );
+                let _ = std::fs::copy(
+                    self.state(i).join("processes/db@pg.log"),
+                    dir.join(format!("{}-pg.log", n.name)),
+                );
+            }
+        }
+    }
+}
