@@ -54,16 +54,20 @@ pub struct DaemonInfo {
 }
 
 /// Everything `tandem status` shows.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     /// The daemon.
     pub daemon: DaemonInfo,
     /// Membership as this node sees it.
     pub membership: MembershipStatus,
+    /// This node's replicated volumes, each with its peers as it sees
+    /// them (refreshed every 200 ms).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<tandem_volumes::VolumeStatus>,
 }
 
 /// What the daemon answers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response {
     /// The answer to [`Request::Status`].

@@ -19,6 +19,13 @@ const EXE: &str = env!("CARGO_BIN_EXE_tandem");
 fn heartbeat_and_drbd_files_run_unchanged_and_fail_over() {
     let mut c = VolumeCluster::new(Path::new(EXE), "tdhf", 83, Mode::Heartbeat).expect("lab");
     c.bring_up().expect("bring up");
+    // `tandem status` shows the volume on both nodes.
+    let st = c.tandem(0, &["status"]).expect("status");
+    assert!(
+        st.contains("Volume r0: Primary UpToDate on n1")
+            && st.contains("Connected Established Secondary UpToDate"),
+        "{st}"
+    );
     // The group runs on n1 with /dev/drbd0 mounted where haresources says.
     let d = c.dir.display().to_string();
     let o = c

@@ -185,7 +185,13 @@ pub fn render(s: &Status) -> String {
             notes.push(format!("moved to {m} by an operator"));
         }
         if !g.banned_on.is_empty() {
-            notes.push(format!("banned on {} (failures)", g.banned_on.join(", ")));
+            notes.push(format!(
+                "banned on {} (failures, or its data not ready there)",
+                g.banned_on.join(", ")
+            ));
+        }
+        if let Some(h) = &g.data_hold_here {
+            notes.push(format!("not startable on {}: {h}", m.local));
         }
         let notes = if notes.is_empty() {
             String::new()
@@ -208,6 +214,7 @@ pub fn render(s: &Status) -> String {
             let _ = writeln!(out, "{}", line.trim_end());
         }
     }
+    render_volumes(&mut out, s);
     let st = &m.stats;
     let _ = writeln!(out);
     let mut rejected = Vec::new();
@@ -250,4 +257,33 @@ pub fn render(s: &Status) -> String {
         st.stalls
     );
     out
+}
+
+/// Each volume: role and disk here, then each peer's connection,
+/// replication, role and disk, with the resync's progress.
+fn render_volumes(out: &mut String, s: &Status) {
+    for v in &s.volumes {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Volume {}: {:?} {:?} on {}",
+            v.name, v.role, v.disk, s.membership.local
+        );
+        for p in &v.peers {
+            let mut line = format!(
+                "  {:12} {:?} {:?} {:?} {:?}",
+                p.node, p.connection, p.replication, p.role, p.peer_disk
+            );
+            if p.out_of_sync_kib > 0 {
+                line.push_str(&format!(
+                    " — {:.1} % in sync, {} KiB to go",
+                    p.done, p.out_of_sync_kib
+                ));
+                if let Some(eta) = p.eta_seconds {
+                    line.push_str(&format!(", about {eta:.0} s left"));
+                }
+            }
+            let _ = writeln!(out, "{line}");
+        }
+    }
 }

@@ -557,7 +557,12 @@ fn status(shared: &Shared, info: &DaemonInfo) -> Response {
     daemon.send_errors = shared.send_errors.load(Ordering::Relaxed);
     daemon.sent_datagrams = shared.sent_datagrams.load(Ordering::Relaxed);
     daemon.sent_bytes = shared.sent_bytes.load(Ordering::Relaxed);
-    Response::Status(Box::new(Status { daemon, membership }))
+    let volumes = shared.volumes.lock().map(|v| v.clone()).unwrap_or_default();
+    Response::Status(Box::new(Status {
+        daemon,
+        membership,
+        volumes,
+    }))
 }
 
 #[cfg(test)]

@@ -35,6 +35,8 @@ pub struct Shared {
     pub sent_datagrams: AtomicU64,
     /// Bytes sent, total.
     pub sent_bytes: AtomicU64,
+    /// The local volumes' latest status (from the volume watcher).
+    pub volumes: Mutex<Vec<tandem_volumes::VolumeStatus>>,
 }
 
 /// The node loop's parts.

@@ -405,9 +405,14 @@ impl Watcher {
                 .and_then(|s| s.as_ref().map(|(m, _)| m.clone()));
             let mut holds: BTreeMap<String, Option<String>> = BTreeMap::new();
             let names: Vec<String> = self.ctx.volumes.keys().cloned().collect();
+            let mut seen = Vec::new();
             for name in names {
-                let hold = self.look(&name, view.as_ref());
+                let (hold, st) = self.look(&name, view.as_ref());
                 holds.insert(name, hold);
+                seen.extend(st);
+            }
+            if let Ok(mut v) = shared.volumes.lock() {
+                *v = seen;
             }
             for (group, vols) in &self.groups {
                 let hold = vols.iter().find_map(|v| {
@@ -431,7 +436,11 @@ impl Watcher {
 
     /// One volume: its readiness (`None`: ready), and the cluster's view
     /// applied to it.
-    fn look(&mut self, name: &str, view: Option<&MembershipStatus>) -> Option<String> {
+    fn look(
+        &mut self,
+        name: &str,
+        view: Option<&MembershipStatus>,
+    ) -> (Option<String>, Option<VolumeStatus>) {
         let Some(st) = self.ctx.status(name) else {
             let due = self
                 .launched
@@ -441,7 +450,7 @@ impl Watcher {
                 self.launched.insert(name.to_string(), Instant::now());
                 self.ctx.ensure_running(name);
             }
-            return Some(format!("volume {name} is not running here"));
+            return (Some(format!("volume {name} is not running here")), None);
         };
         for p in &st.peers {
             let key = (name.to_string(), p.node.clone());
@@ -502,7 +511,7 @@ impl Watcher {
             }
         }
         if st.disk == DiskState::UpToDate {
-            return None;
+            return (None, Some(st));
         }
         let syncing = st
             .peers
@@ -510,10 +519,13 @@ impl Watcher {
             .find(|p| p.out_of_sync_kib > 0 && p.connection == ConnState::Connected)
             .map(|p| format!(" (resync from {} running)", p.node))
             .unwrap_or_default();
-        Some(format!(
-            "volume {name}: this copy is {:?}{syncing}",
-            st.disk
-        ))
+        (
+            Some(format!(
+                "volume {name}: this copy is {:?}{syncing}",
+                st.disk
+            )),
+            Some(st),
+        )
     }
 
     /// Reaps volume processes this daemon started that exited.
