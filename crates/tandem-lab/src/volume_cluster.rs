@@ -191,6 +191,8 @@ addresses = {{ lan = "198.18.{subnet}.12" }}
 name = "r0"
 export = "{d}/export"
 device = "{d}/drbd0"
+after_sb_0pri = "discard-zero-changes"
+after_sb_1pri = "discard-secondary"
 [volume.on.n1]
 address = "198.18.{subnet}.11"
 disk = "{d}/n1.img"
@@ -460,6 +462,16 @@ monitor = "1s"
         Ok(())
     }
 
+    /// Runs a script in node `i`'s volume mount namespace; fails unless it
+    /// succeeds.
+    pub fn sh(&self, i: usize, script: &str) -> anyhow::Result<String> {
+        let o = self.in_volume_ns(i, script)?;
+        if !o.status.success() {
+            bail!("n{}: {script}: {}", i + 1, text(&o));
+        }
+        Ok(text(&o))
+    }
+
     /// Powers node `i` back on: addresses reset, cable in, daemon started.
     pub fn power_on(&mut self, i: usize) -> anyhow::Result<()> {
         let n = format!("n{}", i + 1);
@@ -475,6 +487,16 @@ monitor = "1s"
             .ok()
             .and_then(|s| s.membership.groups.first().map(|g| g.active_on.clone()))
             .unwrap_or_default()
+    }
+
+    /// Whether every resource of group `db` runs on node `i`.
+    pub fn started_on(&self, i: usize) -> bool {
+        self.cluster.status(i).ok().is_some_and(|s| {
+            s.membership
+                .groups
+                .first()
+                .is_some_and(|g| g.phase_here == "started")
+        })
     }
 
     /// psql through the VIP, from the client's namespace; its output when
@@ -562,7 +584,7 @@ monitor = "1s"
             self.tandem(0, &["unstandby", n])?;
         }
         let deadline = Instant::now() + Duration::from_secs(60);
-        while self.group_on(0) != ["n1"] || self.group_on(1) != ["n1"] {
+        while !self.started_on(0) || self.group_on(1) != ["n1"] {
             if Instant::now() > deadline {
                 bail!("the group never started on n1:\n{}", self.log_tail(0));
             }

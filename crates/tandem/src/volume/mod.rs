@@ -142,6 +142,8 @@ const MAX_CHUNK: u64 = 1 << 20;
 /// parts are still outstanding.
 struct Pending {
     origin: Origin,
+    /// A write, zeroing or flush (not a read).
+    write: bool,
     parts: usize,
     error: Option<IoError>,
     data: Option<Bytes>,

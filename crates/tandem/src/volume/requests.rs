@@ -62,6 +62,7 @@ impl Runner {
             id
         };
         let mut writes = Vec::new();
+        let write = !matches!(op, Op::Read { .. });
         match op {
             Op::Read { offset, len } => {
                 let id = next();
@@ -108,6 +109,7 @@ impl Runner {
             parent,
             Pending {
                 origin,
+                write,
                 parts: ids.len(),
                 error: None,
                 data: None,
@@ -166,6 +168,15 @@ impl Runner {
         };
         let result = match p.error {
             Some(e) => Err(e),
+            // Completed after the lease lapsed: the peer may be promoted by
+            // now without it (it may have completed here only because the
+            // peer's connection was lost). Never acknowledged then: an
+            // error for a write that landed is safe, a success for one the
+            // new primary lacks is not.
+            None if p.write && self.lease_lapsed() => {
+                self.lapsed_refusals += 1;
+                Err(IoError::LeaseLapsed)
+            }
             None => Ok(p.data),
         };
         self.answer(p.origin, result);

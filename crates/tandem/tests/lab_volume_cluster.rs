@@ -1,0 +1,180 @@
+//! Volumes in the cluster (issue 11). S1's and S3's users change nothing: Heartbeat's ha.cf,
+//! authkeys and a haresources line `n1 drbddisk::r0
+//! Filesystem::/dev/drbd0::DIR::ext4 IPaddr::VIP/24/eth0`, with the
+//! workshop's DRBD resource file (protocol C, `meta-disk internal`, two
+//! `on` sections, port 7788) in the sibling drbd.d, each node reading its
+//! own copies at /etc/ha.d and /etc/drbd.d. `tandem daemon --heartbeat-dir
+//! /etc/ha.d` runs the volume, `/dev/drbd0` and the real Filesystem agent;
+//! a file written on n1 is on n2 after n1 is powered off. And a cable cut
+//! with no witness, both sides writing: when the cable returns the cluster
+//! stops the group on one side, and the volumes' split brain is resolved
+//! by `after_sb_1pri = "discard-secondary"` (that side's changes go),
+//! never merged. Needs root, resource-agents, kmod, e2fsprogs.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tandem_lab::volume_cluster::{Mode, VolumeCluster, text};
+
+const EXE: &str = env!("CARGO_BIN_EXE_tandem");
+
+#[test]
+fn heartbeat_and_drbd_files_run_unchanged_and_fail_over() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut c = VolumeCluster::new(Path::new(EXE), "tdhf", 83, Mode::Heartbeat).expect("lab");
+    c.bring_up().expect("bring up");
+    // `tandem status` shows the volume on both nodes.
+    let st = c.tandem(0, &["status"]).expect("status");
+    assert!(
+        st.contains("Volume r0: Primary UpToDate on n1")
+            && st.contains("Connected Established Secondary UpToDate"),
+        "{st}"
+    );
+    // The group runs on n1 with /dev/drbd0 mounted where haresources says.
+    let d = c.dir.display().to_string();
+    let o = c
+        .in_volume_ns(
+            0,
+            &format!("grep -q ' {d}/data ext4 ' /proc/mounts; cat {d}/data/hello; echo written-on-n1 > {d}/data/note; sync"),
+        )
+        .expect("nsenter");
+    assert!(
+        o.status.success() && text(&o).contains("tandem"),
+        "n1 does not have the volume mounted: {}\n{}",
+        text(&o),
+        c.log_tail(0)
+    );
+    assert!(
+        std::fs::read_link("/dev/drbd0").is_ok(),
+        "/dev/drbd0 must point at the primary's loop device"
+    );
+    c.power_off(0).expect("power off n1");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = c
+            .in_volume_ns(1, &format!("cat {d}/data/note"))
+            .expect("nsenter");
+        if o.status.success() && text(&o).contains("written-on-n1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "n2 never mounted the volume with n1's file: {}\n{}",
+            text(&o),
+            c.log_tail(1)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(c.group_on(1), vec!["n2".to_string()]);
+}
+
+/// One test at a time: each runs two daemons and two volumes.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn a_cable_cut_with_both_sides_writing_is_resolved_by_the_policy() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut c = VolumeCluster::new(Path::new(EXE), "tdsb", 84, Mode::Native { postgres: false })
+        .expect("lab");
+    c.bring_up().expect("bring up");
+    let d = c.dir.display().to_string();
+    // Only on the mounted volume (the bare mount point is the host's).
+    let on_fs = |cmd: &str| format!("grep -q ' {d}/data ext4 ' /proc/mounts; {cmd}");
+    c.sh(0, &on_fs(&format!("echo before > {d}/data/a; sync")))
+        .expect("write a");
+    // Cut n1 off. Without a witness both sides now believe they are the
+    // survivor (the two-node split brain a witness prevents): n1 goes on
+    // writing, n2 takes over and writes too.
+    c.lab.cable("n1", false).expect("cut");
+    c.sh(0, &on_fs(&format!("echo n1-alone > {d}/data/cut; sync")))
+        .expect("n1 writes after the cut");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.group_on(1) != ["n2"] {
+        assert!(
+            Instant::now() < deadline,
+            "n2 never took over:\n{}",
+            c.log_tail(1)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c
+        .sh(1, &on_fs(&format!("echo n2-alone > {d}/data/b; sync")))
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "n2 cannot write:\n{}",
+            c.log_tail(1)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The cable returns: one split brain, resolved by the policy.
+    c.lab.cable("n1", true).expect("plug");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let s0 = c.vstatus(0);
+        let s1 = c.vstatus(1);
+        let synced = |s: &serde_json::Value| {
+            s["disk"] == "UpToDate"
+                && s["peers"][0]["replication"] == "Established"
+                && s["peers"][0]["out_of_sync_kib"] == 0
+        };
+        if synced(&s0) && synced(&s1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never back in sync: {s0:#} {s1:#}\n{}\n{}",
+            c.log_tail(0),
+            c.log_tail(1)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The cluster stopped the group on one side, whose volume became
+    // secondary: the policy discards that side's changes.
+    let discarded = |i: usize| {
+        std::fs::read_to_string(c.state(i).join("volumes/r0.log"))
+            .unwrap_or_default()
+            .contains(
+                "split brain resolved by after-sb-1pri discard-secondary: this node's changes",
+            )
+    };
+    let (lost, kept) = match (discarded(0), discarded(1)) {
+        (true, false) => ("cut", "b"),
+        (false, true) => ("b", "cut"),
+        other => panic!(
+            "exactly one side must have been discarded by the policy: {other:?}\n{}\n{}",
+            c.log_tail(0),
+            c.log_tail(1)
+        ),
+    };
+    // Wherever the group runs now, it has the kept side's data and none
+    // of the discarded side's: never a merge.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let on = c.group_on(0);
+        if on.len() == 1 {
+            let i = if on[0] == "n1" { 0 } else { 1 };
+            if let Ok(out) = c.sh(
+                i,
+                &on_fs(&format!(
+                    "cat {d}/data/a {d}/data/{kept}; test ! -e {d}/data/{lost} && echo gone"
+                )),
+            ) {
+                assert!(
+                    out.contains("before") && out.contains("alone") && out.contains("gone"),
+                    "{out}"
+                );
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the group did not settle:\n{}\n{}",
+            c.log_tail(0),
+            c.log_tail(1)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
