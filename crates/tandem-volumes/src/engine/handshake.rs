@@ -84,6 +84,35 @@ impl Volume {
         let my_changes = self.meta.peer(node).map_or(0, |m| m.bitmap.count());
         let decision = compare(&mine, self.side_flags_for(node), &gens, flags);
         let mut strategy = decision.strategy;
+        if role == Role::Primary && self.role == Role::Primary {
+            // Before any split-brain policy: with the cluster driving the
+            // roles two primaries are transient (the cluster stops the group
+            // on one side; an old primary whose lease lapsed demotes
+            // itself). Retried, not StandAlone; once one side is secondary
+            // the after-sb-1pri policy decides.
+            // Reported once per episode (it is retried every connection).
+            if !self.peers[i].both_primary_reported {
+                self.peers[i].both_primary_reported = true;
+                if matches!(strategy, Strategy::SplitBrain { .. }) {
+                    self.emit(VolumeEvent::SplitBrain {
+                        peer: name.clone(),
+                        rule: decision.rule,
+                    });
+                }
+                let why = "both nodes are primary; retrying until one is demoted".to_string();
+                self.emit(VolumeEvent::Refused {
+                    peer: name.clone(),
+                    why,
+                });
+            }
+            let close_at = self.now + self.cfg.ping_timeout;
+            let p = &mut self.peers[i];
+            p.refused = true;
+            p.close_at = Some(close_at);
+            p.retry_after_refusal = true;
+            return;
+        }
+        self.peers[i].both_primary_reported = false;
         let my_discard = self.peers[i].discard_my_data;
         match strategy {
             Strategy::SplitBrain { recoverable } => {
@@ -131,15 +160,6 @@ impl Volume {
                 return self.refuse(i, VolumeEvent::UnrelatedData { peer: name });
             }
             _ => {}
-        }
-        if role == Role::Primary && self.role == Role::Primary {
-            // Transient when the cluster drives the roles: an old primary
-            // whose lease lapsed demotes itself shortly. Retried, not
-            // StandAlone.
-            let why = "both nodes are primary; retrying until one is demoted".to_string();
-            self.refuse(i, VolumeEvent::Refused { peer: name, why });
-            self.peers[i].retry_after_refusal = true;
-            return;
         }
         // A side whose copy is unusable is the target, whatever the
         // generations say.

@@ -44,6 +44,8 @@ pub(super) struct Peer {
     pub(super) refused: bool,
     /// This node was primary when the connection was last lost.
     pub(super) primary_at_loss: bool,
+    /// The both-primary refusal was reported (once per episode).
+    pub(super) both_primary_reported: bool,
     /// The refusal is transient (both primary): reconnect afterwards.
     pub(super) retry_after_refusal: bool,
     pub(super) close_at: Option<Timestamp>,
@@ -107,6 +109,7 @@ impl Peer {
             refused: false,
             retry_after_refusal: false,
             primary_at_loss: false,
+            both_primary_reported: false,
             close_at: None,
             last_heard: Timestamp::ZERO,
             ping_sent: None,
