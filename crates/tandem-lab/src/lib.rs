@@ -9,6 +9,7 @@
 //! `scripts/demo.sh`.
 
 pub mod demo_loopback;
+pub mod demo_volume;
 pub mod lab_cluster;
 pub mod loopback_cluster;
 pub mod netns;

@@ -41,6 +41,11 @@ struct Args {
     /// Membership-only demo on loopback addresses (no root needed).
     #[arg(long)]
     loopback: bool,
+    /// Scenario S3 instead: PostgreSQL on a replicated volume keeps every
+    /// committed row across a power-off and a failback (needs postgresql,
+    /// resource-agents and kmod).
+    #[arg(long, conflicts_with = "loopback")]
+    volume: bool,
     /// The tandem executable to run (default: `tandem` beside this program).
     #[arg(long)]
     tandem: Option<std::path::PathBuf>,
@@ -61,6 +66,11 @@ fn main() -> anyhow::Result<()> {
     );
     if args.loopback {
         return tandem_lab::demo_loopback::run(&exe);
+    }
+    if args.volume {
+        tandem_lab::netns::require_root()
+            .context("the volume demo builds network namespaces; run it as root")?;
+        return tandem_lab::demo_volume::run(&exe);
     }
     run(&exe)
 }
