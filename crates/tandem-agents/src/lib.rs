@@ -181,7 +181,18 @@ fn agent_op(shared: &Shared, group: &str, res: &Resource, op: Op, timeout: Durat
             };
             match op {
                 Op::Start => shared.processes.start(&key, cmd),
-                Op::Stop => shared.processes.stop(&key, timeout),
+                Op::Stop => {
+                    let sig = res
+                        .params
+                        .get("stop_signal")
+                        .map_or(Some(libc::SIGTERM), |s| process::stop_signal(s));
+                    match sig {
+                        Some(sig) => shared.processes.stop(&key, timeout, sig),
+                        None => OpResult::Failed(
+                            "stop_signal must be TERM, INT, QUIT, HUP, USR1 or USR2".into(),
+                        ),
+                    }
+                }
                 Op::Monitor => shared.processes.monitor(&key),
             }
         }

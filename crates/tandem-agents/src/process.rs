@@ -129,14 +129,14 @@ impl Processes {
         OpResult::Ok
     }
 
-    /// Stops `key`'s process group: SIGTERM, then SIGKILL shortly before
-    /// `timeout`.
-    pub fn stop(&self, key: &str, timeout: Duration) -> OpResult {
+    /// Stops `key`'s process group: `signal` (SIGTERM unless the resource
+    /// says `stop_signal`), then SIGKILL shortly before `timeout`.
+    pub fn stop(&self, key: &str, timeout: Duration, signal: libc::c_int) -> OpResult {
         let Some(pid) = self.running(key) else {
             let _ = std::fs::remove_file(self.pidfile(key));
             return OpResult::Ok;
         };
-        kill_group(pid, libc::SIGTERM);
+        kill_group(pid, signal);
         let start = Instant::now();
         let grace = timeout
             .saturating_sub(timeout / 5)
@@ -163,6 +163,20 @@ impl Processes {
     }
 }
 
+/// The signal named by a `stop_signal` parameter (`TERM`, `INT`, `QUIT`,
+/// `HUP`, `USR1`, `USR2`, with or without `SIG`).
+pub fn stop_signal(name: &str) -> Option<libc::c_int> {
+    Some(match name.trim_start_matches("SIG") {
+        "TERM" => libc::SIGTERM,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "HUP" => libc::SIGHUP,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,7 +194,10 @@ mod tests {
         new.adopt_legacy_key("web.httpd", "web@httpd");
         assert_eq!(new.monitor("web@httpd"), OpResult::Ok);
         assert_eq!(new.monitor("web.httpd"), OpResult::NotRunning);
-        assert_eq!(new.stop("web@httpd", Duration::from_secs(5)), OpResult::Ok);
+        assert_eq!(
+            new.stop("web@httpd", Duration::from_secs(5), libc::SIGTERM),
+            OpResult::Ok
+        );
     }
 
     #[test]
@@ -215,10 +232,13 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         };
         assert_eq!(log.trim(), "n1");
-        assert_eq!(p.stop("g.r", Duration::from_secs(5)), OpResult::Ok);
+        assert_eq!(
+            p.stop("g.r", Duration::from_secs(5), libc::SIGTERM),
+            OpResult::Ok
+        );
         assert_eq!(q.monitor("g.r"), OpResult::NotRunning);
         assert_eq!(
-            p.stop("g.r", Duration::from_secs(5)),
+            p.stop("g.r", Duration::from_secs(5), libc::SIGTERM),
             OpResult::Ok,
             "stop is idempotent"
         );
@@ -234,7 +254,10 @@ mod tests {
         );
         std::thread::sleep(Duration::from_millis(50));
         let t = Instant::now();
-        assert_eq!(p.stop("t", Duration::from_millis(500)), OpResult::Ok);
+        assert_eq!(
+            p.stop("t", Duration::from_millis(500), libc::SIGTERM),
+            OpResult::Ok
+        );
         assert!(t.elapsed() < Duration::from_secs(2));
         assert_eq!(p.monitor("t"), OpResult::NotRunning);
     }

@@ -326,7 +326,19 @@ pub(crate) fn build_groups(
                         ),
                     }
                 }
-                AgentKind::Process => need(c, "command", "\"python3 -m http.server 80\""),
+                AgentKind::Process => {
+                    need(c, "command", "\"python3 -m http.server 80\"");
+                    if let Some(sig) = params.get("stop_signal")
+                        && !["TERM", "INT", "QUIT", "HUP", "USR1", "USR2"]
+                            .contains(&sig.trim_start_matches("SIG"))
+                    {
+                        c.error(
+                            at,
+                            format!("resource `{rname}`: unknown stop_signal `{sig}`"),
+                            Some("use TERM (the default), INT, QUIT, HUP, USR1 or USR2; e.g. INT for PostgreSQL's fast shutdown".into()),
+                        );
+                    }
+                }
                 _ => {}
             }
             let timeout = c

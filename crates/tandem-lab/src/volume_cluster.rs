@@ -158,7 +158,7 @@ impl VolumeCluster {
 [[group.resource]]
 name = "pg"
 agent = "process"
-params = {{ command = "{}" }}
+params = {{ command = "{}", stop_signal = "INT" }}
 check = {{ kind = "tcp", address = "127.0.0.1:5432", interval = "1s", timeout = "500ms" }}
 monitor = "1s"
 timeout = "30s"
