@@ -111,4 +111,14 @@ impl Sim {
         }
         self.drain(i);
     }
+
+    /// Node `i`'s daemon reports whether its copy of `group`'s data is
+    /// ready (`None`) or why not (its volume watcher does this).
+    pub fn set_data_readiness(&mut self, i: usize, group: &str, hold: Option<&str>) {
+        let now = self.now;
+        if let Some(b) = self.nodes.get_mut(i).and_then(|n| n.brain.as_mut()) {
+            b.handle_data_readiness(now, group, hold.map(str::to_string));
+        }
+        self.drain(i);
+    }
 }

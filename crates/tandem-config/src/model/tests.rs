@@ -550,3 +550,47 @@ fn limits_agree_with_what_a_heartbeat_carries() {
     // 32 nodes and 8 groups fit.
     assert!(tandem_wire::view_room(32, 8) >= 32);
 }
+
+#[test]
+fn volume_agents_policies_handlers_and_stop_signals_are_checked() {
+    let vol = "\n[[volume]]\nname = \"r0\"\ndisk = \"/d\"\nafter_sb_0pri = \"discard-zero-changes\"\nafter_sb_1pri = \"discard-secondary\"\n[volume.handlers]\n\"split-brain\" = \"/bin/true\"\n[volume.on.n1]\naddress = \"198.18.0.11\"\n[volume.on.n2]\naddress = \"198.18.0.12\"\n";
+    let group = "\n[[group]]\nname = \"db\"\n[[group.resource]]\nname = \"r0\"\nagent = \"volume:r0\"\n[[group.resource]]\nname = \"pg\"\nagent = \"process\"\nparams = { command = \"postgres\", stop_signal = \"INT\" }\n";
+    let ok = parse(&format!("{GOOD}{vol}{group}"), Path::new("/t.toml")).expect("valid");
+    let v = &ok.config.volumes[0];
+    assert_eq!(
+        v.split_brain.one,
+        tandem_volumes::split_brain::OnePrimary::DiscardSecondary
+    );
+    assert_eq!(v.handlers["split-brain"], "/bin/true");
+    let e = errors(&format!("{GOOD}{group}"));
+    assert!(
+        e.iter().any(|d| d
+            .message
+            .contains("uses volume `r0`, which no [[volume]] defines")),
+        "{e:?}"
+    );
+    let e = errors(&format!(
+        "{GOOD}{}{group}",
+        vol.replace("discard-secondary", "discard-everything")
+            .replace("\"split-brain\"", "\"split\"")
+    ));
+    assert!(
+        e.iter()
+            .any(|d| d.message.contains("after_sb_1pri: unknown policy")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|d| d.message.contains("unknown handler `split`")),
+        "{e:?}"
+    );
+    let e = errors(&format!(
+        "{GOOD}{vol}{}",
+        group.replace("\"INT\"", "\"KILLME\"")
+    ));
+    assert!(
+        e.iter()
+            .any(|d| d.message.contains("unknown stop_signal `KILLME`")),
+        "{e:?}"
+    );
+}
