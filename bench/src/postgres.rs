@@ -6,69 +6,13 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tandem_lab::volume_cluster::{Mode, VolumeCluster};
 
-/// Inserts rows through the VIP until stopped; the times of acknowledged
-/// commits.
-fn client(c: &VolumeCluster, stop: Arc<AtomicBool>) -> anyhow::Result<Arc<Mutex<Vec<Instant>>>> {
-    let acks: Arc<Mutex<Vec<Instant>>> = Arc::default();
-    let (ns, vip, out) = (c.lab.host("c1")?.netns.clone(), c.vip.clone(), acks.clone());
-    std::thread::spawn(move || {
-        let mut v = 0i64;
-        while !stop.load(Ordering::Relaxed) {
-            v += 1;
-            let ok = std::process::Command::new("ip")
-                .args([
-                    "netns", "exec", &ns, "timeout", "0.2", "psql", "-h", &vip, "-U", "postgres",
-                    "-qAt", "-c",
-                ])
-                .arg(format!("insert into t values ({v})"))
-                .env("PGCONNECT_TIMEOUT", "1")
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if ok {
-                if let Ok(mut a) = out.lock() {
-                    a.push(Instant::now());
-                }
-            } else {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    });
-    Ok(acks)
-}
-
-fn wait_acks(acks: &Mutex<Vec<Instant>>, after: Instant, n: usize) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let got = acks
-            .lock()
-            .map(|a| a.iter().filter(|t| **t > after).count())
-            .unwrap_or(0);
-        if got >= n {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("no {n} acknowledged commits within 90 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The longest gap between consecutive commits from the last one before
-/// `t` on, in milliseconds.
-fn gap(acks: &Mutex<Vec<Instant>>, t: Instant) -> f64 {
-    let a = acks.lock().map(|a| a.clone()).unwrap_or_default();
-    let first = a.iter().rposition(|x| *x <= t).unwrap_or(0);
-    a[first..]
-        .windows(2)
-        .map(|w| w[1].duration_since(w[0]).as_secs_f64() * 1000.0)
-        .fold(0.0, f64::max)
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 #[derive(serde::Serialize)]
@@ -81,13 +25,13 @@ struct Run {
 fn one(exe: &std::path::Path) -> anyhow::Result<Run> {
     let mut c = VolumeCluster::new(exe, "tdbpg", 87, Mode::Native { postgres: true })?;
     c.bring_up()?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let acks = client(&c, stop.clone())?;
-    wait_acks(&acks, Instant::now(), 30)?;
+    let mut client = c.insert_client(Duration::from_millis(200))?;
+    let wait = |t: Instant, n: usize| client.wait_acked(t, n, Duration::from_secs(90));
+    wait(Instant::now(), 30)?;
     let off = Instant::now();
     c.power_off(0)?;
-    wait_acks(&acks, off, 20)?;
-    let power_off_ms = gap(&acks, off);
+    wait(off, 20)?;
+    let power_off_ms = ms(client.longest_gap(off));
     let back = Instant::now();
     c.power_on(0)?;
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -97,8 +41,8 @@ fn one(exe: &std::path::Path) -> anyhow::Result<Run> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    wait_acks(&acks, Instant::now(), 20)?;
-    let failback_ms = gap(&acks, back);
+    wait(Instant::now(), 20)?;
+    let failback_ms = ms(client.longest_gap(back));
     let moved = Instant::now();
     c.tandem(0, &["move", "db", "n2"])?;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -108,9 +52,9 @@ fn one(exe: &std::path::Path) -> anyhow::Result<Run> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    wait_acks(&acks, Instant::now(), 20)?;
-    let move_ms = gap(&acks, moved);
-    stop.store(true, Ordering::Relaxed);
+    wait(Instant::now(), 20)?;
+    let move_ms = ms(client.longest_gap(moved));
+    client.stop();
     Ok(Run {
         power_off_ms,
         failback_ms,

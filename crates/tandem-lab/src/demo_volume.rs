@@ -4,8 +4,6 @@
 //! other node takes over with every acknowledged row; the old primary
 //! returns, resyncs, and takes the database back once its copy is current.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -33,53 +31,20 @@ pub fn run(exe: &std::path::Path) -> anyhow::Result<()> {
         t0,
         &format!("PostgreSQL answers on {} (n1 primary, n2 in sync)", c.vip),
     );
-    // A client inserting rows, one connection each, counting acknowledged
-    // commits.
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(AtomicI64::new(0));
-    let last = Arc::new(AtomicI64::new(0));
-    let (ns, vip) = (c.lab.host("c1")?.netns.clone(), c.vip.clone());
-    let client = {
-        let (stop, acked, last) = (stop.clone(), acked.clone(), last.clone());
-        std::thread::spawn(move || {
-            let mut v = 0i64;
-            while !stop.load(Ordering::Relaxed) {
-                v += 1;
-                let ok = std::process::Command::new("ip")
-                    .args([
-                        "netns", "exec", &ns, "timeout", "3", "psql", "-h", &vip, "-U", "postgres",
-                        "-qAt", "-c",
-                    ])
-                    .arg(format!("insert into t values ({v}) returning v"))
-                    .env("PGCONNECT_TIMEOUT", "1")
-                    .output()
-                    .is_ok_and(|o| o.status.success());
-                if ok {
-                    acked.fetch_add(1, Ordering::Relaxed);
-                    last.store(v, Ordering::Relaxed);
-                } else {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-        })
+    // A client inserting rows, one connection each.
+    let mut client = c.insert_client(Duration::from_millis(300))?;
+    let wait_acks = |n: usize, what: &str| -> anyhow::Result<()> {
+        client
+            .wait_acked(Instant::now(), n, Duration::from_secs(60))
+            .with_context(|| what.to_string())
     };
-    let wait_acks = |n: i64, what: &str| -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let from = acked.load(Ordering::Relaxed);
-        while acked.load(Ordering::Relaxed) < from + n {
-            if Instant::now() > deadline {
-                bail!("{what}: no acknowledged insert for 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    };
+    let acked = |cl: &crate::pg_client::InsertClient| cl.acked_after(t0);
     wait_acks(30, "client")?;
     say(
         t0,
         &format!(
             "client: {} rows committed so far; powering n1 off now",
-            acked.load(Ordering::Relaxed)
+            acked(&client)
         ),
     );
     c.power_off(0)?;
@@ -107,9 +72,8 @@ pub fn run(exe: &std::path::Path) -> anyhow::Result<()> {
     }
     wait_acks(20, "after the failback")?;
     say(t0, "auto_failback: the database runs on n1 again");
-    stop.store(true, Ordering::Relaxed);
-    let _ = client.join();
-    let n = acked.load(Ordering::Relaxed);
+    client.stop();
+    let n = i64::try_from(acked(&client)).unwrap_or(i64::MAX);
     let rows = c
         .psql("select count(*) from t", Duration::from_secs(5))
         .context("count the rows")?;

@@ -13,4 +13,5 @@ pub mod demo_volume;
 pub mod lab_cluster;
 pub mod loopback_cluster;
 pub mod netns;
+pub mod pg_client;
 pub mod volume_cluster;

@@ -16,7 +16,7 @@
 //! PostgreSQL's lock file may name the other node's (or a zombie's) PID.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -31,18 +31,6 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-/// Debian's PostgreSQL server binaries (`/usr/lib/postgresql/N/bin`).
-pub fn postgres_bin() -> anyhow::Result<PathBuf> {
-    std::fs::read_dir("/usr/lib/postgresql")
-        .ok()
-        .and_then(|d| {
-            d.flatten()
-                .map(|e| e.path().join("bin"))
-                .find(|b| b.join("postgres").exists())
-        })
-        .context("Debian's PostgreSQL server is missing (apt-get install postgresql)")
 }
 
 /// How the cluster is configured.
@@ -100,7 +88,7 @@ impl VolumeCluster {
         ])?;
         if mode == (Mode::Native { postgres: true }) {
             require(&[("psql", "postgresql-client")])?;
-            postgres_bin()?;
+            crate::pg_client::postgres_bin()?;
         }
         let lab = Lab::new(prefix, subnet, &["n1", "n2", "c1"])?;
         let vip = format!("198.18.{subnet}.200");
@@ -145,7 +133,7 @@ impl VolumeCluster {
         // is stale.
         Ok(format!(
             "P={d}/data/pg/postmaster.pid; p=$(head -1 $P 2>/dev/null); if [ -n \\\"$p\\\" ] && {{ grep -qs '^State:.*Z' /proc/$p/status || [ \\\"$(readlink /proc/$p/ns/net)\\\" != \\\"$(readlink /proc/self/ns/net)\\\" ]; }}; then rm -f $P; fi; exec setpriv --reuid=postgres --regid=postgres --init-groups {}/postgres -D {d}/data/pg -c listen_addresses=* -c unix_socket_directories= -c port=5432",
-            postgres_bin()?.display()
+            crate::pg_client::postgres_bin()?.display()
         ))
     }
 
@@ -502,28 +490,23 @@ monitor = "1s"
     /// psql through the VIP, from the client's namespace; its output when
     /// it succeeded.
     pub fn psql(&self, sql: &str, timeout: Duration) -> Option<String> {
-        let mut c = self.lab.command("c1", "timeout").ok()?;
-        c.arg(format!("{}", timeout.as_secs_f64()))
-            .args([
-                "psql",
-                "-h",
-                &self.vip,
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-qAt",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ])
-            .env("PGCONNECT_TIMEOUT", "1")
-            .stdin(Stdio::null());
-        let o = c.output().ok()?;
-        o.status
-            .success()
-            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        let ns = &self.lab.host("c1").ok()?.netns;
+        crate::pg_client::run_psql(ns, &self.vip, sql, timeout)
+    }
+
+    /// Starts a client in c1 inserting rows 1, 2, … into table `t` through
+    /// the VIP, one connection per row, each attempt killed after
+    /// `attempt`.
+    pub fn insert_client(
+        &self,
+        attempt: Duration,
+    ) -> anyhow::Result<crate::pg_client::InsertClient> {
+        let ns = self.lab.host("c1")?.netns.clone();
+        Ok(crate::pg_client::InsertClient::start(
+            ns,
+            self.vip.clone(),
+            attempt,
+        ))
     }
 
     /// Sets everything up: metadata on both nodes, the daemons (both in
@@ -571,7 +554,7 @@ monitor = "1s"
         if self.mode == (Mode::Native { postgres: true }) {
             script.push_str(&format!(
                 "mkdir {d}/data/pg; chown postgres:postgres {d}/data/pg; cd /; setpriv --reuid=postgres --regid=postgres --init-groups {pg}/initdb -D {d}/data/pg --auth=trust -U postgres >/dev/null; echo 'host all all 0.0.0.0/0 trust' >> {d}/data/pg/pg_hba.conf; ",
-                pg = postgres_bin()?.display()
+                pg = crate::pg_client::postgres_bin()?.display()
             ));
         }
         script.push_str(&format!("umount {d}/data; losetup -d $L"));

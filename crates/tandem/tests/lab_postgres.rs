@@ -12,11 +12,10 @@
 //! kmod; fails with a clear message otherwise.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use tandem_lab::pg_client::Ledger;
 use tandem_lab::volume_cluster::{Mode, VolumeCluster as Rig, text};
 
 const EXE: &str = env!("CARGO_BIN_EXE_tandem");
@@ -31,77 +30,6 @@ fn rig(prefix: &str, subnet: u8) -> Rig {
     .expect("the PostgreSQL lab");
     r.bring_up().expect("bring up");
     r
-}
-
-/// What the client saw: (value, acknowledged?, when).
-type Ledger = Arc<Mutex<Vec<(i64, bool, Instant)>>>;
-
-/// Inserts rows 1, 2, … through the VIP, one connection per row, until
-/// `stop`; records each insert and whether its commit was acknowledged.
-fn client(rig: &Rig, stop: Arc<AtomicBool>) -> (Ledger, std::thread::JoinHandle<()>) {
-    let ledger: Ledger = Arc::default();
-    let (l, vip, ns) = (
-        ledger.clone(),
-        rig.vip.clone(),
-        rig.lab.host("c1").expect("c1").netns.clone(),
-    );
-    let h = std::thread::spawn(move || {
-        let mut v = 0i64;
-        while !stop.load(Ordering::Relaxed) {
-            v += 1;
-            let o = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &ns,
-                    "timeout",
-                    "3",
-                    "psql",
-                    "-h",
-                    &vip,
-                    "-U",
-                    "postgres",
-                    "-d",
-                    "postgres",
-                    "-qAt",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                ])
-                .args(["-c", &format!("insert into t values ({v}) returning v")])
-                .env("PGCONNECT_TIMEOUT", "1")
-                .stdin(Stdio::null())
-                .output();
-            let acked = o.is_ok_and(|o| {
-                o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == v.to_string()
-            });
-            if let Ok(mut l) = l.lock() {
-                l.push((v, acked, Instant::now()));
-            }
-            if !acked {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    });
-    (ledger, h)
-}
-
-fn acked_after(l: &Ledger, t: Instant) -> usize {
-    l.lock()
-        .map(|l| l.iter().filter(|(_, a, at)| *a && *at > t).count())
-        .unwrap_or(0)
-}
-
-/// The longest gap between consecutive acknowledged commits from the last
-/// one before `t` on: what the client saw of a switch after `t`.
-fn outage(l: &Ledger, t: Instant) -> Duration {
-    let l = l.lock().expect("ledger");
-    let acks: Vec<Instant> = l.iter().filter(|(_, a, _)| *a).map(|x| x.2).collect();
-    let first = acks.iter().rposition(|a| *a <= t).unwrap_or(0);
-    acks[first..]
-        .windows(2)
-        .map(|w| w[1].saturating_duration_since(w[0]))
-        .max()
-        .unwrap_or_default()
 }
 
 /// Every acknowledged row is in the table; every row in it was sent.
@@ -141,11 +69,11 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 fn postgres_survives_power_off_and_fails_back_after_resync() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let mut rig = rig("tdpg", 81);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ledger, h) = client(&rig, stop.clone());
+    let mut client = rig.insert_client(Duration::from_secs(3)).expect("client");
+    let ledger = client.ledger.clone();
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(60);
-    while acked_after(&ledger, t0) < 40 {
+    while client.acked_after(t0) < 40 {
         assert!(
             Instant::now() < deadline,
             "the client got no steady acknowledgements"
@@ -156,7 +84,7 @@ fn postgres_survives_power_off_and_fails_back_after_resync() {
     let off = Instant::now();
     rig.power_off(0).expect("power off n1");
     let deadline = off + Duration::from_secs(60);
-    while acked_after(&ledger, off) < 30 {
+    while client.acked_after(off) < 30 {
         assert!(
             Instant::now() < deadline,
             "n2 never took over:\n{}",
@@ -164,7 +92,7 @@ fn postgres_survives_power_off_and_fails_back_after_resync() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let failover = outage(&ledger, off);
+    let failover = client.longest_gap(off);
     assert_eq!(rig.group_on(1), vec!["n2".to_string()]);
     check_rows(&rig, &ledger, "after the power-off");
     // n1 returns: it resyncs, and only then takes the group back.
@@ -190,7 +118,7 @@ fn postgres_survives_power_off_and_fails_back_after_resync() {
     );
     let moved = Instant::now();
     let deadline = moved + Duration::from_secs(60);
-    while acked_after(&ledger, moved) < 20 {
+    while client.acked_after(moved) < 20 {
         assert!(
             Instant::now() < deadline,
             "no acknowledgement after the failback:\n{}",
@@ -198,9 +126,8 @@ fn postgres_survives_power_off_and_fails_back_after_resync() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    stop.store(true, Ordering::Relaxed);
-    let _ = h.join();
-    let failback = outage(&ledger, back);
+    client.stop();
+    let failback = client.longest_gap(back);
     let rows = check_rows(&rig, &ledger, "after the failback");
     assert!(rows >= 90, "too few rows: {rows}");
     let figures = format!(
