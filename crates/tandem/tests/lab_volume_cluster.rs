@@ -149,6 +149,18 @@ fn a_cable_cut_with_both_sides_writing_is_resolved_by_the_policy() {
             c.log_tail(1)
         ),
     };
+    // Both sides ran the DRBD-style handler, with DRBD's environment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = std::fs::read_to_string(c.dir.join("handlers.log")).unwrap_or_default();
+        if h.contains("initial-split-brain r0 n2 198.18.84.12")
+            && h.contains("initial-split-brain r0 n1 198.18.84.11")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "handlers not run: {h:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // Wherever the group runs now, it has the kept side's data and none
     // of the discarded side's: never a merge.
     let deadline = Instant::now() + Duration::from_secs(60);

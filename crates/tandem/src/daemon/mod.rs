@@ -324,17 +324,7 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
     let want_rt = config.realtime;
     let (sched_tx, sched_rx) = std::sync::mpsc::channel();
     let exec_inbox = inbox.clone();
-    let volume_source = match &opts.heartbeat_dir {
-        Some(d) => crate::volume::launch::Source::HeartbeatDir(d.clone()),
-        None => crate::volume::launch::Source::Config(opts.config.clone()),
-    };
-    let (volume_ops, volume_lease) = volumes::start(
-        &config,
-        volume_source,
-        &local,
-        inbox.clone(),
-        shared.clone(),
-    )?;
+    let (volume_ops, volume_lease) = volumes::start(&config, opts, &local, &inbox, &shared)?;
     let executor = tandem_agents::Executor::start(
         config.groups.clone(),
         config.state_dir.clone(),

@@ -64,11 +64,17 @@ pub struct VolumeOps {
 /// lease handle for the node loop (`None` when this node holds no volume).
 pub fn start(
     config: &tandem_config::Config,
-    source: launch::Source,
+    opts: &super::Options,
     local: &str,
-    inbox: Inbox,
-    shared: Arc<super::node_loop::Shared>,
+    inbox: &Inbox,
+    shared: &Arc<super::node_loop::Shared>,
 ) -> anyhow::Result<(Arc<VolumeOps>, Option<VolumeLease>)> {
+    // Volume processes read the configuration the daemon read.
+    let source = match &opts.heartbeat_dir {
+        Some(d) => launch::Source::HeartbeatDir(d.clone()),
+        None => launch::Source::Config(opts.config.clone()),
+    };
+    let (inbox, shared) = (inbox.clone(), shared.clone());
     let volumes: BTreeMap<String, tandem_config::Volume> = config
         .volumes
         .iter()
