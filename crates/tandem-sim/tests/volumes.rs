@@ -545,3 +545,50 @@ fn after_sb_1pri_discard_secondary_keeps_the_primarys_data() {
         false,
     );
 }
+
+/// Resource-level fencing's engine part: a secondary cut off from its
+/// primary is outdated (as the daemon does when the primary lives on
+/// without it); it refuses promotion, stays Outdated across a restart, and
+/// is current again only after resyncing from the primary.
+#[test]
+fn an_outdated_copy_refuses_promotion_until_it_resynced() {
+    for seed in tandem_sim::seeds(20) {
+        let mut s = started(seed, 2, Protocol::C);
+        s.run_for(ms(50));
+        s.partition(&[0]);
+        s.run_for(ms(400));
+        let now = s.now();
+        assert!(
+            s.volume_mut(1).is_some_and(|v| v.outdate(now).is_ok()),
+            "{}",
+            fail(seed, &s, "outdate refused on a cut-off secondary")
+        );
+        assert!(
+            !s.promote(1, false),
+            "{}",
+            fail(seed, &s, "an Outdated copy was promoted")
+        );
+        // Its metadata write reaches the disk, then power is lost.
+        s.run_for(ms(20));
+        s.crash(1);
+        s.restart(1);
+        let disk = s.volume(1).map(|v| v.disk());
+        assert_eq!(
+            disk,
+            Some(DiskState::Outdated),
+            "{}",
+            fail(seed, &s, "outdated flag lost across a restart")
+        );
+        assert!(
+            !s.promote(1, false),
+            "{}",
+            fail(seed, &s, "promoted after a restart")
+        );
+        assert!(
+            s.converge(Duration::from_secs(20)),
+            "{}",
+            fail(seed, &s, "no resync after the partition healed")
+        );
+        assert_eq!(s.volume(1).map(|v| v.disk()), Some(DiskState::UpToDate));
+    }
+}
