@@ -7,17 +7,22 @@ use tandem_core::{GroupSpec, NodeId};
 
 use crate::Sim;
 
-/// The two-node group the witness and arbitrator campaigns use: `app`,
-/// with resources `vip` and `app` (5 s start/stop, monitored every second),
-/// preferring n1, no auto-failback, moved after three failures.
-pub fn two_node_app_group() -> GroupSpec {
-    let r = |n: &str| tandem_core::ResourceSpec {
-        name: n.into(),
+/// A resource named `name`: 5 s start/stop, monitored every second.
+pub fn resource(name: &str) -> tandem_core::ResourceSpec {
+    tandem_core::ResourceSpec {
+        name: name.into(),
         start_timeout: Duration::from_secs(5),
         stop_timeout: Duration::from_secs(5),
         monitor_interval: Some(Duration::from_secs(1)),
         monitor_timeout: Duration::from_secs(1),
-    };
+    }
+}
+
+/// The two-node group the witness and arbitrator campaigns use: `app`,
+/// with resources `vip` and `app` ([`resource`]), preferring n1, no
+/// auto-failback, moved after three failures.
+pub fn two_node_app_group() -> GroupSpec {
+    let r = resource;
     GroupSpec {
         name: "app".into(),
         resources: vec![r("vip"), r("app")],

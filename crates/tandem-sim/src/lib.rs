@@ -29,7 +29,7 @@ mod fixtures;
 mod resources;
 pub mod volume;
 pub use fencing::{FENCE_LATENCY, FENCE_TIMEOUT, FenceAgent, FenceRecord};
-pub use fixtures::{seeds, sole_holder, two_node_app_group};
+pub use fixtures::{resource, seeds, sole_holder, two_node_app_group};
 
 /// Network behaviour of one link.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use tandem_core::{GroupSpec, NodeId, PlacementRules, ResourceSpec, Timing};
+use tandem_core::{GroupSpec, NodeId, PlacementRules, Timing};
 use tandem_sim::{LinkModel, Sim};
 
 fn ms(n: u64) -> Duration {
@@ -15,13 +15,7 @@ fn ms(n: u64) -> Duration {
 }
 
 fn db() -> GroupSpec {
-    let r = |name: &str| ResourceSpec {
-        name: name.into(),
-        start_timeout: ms(5000),
-        stop_timeout: ms(5000),
-        monitor_interval: Some(ms(1000)),
-        monitor_timeout: ms(1000),
-    };
+    let r = tandem_sim::resource;
     GroupSpec {
         name: "db".into(),
         resources: vec![r("r0"), r("fs"), r("pg")],
