@@ -31,6 +31,9 @@ if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# A full build needs about 3 GB; say so up front rather than let the linker
+# die of a full disk half-way.
+echo "== disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free where target/ is built"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
