@@ -26,6 +26,14 @@ command -v losetup >/dev/null 2>&1 || need+=(mount)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 command -v modprobe >/dev/null 2>&1 || need+=(kmod)
+# The operator surface: HAProxy health-checking /active/GROUP, the console
+# in a real headless Chromium, TLS certificates, and promtool's check of
+# the metrics text.
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${need[*]} for the lab tests"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

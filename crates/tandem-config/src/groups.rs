@@ -43,6 +43,21 @@ pub enum AgentKind {
     },
 }
 
+impl AgentKind {
+    /// A short label for metrics and logs: `ipaddr`, `process`,
+    /// `ocf:PROVIDER:TYPE`, `lsb:SCRIPT`, `systemd` or `volume`.
+    pub fn label(&self) -> String {
+        match self {
+            AgentKind::IpAddr(_) => "ipaddr".into(),
+            AgentKind::Process => "process".into(),
+            AgentKind::Ocf { provider, kind } => format!("ocf:{provider}:{kind}"),
+            AgentKind::Lsb { script } => format!("lsb:{script}"),
+            AgentKind::Systemd { .. } => "systemd".into(),
+            AgentKind::Volume { .. } => "volume".into(),
+        }
+    }
+}
+
 /// What a health check probes.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum CheckKind {

@@ -22,8 +22,8 @@ pub use diagnostic::{Diagnostic, Severity};
 pub use duration::parse_duration;
 pub use groups::{AgentKind, CheckKind, Explicit, Group, HealthCheck, Resource};
 pub use model::{
-    Config, Control, DEFAULT_PORT, DEFAULT_VOLUME_PORT, Fencing, Link, LinkKind, MetaPlace,
-    NbdListen, Node, ReplicationProtocol, Volume, VolumeNode, Watchdog, Witness, WitnessKind,
+    Config, Control, DEFAULT_PORT, DEFAULT_VOLUME_PORT, Fencing, Http, Link, LinkKind, MetaPlace,
+    NbdListen, Node, ReplicationProtocol, Tls, Volume, VolumeNode, Watchdog, Witness, WitnessKind,
     min_deadtime,
 };
 

@@ -27,6 +27,7 @@ pub(crate) struct RawConfig {
     pub fencing: Option<Spanned<RawFencing>>,
     pub watchdog: Option<Spanned<RawWatchdog>>,
     pub control: Option<Spanned<RawControl>>,
+    pub http: Option<Spanned<RawHttp>>,
     #[serde(default, rename = "volume")]
     pub volumes: Vec<Spanned<RawVolume>>,
 }
@@ -65,6 +66,17 @@ pub(crate) struct RawVolumeNode {
 pub(crate) struct RawControl {
     pub admin_group: Option<Spanned<String>>,
     pub read_group: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttp {
+    pub listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub on: BTreeMap<String, Spanned<String>>,
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    pub tokens_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

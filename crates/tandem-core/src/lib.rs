@@ -32,7 +32,7 @@ pub mod time;
 
 pub use brain::{Brain, Command, CommandError, Output, Transmit, Vote};
 pub use config::{BrainConfig, LinkInfo, NoQuorumPolicy, NodeInfo, Quorum, Timing};
-pub use event::{Event, RejectReason};
+pub use event::{Event, RejectReason, Subject};
 pub use membership::{LinkState, PeerState};
 pub use placement::PlacementRules;
 pub use resources::{Action, GroupSpec, Op, OpResult, ResourceKey, ResourceSpec, ResourceState};

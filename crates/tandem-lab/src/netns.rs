@@ -57,6 +57,16 @@ fn run(args: &[&str]) -> anyhow::Result<Output> {
     Ok(out)
 }
 
+/// Moves the calling thread (only it) into network namespace `netns`:
+/// sockets it opens and processes it starts from then on live there. For a
+/// test that acts as a client inside the lab (a browser, say).
+pub fn enter(netns: &str) -> anyhow::Result<()> {
+    let f = std::fs::File::open(format!("/var/run/netns/{netns}"))
+        .with_context(|| format!("open network namespace {netns}"))?;
+    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("enter network namespace {netns}"))
+}
+
 /// Fails with a clear message unless this process may build labs.
 pub fn require_root() -> anyhow::Result<()> {
     let uid = std::fs::read_to_string("/proc/self/status")

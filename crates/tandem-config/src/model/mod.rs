@@ -10,6 +10,7 @@ use tandem_core::Timing;
 mod build;
 mod check;
 mod fencing;
+mod http;
 mod links;
 mod nodes;
 mod quorum;
@@ -114,6 +115,40 @@ pub struct Config {
     pub control: Control,
     /// Replicated volumes.
     pub volumes: Vec<Volume>,
+    /// The HTTP API, console, metrics and health endpoints (`[http]`),
+    /// if enabled.
+    pub http: Option<Http>,
+}
+
+/// `[http]`: where the API listens and who may change things through it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Http {
+    /// Address and port to listen on (default `127.0.0.1:7080`).
+    pub listen: std::net::SocketAddr,
+    /// Per-node addresses (`on = { n1 = "10.0.0.1:7080" }`), overriding
+    /// `listen` on that node.
+    pub listen_on: std::collections::BTreeMap<String, std::net::SocketAddr>,
+    /// Serve HTTPS with this certificate and key.
+    pub tls: Option<Tls>,
+    /// File of `NAME TOKEN` lines: bearers of a token may change things
+    /// (over TLS or from loopback). Without it the API is read-only.
+    pub tokens_file: Option<PathBuf>,
+}
+
+impl Http {
+    /// Where the API listens on `node`.
+    pub fn listen_for(&self, node: &str) -> std::net::SocketAddr {
+        self.listen_on.get(node).copied().unwrap_or(self.listen)
+    }
+}
+
+/// A certificate and its private key, PEM files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tls {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
 }
 
 /// `[control]`: groups let into the control socket besides root (names;

@@ -182,8 +182,10 @@ impl Brain {
                 if !rt.acquiring {
                     self.groups[g].releasing = false;
                     self.groups[g].acquiring = true;
+                    let reason = self.acquire_reason(g);
                     self.events.push_back(Event::Acquiring {
                         group: self.cfg.groups[g].name.clone(),
+                        reason,
                     });
                 }
                 self.emit(now, g, r, Op::Start)
@@ -203,6 +205,27 @@ impl Brain {
             self.groups[g].acquiring = false;
             self.groups[g].releasing = true;
             self.emit(now, g, r, Op::Stop)
+        }
+    }
+
+    /// Why this node takes `g` over: a failover when a peer that last
+    /// reported it active is no longer a member, a move when an operator
+    /// asked for this node, placement otherwise (start-up, failback, a
+    /// peer's standby or failures).
+    pub(super) fn acquire_reason(&self, g: usize) -> String {
+        let held_by_lost_peer = self.peers.iter().find(|p| {
+            !p.state.is_member()
+                && p.groups
+                    .iter()
+                    .any(|r| usize::from(r.group) == g && r.phase.is_active())
+        });
+        if let Some(p) = held_by_lost_peer {
+            let state = format!("{:?}", p.state).to_lowercase();
+            format!("failover: {} is {state}", p.name)
+        } else if self.settings.moved_to(g) == Some(self.cfg.local) {
+            "move: an operator moved it here".into()
+        } else {
+            "placement: this node is its best place now".into()
         }
     }
 

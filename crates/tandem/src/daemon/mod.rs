@@ -9,6 +9,7 @@ pub mod incarnation;
 pub mod kernel_lease;
 pub mod known_peers;
 pub mod node_loop;
+pub mod operator;
 pub mod realtime;
 pub mod volumes;
 pub mod watchdog;
@@ -16,12 +17,11 @@ pub mod witness;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use tandem_config::Config;
-use tandem_control::{DaemonInfo, Request, Response, Status};
+use tandem_control::DaemonInfo;
 use tandem_core::{Brain, Timestamp};
 use tandem_wire::{Key, Keyring};
 
@@ -424,7 +424,19 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         inbox.clone(),
     );
     let fencer = fence::Fencer::new(config.fencing.clone(), inbox.clone());
+    let agents = config
+        .groups
+        .iter()
+        .flat_map(|g| {
+            g.resources
+                .iter()
+                .map(move |r| (format!("{}/{}", g.name, r.name), r.agent.label()))
+        })
+        .collect();
+    let (event_sink, events) =
+        tandem_api::EventLog::start(&local, agents).context("start the event log")?;
     let node_loop = NodeLoop {
+        events: event_sink,
         watchdog,
         peers_seen,
         lease_want: None,
@@ -468,8 +480,7 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         sent_bytes: 0,
         send_errors: 0,
     };
-    let handler_shared = shared.clone();
-    let cmd_inbox = std::sync::Mutex::new(inbox);
+    let operator = Arc::new(operator::Operator::new(shared.clone(), info, inbox));
     let lookup = |name: &Option<String>, what: &str| -> anyhow::Result<Option<(String, u32)>> {
         name.as_ref()
             .map(|g| {
@@ -487,27 +498,11 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         admin_group: lookup(&config.control.admin_group, "admin_group")?,
         read_group: lookup(&config.control.read_group, "read_group")?,
     };
-    tandem_control::serve(&socket, access, move |req| {
-        let command = match req {
-            Request::Status => return status(&handler_shared, &info),
-            Request::Command(command) => command,
-        };
-        // The brain applies commands on the node loop; ask and wait.
-        let (reply, answer) = std::sync::mpsc::channel();
-        if let Ok(inbox) = cmd_inbox.lock() {
-            inbox.send(Input::Command { command, reply });
-        }
-        match answer.recv_timeout(Duration::from_secs(5)) {
-            Ok(Ok(message)) => Response::Done { message },
-            Ok(Err(e)) => Response::Refused {
-                kind: tandem_control::refusal_kind(&e).to_string(),
-                message: e.to_string(),
-            },
-            Err(_) => Response::Error {
-                message: "the daemon did not answer in time".into(),
-            },
-        }
-    })?;
+    let control = operator.clone();
+    tandem_control::serve(&socket, access, move |req| control.handle(req))?;
+    if let Some(http) = &config.http {
+        start_http(http, &local, operator, events)?;
+    }
     tracing::info!(
         "tandem {} node {local} of cluster {} started (incarnation {incarnation}); control socket {}",
         env!("CARGO_PKG_VERSION"),
@@ -524,35 +519,36 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
     Ok(())
 }
 
-fn status(shared: &Shared, info: &DaemonInfo) -> Response {
-    let snap = shared.snapshot.lock().ok().and_then(|g| g.clone());
-    let Some((mut membership, taken)) = snap else {
-        return Response::Error {
-            message: "the daemon is starting; try again in a moment".into(),
-        };
+/// Starts the HTTP API, console, metrics and health endpoints (`[http]`).
+fn start_http(
+    http: &tandem_config::Http,
+    local: &str,
+    operator: Arc<operator::Operator>,
+    events: Arc<tandem_api::EventLog>,
+) -> anyhow::Result<()> {
+    let tokens = match &http.tokens_file {
+        Some(f) => tandem_api::Tokens::load(f)?,
+        None => tandem_api::Tokens::none(),
     };
-    // The snapshot may be up to one refresh old: age its "ago" fields.
-    let age = u64::try_from(taken.elapsed().as_millis()).unwrap_or(0);
-    membership.uptime_ms += age;
-    membership.lease_ms = membership.lease_ms.map(|l| l.saturating_sub(age));
-    for n in &mut membership.nodes {
-        if !n.local {
-            n.last_heard_ms = n.last_heard_ms.map(|v| v + age);
-            for l in &mut n.links {
-                l.last_heard_ms = l.last_heard_ms.map(|v| v + age);
-            }
+    let read_only = tokens.is_empty();
+    let config = tandem_api::ApiConfig {
+        listen: http.listen_for(local),
+        tls: http.tls.clone(),
+        tokens,
+    };
+    let tls = config.tls.is_some();
+    let server = tandem_api::serve(config, operator, events)?;
+    let scheme = if tls { "https" } else { "http" };
+    tracing::info!(
+        "HTTP API on {scheme}://{}/ (console at /, /metrics, /health, /ready, /active/GROUP){}",
+        server.local_addr,
+        if read_only {
+            "; read-only: no tokens_file"
+        } else {
+            ""
         }
-    }
-    let mut daemon = info.clone();
-    daemon.send_errors = shared.send_errors.load(Ordering::Relaxed);
-    daemon.sent_datagrams = shared.sent_datagrams.load(Ordering::Relaxed);
-    daemon.sent_bytes = shared.sent_bytes.load(Ordering::Relaxed);
-    let volumes = shared.volumes.lock().map(|v| v.clone()).unwrap_or_default();
-    Response::Status(Box::new(Status {
-        daemon,
-        membership,
-        volumes,
-    }))
+    );
+    Ok(())
 }
 
 #[cfg(test)]

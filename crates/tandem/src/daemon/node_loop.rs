@@ -74,6 +74,8 @@ pub struct NodeLoop {
     pub lease_sent: Option<Timestamp>,
     /// Forwards the lease to this node's volumes (on a thread of its own).
     pub volume_lease: Option<super::volumes::VolumeLease>,
+    /// Hands events to the API's event log without blocking.
+    pub events: tandem_api::EventSink,
 }
 
 /// Datagrams read from one link before the loop runs its timers again.
@@ -117,6 +119,7 @@ impl NodeLoop {
                     } else {
                         tracing::info!(target: "tandem::membership", "{e}");
                     }
+                    self.events.send(e);
                 }
             }
         }

@@ -2,6 +2,9 @@
 //! Heartbeat users grep for them.
 
 use std::fmt;
+
+mod classify;
+pub use classify::Subject;
 use std::time::Duration;
 
 use crate::time::human;
@@ -172,6 +175,9 @@ pub enum Event {
     Acquiring {
         /// Group name.
         group: String,
+        /// Why, in words; it begins with `failover`, `move` or `placement`
+        /// (see [`Event::acquire_kind`]).
+        reason: String,
     },
     /// A resource operation begins.
     OpStarted {
@@ -368,7 +374,9 @@ impl fmt::Display for Event {
                 f,
                 "Another process signs heartbeats as {node} (incarnation {incarnation}): two nodes share a name"
             ),
-            Event::Acquiring { group } => write!(f, "Taking over resource group {group}"),
+            Event::Acquiring { group, reason } => {
+                write!(f, "Taking over resource group {group} ({reason})")
+            }
             Event::OpStarted {
                 group,
                 resource,

@@ -1,0 +1,347 @@
+//! The recent events the API and console show, and the counters the
+//! metrics derive from them.
+//!
+//! The heartbeat thread hands each event to an [`EventSink`], which never
+//! blocks: a bounded channel, with drops counted when it is full. A thread
+//! of its own (`tandem-events`) numbers the events and keeps the last
+//! [`CAPACITY`] of them in an [`EventLog`].
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use serde::{Deserialize, Serialize};
+use tandem_core::Event;
+
+/// Events kept for the API and console.
+pub const CAPACITY: usize = 500;
+
+/// Events waiting between the heartbeat thread and the log.
+const QUEUE: usize = 4096;
+
+/// One event as the API serves it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Sequence number on this node, from 1, without gaps unless events
+    /// were dropped (counted in `tandem_events_dropped_total`).
+    pub seq: u64,
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// The node that saw it (the answering node).
+    pub node: String,
+    /// `node`, `link`, `group`, `resource`, `quorum`, `fencing`, `witness`,
+    /// `lease`, `settings`, `volume` or `packet`.
+    pub kind: String,
+    /// Whether it is logged as a warning.
+    pub warning: bool,
+    /// The log line.
+    pub text: String,
+    /// The node it is about, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub about_node: Option<String>,
+    /// The group it is about, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The resource it is about, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+}
+
+/// Label sets of the event-derived metrics.
+pub(crate) type Labels = Vec<(String, String)>;
+
+/// Counters derived from events, shared with every scrape.
+pub(crate) struct EventCounters {
+    /// Groups taken over here, by group and reason (failover, move,
+    /// placement).
+    pub takeovers: Family<Labels, Counter>,
+    /// Groups released here, by group.
+    pub releases: Family<Labels, Counter>,
+    /// Resource failures here, by group, resource and operation.
+    pub failures: Family<Labels, Counter>,
+    /// Agent start/stop durations, by agent kind and operation.
+    pub op_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Fencing outcomes, by node and result.
+    pub fencing: Family<Labels, Counter>,
+    /// Witness checks, by result.
+    pub witness: Family<Labels, Counter>,
+    /// Peers declared dead, by node.
+    pub deaths: Family<Labels, Counter>,
+    /// Times this daemon found itself frozen past its lease.
+    pub lease_lost: Counter,
+}
+
+fn op_histogram() -> Histogram {
+    // 5 ms … ~20 s.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.005, 2.0, 13,
+    ))
+}
+
+impl EventCounters {
+    fn new() -> Self {
+        Self {
+            takeovers: Family::default(),
+            releases: Family::default(),
+            failures: Family::default(),
+            op_seconds: Family::new_with_constructor(op_histogram),
+            fencing: Family::default(),
+            witness: Family::default(),
+            deaths: Family::default(),
+            lease_lost: Counter::default(),
+        }
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect()
+}
+
+/// The recent events of this node, numbered.
+pub struct EventLog {
+    node: String,
+    recent: Mutex<VecDeque<EventRecord>>,
+    next_seq: AtomicU64,
+    dropped: Arc<AtomicU64>,
+    pub(crate) counters: EventCounters,
+    /// `GROUP/RESOURCE` → agent kind, for the duration histogram.
+    agents: std::collections::BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLog")
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+/// The heartbeat thread's end: hands events over without blocking.
+#[derive(Clone, Debug)]
+pub struct EventSink {
+    tx: SyncSender<(SystemTime, Event)>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl EventSink {
+    /// Queues `event`; when the queue is full the event is dropped and
+    /// counted, never waited for.
+    pub fn send(&self, event: Event) {
+        match self.tx.try_send((SystemTime::now(), event)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl EventLog {
+    /// A log for `node` (with each resource's agent kind, keyed
+    /// `GROUP/RESOURCE`) fed by the returned sink through a thread
+    /// `tandem-events`.
+    pub fn start(
+        node: &str,
+        agents: std::collections::BTreeMap<String, String>,
+    ) -> std::io::Result<(EventSink, Arc<EventLog>)> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let log = Arc::new(Self::new(node, agents));
+        let sink = EventSink {
+            tx,
+            dropped: log.dropped.clone(),
+        };
+        let feed = log.clone();
+        std::thread::Builder::new()
+            .name("tandem-events".into())
+            .spawn(move || feed.drain(rx))?;
+        Ok((sink, log))
+    }
+
+    /// A log fed by hand with [`EventLog::record`] (tests, tools).
+    pub fn new(node: &str, agents: std::collections::BTreeMap<String, String>) -> Self {
+        Self {
+            node: node.to_string(),
+            recent: Mutex::new(VecDeque::with_capacity(CAPACITY)),
+            next_seq: AtomicU64::new(1),
+            dropped: Arc::new(AtomicU64::new(0)),
+            counters: EventCounters::new(),
+            agents,
+        }
+    }
+
+    fn drain(&self, rx: Receiver<(SystemTime, Event)>) {
+        while let Ok((at, event)) = rx.recv() {
+            self.record(at, &event);
+        }
+    }
+
+    /// Numbers and keeps `event`, and counts it in the metrics.
+    pub fn record(&self, at: SystemTime, event: &Event) {
+        self.count(event);
+        let subject = event.subject();
+        let record = EventRecord {
+            seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
+            time_ms: at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            node: self.node.clone(),
+            kind: event.kind().to_string(),
+            warning: event.is_warning(),
+            text: event.to_string(),
+            about_node: subject.node.map(str::to_string),
+            group: subject.group.map(str::to_string),
+            resource: subject.resource.map(str::to_string),
+        };
+        if let Ok(mut recent) = self.recent.lock() {
+            if recent.len() == CAPACITY {
+                recent.pop_front();
+            }
+            recent.push_back(record);
+        }
+    }
+
+    /// Events with a sequence number above `since`, oldest first, at most
+    /// `limit`.
+    pub fn since(&self, since: u64, limit: usize) -> Vec<EventRecord> {
+        let Ok(recent) = self.recent.lock() else {
+            return Vec::new();
+        };
+        let newer: Vec<_> = recent.iter().filter(|r| r.seq > since).cloned().collect();
+        let skip = newer.len().saturating_sub(limit);
+        newer.into_iter().skip(skip).collect()
+    }
+
+    /// Events dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn count(&self, event: &Event) {
+        let c = &self.counters;
+        match event {
+            Event::Acquiring { group, .. } => {
+                let why = event.acquire_kind().unwrap_or("placement");
+                c.takeovers
+                    .get_or_create(&labels(&[("group", group), ("reason", why)]))
+                    .inc();
+            }
+            Event::Releasing { group, .. } => {
+                c.releases.get_or_create(&labels(&[("group", group)])).inc();
+            }
+            Event::OpDone {
+                group,
+                resource,
+                op,
+                took,
+            } => {
+                let agent = self
+                    .agents
+                    .get(&format!("{group}/{resource}"))
+                    .map_or("unknown", String::as_str);
+                let op = format!("{op:?}").to_lowercase();
+                c.op_seconds
+                    .get_or_create(&labels(&[("agent", agent), ("op", &op)]))
+                    .observe(took.as_secs_f64());
+            }
+            Event::MonitorFailed {
+                group, resource, ..
+            } => failure(c, group, resource, "monitor"),
+            Event::StartFailed {
+                group, resource, ..
+            } => failure(c, group, resource, "start"),
+            Event::StopFailed {
+                group, resource, ..
+            } => failure(c, group, resource, "stop"),
+            Event::Fenced { node, error } => {
+                let result = if error.is_none() { "ok" } else { "failed" };
+                c.fencing
+                    .get_or_create(&labels(&[("node", node), ("result", result)]))
+                    .inc();
+            }
+            Event::Witness { reachable } => {
+                let result = if *reachable {
+                    "reachable"
+                } else {
+                    "unreachable"
+                };
+                c.witness
+                    .get_or_create(&labels(&[("result", result)]))
+                    .inc();
+            }
+            Event::Dead { node, .. } => {
+                c.deaths.get_or_create(&labels(&[("node", node)])).inc();
+            }
+            Event::LeaseLost { .. } => {
+                c.lease_lost.inc();
+            }
+            _ => {}
+        }
+    }
+}
+
+fn failure(c: &EventCounters, group: &str, resource: &str, op: &str) {
+    c.failures
+        .get_or_create(&labels(&[
+            ("group", group),
+            ("resource", resource),
+            ("op", op),
+        ]))
+        .inc();
+}
+
+/// How long ago `time_ms` was, for display.
+pub fn age(time_ms: u64) -> Duration {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    Duration::from_millis(now.saturating_sub(time_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_bounded_and_filtered() {
+        let log = EventLog::new("n1", Default::default());
+        for i in 0..(CAPACITY + 10) {
+            log.record(
+                SystemTime::now(),
+                &Event::SettingsChanged {
+                    what: format!("change {i}"),
+                },
+            );
+        }
+        let all = log.since(0, usize::MAX);
+        assert_eq!(all.len(), CAPACITY);
+        assert_eq!(all.first().map(|r| r.seq), Some(11));
+        assert_eq!(all.last().map(|r| r.seq), Some(CAPACITY as u64 + 10));
+        let tail = log.since(CAPACITY as u64 + 8, 10);
+        assert_eq!(
+            tail.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![CAPACITY as u64 + 9, CAPACITY as u64 + 10]
+        );
+        assert_eq!(log.since(0, 3).len(), 3);
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_blocking() {
+        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+        let sink = EventSink {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        };
+        for _ in 0..3 {
+            sink.send(Event::Witness { reachable: true });
+        }
+        assert_eq!(sink.dropped.load(Ordering::Relaxed), 2);
+    }
+}
