@@ -12,6 +12,7 @@
 pub mod browser;
 pub mod demo_loopback;
 pub mod demo_volume;
+pub mod forward;
 pub mod lab_cluster;
 pub mod loopback_cluster;
 pub mod netns;

@@ -46,6 +46,9 @@ struct Args {
     /// resource-agents and kmod).
     #[arg(long, conflicts_with = "loopback")]
     volume: bool,
+    /// Keep the lab running at the end (for the web console) until Ctrl-C.
+    #[arg(long)]
+    hold: bool,
     /// The tandem executable to run (default: `tandem` beside this program).
     #[arg(long)]
     tandem: Option<std::path::PathBuf>,
@@ -72,11 +75,11 @@ fn main() -> anyhow::Result<()> {
             .context("the volume demo builds network namespaces; run it as root")?;
         return tandem_lab::demo_volume::run(&exe);
     }
-    run(&exe)
+    run(&exe, args.hold)
 }
 
 /// Runs the lab demo with the tandem executable `exe`.
-fn run(exe: &std::path::Path) -> anyhow::Result<()> {
+fn run(exe: &std::path::Path, hold: bool) -> anyhow::Result<()> {
     tandem_lab::netns::require_root().context(
         "the demo builds network namespaces; run it as root (or `tandem-demo --loopback` for the membership-only demo)",
     )?;
@@ -85,7 +88,13 @@ fn run(exe: &std::path::Path) -> anyhow::Result<()> {
         signal_hook::flag::register(sig, abort.clone()).context("install Ctrl-C handler")?;
     }
     let tl = Timeline { t0: Instant::now() };
-    let mut w = WebCluster::new(exe, &WebOptions::default())?;
+    let mut w = WebCluster::new(
+        exe,
+        &WebOptions {
+            extra_top: "[http]\nlisten = \"0.0.0.0:7080\"\n".into(),
+            ..WebOptions::default()
+        },
+    )?;
     w.abort = Some(abort.clone());
     w.cluster.abort = Some(abort);
     tl.say(&format!(
@@ -97,6 +106,21 @@ fn run(exe: &std::path::Path) -> anyhow::Result<()> {
         w.vip
     );
     w.start_all()?;
+    let mut consoles = Vec::new();
+    for (i, h) in w.lab.hosts.iter().take(2).enumerate() {
+        let target = format!("{}:7080", h.addr).parse()?;
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 7080 + i as u16));
+        match tandem_lab::forward::forward(listen, &w.lab.hosts[2].netns, target) {
+            Ok(a) => consoles.push(format!("http://{a}/ ({})", h.name)),
+            Err(e) => println!("            (no console forward for {}: {e:#})", h.name),
+        }
+    }
+    if !consoles.is_empty() {
+        tl.say(&format!(
+            "web console (live, each node's own view; /metrics and /api/v1/status beside it): {}",
+            consoles.join(", ")
+        ));
+    }
     w.start_probe()?;
     let wait = Duration::from_secs(20);
     w.wait_served_by("n1", 5, wait)?;
@@ -150,6 +174,16 @@ fn run(exe: &std::path::Path) -> anyhow::Result<()> {
             "\nn1's log:\n{}",
             std::fs::read_to_string(&w.cluster.nodes[0].log).unwrap_or_default()
         );
+    }
+    if hold {
+        tl.say("holding the lab for the console; Ctrl-C tears it down");
+        while !w
+            .abort
+            .as_ref()
+            .is_some_and(|a| a.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
     drop(w);
     tl.say("lab torn down");
