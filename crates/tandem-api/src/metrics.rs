@@ -51,6 +51,13 @@ fn gauge(reg: &mut Registry, name: &str, help: &str) -> Gauges {
     g
 }
 
+/// A gauge without labels.
+fn one(reg: &mut Registry, name: &str, help: &str, v: f64) {
+    let g = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+    g.set(v);
+    reg.register(name, help, g);
+}
+
 fn set(g: &Gauges, labels: &[(&str, &str)], v: f64) {
     g.get_or_create(&l(labels)).set(v);
 }
@@ -75,12 +82,12 @@ pub fn render(status: &Status, log: &EventLog) -> String {
         ],
         1.0,
     );
-    let joined = gauge(
+    one(
         &mut root,
         "joined",
         "1 once this node has joined its cluster",
+        flag(m.joined),
     );
-    set(&joined, &[], flag(m.joined));
 
     let states = ["online", "late", "dead", "left", "pending"];
     let node_state = gauge(
@@ -129,12 +136,12 @@ pub fn render(status: &Status, log: &EventLog) -> String {
     }
 
     if let Some(q) = &m.quorum {
-        let quorate = gauge(
+        one(
             &mut root,
             "quorate",
             "1 when this node's partition has quorum",
+            flag(q.quorate),
         );
-        set(&quorate, &[], flag(q.quorate));
         let votes = gauge(
             &mut root,
             "quorum_votes",
@@ -144,18 +151,18 @@ pub fn render(status: &Status, log: &EventLog) -> String {
         set(&votes, &[("kind", "needed")], f64::from(q.needed));
         set(&votes, &[("kind", "total")], f64::from(q.total));
     }
-    let waiting = gauge(
+    one(
         &mut root,
         "waiting",
         "1 when this node waits (witness, arbitrator or fence) instead of running groups alone",
+        flag(m.waiting.is_some()),
     );
-    set(&waiting, &[], flag(m.waiting.is_some()));
-    let lease = gauge(
+    one(
         &mut root,
         "lease_remaining_seconds",
         "Seconds left on this node's lease (0 when it holds none)",
+        m.lease_ms.unwrap_or(0) as f64 / 1000.0,
     );
-    set(&lease, &[], m.lease_ms.unwrap_or(0) as f64 / 1000.0);
 
     let active = gauge(
         &mut root,
@@ -307,12 +314,17 @@ pub fn render(status: &Status, log: &EventLog) -> String {
         "Times the heartbeat thread went without running for over two keepalives",
         stalls,
     );
-    let late = gauge(
+    root.register(
+        "heartbeat_lateness_seconds",
+        "How much later than one keepalive after the previous one the peers' heartbeats arrived",
+        Lateness(s.heartbeat_lateness.clone()),
+    );
+    one(
         &mut root,
         "timer_lateness_max_seconds",
         "Worst delay of the heartbeat thread past a deadline",
+        s.max_timer_lateness_us as f64 / 1e6,
     );
-    set(&late, &[], s.max_timer_lateness_us as f64 / 1e6);
     let dropped = Counter::<u64>::default();
     dropped.inc_by(log.dropped());
     root.register(
@@ -328,6 +340,36 @@ pub fn render(status: &Status, log: &EventLog) -> String {
         out = "# the metrics could not be encoded\n".into();
     }
     out
+}
+
+/// The brain's fixed-bucket lateness histogram, encoded as a Prometheus
+/// histogram.
+#[derive(Debug)]
+struct Lateness(tandem_core::LatenessHistogram);
+
+impl prometheus_client::encoding::EncodeMetric for Lateness {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let h = &self.0;
+        let mut buckets: Vec<(f64, u64)> = tandem_core::LATENESS_BOUNDS_US
+            .iter()
+            .zip(&h.buckets)
+            .map(|(b, c)| (*b as f64 / 1e6, *c))
+            .collect();
+        buckets.push((f64::MAX, h.buckets[tandem_core::LATENESS_BOUNDS_US.len()]));
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            h.sum_us as f64 / 1e6,
+            h.count,
+            &buckets,
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Histogram
+    }
 }
 
 fn volumes(root: &mut Registry, status: &Status) {

@@ -37,7 +37,8 @@ pub use membership::{LinkState, PeerState};
 pub use placement::PlacementRules;
 pub use resources::{Action, GroupSpec, Op, OpResult, ResourceKey, ResourceSpec, ResourceState};
 pub use status::{
-    GroupStatus, LinkStatus, MembershipStatus, NodeStatus, QuorumStatus, ResourceStatus, Stats,
+    GroupStatus, LATENESS_BOUNDS_US, LatenessHistogram, LinkStatus, MembershipStatus, NodeStatus,
+    QuorumStatus, ResourceStatus, Stats,
 };
 pub use time::Timestamp;
 

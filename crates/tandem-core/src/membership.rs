@@ -84,7 +84,10 @@ pub(crate) struct Peer {
 
 /// Outcome of offering an authenticated packet to a peer.
 pub(crate) enum Admission {
-    Accepted,
+    /// Fresh; with the time since the previous packet on the same link.
+    Accepted {
+        gap: Option<Duration>,
+    },
     Replayed,
     Stale,
 }
@@ -148,6 +151,7 @@ impl Peer {
             ReplayVerdict::Stale => return Admission::Stale,
             ReplayVerdict::Fresh | ReplayVerdict::NewIncarnation => {}
         }
+        let gap = pl.last_heard.map(|t| now.since(t));
         pl.last_heard = Some(now);
         if pl.state != LinkState::Up {
             pl.state = LinkState::Up;
@@ -186,7 +190,7 @@ impl Peer {
         self.incarnation = Some(incarnation);
         self.last_heard = Some(now);
         self.state = PeerState::Online;
-        Admission::Accepted
+        Admission::Accepted { gap }
     }
 
     /// The peer announced a clean shutdown.

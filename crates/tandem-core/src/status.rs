@@ -52,6 +52,42 @@ pub struct Stats {
     /// Worst lateness of a timer (how long after its deadline the brain was
     /// woken), in microseconds: the heartbeat path's scheduling delay.
     pub max_timer_lateness_us: u64,
+    /// How late the peers' packets arrived (per link, against one
+    /// keepalive after the previous one).
+    #[serde(default)]
+    pub heartbeat_lateness: LatenessHistogram,
+}
+
+/// Upper bounds of the [`LatenessHistogram`] buckets, in microseconds; a
+/// last bucket holds everything later.
+pub const LATENESS_BOUNDS_US: [u64; 10] = [
+    1_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+];
+
+/// A fixed-bucket histogram of heartbeat lateness (bounds in
+/// [`LATENESS_BOUNDS_US`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatenessHistogram {
+    /// Packets per bucket (not cumulative); one more than the bounds.
+    pub buckets: [u64; 11],
+    /// Packets counted.
+    pub count: u64,
+    /// Sum of their lateness, microseconds.
+    pub sum_us: u64,
+}
+
+impl LatenessHistogram {
+    /// Counts one packet `late` after its expected time.
+    pub fn observe(&mut self, late: std::time::Duration) {
+        let us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+        let i = LATENESS_BOUNDS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(LATENESS_BOUNDS_US.len());
+        self.buckets[i] += 1;
+        self.count += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
 }
 
 impl Stats {

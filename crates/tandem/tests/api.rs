@@ -505,6 +505,11 @@ fn health_and_metrics_follow_a_failover_under_a_hammered_api() {
     assert!(m.keys().any(|k| k.starts_with(
         r#"tandem_agent_operation_duration_seconds_count{agent="process",op="start"}"#
     )));
+    let beats = m
+        .get("tandem_heartbeat_lateness_seconds_count")
+        .copied()
+        .unwrap_or(0.0);
+    assert!(beats > 0.0, "no heartbeat lateness observed");
     promtool(&get(n2, "/metrics").1);
     drop(stalled);
 }

@@ -109,7 +109,14 @@ impl Brain {
         match admission {
             Admission::Replayed => return self.reject(link, RejectReason::Replayed),
             Admission::Stale => return self.reject(link, RejectReason::Stale),
-            Admission::Accepted => {}
+            Admission::Accepted { gap } => {
+                // Lateness: how much later than one keepalive after the
+                // previous packet on this link (0 for early extra packets).
+                if let Some(gap) = gap {
+                    let late = gap.saturating_sub(self.cfg.timing.keepalive);
+                    self.stats.heartbeat_lateness.observe(late);
+                }
+            }
         }
         self.stats.accepted += 1;
         self.stats.accepted_bytes += data.len() as u64;
