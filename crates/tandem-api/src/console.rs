@@ -1,5 +1,5 @@
 //! The web console at `/`: one page served from the binary (no build
-//! step), polling `/api/v1/status` and `/api/v1/events` twice a second.
+//! step), polling `/api/v1/status` and `/api/v1/events` four times a second.
 
 use std::sync::Arc;
 

@@ -144,25 +144,34 @@ impl Browser {
         }
     }
 
-    /// The text of the first element matching `selector` ("" if none).
+    /// The text of the first element matching `selector` ("" if none;
+    /// found again if the page replaced it meanwhile).
     pub fn text(&self, selector: &str) -> anyhow::Result<String> {
-        match self.find(selector)? {
-            Some(id) => Ok(self
-                .call("GET", &self.s(&format!("/element/{id}/text")), None)?
-                .as_str()
-                .unwrap_or("")
-                .to_string()),
-            None => Ok(String::new()),
+        let mut tries = 0;
+        loop {
+            let Some(id) = self.find(selector)? else {
+                return Ok(String::new());
+            };
+            match self.call("GET", &self.s(&format!("/element/{id}/text")), None) {
+                Err(e) if e.to_string().contains("stale element") && tries < 3 => tries += 1,
+                r => return r.map(|v| v.as_str().unwrap_or("").to_string()),
+            }
         }
     }
 
-    /// Clicks the first element matching `selector`.
+    /// Clicks the first element matching `selector` (found again if the
+    /// page replaced it meanwhile).
     pub fn click(&self, selector: &str) -> anyhow::Result<()> {
-        let id = self
-            .find(selector)?
-            .ok_or_else(|| anyhow!("nothing matches {selector}"))?;
-        self.call("POST", &self.s(&format!("/element/{id}/click")), None)
-            .map(|_| ())
+        let mut tries = 0;
+        loop {
+            let id = self
+                .find(selector)?
+                .ok_or_else(|| anyhow!("nothing matches {selector}"))?;
+            match self.call("POST", &self.s(&format!("/element/{id}/click")), None) {
+                Err(e) if e.to_string().contains("stale element") && tries < 3 => tries += 1,
+                r => return r.map(|_| ()),
+            }
+        }
     }
 
     /// Types `text` into the first element matching `selector`.

@@ -170,6 +170,19 @@ fn answers(samples: &Mutex<Vec<Sample>>) -> Vec<Option<String>> {
         .collect()
 }
 
+/// A client that accepts the lab's self-signed certificate.
+fn insecure_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .disable_verification(true)
+                .build(),
+        )
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
 /// Waits until the client's last `n` answers all come from `node`;
 /// returns the index of the first of them.
 fn wait_answers(samples: &Mutex<Vec<Sample>>, node: &str, n: usize) -> usize {
@@ -272,6 +285,20 @@ fn console_in_chromium_and_haproxy_follow_moves_and_a_power_off() {
         t == "online"
     })
     .unwrap();
+    // From c1, like the load balancer: how long after the power-off does
+    // n2's /active/web answer 200?
+    let cut = Instant::now();
+    let flip = std::thread::spawn(move || {
+        let agent = insecure_agent();
+        let url = format!("https://198.18.{s}.12:7080/active/web");
+        loop {
+            if agent.get(&url).call().is_ok_and(|r| r.status() == 200) {
+                return cut.elapsed();
+            }
+            assert!(cut.elapsed() < WAIT, "/active/web never answered 200 on n2");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
     w.power_off(0).unwrap();
     b.wait_text("tr[data-node=n1] [data-field=state]", WAIT, |t| t == "dead")
         .unwrap();
@@ -283,25 +310,38 @@ fn console_in_chromium_and_haproxy_follow_moves_and_a_power_off() {
     let failed_over = wait_answers(&samples, "n2", 30);
     let status = w.cluster.status(1).unwrap();
     assert_eq!(status.membership.groups[0].active_on, ["n2"]);
-    let events: serde_json::Value = {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .tls_config(
-                ureq::tls::TlsConfig::builder()
-                    .disable_verification(true)
-                    .build(),
-            )
-            .build()
-            .into();
-        agent
-            .get(format!(
-                "https://198.18.{s}.12:7080/api/v1/events?limit=500"
-            ))
-            .call()
-            .unwrap()
-            .into_body()
-            .read_json()
-            .unwrap()
-    };
+    let events: serde_json::Value = insecure_agent()
+        .get(format!(
+            "https://198.18.{s}.12:7080/api/v1/events?limit=500"
+        ))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_json()
+        .unwrap();
+    // /active/web flips within deadtime (500 ms) plus the start time, plus
+    // the snapshot's refresh (100 ms) and scheduling slack.
+    let flip = flip.join().unwrap();
+    let started_ms: u64 = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find_map(|e| {
+            e["text"]
+                .as_str()
+                .and_then(|t| t.strip_prefix("Started web/vip in "))
+                .and_then(|t| t.trim_end_matches(" ms").parse().ok())
+        })
+        .expect("a 'Started web/vip' event on n2");
+    eprintln!(
+        "/active/web on n2 answered 200 {} ms after n1's power-off (deadtime 500 ms, vip start {started_ms} ms)",
+        flip.as_millis()
+    );
+    assert!(
+        flip <= Duration::from_millis(500 + started_ms + 300),
+        "/active/web flipped after {flip:?}"
+    );
     let dead = events["events"]
         .as_array()
         .unwrap()
