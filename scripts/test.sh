@@ -34,6 +34,12 @@ command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# The package check: man, the completion shells, lintian.
+command -v man >/dev/null 2>&1 || need+=(man-db)
+command -v zsh >/dev/null 2>&1 || need+=(zsh)
+command -v fish >/dev/null 2>&1 || need+=(fish)
+command -v lintian >/dev/null 2>&1 || need+=(lintian)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${need[*]} for the lab tests"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
@@ -50,3 +56,10 @@ echo "== cargo check (fuzz targets, so they cannot rot)"
 cargo check --manifest-path fuzz/Cargo.toml --locked
 echo "== cargo test"
 cargo test --workspace --locked
+if [ "$(id -u)" = 0 ]; then
+    echo "== the Debian package (scripts/check-package.sh)"
+    ./scripts/check-package.sh
+else
+    echo "== the Debian package: NOT CHECKED (needs root for dpkg --root); run as root"
+    exit 1
+fi

@@ -216,6 +216,51 @@ impl Browser {
         }
     }
 
+    /// Runs `script` (a function body; `return` gives the answer) in the
+    /// page.
+    pub fn eval(&self, script: &str) -> anyhow::Result<Value> {
+        self.call(
+            "POST",
+            &self.s("/execute/sync"),
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    /// Resizes the window (e.g. to a phone's 390 × 844).
+    pub fn resize(&self, width: u32, height: u32) -> anyhow::Result<()> {
+        self.call(
+            "POST",
+            &self.s("/window/rect"),
+            Some(json!({"width": width, "height": height})),
+        )
+        .map(|_| ())
+    }
+
+    /// Presses Tab `n` times in the page; returns the focused element's
+    /// text and its `data-act` attribute.
+    pub fn tab(&self, n: usize) -> anyhow::Result<(String, String)> {
+        let keys: Vec<Value> = (0..n)
+            .flat_map(|_| {
+                [
+                    json!({"type": "keyDown", "value": "\u{E004}"}),
+                    json!({"type": "keyUp", "value": "\u{E004}"}),
+                ]
+            })
+            .collect();
+        self.call(
+            "POST",
+            &self.s("/actions"),
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": keys}]})),
+        )?;
+        let v = self.eval(
+            "const e = document.activeElement; return [e.textContent.trim(), e.getAttribute('data-act') || ''];",
+        )?;
+        Ok((
+            v[0].as_str().unwrap_or("").to_string(),
+            v[1].as_str().unwrap_or("").to_string(),
+        ))
+    }
+
     /// Saves a PNG screenshot of the page to `path`.
     pub fn screenshot(&self, path: &Path) -> anyhow::Result<()> {
         use base64::Engine as _;

@@ -224,6 +224,19 @@ enum Command {
         /// Where to write the key; refuses to overwrite an existing file.
         file: PathBuf,
     },
+    /// Print a shell completion script, e.g. `tandem completions bash >
+    /// /usr/share/bash-completion/completions/tandem` (the package installs
+    /// them for bash, zsh and fish).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (tandem(8) and one per subcommand) into DIR.
+    #[command(hide = true)]
+    Man {
+        /// Where to write them.
+        dir: PathBuf,
+    },
 }
 
 /// Which daemon a command talks to.
@@ -345,7 +358,21 @@ enum ConfigAction {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // --version also names the wire protocol: nodes speaking the same one
+    // can run side by side during a rolling upgrade (docs/packaging.md).
+    let version = format!(
+        "{} (wire protocol {}, arbitrator protocol {})",
+        env!("CARGO_PKG_VERSION"),
+        tandem_wire::VERSION,
+        tandem_wire::arbiter::ARBITER_VERSION
+    );
+    let matches = <Cli as clap::CommandFactory>::command()
+        .version(version)
+        .get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Daemon {
             config,
@@ -377,6 +404,18 @@ fn main() -> ExitCode {
             action: ConfigAction::Check { file },
         } => cli::config_check(&file),
         Command::Keygen { file } => cli::keygen(&file),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            cli::generate::completions(&mut cmd, shell);
+            Ok(())
+        }
+        Command::Man { dir } => {
+            cli::generate::man_pages(&<Cli as clap::CommandFactory>::command(), &dir).map(|files| {
+                for f in files {
+                    println!("{}", f.display());
+                }
+            })
+        }
         Command::Witness { config } => tandem::witness::run(&config),
         Command::Import { from, dir } if from == "drbd" => cli::import_drbd(&dir),
         Command::Import { dir, .. } => cli::import_heartbeat(&dir),

@@ -227,6 +227,34 @@ fn console_in_chromium_and_haproxy_follow_moves_and_a_power_off() {
     .unwrap();
     b.wait_text("tr[data-group=web] [data-field=where]", WAIT, |t| t == "n1")
         .unwrap();
+    // Accessible: every control has a label or text, and the keyboard
+    // reaches the group's buttons; usable on a phone: nothing wider than
+    // the screen.
+    let unlabelled = b
+        .eval(
+            "return [...document.querySelectorAll('input,select,button')].filter(e => !(e.labels && e.labels.length) && !e.textContent.trim() && !e.getAttribute('aria-label')).length;",
+        )
+        .unwrap();
+    assert_eq!(unlabelled, serde_json::json!(0), "controls without a label");
+    let mut reached = Vec::new();
+    for _ in 0..12 {
+        reached.push(b.tab(1).unwrap().1);
+    }
+    assert!(
+        reached.iter().any(|a| a == "move"),
+        "Tab never reached a Move button: {reached:?}"
+    );
+    b.resize(390, 844).unwrap();
+    let wide = b
+        .eval("return document.documentElement.scrollWidth - window.innerWidth;")
+        .unwrap();
+    assert!(
+        wide.as_i64().unwrap_or(1) <= 0,
+        "the page is wider than a phone's screen by {wide} px"
+    );
+    b.screenshot(&artefacts().join("console-0-phone.png"))
+        .unwrap();
+    b.resize(1280, 900).unwrap();
     b.screenshot(&artefacts().join("console-1-web-on-n1.png"))
         .unwrap();
 

@@ -11,6 +11,7 @@ pub mod known_peers;
 pub mod node_loop;
 pub mod operator;
 pub mod realtime;
+pub mod systemd;
 pub mod volumes;
 pub mod watchdog;
 pub mod witness;
@@ -315,6 +316,7 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
             .name("tandem-signals".into())
             .spawn(move || {
                 if let Some(signal) = signals.forever().next() {
+                    systemd::stopping();
                     inbox.send(Input::Stop { signal });
                 }
             })
@@ -500,6 +502,7 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
     };
     let control = operator.clone();
     tandem_control::serve(&socket, access, move |req| control.handle(req))?;
+    systemd::start(shared.clone()).context("start the systemd notifier")?;
     if let Some(http) = &config.http {
         start_http(http, &local, operator, events)?;
     }
