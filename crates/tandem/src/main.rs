@@ -507,7 +507,7 @@ fn volume(
         VolumeAction::Up { name } => v::up(&t, &name),
         VolumeAction::Down { name } => v::command(&t, &name, C::Down),
         VolumeAction::Run { name } => {
-            let _guards = daemon::init_logging(None)?;
+            let _guards = daemon::init_logging(None, &daemon::hostname())?;
             tandem::volume::run(&t.config, &name, &t.node)
         }
         VolumeAction::Primary { name, force } => {

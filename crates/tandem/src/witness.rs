@@ -191,7 +191,7 @@ impl Counters {
 /// Runs the arbitrator until SIGTERM or SIGINT.
 pub fn run(path: &Path) -> anyhow::Result<()> {
     let loaded = load(path)?;
-    let _guards = crate::daemon::init_logging(None)?;
+    let _guards = crate::daemon::init_logging(None, &crate::daemon::hostname())?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).context("install signal handlers")?;

@@ -6,8 +6,10 @@
 pub mod fence;
 pub mod inbox;
 pub mod incarnation;
+pub mod journal;
 pub mod kernel_lease;
 pub mod known_peers;
+pub mod logging;
 pub mod node_loop;
 pub mod operator;
 pub mod realtime;
@@ -27,6 +29,7 @@ use tandem_core::{Brain, Timestamp};
 use tandem_wire::{Key, Keyring};
 
 use inbox::{Inbox, Input};
+pub use logging::init_logging;
 use node_loop::{NodeLoop, Shared, WAKE};
 
 /// What `tandem daemon` was asked to do.
@@ -44,52 +47,6 @@ pub struct Options {
     pub heartbeat_dir: Option<PathBuf>,
     /// Accept `crc` in authkeys.
     pub allow_insecure_crc: bool,
-}
-
-/// Sets up logging: stderr, plus `logfile` when given (ha.cf's logfile).
-/// The node loop logs; a slow stderr or disk must never block it, so
-/// each sink is fed through an in-memory queue by a writer thread.
-pub fn init_logging(
-    logfile: Option<&Path>,
-) -> anyhow::Result<Vec<tracing_appender::non_blocking::WorkerGuard>> {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (err_writer, g1) = tracing_appender::non_blocking(std::io::stderr());
-    let mut guards = vec![g1];
-    let stderr_layer = tracing_subscriber::fmt::layer()
-        .with_writer(err_writer)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let file_layer = match logfile {
-        Some(p) => {
-            if let Some(d) = p.parent() {
-                std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
-            }
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .with_context(|| format!("open logfile {}", p.display()))?;
-            let (w, g) = tracing_appender::non_blocking(f);
-            guards.push(g);
-            Some(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(w)
-                    .with_target(false)
-                    .with_ansi(false),
-            )
-        }
-        None => None,
-    };
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(stderr_layer)
-        .with(file_layer)
-        .try_init()
-        .map_err(|e| anyhow!("logging: {e}"))?;
-    Ok(guards)
 }
 
 /// A fixed text whose MAC tells whether two keys are the same.
@@ -247,7 +204,8 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
             opts.config.clone(),
         ),
     };
-    let _log_guards = init_logging(logfile.as_deref())?;
+    let node_hint = opts.node.clone().unwrap_or_else(hostname);
+    let _log_guards = init_logging(logfile.as_deref(), &node_hint)?;
     let r = run_loaded(opts, loaded, &source);
     if let Err(e) = &r {
         tracing::error!("{e:#}");

@@ -114,10 +114,14 @@ impl NodeLoop {
                         Event::Restarted { node, new, .. } => self.peers_seen.seen(node, *new),
                         _ => {}
                     }
+                    // Structured fields for the journal (journal.rs).
+                    let who = e.subject();
+                    let (event, peer) = (e.kind(), who.node.unwrap_or(""));
+                    let (group, resource) = (who.group.unwrap_or(""), who.resource.unwrap_or(""));
                     if e.is_warning() {
-                        tracing::warn!(target: "tandem::membership", "{e}");
+                        tracing::warn!(target: "tandem::membership", event, peer, group, resource, "{e}");
                     } else {
-                        tracing::info!(target: "tandem::membership", "{e}");
+                        tracing::info!(target: "tandem::membership", event, peer, group, resource, "{e}");
                     }
                     self.events.send(e);
                 }
