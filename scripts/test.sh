@@ -40,6 +40,8 @@ command -v zsh >/dev/null 2>&1 || need+=(zsh)
 command -v fish >/dev/null 2>&1 || need+=(fish)
 command -v lintian >/dev/null 2>&1 || need+=(lintian)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# Pacemaker's sample alert agents (data files only), run by the alerts test.
+[ -e /usr/share/pacemaker/alerts/alert_file.sh.sample ] || need+=(pacemaker-common)
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${need[*]} for the lab tests"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -52,6 +52,18 @@ pub struct EventRecord {
     pub resource: Option<String>,
 }
 
+/// An event with its number and time, as subscribers (the alert workers)
+/// receive it.
+#[derive(Clone, Debug)]
+pub struct Numbered {
+    /// Sequence number on this node (the same as the API's).
+    pub seq: u64,
+    /// When the heartbeat thread handed it over.
+    pub at: SystemTime,
+    /// The event.
+    pub event: Event,
+}
+
 /// Label sets of the event-derived metrics.
 pub(crate) type Labels = Vec<(String, String)>;
 
@@ -114,6 +126,9 @@ pub struct EventLog {
     pub(crate) counters: EventCounters,
     /// `GROUP/RESOURCE` → agent kind, for the duration histogram.
     agents: std::collections::BTreeMap<String, String>,
+    /// Who else gets every event, in order (unbounded: a slow alert agent
+    /// delays only its own deliveries).
+    subscribers: Mutex<Vec<std::sync::mpsc::Sender<Numbered>>>,
 }
 
 impl std::fmt::Debug for EventLog {
@@ -174,7 +189,17 @@ impl EventLog {
             dropped: Arc::new(AtomicU64::new(0)),
             counters: EventCounters::new(),
             agents,
+            subscribers: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Every event recorded from now on, in order, with its number.
+    pub fn subscribe(&self) -> Receiver<Numbered> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if let Ok(mut s) = self.subscribers.lock() {
+            s.push(tx);
+        }
+        rx
     }
 
     fn drain(&self, rx: Receiver<(SystemTime, Event)>) {
@@ -187,8 +212,19 @@ impl EventLog {
     pub fn record(&self, at: SystemTime, event: &Event) {
         self.count(event);
         let subject = event.subject();
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut subs) = self.subscribers.lock() {
+            subs.retain(|tx| {
+                tx.send(Numbered {
+                    seq,
+                    at,
+                    event: event.clone(),
+                })
+                .is_ok()
+            });
+        }
         let record = EventRecord {
-            seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
+            seq,
             time_ms: at
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),

@@ -25,7 +25,7 @@ pub mod metrics;
 mod routes;
 
 pub use auth::{Tokens, TokensError};
-pub use events::{EventLog, EventRecord, EventSink};
+pub use events::{EventLog, EventRecord, EventSink, Numbered};
 
 /// Largest request body accepted (commands are a few dozen bytes).
 pub const MAX_BODY: usize = 16 * 1024;

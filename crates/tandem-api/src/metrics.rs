@@ -333,6 +333,19 @@ pub fn render(status: &Status, log: &EventLog) -> String {
         dropped,
     );
 
+    let alerts = Family::<Labels, Counter>::default();
+    root.register(
+        "alert_deliveries",
+        "Events handed to [[alert]] programs, by result",
+        alerts.clone(),
+    );
+    alerts
+        .get_or_create(&l(&[("result", "delivered")]))
+        .inc_by(status.daemon.alerts_delivered);
+    alerts
+        .get_or_create(&l(&[("result", "failed")]))
+        .inc_by(status.daemon.alerts_failed);
+
     volumes(&mut root, status);
 
     let mut out = String::new();

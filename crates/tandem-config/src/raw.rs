@@ -28,6 +28,8 @@ pub(crate) struct RawConfig {
     pub watchdog: Option<Spanned<RawWatchdog>>,
     pub control: Option<Spanned<RawControl>>,
     pub http: Option<Spanned<RawHttp>>,
+    #[serde(default, rename = "alert")]
+    pub alerts: Vec<Spanned<RawAlert>>,
     #[serde(default, rename = "volume")]
     pub volumes: Vec<Spanned<RawVolume>>,
 }
@@ -66,6 +68,16 @@ pub(crate) struct RawVolumeNode {
 pub(crate) struct RawControl {
     pub admin_group: Option<Spanned<String>>,
     pub read_group: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAlert {
+    pub program: Spanned<String>,
+    pub recipient: Option<Spanned<String>>,
+    pub kinds: Option<Vec<Spanned<String>>>,
+    pub timeout: Option<Spanned<RawTime>>,
+    pub retries: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -51,6 +51,12 @@ pub struct DaemonInfo {
     pub sent_bytes: u64,
     /// Sends that failed (e.g. a peer's host unreachable), total.
     pub send_errors: u64,
+    /// Events delivered to `[[alert]]` programs, total.
+    #[serde(default)]
+    pub alerts_delivered: u64,
+    /// Events given up on after every retry, total.
+    #[serde(default)]
+    pub alerts_failed: u64,
 }
 
 /// Everything `tandem status` shows.

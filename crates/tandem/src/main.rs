@@ -224,6 +224,25 @@ enum Command {
         /// Where to write the key; refuses to overwrite an existing file.
         file: PathBuf,
     },
+    /// Nagios/Icinga plugin: one line `TANDEM OK - 2/2 nodes online, 1/1
+    /// groups started | perfdata`, then one line per problem. Exit 0 OK, 1
+    /// WARNING (a node in standby or late, a move in force, failures, one
+    /// link left, a volume out of sync), 2 CRITICAL (no quorum, waiting, a
+    /// node dead, a group stopped, blocked or active twice, a resource
+    /// failed, a peer's last link dead), 3 UNKNOWN (no daemon).
+    Check {
+        /// Warn when a resource's fail count reaches this.
+        #[arg(long, default_value_t = 1)]
+        fail_count: u32,
+        /// Warn when a member was last heard longer ago than this (ms).
+        #[arg(long, default_value_t = 300)]
+        late_ms: u64,
+        /// Only this node's own conditions (its state, standby, its links).
+        #[arg(long)]
+        node: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Print a shell completion script, e.g. `tandem completions bash >
     /// /usr/share/bash-completion/completions/tandem` (the package installs
     /// them for bash, zsh and fish).
@@ -404,6 +423,24 @@ fn main() -> ExitCode {
             action: ConfigAction::Check { file },
         } => cli::config_check(&file),
         Command::Keygen { file } => cli::keygen(&file),
+        Command::Check {
+            fail_count,
+            late_ms,
+            node,
+            target,
+        } => {
+            let t = cli::check::Thresholds {
+                fail_count,
+                late_ms,
+                node,
+            };
+            let verdict = match cli::status::fetch(&target.socket()) {
+                Ok(s) => cli::check::evaluate(&s, &t),
+                Err(e) => cli::check::unknown(&format!("{e:#}")),
+            };
+            println!("{}", verdict.text);
+            return ExitCode::from(verdict.state as u8);
+        }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             cli::generate::completions(&mut cmd, shell);

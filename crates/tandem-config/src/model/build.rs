@@ -8,7 +8,7 @@ use std::time::Duration;
 use tandem_core::Timing;
 
 use super::check::{Checker, min_deadtime, ms, valid_name};
-use super::{Config, Control, fencing, http, links, nodes, quorum, volumes};
+use super::{Config, Control, alerts, fencing, http, links, nodes, quorum, volumes};
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::raw::RawConfig;
 use crate::{ConfigError, Loaded};
@@ -191,6 +191,7 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
     let volumes = volumes::build_volumes(&mut c, &raw.volumes, &nodes, base);
     volumes::check_volume_agents(&mut c, &raw.groups, &volumes);
     let http = http::build_http(&mut c, &raw.http, &nodes, base);
+    let alerts = alerts::build_alerts(&mut c, &raw.alerts, base);
 
     let (errors, warnings): (Vec<_>, Vec<_>) = c
         .out
@@ -218,6 +219,7 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
             watchdog,
             volumes,
             http,
+            alerts,
             control: Control {
                 admin_group: raw
                     .control

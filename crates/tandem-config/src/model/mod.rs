@@ -7,6 +7,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tandem_core::Timing;
 
+mod alerts;
 mod build;
 mod check;
 mod fencing;
@@ -16,6 +17,7 @@ mod nodes;
 mod quorum;
 mod volumes;
 
+pub use alerts::{ALERT_KINDS, DEFAULT_ALERT_KINDS};
 pub(crate) use build::build;
 pub use check::min_deadtime;
 pub(crate) use check::{Checker, valid_name};
@@ -118,6 +120,24 @@ pub struct Config {
     /// The HTTP API, console, metrics and health endpoints (`[http]`),
     /// if enabled.
     pub http: Option<Http>,
+    /// Alert programs (`[[alert]]`).
+    pub alerts: Vec<Alert>,
+}
+
+/// `[[alert]]`: a program run for every transition of the chosen kinds, in
+/// order, at least once, with a sequence number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alert {
+    /// The program (e.g. Pacemaker's `alert_file.sh.sample`).
+    pub program: PathBuf,
+    /// `CRM_alert_recipient` (a file, an address…), if any.
+    pub recipient: Option<String>,
+    /// Event kinds delivered (`node`, `resource`, `fencing`, `group`, …).
+    pub kinds: Vec<String>,
+    /// Longest one run may take.
+    pub timeout: Duration,
+    /// Retries after a failed run (exit code not 0, timeout).
+    pub retries: u32,
 }
 
 /// `[http]`: where the API listens and who may change things through it.

@@ -1,5 +1,6 @@
 //! Operator commands other than the daemon.
 
+pub mod check;
 pub mod generate;
 pub mod probe;
 pub mod status;

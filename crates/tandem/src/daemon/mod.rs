@@ -3,6 +3,7 @@
 //! socket side by side. Every worker reports to the node loop through one
 //! [`inbox::Inbox`].
 
+pub mod alerts;
 pub mod fence;
 pub mod inbox;
 pub mod incarnation;
@@ -395,6 +396,17 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         .collect();
     let (event_sink, events) =
         tandem_api::EventLog::start(&local, agents).context("start the event log")?;
+    let origin = alerts::Origin {
+        cluster: config.cluster.clone(),
+        node: local.clone(),
+        node_id: config
+            .nodes
+            .iter()
+            .position(|n| n.name == local)
+            .and_then(|i| u16::try_from(i + 1).ok())
+            .unwrap_or(0),
+    };
+    alerts::start(&config.alerts, &origin, &events, &shared).context("start the alert workers")?;
     let node_loop = NodeLoop {
         events: event_sink,
         watchdog,
@@ -439,6 +451,8 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         sent_datagrams: 0,
         sent_bytes: 0,
         send_errors: 0,
+        alerts_delivered: 0,
+        alerts_failed: 0,
     };
     let operator = Arc::new(operator::Operator::new(shared.clone(), info, inbox));
     let lookup = |name: &Option<String>, what: &str| -> anyhow::Result<Option<(String, u32)>> {

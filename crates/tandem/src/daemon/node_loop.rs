@@ -37,6 +37,8 @@ pub struct Shared {
     pub sent_bytes: AtomicU64,
     /// The local volumes' latest status (from the volume watcher).
     pub volumes: Mutex<Vec<tandem_volumes::VolumeStatus>>,
+    /// Alert deliveries (from the alert workers).
+    pub alerts: super::alerts::AlertStats,
 }
 
 /// The node loop's parts.

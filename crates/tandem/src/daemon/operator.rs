@@ -85,6 +85,8 @@ impl Operator {
         daemon.send_errors = shared.send_errors.load(Ordering::Relaxed);
         daemon.sent_datagrams = shared.sent_datagrams.load(Ordering::Relaxed);
         daemon.sent_bytes = shared.sent_bytes.load(Ordering::Relaxed);
+        daemon.alerts_delivered = shared.alerts.delivered.load(Ordering::Relaxed);
+        daemon.alerts_failed = shared.alerts.failed.load(Ordering::Relaxed);
         let volumes = shared.volumes.lock().map(|v| v.clone()).unwrap_or_default();
         Ok(Status {
             daemon,
