@@ -62,6 +62,8 @@ pub struct Numbered {
     pub at: SystemTime,
     /// The event.
     pub event: Event,
+    /// The event as the API serves it.
+    pub record: EventRecord,
 }
 
 /// Label sets of the event-derived metrics.
@@ -213,16 +215,6 @@ impl EventLog {
         self.count(event);
         let subject = event.subject();
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut subs) = self.subscribers.lock() {
-            subs.retain(|tx| {
-                tx.send(Numbered {
-                    seq,
-                    at,
-                    event: event.clone(),
-                })
-                .is_ok()
-            });
-        }
         let record = EventRecord {
             seq,
             time_ms: at
@@ -236,6 +228,17 @@ impl EventLog {
             group: subject.group.map(str::to_string),
             resource: subject.resource.map(str::to_string),
         };
+        if let Ok(mut subs) = self.subscribers.lock() {
+            subs.retain(|tx| {
+                tx.send(Numbered {
+                    seq,
+                    at,
+                    event: event.clone(),
+                    record: record.clone(),
+                })
+                .is_ok()
+            });
+        }
         if let Ok(mut recent) = self.recent.lock() {
             if recent.len() == CAPACITY {
                 recent.pop_front();

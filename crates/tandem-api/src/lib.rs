@@ -21,6 +21,7 @@ pub mod auth;
 mod console;
 pub mod events;
 mod health;
+pub mod history;
 pub mod metrics;
 mod routes;
 
@@ -49,6 +50,8 @@ pub struct ApiConfig {
     pub tls: Option<tandem_config::Tls>,
     /// Tokens that may change things; empty: read-only.
     pub tokens: Tokens,
+    /// The event history's directory (`GET /api/v1/history`), if kept.
+    pub history: Option<std::path::PathBuf>,
 }
 
 /// Why the HTTP surface could not start.
@@ -83,6 +86,7 @@ pub(crate) struct AppState {
     pub events: Arc<EventLog>,
     pub tokens: Tokens,
     pub tls: bool,
+    pub history: Option<std::path::PathBuf>,
 }
 
 /// The router: every endpoint, with the body limit.
@@ -135,6 +139,7 @@ pub fn serve(
         events,
         tokens: config.tokens,
         tls: tls.is_some(),
+        history: config.history,
     });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let thread = std::thread::Builder::new()

@@ -29,6 +29,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/groups/{group}/resources", get(resources))
         .route("/api/v1/volumes", get(volumes))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/history", get(history))
         .route("/api/v1/groups/{group}/move", post(move_group))
         .route("/api/v1/groups/{group}/clear", post(clear))
         .route("/api/v1/groups/{group}/cleanup", post(cleanup))
@@ -144,6 +145,35 @@ async fn events(
         "events": s.events.since(q.since, limit),
     }))
     .into_response()
+}
+
+/// `?since_ms=UNIX_MS`.
+#[derive(Deserialize)]
+struct HistoryQuery {
+    #[serde(default)]
+    since_ms: u64,
+}
+
+async fn history(
+    State(s): St,
+    q: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "since_ms must be a whole number of milliseconds since 1970",
+        );
+    };
+    let Some(dir) = s.history.clone() else {
+        return error(StatusCode::NOT_FOUND, "this node keeps no event history");
+    };
+    match tokio::task::spawn_blocking(move || crate::history::read(&dir, q.since_ms)).await {
+        Ok(records) => Json(records).into_response(),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reading the history failed",
+        ),
+    }
 }
 
 /// The body of a move: `{"node": "n2", "duration": "30m"}`.

@@ -178,7 +178,7 @@ enum Command {
     /// export (NBD, or the FUSE file) on the primary.
     Volume {
         #[command(subcommand)]
-        action: VolumeAction,
+        action: cli::volume_args::VolumeAction,
         /// Configuration file.
         #[arg(long, short, global = true, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
@@ -243,6 +243,32 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// The cluster's event history: one timeline, merged from every node
+    /// (over their HTTP API when `[http]` is set; nodes that cannot be
+    /// reached are named), kept across restarts.
+    History {
+        /// Only events this recent (e.g. 30m, 1h).
+        #[arg(long, value_parser = tandem_config::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Only events about this group.
+        #[arg(long)]
+        group: Option<String>,
+        /// Only events seen by, or about, this node.
+        #[arg(long)]
+        node: Option<String>,
+        /// JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+        /// Configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Which configured node this is (default: the host name).
+        #[arg(long)]
+        local: Option<String>,
+        /// This node's state directory (default: from the configuration).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
     /// Print a shell completion script, e.g. `tandem completions bash >
     /// /usr/share/bash-completion/completions/tandem` (the package installs
     /// them for bash, zsh and fish).
@@ -273,92 +299,6 @@ impl Target {
     fn socket(&self) -> PathBuf {
         cli::status::socket_path(&self.config, self.socket.as_deref())
     }
-}
-
-/// `tandem volume` subcommands.
-#[derive(Subcommand, Debug)]
-enum VolumeAction {
-    /// Write fresh metadata on this node's backing disk (the copy is then
-    /// inconsistent until a sync or `primary --force`).
-    CreateMd {
-        /// Volume name.
-        name: String,
-        /// Overwrite existing metadata (forgets which copy is newest).
-        #[arg(long)]
-        force: bool,
-    },
-    /// Start the volume on this node (its own process) and connect to peers.
-    Up {
-        /// Volume name.
-        name: String,
-    },
-    /// Stop the volume on this node (refused while primary).
-    Down {
-        /// Volume name.
-        name: String,
-    },
-    /// Run the volume in the foreground (what `up` starts).
-    Run {
-        /// Volume name.
-        name: String,
-    },
-    /// Become primary: the export becomes writable here.
-    Primary {
-        /// Volume name.
-        name: String,
-        /// Make this copy the newest even if it is not up to date: peers
-        /// resync from it and lose what it lacks.
-        #[arg(long)]
-        force: bool,
-    },
-    /// Become secondary: the export becomes read-only here.
-    Secondary {
-        /// Volume name.
-        name: String,
-    },
-    /// Leave StandAlone and connect to peers.
-    Connect {
-        /// Volume name.
-        name: String,
-        /// One peer (default: all).
-        peer: Option<String>,
-        /// After a split brain: this node is the victim; its changes since
-        /// the split are overwritten by the peer's data.
-        #[arg(long)]
-        discard_my_data: bool,
-    },
-    /// Drop the connection and stay StandAlone.
-    Disconnect {
-        /// Volume name.
-        name: String,
-        /// One peer (default: all).
-        peer: Option<String>,
-    },
-    /// Discard this node's copy; it is fully resynced from a peer.
-    Invalidate {
-        /// Volume name.
-        name: String,
-    },
-    /// Online verify: compare every block with the peers' copies.
-    Verify {
-        /// Volume name.
-        name: String,
-        /// One peer (default: all).
-        peer: Option<String>,
-    },
-    /// Role, disk and connections, like `drbdadm status`.
-    Status {
-        /// Volume name (default: every volume with a copy here).
-        name: Option<String>,
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Recent events of a volume.
-    Events {
-        /// Volume name.
-        name: String,
-    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -441,6 +381,25 @@ fn main() -> ExitCode {
             println!("{}", verdict.text);
             return ExitCode::from(verdict.state as u8);
         }
+        Command::History {
+            since,
+            group,
+            node,
+            json,
+            config,
+            local,
+            state_dir,
+        } => cli::history::run(
+            &config,
+            &local.unwrap_or_else(daemon::hostname),
+            state_dir.as_deref(),
+            &cli::history::Query {
+                since,
+                group,
+                node,
+                json,
+            },
+        ),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             cli::generate::completions(&mut cmd, shell);
@@ -463,8 +422,8 @@ fn main() -> ExitCode {
             state_dir,
             heartbeat_dir,
         } => match &heartbeat_dir {
-            Some(d) => volume(action, d, true, node.as_deref(), state_dir),
-            None => volume(action, &config, false, node.as_deref(), state_dir),
+            Some(d) => cli::volume_args::dispatch(action, d, true, node.as_deref(), state_dir),
+            None => cli::volume_args::dispatch(action, &config, false, node.as_deref(), state_dir),
         },
         Command::Move {
             group,
@@ -523,50 +482,5 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    }
-}
-
-fn volume(
-    action: VolumeAction,
-    config: &std::path::Path,
-    heartbeat: bool,
-    node: Option<&str>,
-    state_dir: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    use cli::volume as v;
-    use tandem::volume::control::Command as C;
-    let mut t = v::Target::load(config, node, heartbeat)?;
-    if let Some(d) = state_dir {
-        t.config.state_dir = d;
-    }
-    match action {
-        VolumeAction::CreateMd { name, force } => v::create_md(&t, &name, force),
-        VolumeAction::Up { name } => v::up(&t, &name),
-        VolumeAction::Down { name } => v::command(&t, &name, C::Down),
-        VolumeAction::Run { name } => {
-            let _guards = daemon::init_logging(None, &daemon::hostname())?;
-            tandem::volume::run(&t.config, &name, &t.node)
-        }
-        VolumeAction::Primary { name, force } => {
-            v::command(&t, &name, C::Primary { force, lease: None })
-        }
-        VolumeAction::Secondary { name } => v::command(&t, &name, C::Secondary),
-        VolumeAction::Connect {
-            name,
-            peer,
-            discard_my_data,
-        } => v::command(
-            &t,
-            &name,
-            C::Connect {
-                discard_my_data,
-                peer,
-            },
-        ),
-        VolumeAction::Disconnect { name, peer } => v::command(&t, &name, C::Disconnect { peer }),
-        VolumeAction::Invalidate { name } => v::command(&t, &name, C::Invalidate),
-        VolumeAction::Verify { name, peer } => v::command(&t, &name, C::Verify { peer }),
-        VolumeAction::Status { name, json } => v::status(&t, name.as_deref(), json),
-        VolumeAction::Events { name } => v::command(&t, &name, C::Events),
     }
 }

@@ -2,9 +2,11 @@
 
 pub mod check;
 pub mod generate;
+pub mod history;
 pub mod probe;
 pub mod status;
 pub mod volume;
+pub mod volume_args;
 
 /// Exit code of a command the cluster refused because of its state
 /// (joining, shutting down, a peer reachable…): try again later.

@@ -407,6 +407,9 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
             .unwrap_or(0),
     };
     alerts::start(&config.alerts, &origin, &events, &shared).context("start the alert workers")?;
+    let history = config.state_dir.join("history");
+    tandem_api::history::start(&history, &events)
+        .with_context(|| format!("keep the event history in {}", history.display()))?;
     let node_loop = NodeLoop {
         events: event_sink,
         watchdog,
@@ -476,7 +479,7 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
     tandem_control::serve(&socket, access, move |req| control.handle(req))?;
     systemd::start(shared.clone()).context("start the systemd notifier")?;
     if let Some(http) = &config.http {
-        start_http(http, &local, operator, events)?;
+        start_http(http, &local, operator, events, history)?;
     }
     tracing::info!(
         "tandem {} node {local} of cluster {} started (incarnation {incarnation}); control socket {}",
@@ -500,6 +503,7 @@ fn start_http(
     local: &str,
     operator: Arc<operator::Operator>,
     events: Arc<tandem_api::EventLog>,
+    history: PathBuf,
 ) -> anyhow::Result<()> {
     let tokens = match &http.tokens_file {
         Some(f) => tandem_api::Tokens::load(f)?,
@@ -510,6 +514,7 @@ fn start_http(
         listen: http.listen_for(local),
         tls: http.tls.clone(),
         tokens,
+        history: Some(history),
     };
     let tls = config.tls.is_some();
     let server = tandem_api::serve(config, operator, events)?;

@@ -1,0 +1,133 @@
+//! The `tandem volume` subcommands (drbdadm's words) and their dispatch.
+
+/// `tandem volume` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum VolumeAction {
+    /// Write fresh metadata on this node's backing disk (the copy is then
+    /// inconsistent until a sync or `primary --force`).
+    CreateMd {
+        /// Volume name.
+        name: String,
+        /// Overwrite existing metadata (forgets which copy is newest).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Start the volume on this node (its own process) and connect to peers.
+    Up {
+        /// Volume name.
+        name: String,
+    },
+    /// Stop the volume on this node (refused while primary).
+    Down {
+        /// Volume name.
+        name: String,
+    },
+    /// Run the volume in the foreground (what `up` starts).
+    Run {
+        /// Volume name.
+        name: String,
+    },
+    /// Become primary: the export becomes writable here.
+    Primary {
+        /// Volume name.
+        name: String,
+        /// Make this copy the newest even if it is not up to date: peers
+        /// resync from it and lose what it lacks.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Become secondary: the export becomes read-only here.
+    Secondary {
+        /// Volume name.
+        name: String,
+    },
+    /// Leave StandAlone and connect to peers.
+    Connect {
+        /// Volume name.
+        name: String,
+        /// One peer (default: all).
+        peer: Option<String>,
+        /// After a split brain: this node is the victim; its changes since
+        /// the split are overwritten by the peer's data.
+        #[arg(long)]
+        discard_my_data: bool,
+    },
+    /// Drop the connection and stay StandAlone.
+    Disconnect {
+        /// Volume name.
+        name: String,
+        /// One peer (default: all).
+        peer: Option<String>,
+    },
+    /// Discard this node's copy; it is fully resynced from a peer.
+    Invalidate {
+        /// Volume name.
+        name: String,
+    },
+    /// Online verify: compare every block with the peers' copies.
+    Verify {
+        /// Volume name.
+        name: String,
+        /// One peer (default: all).
+        peer: Option<String>,
+    },
+    /// Role, disk and connections, like `drbdadm status`.
+    Status {
+        /// Volume name (default: every volume with a copy here).
+        name: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recent events of a volume.
+    Events {
+        /// Volume name.
+        name: String,
+    },
+}
+
+/// Runs one `tandem volume` subcommand.
+pub fn dispatch(
+    action: VolumeAction,
+    config: &std::path::Path,
+    heartbeat: bool,
+    node: Option<&str>,
+    state_dir: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    use super::volume as v;
+    use crate::volume::control::Command as C;
+    let mut t = v::Target::load(config, node, heartbeat)?;
+    if let Some(d) = state_dir {
+        t.config.state_dir = d;
+    }
+    match action {
+        VolumeAction::CreateMd { name, force } => v::create_md(&t, &name, force),
+        VolumeAction::Up { name } => v::up(&t, &name),
+        VolumeAction::Down { name } => v::command(&t, &name, C::Down),
+        VolumeAction::Run { name } => {
+            let _guards = crate::daemon::init_logging(None, &crate::daemon::hostname())?;
+            crate::volume::run(&t.config, &name, &t.node)
+        }
+        VolumeAction::Primary { name, force } => {
+            v::command(&t, &name, C::Primary { force, lease: None })
+        }
+        VolumeAction::Secondary { name } => v::command(&t, &name, C::Secondary),
+        VolumeAction::Connect {
+            name,
+            peer,
+            discard_my_data,
+        } => v::command(
+            &t,
+            &name,
+            C::Connect {
+                discard_my_data,
+                peer,
+            },
+        ),
+        VolumeAction::Disconnect { name, peer } => v::command(&t, &name, C::Disconnect { peer }),
+        VolumeAction::Invalidate { name } => v::command(&t, &name, C::Invalidate),
+        VolumeAction::Verify { name, peer } => v::command(&t, &name, C::Verify { peer }),
+        VolumeAction::Status { name, json } => v::status(&t, name.as_deref(), json),
+        VolumeAction::Events { name } => v::command(&t, &name, C::Events),
+    }
+}
