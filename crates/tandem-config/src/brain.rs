@@ -56,7 +56,9 @@ impl Config {
         Ok(b)
     }
 
-    fn group_spec(&self, g: &crate::Group) -> GroupSpec {
+    /// The brain's view of group `g` (its placement rules, resources,
+    /// volumes): the one conversion, also used by `tandem explain`.
+    pub fn group_spec(&self, g: &crate::Group) -> GroupSpec {
         GroupSpec {
             name: g.name.clone(),
             resources: g

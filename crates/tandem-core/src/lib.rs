@@ -34,7 +34,7 @@ pub use brain::{Brain, Command, CommandError, Output, Transmit, Vote};
 pub use config::{BrainConfig, LinkInfo, NoQuorumPolicy, NodeInfo, Quorum, Timing};
 pub use event::{Event, RejectReason, Subject};
 pub use membership::{LinkState, PeerState};
-pub use placement::PlacementRules;
+pub use placement::{Candidate, PlacementRules, place};
 pub use resources::{Action, GroupSpec, Op, OpResult, ResourceKey, ResourceSpec, ResourceState};
 pub use status::{
     GroupStatus, LATENESS_BOUNDS_US, LatenessHistogram, LinkStatus, MembershipStatus, NodeStatus,

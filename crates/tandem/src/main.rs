@@ -243,6 +243,15 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Why GROUP runs where it runs, or why it does not run: each node's
+    /// score, who may run it and why not, moves, auto-failback, quorum,
+    /// witness, lease, a blocked stop, data not ready, in plain sentences.
+    Explain {
+        /// The group.
+        group: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// The cluster's event history: one timeline, merged from every node
     /// (over their HTTP API when `[http]` is set; nodes that cannot be
     /// reached are named), kept across restarts.
@@ -381,6 +390,13 @@ fn main() -> ExitCode {
             println!("{}", verdict.text);
             return ExitCode::from(verdict.state as u8);
         }
+        Command::Explain { group, target } => (|| {
+            let cfg = tandem_config::load(&target.config)?.config;
+            let st = cli::status::fetch(&target.socket())?;
+            let text = cli::explain::explain(&cfg, &st, &group).map_err(anyhow::Error::msg)?;
+            print!("{text}");
+            Ok(())
+        })(),
         Command::History {
             since,
             group,

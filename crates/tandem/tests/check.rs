@@ -167,6 +167,23 @@ fn every_state_with_its_exit_code_and_perfdata() {
         )
     );
     assert!(a.details.is_empty(), "{a:?}");
+    // `tandem explain` on the same live cluster.
+    let out = Command::new(EXE)
+        .args(["explain", "web", "--config"])
+        .arg(&c.config)
+        .arg("--socket")
+        .arg(&c.nodes[0].socket)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("web runs on n1 (as n1 sees it)."),
+        "{text}"
+    );
+    assert!(
+        text.contains("n1 has the highest score among the nodes that may run it."),
+        "{text}"
+    );
 
     // A node in standby: WARNING.
     assert!(

@@ -1,6 +1,7 @@
 //! Operator commands other than the daemon.
 
 pub mod check;
+pub mod explain;
 pub mod generate;
 pub mod history;
 pub mod probe;
