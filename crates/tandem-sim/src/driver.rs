@@ -134,6 +134,8 @@ impl Sim {
                 }
                 if !model.up
                     || self.blocked[i][to]
+                    || self.unplugged[i].get(l).copied().unwrap_or(false)
+                    || self.unplugged[to].get(l).copied().unwrap_or(false)
                     || self.rng.random_bool(model.loss.clamp(0.0, 1.0))
                 {
                     self.dropped += 1;

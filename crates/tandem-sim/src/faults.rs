@@ -40,6 +40,14 @@ impl Sim {
         }
     }
 
+    /// Pulls (or, with `out = false`, plugs back) node `i`'s cable on link
+    /// `l`: nothing it sends or receives on that link arrives.
+    pub fn unplug(&mut self, i: usize, l: usize, out: bool) {
+        if let Some(x) = self.unplugged.get_mut(i).and_then(|r| r.get_mut(l)) {
+            *x = out;
+        }
+    }
+
     /// Removes every partition and block.
     pub fn heal(&mut self) {
         for row in &mut self.blocked {

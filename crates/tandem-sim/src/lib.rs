@@ -170,14 +170,19 @@ pub struct Sim {
     fence_agent: FenceAgent,
     /// Every fence request played.
     fence_log: Vec<FenceRecord>,
+    /// `unplugged[node][link]`: that node's cable on that link is out.
+    unplugged: Vec<Vec<bool>>,
+    /// Node and link names.
+    names: Names,
+    /// Whether the brains have a witness configured.
+    witness_configured: bool,
 }
 
 /// Builds the brain configuration of node `idx` (0-based) of an `n`-node,
 /// `links`-link cluster.
 pub fn brain_config(
     idx: usize,
-    n: usize,
-    links: usize,
+    names: &Names,
     timing: Timing,
     incarnation: u64,
     groups: &[GroupSpec],
@@ -186,8 +191,8 @@ pub fn brain_config(
     let mut cfg = BrainConfig::new(
         "sim",
         NodeId(u16::try_from(idx + 1).unwrap_or(u16::MAX)),
-        (0..n).map(|i| format!("n{}", i + 1)),
-        (0..links).map(|l| format!("eth{l}")),
+        names.nodes.iter().cloned(),
+        names.links.iter().cloned(),
         timing,
         Keyring::single(Key::new(1, b"simulation key").expect("the constant key is not empty")),
         incarnation,
@@ -197,6 +202,25 @@ pub fn brain_config(
     cfg.quorum = quorum.clone();
     cfg.witness = true;
     cfg
+}
+
+/// The names of the simulated nodes and links (default `n1`…, `eth0`…).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Names {
+    /// Node names, in id order.
+    pub nodes: Vec<String>,
+    /// Link names.
+    pub links: Vec<String>,
+}
+
+impl Names {
+    /// `n1`…`nN` and `eth0`…
+    pub fn numbered(n: usize, links: usize) -> Self {
+        Self {
+            nodes: (0..n).map(|i| format!("n{}", i + 1)).collect(),
+            links: (0..links).map(|l| format!("eth{l}")).collect(),
+        }
+    }
 }
 
 impl Sim {
@@ -227,12 +251,25 @@ impl Sim {
         groups: &[GroupSpec],
         quorum: Quorum,
     ) -> Self {
+        Self::with_names(seed, Names::numbered(n, links), timing, groups, quorum)
+    }
+
+    /// Like [`Sim::with_quorum`], with the nodes' and links' names (e.g.
+    /// those of a real configuration, for `tandem simulate`).
+    pub fn with_names(
+        seed: u64,
+        names: Names,
+        timing: Timing,
+        groups: &[GroupSpec],
+        quorum: Quorum,
+    ) -> Self {
+        let (n, links) = (names.nodes.len(), names.links.len());
         let nodes = (0..n)
             .map(|i| {
                 let incarnation = 1000 * (i as u64 + 1);
                 SimNode {
                     brain: Some(Brain::new(
-                        brain_config(i, n, links, timing, incarnation, groups, &quorum),
+                        brain_config(i, &names, timing, incarnation, groups, &quorum),
                         Timestamp::ZERO,
                     )),
                     frozen: false,
@@ -253,6 +290,9 @@ impl Sim {
             nodes,
             links: vec![LinkModel::default(); links],
             blocked: vec![vec![false; n]; n],
+            unplugged: vec![vec![false; links]; n],
+            names,
+            witness_configured: true,
             queue: BinaryHeap::new(),
             order: 0,
             log: Vec::new(),
@@ -277,8 +317,7 @@ impl Sim {
     fn node_config(&self, i: usize) -> BrainConfig {
         let mut cfg = brain_config(
             i,
-            self.nodes.len(),
-            self.links.len(),
+            &self.names,
             self.timing,
             self.nodes[i].incarnation,
             &self.groups,
@@ -286,7 +325,19 @@ impl Sim {
         );
         cfg.witness_arbiter = self.arbiter.is_some();
         cfg.fencing = self.fencing;
+        cfg.witness = self.witness_configured;
         cfg
+    }
+
+    /// Whether the brains are configured with a witness at all (default
+    /// yes; call before running): without one, a two-node cluster's nodes
+    /// act alone after deadtime, as Heartbeat's do.
+    pub fn configure_witness(&mut self, on: bool) {
+        self.witness_configured = on;
+        for i in 0..self.nodes.len() {
+            let cfg = self.node_config(i);
+            self.nodes[i].brain = Some(Brain::new(cfg, self.now));
+        }
     }
 
     /// Makes the witness an arbitrator whose votes last `vote` (call before

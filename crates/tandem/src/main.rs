@@ -252,6 +252,33 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// What the cluster would do, step by step, if something happened:
+    /// the real brains in the deterministic simulator, brought to the
+    /// state of the live cluster (or of a saved `tandem status --json`).
+    /// Steps apply in this order: standby, move, cut-link, resource-fails,
+    /// fail.
+    Simulate {
+        /// Start from this saved status document instead of the daemon's.
+        #[arg(long, value_name = "FILE")]
+        snapshot: Option<PathBuf>,
+        /// A node loses power.
+        #[arg(long, value_name = "NODE")]
+        fail: Vec<String>,
+        /// A node's cable is pulled (on LINK only, or on every link).
+        #[arg(long, value_name = "NODE[:LINK]")]
+        cut_link: Vec<String>,
+        /// A node goes to standby.
+        #[arg(long, value_name = "NODE")]
+        standby: Vec<String>,
+        /// An operator moves a group.
+        #[arg(long = "move", value_name = "GROUP:NODE")]
+        moves: Vec<String>,
+        /// A resource dies where it runs.
+        #[arg(long, value_name = "GROUP/RESOURCE")]
+        resource_fails: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// The cluster's event history: one timeline, merged from every node
     /// (over their HTTP API when `[http]` is set; nodes that cannot be
     /// reached are named), kept across restarts.
@@ -395,6 +422,33 @@ fn main() -> ExitCode {
             let st = cli::status::fetch(&target.socket())?;
             let text = cli::explain::explain(&cfg, &st, &group).map_err(anyhow::Error::msg)?;
             print!("{text}");
+            Ok(())
+        })(),
+        Command::Simulate {
+            snapshot,
+            fail,
+            cut_link,
+            standby,
+            moves,
+            resource_fails,
+            target,
+        } => (|| {
+            let cfg = tandem_config::load(&target.config)?.config;
+            let st = match &snapshot {
+                Some(f) => serde_json::from_str(&std::fs::read_to_string(f)?).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: not a `tandem status --json` document: {e}",
+                        f.display()
+                    )
+                })?,
+                None => cli::status::fetch(&target.socket())?,
+            };
+            let steps = cli::simulate::steps(&standby, &moves, &cut_link, &resource_fails, &fail)
+                .map_err(anyhow::Error::msg)?;
+            print!(
+                "{}",
+                cli::simulate::simulate(&cfg, &st, &steps).map_err(anyhow::Error::msg)?
+            );
             Ok(())
         })(),
         Command::History {

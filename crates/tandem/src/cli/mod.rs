@@ -5,6 +5,7 @@ pub mod explain;
 pub mod generate;
 pub mod history;
 pub mod probe;
+pub mod simulate;
 pub mod status;
 pub mod volume;
 pub mod volume_args;
