@@ -21,6 +21,9 @@ fn verdict(change: impl FnOnce(&mut Value)) -> (State, String) {
     (v.state, v.text)
 }
 
+/// A case: the state expected, a reason it gives, and the change.
+type Case = (State, &'static str, Box<dyn FnOnce(&mut Value)>);
+
 fn link(name: &str, state: &str) -> Value {
     json!({"name": name, "state": state, "last_heard_ms": 50})
 }
@@ -29,7 +32,7 @@ fn link(name: &str, state: &str) -> Value {
 fn each_state_and_its_reason() {
     let (st, text) = verdict(|_| {});
     assert_eq!(st, State::Ok, "{text}");
-    let cases: Vec<(State, &str, Box<dyn FnOnce(&mut Value)>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             State::Critical,
             "no quorum: 1 of 3 votes (need 2)",
