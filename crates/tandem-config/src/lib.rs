@@ -22,9 +22,9 @@ pub use diagnostic::{Diagnostic, Severity};
 pub use duration::parse_duration;
 pub use groups::{AgentKind, CheckKind, Explicit, Group, HealthCheck, Resource};
 pub use model::{
-    ALERT_KINDS, Alert, Config, Control, DEFAULT_ALERT_KINDS, DEFAULT_PORT, DEFAULT_VOLUME_PORT,
-    Fencing, Http, Link, LinkKind, MetaPlace, NbdListen, Node, ReplicationProtocol, Tls, Volume,
-    VolumeNode, Watchdog, Witness, WitnessKind, min_deadtime,
+    ALERT_KINDS, Alert, AlertAction, Config, Control, DEFAULT_ALERT_KINDS, DEFAULT_PORT,
+    DEFAULT_VOLUME_PORT, Fencing, Http, Link, LinkKind, MetaPlace, NbdListen, Node,
+    ReplicationProtocol, Tls, Volume, VolumeNode, Watchdog, Witness, WitnessKind, min_deadtime,
 };
 
 use std::path::{Path, PathBuf};

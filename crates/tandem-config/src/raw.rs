@@ -73,7 +73,11 @@ pub(crate) struct RawControl {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAlert {
-    pub program: Spanned<String>,
+    pub program: Option<Spanned<String>>,
+    pub mail_to: Option<Spanned<String>>,
+    pub subject: Option<Spanned<String>>,
+    pub sendmail: Option<Spanned<String>>,
+    pub groups: Option<Vec<Spanned<String>>>,
     pub recipient: Option<Spanned<String>>,
     pub kinds: Option<Vec<Spanned<String>>>,
     pub timeout: Option<Spanned<RawTime>>,

@@ -54,6 +54,14 @@ fn a_drill_is_alerted_in_order_with_pacemakers_variables() {
         d.join("hang.sh"),
         d.join("pacemaker.log"),
     );
+    let (sendmail, mail) = (d.join("sendmail"), d.join("mail.log"));
+    script(
+        &sendmail,
+        &format!(
+            "cat >> {m}\necho \"sendmail $*\" >> {m}",
+            m = mail.display()
+        ),
+    );
     script(
         &rec,
         &format!(
@@ -111,7 +119,14 @@ recipient = "{d}/record.log"
 program = "{SAMPLE}"
 recipient = "{pm}"
 kinds = ["node", "resource", "fencing"]
+
+[[alert]]
+mail_to = "ops@example.com"
+subject = "web"
+groups = ["web"]
+sendmail = "{sendmail}"
 "#,
+        sendmail = sendmail.display(),
         hang = hang.display(),
         rec = rec.display(),
         d = d.display(),
@@ -252,8 +267,134 @@ kinds = ["node", "resource", "fencing"]
         "{}",
         pm.join("\n")
     );
+    // Heartbeat's MailTo, through the same path: one mail per takeover and
+    // release, through `sendmail -t`.
+    wait_for("the failover mail", || {
+        std::fs::read_to_string(&mail)
+            .unwrap_or_default()
+            .contains("Subject: web: Taking over resource group web (failover: n1 is dead) on n2")
+    });
+    let m = std::fs::read_to_string(&mail).unwrap();
+    assert!(
+        m.contains("To: ops@example.com") && m.contains("sendmail -t"),
+        "{m}"
+    );
+    assert!(
+        m.contains("Subject: web: Releasing resource group web"),
+        "{m}"
+    );
+    assert!(
+        !m.contains("Acquisition completed"),
+        "mail for more than takeovers and releases: {m}"
+    );
     // The hanging agent delivered nothing yet, and the cluster went on.
     let st = c.status(1).unwrap();
     assert_eq!(st.daemon.alerts_failed, 0);
     assert!(st.daemon.alerts_delivered >= got.len() as u64);
+}
+
+/// At least once across a crash: events queued behind a hanging delivery
+/// when the daemon is killed are delivered, marked replayed, when it
+/// starts again, before its new events.
+#[test]
+fn undelivered_alerts_survive_a_daemon_crash() {
+    let s = 70;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (rec, flag, hanging) = (d.join("record.sh"), d.join("hold"), d.join("hanging"));
+    script(
+        &rec,
+        &format!(
+            "if [ -e {flag} ]; then touch {hanging}; exec sleep 1000070; fi\n\
+             echo \"$TANDEM_ALERT_INCARNATION|$CRM_alert_node_sequence|${{TANDEM_ALERT_REPLAYED:-0}}|$TANDEM_ALERT_TEXT\" >> \"$CRM_alert_recipient\"",
+            flag = flag.display(),
+            hanging = hanging.display()
+        ),
+    );
+    let text = format!(
+        "cluster = \"spool{s}\"\nkey_file = \"authkey\"\nstate_dir = \"state\"\nrealtime = false\n[timing]\ninitdead = \"1s\"\n\
+         [[link]]\nname = \"lo\"\nkind = \"ucast\"\nport = 7694\n[[node]]\nname = \"n1\"\naddresses = {{ lo = \"127.0.{s}.11\" }}\n\
+         [[group]]\nname = \"web\"\n[[group.resource]]\nname = \"daemon\"\nagent = \"process\"\nparams = {{ command = \"exec sleep 1000071\" }}\n\
+         [[alert]]\nprogram = \"{}\"\nrecipient = \"{}\"\nkinds = [\"group\", \"resource\"]\ntimeout = \"60s\"\n",
+        rec.display(),
+        d.join("record.log").display()
+    );
+    let mut c = LocalCluster::from_config(
+        EXE.as_ref(),
+        &text,
+        vec![("n1".into(), format!("127.0.{s}.11"), None)],
+    )
+    .unwrap();
+    std::fs::write(&flag, "").unwrap();
+    c.start(0).unwrap();
+    // The first delivery hangs; the group's other events queue behind it.
+    wait_for("the group started, its alerts queued", || {
+        hanging.exists()
+            && c.status(0)
+                .is_ok_and(|st| st.membership.groups[0].phase_here == "started")
+    });
+    let first = c.status(0).unwrap().membership.incarnation;
+    c.kill(0).unwrap();
+    let _ = Command::new("pkill").args(["-f", "sleep 1000070"]).status();
+    std::fs::remove_file(&flag).unwrap();
+    assert!(
+        lines(&d.join("record.log")).is_empty(),
+        "delivered while held"
+    );
+    c.start(0).unwrap();
+    // A new event after the restart: standby releases the group.
+    wait_for("the restarted daemon joined", || {
+        c.status(0).is_ok_and(|st| st.membership.joined)
+    });
+    assert!(
+        Command::new(EXE)
+            .args(["standby", "n1", "--socket"])
+            .arg(&c.nodes[0].socket)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let end = Instant::now() + WAIT;
+    loop {
+        let l = lines(&d.join("record.log"));
+        let ok = l
+            .iter()
+            .any(|x| x.starts_with(&format!("{first}|")) && x.contains("|1|Acquisition completed"))
+            && l.iter().any(|x| {
+                !x.starts_with(&format!("{first}|")) && x.contains("Releasing resource group web")
+            });
+        if ok {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "no replay: record {l:#?}\nqueue {:?}\ndone {:?}\nlog {}",
+            std::fs::read_to_string(c.dir().join("state-n1/alerts/0.queue")),
+            std::fs::read_to_string(c.dir().join("state-n1/alerts/0.done")),
+            std::fs::read_to_string(&c.nodes[0].log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let l = lines(&d.join("record.log"));
+    let old: Vec<&String> = l
+        .iter()
+        .filter(|x| x.starts_with(&format!("{first}|")))
+        .collect();
+    assert!(
+        old.iter().all(|x| x.split('|').nth(2) == Some("1")),
+        "old events not marked replayed: {l:#?}"
+    );
+    assert!(
+        old.iter()
+            .any(|x| x.contains("Taking over resource group web")),
+        "the held event was lost: {l:#?}"
+    );
+    let first_new = l
+        .iter()
+        .position(|x| !x.starts_with(&format!("{first}|")))
+        .unwrap();
+    assert!(
+        l[..first_new].len() == old.len(),
+        "replayed events came after new ones: {l:#?}"
+    );
 }

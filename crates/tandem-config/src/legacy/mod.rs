@@ -337,6 +337,7 @@ pub fn convert(
         };
         let mut ip_count = 0;
         let mut drbd_names: Vec<String> = Vec::new();
+        let mut alerts = String::new();
         for (gi, l) in logical_lines(rtext).iter().enumerate() {
             let w: Vec<&str> = l.text.split_whitespace().collect();
             let pref = w[0].to_ascii_lowercase();
@@ -384,6 +385,22 @@ pub fn convert(
                 }
             }
             for (ri, spec) in w[1..].iter().enumerate() {
+                // MailTo mails takeovers and releases: an alert, not a
+                // resource (same worker, order and retries as every alert).
+                if let Some(rest) = spec.strip_prefix("MailTo::") {
+                    let mut parts = rest.split("::");
+                    if let Some(addr) = parts.next().filter(|a| !a.is_empty()) {
+                        let subject = parts
+                            .next()
+                            .map_or(String::new(), |s| format!("subject = {s:?}\n"));
+                        let _ = write!(
+                            alerts,
+                            "\n[[alert]]  # {spec} (haresources line {})\nmail_to = {addr:?}\n{subject}groups = [{gname:?}]\n",
+                            l.line
+                        );
+                        continue;
+                    }
+                }
                 if let Some((name, body)) = resource_toml(spec, ri, &mut ip_count, &mut rg, l) {
                     let _ = writeln!(
                         toml,
@@ -393,6 +410,7 @@ pub fn convert(
             }
         }
         diags.extend(rg.out);
+        toml.push_str(&alerts);
         if !drbd_names.is_empty() {
             let nodes: Vec<String> = cf.nodes.iter().map(|(n, _)| n.clone()).collect();
             match drbd::import(drbd, Some(&drbd_names), Some(&nodes)) {

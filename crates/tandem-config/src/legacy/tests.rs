@@ -164,7 +164,7 @@ fn resource_forms() {
     let res = "srv 10.0.0.170/24/eth0 Filesystem::/dev/sda1::/data1::ext2 \\\n  drbddisk::r0 MailTo::ops@example.com::failover IPaddr2::10.0.0.5/24/eth0 httpd::a::b\n";
     let h = conv(S1_HACF, Some(res)).unwrap();
     let r = &h.loaded.config.groups[0].resources;
-    assert_eq!(r.len(), 6);
+    assert_eq!(r.len(), 5, "MailTo is an alert, not a resource");
     assert_eq!(
         r[1].agent,
         AgentKind::Ocf {
@@ -183,9 +183,21 @@ fn resource_forms() {
         v.nodes[0].device.as_deref(),
         Some(std::path::Path::new("/dev/drbd0"))
     );
-    assert_eq!(r[3].params["email"], "ops@example.com");
-    assert_eq!(r[4].params["label"], "eth0:1");
-    assert_eq!(r[5].params["args"], "a::b");
+    assert_eq!(r[3].params["label"], "eth0:1");
+    assert_eq!(r[4].params["args"], "a::b");
+    // MailTo::ops@example.com::failover mails this group's takeovers and
+    // releases through the alert path.
+    let a = &h.loaded.config.alerts[0];
+    assert_eq!(
+        a.action,
+        crate::AlertAction::Mail {
+            to: "ops@example.com".into(),
+            subject: Some("failover".into()),
+            sendmail: "/usr/sbin/sendmail".into(),
+        }
+    );
+    assert_eq!(a.groups, vec![h.loaded.config.groups[0].name.clone()]);
+    assert_eq!(a.kinds, vec!["group".to_string()]);
 }
 
 #[test]

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::Alert;
 use super::check::Checker;
+use super::{Alert, AlertAction};
 
 /// What `kinds` may name: tandem's event kinds (Pacemaker's `node`,
 /// `fencing` and `resource` among them).
@@ -30,10 +30,31 @@ pub(super) fn build_alerts(
     base: &Path,
 ) -> Vec<Alert> {
     let mut out = Vec::new();
-    for a in raw {
-        let a = a.get_ref();
+    for spanned in raw {
+        let at = spanned.span().start;
+        let a = spanned.get_ref();
+        let action = match (&a.program, &a.mail_to) {
+            (Some(p), None) => AlertAction::Program(base.join(p.get_ref())),
+            (None, Some(to)) => AlertAction::Mail {
+                to: to.get_ref().clone(),
+                subject: a.subject.as_ref().map(|s| s.get_ref().clone()),
+                sendmail: a
+                    .sendmail
+                    .as_ref()
+                    .map_or_else(|| "/usr/sbin/sendmail".into(), |s| base.join(s.get_ref())),
+            },
+            _ => {
+                c.error(
+                    at,
+                    "an [[alert]] needs either `program` or `mail_to`",
+                    Some("program = \"/usr/share/pacemaker/alerts/alert_file.sh.sample\", or mail_to = \"ops@example.com\"".to_string()),
+                );
+                continue;
+            }
+        };
         let mut kinds = Vec::new();
         match &a.kinds {
+            None if a.mail_to.is_some() => kinds.push("group".to_string()),
             None => kinds.extend(DEFAULT_ALERT_KINDS.iter().map(|k| (*k).to_string())),
             Some(list) => {
                 for k in list {
@@ -67,7 +88,13 @@ pub(super) fn build_alerts(
             },
         };
         out.push(Alert {
-            program: base.join(a.program.get_ref()),
+            action,
+            groups: a
+                .groups
+                .iter()
+                .flatten()
+                .map(|g| g.get_ref().clone())
+                .collect(),
             recipient: a.recipient.as_ref().map(|r| r.get_ref().clone()),
             kinds,
             timeout,

@@ -124,12 +124,31 @@ pub struct Config {
     pub alerts: Vec<Alert>,
 }
 
+/// What an `[[alert]]` does with each event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AlertAction {
+    /// Run this program (e.g. Pacemaker's `alert_file.sh.sample`).
+    Program(PathBuf),
+    /// Mail the takeovers and releases (Heartbeat's `MailTo`) through
+    /// `sendmail -t`.
+    Mail {
+        /// Recipient address(es).
+        to: String,
+        /// Subject prefix.
+        subject: Option<String>,
+        /// The MTA's sendmail (default `/usr/sbin/sendmail`).
+        sendmail: PathBuf,
+    },
+}
+
 /// `[[alert]]`: a program run for every transition of the chosen kinds, in
 /// order, at least once, with a sequence number.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Alert {
-    /// The program (e.g. Pacemaker's `alert_file.sh.sample`).
-    pub program: PathBuf,
+    /// What is done with each event.
+    pub action: AlertAction,
+    /// Only events about these groups (empty: every event).
+    pub groups: Vec<String>,
     /// `CRM_alert_recipient` (a file, an address…), if any.
     pub recipient: Option<String>,
     /// Event kinds delivered (`node`, `resource`, `fencing`, `group`, …).

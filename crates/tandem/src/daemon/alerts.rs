@@ -13,16 +13,20 @@
 //! deliveries, never the cluster. A run that fails (exit code not 0, or
 //! killed at its timeout) is retried after 1 s, 2 s, 4 s… up to `retries`
 //! times; then the event is counted as undelivered and logged, and the
-//! next one goes.
+//! next one goes. Events are queued on disk before delivery
+//! (`alert_spool.rs`), so a daemon that dies first delivers them when it
+//! starts again (marked `TANDEM_ALERT_REPLAYED=1`).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tandem_agents::exec::{Exit, run};
+
+use super::alert_spool::{Env, Spool};
 use tandem_api::{EventLog, Numbered};
-use tandem_config::Alert;
+use tandem_config::{Alert, AlertAction};
 use tandem_core::Event;
 
 /// Deliveries that failed after every retry, all alerts together.
@@ -43,6 +47,10 @@ pub struct Origin {
     pub node: String,
     /// This node's id.
     pub node_id: u16,
+    /// This daemon's incarnation (sequence numbers restart with it).
+    pub incarnation: u64,
+    /// Where each alert's undelivered events are kept (`alert_spool.rs`).
+    pub spool_dir: std::path::PathBuf,
 }
 
 /// Starts one worker per alert, subscribed to `log`; deliveries are
@@ -56,12 +64,65 @@ pub fn start(
     for (i, alert) in alerts.iter().enumerate() {
         let rx = log.subscribe();
         let (alert, origin, shared) = (alert.clone(), origin.clone(), shared.clone());
+        let label = match &alert.action {
+            AlertAction::Program(p) => p.display().to_string(),
+            AlertAction::Mail { to, .. } => format!("mail to {to}"),
+        };
+        let (spool, pending) = match Spool::open(&origin.spool_dir, i) {
+            Ok((spool, pending)) => (Some(Arc::new(Mutex::new(spool))), pending),
+            Err(e) => {
+                tracing::warn!(
+                    "alert {label}: cannot keep its queue in {} ({e}); events are delivered from memory only",
+                    origin.spool_dir.display()
+                );
+                (None, Vec::new())
+            }
+        };
+        // The queuer writes each wanted event to the spool as it arrives
+        // (so it survives a crash even while an earlier delivery hangs);
+        // the deliverer runs the program for each, in order.
+        let (tx, queued) = std::sync::mpsc::channel::<Env>();
+        let queuer_spool = spool.clone();
+        let queuer_label = label.clone();
+        let (qalert, qorigin) = (alert.clone(), origin.clone());
+        std::thread::Builder::new()
+            .name(format!("tandem-alertq-{i}"))
+            .spawn(move || {
+                for n in rx {
+                    if !wanted(&qalert, &n.event) {
+                        continue;
+                    }
+                    let env = environment(&qalert, &qorigin, &n);
+                    if let Some(s) = &queuer_spool
+                        && let Ok(mut s) = s.lock()
+                        && let Err(e) = s.push(&env)
+                    {
+                        tracing::warn!("alert {queuer_label}: queue {}: {e}", s.path().display());
+                    }
+                    if tx.send(env).is_err() {
+                        break;
+                    }
+                }
+            })?;
         std::thread::Builder::new()
             .name(format!("tandem-alert-{i}"))
             .spawn(move || {
-                for n in rx {
-                    if alert.kinds.iter().any(|k| k == n.event.kind()) {
-                        deliver(&alert, &origin, &n, &shared.alerts);
+                if !pending.is_empty() {
+                    tracing::info!(
+                        "alert {label}: delivering {} event(s) left from before the restart",
+                        pending.len()
+                    );
+                }
+                let replayed = pending.into_iter().map(|mut env| {
+                    env.insert("TANDEM_ALERT_REPLAYED".into(), "1".into());
+                    env
+                });
+                for env in replayed.chain(queued) {
+                    deliver(&alert, &env, &shared.alerts);
+                    if let Some(s) = &spool
+                        && let Ok(mut s) = s.lock()
+                    {
+                        let _ = s.done();
                     }
                 }
             })?;
@@ -69,12 +130,31 @@ pub fn start(
     Ok(())
 }
 
-fn deliver(alert: &Alert, origin: &Origin, n: &Numbered, stats: &AlertStats) {
-    let env = environment(alert, origin, n);
-    let program = alert.program.to_string_lossy();
+/// Whether `alert` takes `e`: its kinds, its groups, and for mail only
+/// takeovers and releases (as Heartbeat's MailTo mailed at start and stop).
+fn wanted(alert: &Alert, e: &Event) -> bool {
+    let group = e.subject().group;
+    alert.kinds.iter().any(|k| k == e.kind())
+        && (alert.groups.is_empty() || group.is_some_and(|g| alert.groups.iter().any(|x| x == g)))
+        && (matches!(alert.action, AlertAction::Program(_))
+            || matches!(e, Event::Acquiring { .. } | Event::Releasing { .. }))
+}
+
+/// The mail alert: the message through the MTA's `sendmail -t`.
+const MAIL: &str = r#"printf 'To: %s\nSubject: %s\nX-Tandem-Sequence: %s\n\n%s\n' "$TANDEM_MAIL_TO" "$TANDEM_MAIL_SUBJECT" "$CRM_alert_node_sequence" "$TANDEM_ALERT_TEXT" | "$TANDEM_SENDMAIL" -t"#;
+
+fn deliver(alert: &Alert, env: &Env, stats: &AlertStats) {
+    let (program, args): (String, Vec<&str>) = match &alert.action {
+        AlertAction::Program(p) => (p.to_string_lossy().to_string(), Vec::new()),
+        AlertAction::Mail { .. } => ("/bin/sh".into(), vec!["-c", MAIL]),
+    };
+    let seq = env
+        .get("CRM_alert_node_sequence")
+        .map_or("?", String::as_str);
+    let text = env.get("TANDEM_ALERT_TEXT").map_or("", String::as_str);
     let mut wait = Duration::from_secs(1);
     for attempt in 0..=alert.retries {
-        let why = match run(&program, &[], &env, alert.timeout) {
+        let why = match run(&program, &args, env, alert.timeout) {
             Exit::Code(0, _) => {
                 stats.delivered.fetch_add(1, Ordering::Relaxed);
                 return;
@@ -87,9 +167,7 @@ fn deliver(alert: &Alert, origin: &Origin, n: &Numbered, stats: &AlertStats) {
         if attempt == alert.retries {
             stats.failed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
-                "alert {program}: event {} ({}) not delivered after {} attempt(s): {why}",
-                n.seq,
-                n.event,
+                "alert {program}: event {seq} ({text}) not delivered after {} attempt(s): {why}",
                 attempt + 1
             );
             return;
@@ -201,7 +279,7 @@ fn timestamp(at: SystemTime) -> (String, u64, u32) {
 }
 
 /// The alert program's environment.
-pub fn environment(alert: &Alert, origin: &Origin, n: &Numbered) -> BTreeMap<String, String> {
+pub fn environment(alert: &Alert, origin: &Origin, n: &Numbered) -> Env {
     let p = pacemaker(&n.event, origin);
     let (ts, epoch, usec) = timestamp(n.at);
     let subject = n.event.subject();
@@ -235,6 +313,7 @@ pub fn environment(alert: &Alert, origin: &Origin, n: &Numbered) -> BTreeMap<Str
         ("TANDEM_ALERT_SEQUENCE", n.seq.to_string()),
         ("TANDEM_ALERT_CLUSTER", origin.cluster.clone()),
         ("TANDEM_ALERT_LOCAL_NODE", origin.node.clone()),
+        ("TANDEM_ALERT_INCARNATION", origin.incarnation.to_string()),
         ("TANDEM_ALERT_WARNING", n.event.is_warning().to_string()),
     ]
     .into_iter()
@@ -245,6 +324,20 @@ pub fn environment(alert: &Alert, origin: &Origin, n: &Numbered) -> BTreeMap<Str
     }
     if let Some(k) = n.event.acquire_kind() {
         env.insert("TANDEM_ALERT_REASON".into(), k.to_string());
+    }
+    if let AlertAction::Mail {
+        to,
+        subject,
+        sendmail,
+    } = &alert.action
+    {
+        let prefix = subject.as_deref().unwrap_or("tandem");
+        env.insert("TANDEM_MAIL_TO".into(), to.clone());
+        env.insert(
+            "TANDEM_MAIL_SUBJECT".into(),
+            format!("{prefix}: {} on {}", n.event, origin.node),
+        );
+        env.insert("TANDEM_SENDMAIL".into(), sendmail.display().to_string());
     }
     env
 }

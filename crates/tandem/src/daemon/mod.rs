@@ -3,6 +3,7 @@
 //! socket side by side. Every worker reports to the node loop through one
 //! [`inbox::Inbox`].
 
+pub mod alert_spool;
 pub mod alerts;
 pub mod fence;
 pub mod inbox;
@@ -405,6 +406,8 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
             .position(|n| n.name == local)
             .and_then(|i| u16::try_from(i + 1).ok())
             .unwrap_or(0),
+        incarnation,
+        spool_dir: config.state_dir.join("alerts"),
     };
     alerts::start(&config.alerts, &origin, &events, &shared).context("start the alert workers")?;
     let history = config.state_dir.join("history");
