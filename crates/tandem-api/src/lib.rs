@@ -36,9 +36,10 @@ pub trait Backend: Send + Sync + 'static {
     /// The status document (the same as `tandem status --json`), or why it
     /// is not available (the daemon is starting).
     fn status(&self) -> Result<Status, String>;
-    /// Applies an operator command; may block for a few seconds while the
-    /// brain answers (run off the async runtime).
-    fn command(&self, command: tandem_core::Command) -> Response;
+    /// Applies an operator command asked by `by` (the token's name and the
+    /// caller's address); may block for a few seconds while the brain
+    /// answers (run off the async runtime).
+    fn command(&self, command: tandem_core::Command, by: &str) -> Response;
 }
 
 /// How the HTTP surface is set up.

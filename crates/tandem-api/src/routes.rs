@@ -214,9 +214,9 @@ fn authorize(
 
 /// Runs `command` for `caller` off the runtime and maps the brain's answer.
 async fn apply(s: Arc<AppState>, caller: Caller, command: Command) -> Response {
-    let what = format!("{command:?}");
     let backend = s.backend.clone();
-    let answer = tokio::task::spawn_blocking(move || backend.command(command)).await;
+    let by = format!("token {} from {}", caller.name, caller.peer);
+    let answer = tokio::task::spawn_blocking(move || backend.command(command, &by)).await;
     let (code, body) = match answer {
         Ok(tandem_control::Response::Done { message }) => (
             StatusCode::OK,
@@ -242,13 +242,6 @@ async fn apply(s: Arc<AppState>, caller: Caller, command: Command) -> Response {
             json!({"result": "error", "message": "unexpected answer from the daemon"}),
         ),
     };
-    tracing::info!(
-        target: "tandem::audit",
-        "{} from {} over HTTP: {what}: {}",
-        caller.name,
-        caller.peer,
-        code
-    );
     (code, Json(body)).into_response()
 }
 

@@ -188,6 +188,34 @@ pub fn request(path: &Path, req: &Request, timeout: Duration) -> Result<Response
     })
 }
 
+/// Who sent a request, from the socket's kernel credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The peer's user id, when the kernel told it.
+    pub uid: Option<u32>,
+}
+
+impl Caller {
+    /// `user alice (uid 1000)`, or `uid 1000` when /etc/passwd does not
+    /// name it, for logs and the event history.
+    pub fn describe(&self) -> String {
+        let Some(uid) = self.uid else {
+            return "an unknown local user".into();
+        };
+        let name = std::fs::read_to_string("/etc/passwd").ok().and_then(|p| {
+            p.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                (f.nth(1)? == uid.to_string()).then(|| name.to_string())
+            })
+        });
+        match name {
+            Some(n) => format!("local user {n} (uid {uid})"),
+            None => format!("local uid {uid}"),
+        }
+    }
+}
+
 /// Most connections served at once; more are told to retry.
 const MAX_CLIENTS: usize = 16;
 
@@ -203,7 +231,7 @@ pub fn serve<H>(
     handler: H,
 ) -> Result<std::thread::JoinHandle<()>, ControlError>
 where
-    H: Fn(Request) -> Response + Send + Sync + 'static,
+    H: Fn(Request, &Caller) -> Response + Send + Sync + 'static,
 {
     use std::os::unix::fs::FileTypeExt;
     let io = |source| ControlError::Io {
@@ -292,14 +320,14 @@ fn reply(stream: &UnixStream, response: &Response) -> std::io::Result<()> {
     w.write_all(out.as_bytes())
 }
 
-fn answer<H: Fn(Request) -> Response>(
+fn answer<H: Fn(Request, &Caller) -> Response>(
     stream: &UnixStream,
     access: &Access,
     handler: &H,
 ) -> std::io::Result<()> {
-    let rights = match access::peer(stream) {
-        Ok((uid, groups)) => access.rights(uid, &groups),
-        Err(_) => access::Rights::None,
+    let (rights, caller) = match access::peer(stream) {
+        Ok((uid, groups)) => (access.rights(uid, &groups), Caller { uid: Some(uid) }),
+        Err(_) => (access::Rights::None, Caller { uid: None }),
     };
     let mut reader = BufReader::new(stream.take(MAX_LINE));
     let mut line = String::new();
@@ -307,7 +335,7 @@ fn answer<H: Fn(Request) -> Response>(
     let response = match serde_json::from_str::<Request>(&line) {
         Ok(req) => match access.refusal(&req, rights) {
             Some(message) => Response::Error { message },
-            None => handler(req),
+            None => handler(req, &caller),
         },
         Err(e) => Response::Error {
             message: format!("invalid request: {e}"),
@@ -329,7 +357,7 @@ mod tests {
         assert!(matches!(e, ControlError::NotRunning { .. }), "{e}");
         assert!(e.to_string().contains("start one with `tandem daemon`"));
 
-        serve(&path, Access::default(), |_| Response::Error {
+        serve(&path, Access::default(), |_, _| Response::Error {
             message: "hello".into(),
         })
         .unwrap();
@@ -342,7 +370,7 @@ mod tests {
             }
         );
         // A second daemon on the same socket is refused.
-        let again = serve(&path, Access::default(), |_| Response::Error {
+        let again = serve(&path, Access::default(), |_, _| Response::Error {
             message: String::new(),
         });
         assert!(again.unwrap_err().to_string().contains("already listening"));
@@ -362,7 +390,7 @@ mod tests {
         let path = dir.path().join("t.sock");
         drop(UnixListener::bind(&path).unwrap());
         assert!(path.exists());
-        serve(&path, Access::default(), |_| Response::Error {
+        serve(&path, Access::default(), |_, _| Response::Error {
             message: "x".into(),
         })
         .unwrap();
@@ -375,7 +403,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.sock");
         std::fs::write(&path, "precious").unwrap();
-        let e = serve(&path, Access::default(), |_| Response::Error {
+        let e = serve(&path, Access::default(), |_, _| Response::Error {
             message: "x".into(),
         })
         .unwrap_err();
@@ -388,7 +416,7 @@ mod tests {
     fn a_silent_client_does_not_delay_another() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.sock");
-        serve(&path, Access::default(), |_| Response::Error {
+        serve(&path, Access::default(), |_, _| Response::Error {
             message: "ok".into(),
         })
         .unwrap();

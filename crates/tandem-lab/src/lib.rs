@@ -17,4 +17,5 @@ pub mod lab_cluster;
 pub mod loopback_cluster;
 pub mod netns;
 pub mod pg_client;
+pub mod stall;
 pub mod volume_cluster;

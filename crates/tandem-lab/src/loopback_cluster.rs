@@ -346,3 +346,48 @@ impl Drop for LocalCluster {
         }
     }
 }
+
+/// A two-node cluster on loopback (see [`WebPair::build`]): the shape most
+/// end-to-end tests of the operator surface need.
+#[derive(Debug, Clone, Default)]
+pub struct WebPair {
+    /// Cluster name prefix (the subnet is appended).
+    pub name: String,
+    /// Third octet: the nodes are 127.0.S.11 and 127.0.S.12.
+    pub subnet: u8,
+    /// The command of the group's one resource `daemon` (process agent).
+    pub command: String,
+    /// Extra lines for the group (e.g. `migration_threshold = 1`).
+    pub group_extra: String,
+    /// Extra lines for the resource (e.g. `monitor = "200ms"`).
+    pub resource_extra: String,
+    /// Extra tables at the end (e.g. `[http]`, `[[alert]]`).
+    pub extra: String,
+}
+
+impl WebPair {
+    /// Writes the configuration of nodes n1 and n2 with one group `web`
+    /// preferring n1 (200 over 100); starts nothing.
+    pub fn build(&self, exe: &Path) -> anyhow::Result<LocalCluster> {
+        let s = self.subnet;
+        let text = format!(
+            "cluster = \"{name}{s}\"\nkey_file = \"authkey\"\nstate_dir = \"state\"\nrealtime = false\n\n\
+             [[link]]\nname = \"lo\"\nkind = \"ucast\"\nport = 7694\n\n\
+             [[node]]\nname = \"n1\"\naddresses = {{ lo = \"127.0.{s}.11\" }}\n\n\
+             [[node]]\nname = \"n2\"\naddresses = {{ lo = \"127.0.{s}.12\" }}\n\n\
+             [[group]]\nname = \"web\"\nprefer = {{ n1 = 200, n2 = 100 }}\n{group}\n\n\
+             [[group.resource]]\nname = \"daemon\"\nagent = \"process\"\nparams = {{ command = {command:?} }}\n{resource}\n\n{extra}\n",
+            name = self.name,
+            group = self.group_extra,
+            command = self.command,
+            resource = self.resource_extra,
+            extra = self.extra,
+        );
+        let nodes = ["n1", "n2"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| ((*n).to_string(), format!("127.0.{s}.{}", 11 + i), None))
+            .collect();
+        LocalCluster::from_config(exe, &text, nodes)
+    }
+}

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tandem_lab::loopback_cluster::LocalCluster;
+use tandem_lab::loopback_cluster::{LocalCluster, WebPair};
 
 const EXE: &str = env!("CARGO_BIN_EXE_tandem");
 const WAIT: Duration = Duration::from_secs(20);
@@ -77,36 +77,8 @@ fn a_drill_is_alerted_in_order_with_pacemakers_variables() {
             d.display()
         ),
     );
-    let text = format!(
-        r#"cluster = "alert{s}"
-key_file = "authkey"
-state_dir = "state"
-realtime = false
-
-[[link]]
-name = "lo"
-kind = "ucast"
-port = 7694
-
-[[node]]
-name = "n1"
-addresses = {{ lo = "127.0.{s}.11" }}
-
-[[node]]
-name = "n2"
-addresses = {{ lo = "127.0.{s}.12" }}
-
-[[group]]
-name = "web"
-prefer = {{ n1 = 200, n2 = 100 }}
-
-[[group.resource]]
-name = "daemon"
-agent = "process"
-params = {{ command = "exec sleep 1000066" }}
-monitor = "200ms"
-
-[[alert]]
+    let extra = format!(
+        r#"[[alert]]
 program = "{hang}"
 timeout = "30s"
 retries = 0
@@ -132,12 +104,16 @@ sendmail = "{sendmail}"
         d = d.display(),
         pm = pm_out.display()
     );
-    // Each node records to its own file.
-    let nodes = vec![
-        ("n1".to_string(), format!("127.0.{s}.11"), None),
-        ("n2".to_string(), format!("127.0.{s}.12"), None),
-    ];
-    let mut c = LocalCluster::from_config(EXE.as_ref(), &text, nodes).unwrap();
+    let mut c = WebPair {
+        name: "alert".into(),
+        subnet: s,
+        command: "exec sleep 1000066".into(),
+        resource_extra: "monitor = \"200ms\"".into(),
+        extra,
+        ..WebPair::default()
+    }
+    .build(EXE.as_ref())
+    .unwrap();
     // Both nodes record to one file; n2's lines are checked.
     let record = d.join("record.log");
     let n2_lines = || -> Vec<String> {

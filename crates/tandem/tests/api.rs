@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tandem_lab::loopback_cluster::LocalCluster;
+use tandem_lab::loopback_cluster::{LocalCluster, WebPair};
 
 const EXE: &str = env!("CARGO_BIN_EXE_tandem");
 const WAIT: Duration = Duration::from_secs(15);
@@ -19,44 +19,17 @@ const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 /// A two-node loopback cluster on 127.0.`s`.11/.12 with a process group
 /// preferring n1, and the API on port 7080 of each node's address.
 fn cluster(s: u8, http_extra: &str) -> LocalCluster {
-    let text = format!(
-        r#"cluster = "api{s}"
-key_file = "authkey"
-state_dir = "state"
-realtime = false
-
-[[link]]
-name = "lo"
-kind = "ucast"
-port = 7694
-
-[[node]]
-name = "n1"
-addresses = {{ lo = "127.0.{s}.11" }}
-
-[[node]]
-name = "n2"
-addresses = {{ lo = "127.0.{s}.12" }}
-
-[[group]]
-name = "web"
-prefer = {{ n1 = 200, n2 = 100 }}
-
-[[group.resource]]
-name = "daemon"
-agent = "process"
-params = {{ command = "sleep 1000000" }}
-
-[http]
-on = {{ n1 = "127.0.{s}.11:7080", n2 = "127.0.{s}.12:7080" }}
-{http_extra}
-"#
-    );
-    let nodes = vec![
-        ("n1".to_string(), format!("127.0.{s}.11"), None),
-        ("n2".to_string(), format!("127.0.{s}.12"), None),
-    ];
-    LocalCluster::from_config(EXE.as_ref(), &text, nodes).unwrap()
+    WebPair {
+        name: "api".into(),
+        subnet: s,
+        command: "sleep 1000000".into(),
+        extra: format!(
+            "[http]\non = {{ n1 = \"127.0.{s}.11:7080\", n2 = \"127.0.{s}.12:7080\" }}\n{http_extra}\n"
+        ),
+        ..WebPair::default()
+    }
+    .build(EXE.as_ref())
+    .unwrap()
 }
 
 fn tokens_file(c: &LocalCluster) -> String {
@@ -294,10 +267,24 @@ fn every_endpoint_tokens_and_bad_input() {
     });
     let log = std::fs::read_to_string(&c.nodes[0].log).unwrap();
     assert!(
-        log.contains("ops from 127.") && log.contains("over HTTP: Move"),
+        log.contains("token ops from 127.") && log.contains(": move web to n2 for 600 s: "),
         "no audit line naming the caller:\n{log}"
     );
     assert!(!log.contains(TOKEN), "the token appears in the log");
+    // The command and who asked are in the event history too.
+    let ev = json(&get(n1, "/api/v1/events?since=0&limit=500").1);
+    assert!(
+        ev["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "operator"
+                && e["text"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("Operator token ops from 127.")),
+        "{ev}"
+    );
     let (code, _) = post(n2, "/api/v1/groups/web/clear", Some(TOKEN), "");
     assert_eq!(code, 200);
     wait_until("web back on n1", || get(n1, "/active/web").0 == 200);

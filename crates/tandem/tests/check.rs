@@ -9,46 +9,20 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tandem_lab::loopback_cluster::LocalCluster;
+use tandem_lab::loopback_cluster::{LocalCluster, WebPair};
 
 const EXE: &str = env!("CARGO_BIN_EXE_tandem");
 
 fn cluster(s: u8, command: &str) -> LocalCluster {
-    let text = format!(
-        r#"cluster = "chk{s}"
-key_file = "authkey"
-state_dir = "state"
-realtime = false
-
-[[link]]
-name = "lo"
-kind = "ucast"
-port = 7694
-
-[[node]]
-name = "n1"
-addresses = {{ lo = "127.0.{s}.11" }}
-
-[[node]]
-name = "n2"
-addresses = {{ lo = "127.0.{s}.12" }}
-
-[[group]]
-name = "web"
-prefer = {{ n1 = 200, n2 = 100 }}
-migration_threshold = 1
-
-[[group.resource]]
-name = "daemon"
-agent = "process"
-params = {{ command = "{command}" }}
-"#
-    );
-    let nodes = vec![
-        ("n1".to_string(), format!("127.0.{s}.11"), None),
-        ("n2".to_string(), format!("127.0.{s}.12"), None),
-    ];
-    LocalCluster::from_config(EXE.as_ref(), &text, nodes).unwrap()
+    WebPair {
+        name: "chk".into(),
+        subnet: s,
+        command: command.into(),
+        group_extra: "migration_threshold = 1".into(),
+        ..WebPair::default()
+    }
+    .build(EXE.as_ref())
+    .unwrap()
 }
 
 /// A parsed plugin answer.

@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tandem_lab::loopback_cluster::LocalCluster;
+use tandem_lab::loopback_cluster::{LocalCluster, WebPair};
 
 const EXE: &str = env!("CARGO_BIN_EXE_tandem");
 
@@ -58,38 +58,17 @@ fn wait(what: &str, mut f: impl FnMut() -> bool) {
 #[test]
 fn a_failover_timeline_across_nodes_and_restarts() {
     let s = 67;
-    let text = format!(
-        r#"cluster = "hist{s}"
-key_file = "authkey"
-state_dir = "state"
-realtime = false
-[[link]]
-name = "lo"
-kind = "ucast"
-port = 7694
-[[node]]
-name = "n1"
-addresses = {{ lo = "127.0.{s}.11" }}
-[[node]]
-name = "n2"
-addresses = {{ lo = "127.0.{s}.12" }}
-[[group]]
-name = "web"
-prefer = {{ n1 = 200, n2 = 100 }}
-[[group.resource]]
-name = "daemon"
-agent = "process"
-params = {{ command = "exec sleep 1000067" }}
-[http]
-listen = "0.0.0.0:7080"
-on = {{ n1 = "127.0.{s}.11:7080", n2 = "127.0.{s}.12:7080" }}
-"#
-    );
-    let nodes = vec![
-        ("n1".to_string(), format!("127.0.{s}.11"), None),
-        ("n2".to_string(), format!("127.0.{s}.12"), None),
-    ];
-    let mut c = LocalCluster::from_config(EXE.as_ref(), &text, nodes).unwrap();
+    let mut c = WebPair {
+        name: "hist".into(),
+        subnet: s,
+        command: "exec sleep 1000067".into(),
+        extra: format!(
+            "[http]\nlisten = \"0.0.0.0:7080\"\non = {{ n1 = \"127.0.{s}.11:7080\", n2 = \"127.0.{s}.12:7080\" }}\n"
+        ),
+        ..WebPair::default()
+    }
+    .build(EXE.as_ref())
+    .unwrap();
     c.start_all().unwrap();
     let active = |c: &LocalCluster, node: &str| {
         c.status(1).is_ok_and(|st| {
@@ -98,6 +77,15 @@ on = {{ n1 = "127.0.{s}.11:7080", n2 = "127.0.{s}.12:7080" }}
         })
     };
     wait("web on n1", || active(&c, "n1"));
+    // An operator command, recorded with who asked.
+    assert!(
+        Command::new(EXE)
+            .args(["cleanup", "web", "--socket"])
+            .arg(&c.nodes[0].socket)
+            .status()
+            .unwrap()
+            .success()
+    );
     // n2 restarts (its history must survive), then n1 is killed: failover.
     c.stop(1, Duration::from_secs(10)).unwrap();
     c.start(1).unwrap();
@@ -117,6 +105,8 @@ on = {{ n1 = "127.0.{s}.11:7080", n2 = "127.0.{s}.12:7080" }}
     };
     // Before n2's restart, from both nodes; then the failover, in order.
     let first_start = pos("n1", "Started web/daemon");
+    let cleanup = pos("n1", "Operator local ");
+    assert!(t[cleanup].1.contains(": cleanup web: "), "{}", t[cleanup].1);
     let n2_left = pos("n1", "n2 left the cluster");
     let dead = pos("n2", "n1 is dead");
     let takeover = pos(

@@ -183,14 +183,29 @@ fn at_fast_timings_cpu_load_neither_lapses_the_lease_nor_releases() {
         .spawn()
         .unwrap();
     let (stop, sampled) = lease_sampler(w.lab.hosts[0].netns.clone(), "tandem_lab78".into());
+    let probe = tandem_lab::stall::Probe::start(Duration::from_millis(15));
     let (by, failed, first) = window(&w, Duration::from_secs(60));
     stop.store(true, Ordering::Relaxed);
+    let (realtime, stalls) = probe.stop();
     let (samples, missing) = sampled.join().unwrap();
     let log = log_of(&w, 0);
-    // While the daemon runs, its lease never lapses and it never releases.
+    // While the daemon runs, its lease never lapses and it never releases
+    // — unless the whole VM stalled then: a SCHED_FIFO 99 probe saw a gap
+    // ending within 150 ms of the release (the hypervisor took the vCPU;
+    // the daemon then rightly gives up a lease it cannot prove). Seen once
+    // in CI: a 40 ms stall at the fast preset.
+    let unexplained: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("past this node's lease"))
+        .filter(|l| {
+            let t = tandem_lab::stall::log_second_of_day(l).unwrap_or(-1.0);
+            !(realtime && stalls.iter().any(|s| (s.ended_s - t).abs() < 0.15))
+        })
+        .collect();
+    eprintln!("machine-wide stalls seen by the probe (real-time: {realtime}): {stalls:?}");
     assert!(
-        !log.contains("past this node's lease"),
-        "n1 released under load:\n{log}"
+        unexplained.is_empty(),
+        "n1 released under load without a machine-wide stall: {unexplained:?}\n{log}"
     );
     assert!(by.iter().all(|(n, _)| n == "n1"), "failed over: {by:?}");
     // The kernel's lease element, sampled every 20 ms, is always there.

@@ -12,15 +12,15 @@ use super::{Alert, AlertAction};
 
 /// What `kinds` may name: tandem's event kinds (Pacemaker's `node`,
 /// `fencing` and `resource` among them).
-pub const ALERT_KINDS: [&str; 11] = [
+pub const ALERT_KINDS: [&str; 12] = [
     "node", "link", "group", "resource", "quorum", "fencing", "witness", "lease", "settings",
-    "volume", "packet",
+    "operator", "volume", "packet",
 ];
 
 /// Kinds alerted by default: all but rejected packets.
-pub const DEFAULT_ALERT_KINDS: [&str; 10] = [
+pub const DEFAULT_ALERT_KINDS: [&str; 11] = [
     "node", "link", "group", "resource", "quorum", "fencing", "witness", "lease", "settings",
-    "volume",
+    "operator", "volume",
 ];
 
 /// Checks the `[[alert]]` tables.

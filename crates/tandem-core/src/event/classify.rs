@@ -17,7 +17,7 @@ pub struct Subject<'a> {
 impl Event {
     /// The stable word for what the event is about, for filters, alerts
     /// and the API: `node`, `link`, `group`, `resource`, `quorum`,
-    /// `fencing`, `witness`, `lease`, `settings`, `volume` or `packet`.
+    /// `fencing`, `witness`, `lease`, `settings`, `operator`, `volume` or `packet`.
     pub fn kind(&self) -> &'static str {
         match self {
             Event::LinkUp { .. } | Event::LinkDead { .. } => "link",
@@ -46,6 +46,7 @@ impl Event {
             Event::Fenced { .. } => "fencing",
             Event::Witness { .. } => "witness",
             Event::SettingsChanged { .. } => "settings",
+            Event::Operator { .. } => "operator",
             Event::Rejected { .. } => "packet",
         }
     }
@@ -95,6 +96,7 @@ impl Event {
             | Event::LeaseLost { .. }
             | Event::Witness { .. }
             | Event::SettingsChanged { .. }
+            | Event::Operator { .. }
             | Event::Rejected { .. } => {}
         }
         s

@@ -288,6 +288,16 @@ pub enum Event {
         /// What changed, in words.
         what: String,
     },
+    /// An operator command reached this node (reported by the daemon, not
+    /// the brain: the brain does not know who asked).
+    Operator {
+        /// Who asked: a local user, or an HTTP token's name and address.
+        by: String,
+        /// The command, in words.
+        command: String,
+        /// The answer: what changed, or why nothing did.
+        outcome: String,
+    },
     /// Datagrams are being rejected; reported at the 1st, 2nd, 4th, 8th …
     /// occurrence of each reason so a flood cannot flood the log.
     Rejected {
@@ -444,6 +454,11 @@ impl fmt::Display for Event {
                 "Stop of {group}/{resource} failed ({detail}): group {group} is BLOCKED here and will not start anywhere; check this node, then run `tandem cleanup {group}`"
             ),
             Event::SettingsChanged { what } => write!(f, "Settings: {what}"),
+            Event::Operator {
+                by,
+                command,
+                outcome,
+            } => write!(f, "Operator {by}: {command}: {outcome}"),
             Event::Fenced { node, error: None } => {
                 write!(
                     f,

@@ -413,6 +413,7 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
     let history = config.state_dir.join("history");
     tandem_api::history::start(&history, &events)
         .with_context(|| format!("keep the event history in {}", history.display()))?;
+    let op_events = event_sink.clone();
     let node_loop = NodeLoop {
         events: event_sink,
         watchdog,
@@ -460,7 +461,12 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         alerts_delivered: 0,
         alerts_failed: 0,
     };
-    let operator = Arc::new(operator::Operator::new(shared.clone(), info, inbox));
+    let operator = Arc::new(operator::Operator::new(
+        shared.clone(),
+        info,
+        inbox,
+        op_events,
+    ));
     let lookup = |name: &Option<String>, what: &str| -> anyhow::Result<Option<(String, u32)>> {
         name.as_ref()
             .map(|g| {
@@ -479,7 +485,9 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         read_group: lookup(&config.control.read_group, "read_group")?,
     };
     let control = operator.clone();
-    tandem_control::serve(&socket, access, move |req| control.handle(req))?;
+    tandem_control::serve(&socket, access, move |req, caller| {
+        control.handle(req, caller)
+    })?;
     systemd::start(shared.clone()).context("start the systemd notifier")?;
     if let Some(http) = &config.http {
         start_http(http, &local, operator, events, history)?;

@@ -21,31 +21,58 @@ pub struct Operator {
     shared: Arc<Shared>,
     info: DaemonInfo,
     inbox: Mutex<Inbox>,
+    /// Where each command is recorded, with who asked (history, alerts).
+    events: tandem_api::EventSink,
 }
 
 impl Operator {
     /// An operator surface over the node loop's snapshot and inbox.
-    pub fn new(shared: Arc<Shared>, info: DaemonInfo, inbox: Inbox) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        info: DaemonInfo,
+        inbox: Inbox,
+        events: tandem_api::EventSink,
+    ) -> Self {
         Self {
             shared,
             info,
             inbox: Mutex::new(inbox),
+            events,
         }
     }
 
-    /// Answers one control-socket request.
-    pub fn handle(&self, req: Request) -> Response {
+    /// Answers one control-socket request from `caller`.
+    pub fn handle(&self, req: Request, caller: &tandem_control::Caller) -> Response {
         match req {
             Request::Status => match self.snapshot() {
                 Ok(s) => Response::Status(Box::new(s)),
                 Err(message) => Response::Error { message },
             },
-            Request::Command(command) => self.apply(command),
+            Request::Command(command) => self.apply(command, &caller.describe()),
         }
     }
 
-    /// Hands `command` to the brain and waits for its answer.
-    pub fn apply(&self, command: Command) -> Response {
+    /// Hands `command` (asked by `by`) to the brain, waits for its answer,
+    /// and records both in the event history.
+    pub fn apply(&self, command: Command, by: &str) -> Response {
+        let what = describe(&command);
+        let response = self.ask(command);
+        let outcome = match &response {
+            Response::Done { message } => message.clone(),
+            Response::Refused { message, .. } => format!("refused: {message}"),
+            Response::Error { message } => format!("failed: {message}"),
+            Response::Status(_) => String::new(),
+        };
+        tracing::info!(target: "tandem::audit", "{by}: {what}: {outcome}");
+        self.events.send(tandem_core::Event::Operator {
+            by: by.to_string(),
+            command: what,
+            outcome,
+        });
+        response
+    }
+
+    fn ask(&self, command: Command) -> Response {
         let (reply, answer) = std::sync::mpsc::channel();
         if let Ok(inbox) = self.inbox.lock() {
             inbox.send(Input::Command { command, reply });
@@ -101,7 +128,30 @@ impl tandem_api::Backend for Operator {
         self.snapshot()
     }
 
-    fn command(&self, command: Command) -> Response {
-        self.apply(command)
+    fn command(&self, command: Command, by: &str) -> Response {
+        self.apply(command, by)
+    }
+}
+
+/// A command in the words of the CLI.
+fn describe(c: &Command) -> String {
+    match c {
+        Command::Move {
+            group,
+            node: Some(n),
+            duration,
+        } => match duration {
+            Some(d) => format!("move {group} to {n} for {} s", d.as_secs()),
+            None => format!("move {group} to {n}"),
+        },
+        Command::Move {
+            group, node: None, ..
+        } => format!("clear the move of {group}"),
+        Command::Standby { node, on: true } => format!("standby {node}"),
+        Command::Standby { node, on: false } => format!("unstandby {node}"),
+        Command::Cleanup { group } => format!("cleanup {group}"),
+        Command::ForcePrimary { node } => format!("force-primary {node}"),
+        Command::TakeOver { take: true, which } => format!("takeover {which}"),
+        Command::TakeOver { take: false, which } => format!("release {which}"),
     }
 }
