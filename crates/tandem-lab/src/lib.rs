@@ -17,5 +17,6 @@ pub mod lab_cluster;
 pub mod loopback_cluster;
 pub mod netns;
 pub mod pg_client;
+pub mod poll;
 pub mod stall;
 pub mod volume_cluster;

@@ -14,6 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tandem_lab::loopback_cluster::{LocalCluster, WebPair};
+use tandem_lab::poll;
 
 const EXE: &str = env!("CARGO_BIN_EXE_tandem");
 const WAIT: Duration = Duration::from_secs(20);
@@ -30,14 +31,6 @@ fn lines(path: &Path) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -130,19 +123,19 @@ sendmail = "{sendmail}"
             g.active_on == [node] && (node != "n2" || g.phase_here == "started")
         })
     };
-    wait_for("web on n1", || on(&c, "n1"));
+    poll::until(WAIT, "web on n1", || on(&c, "n1"));
 
     // Failover: n1 killed. The hanging agent is still on its first event,
     // and the cluster did not wait for it.
     c.kill(0).unwrap();
-    wait_for("web on n2", || on(&c, "n2"));
+    poll::until(WAIT, "web on n2", || on(&c, "n2"));
     assert!(
         d.join("hang-started-n2").exists(),
         "the hanging agent was never run"
     );
     // Failback: n1 back; then a move; then a monitor failure on n2.
     c.start(0).unwrap();
-    wait_for("web back on n1", || on(&c, "n1"));
+    poll::until(WAIT, "web back on n1", || on(&c, "n1"));
     assert!(
         Command::new(EXE)
             .args(["move", "web", "n2", "--socket"])
@@ -151,7 +144,7 @@ sendmail = "{sendmail}"
             .unwrap()
             .success()
     );
-    wait_for("web moved to n2", || on(&c, "n2"));
+    poll::until(WAIT, "web moved to n2", || on(&c, "n2"));
     let pid = Command::new("pgrep")
         .args(["-n", "-f", "^sleep 1000066$"])
         .output()
@@ -166,7 +159,7 @@ sendmail = "{sendmail}"
             .unwrap()
             .success()
     );
-    wait_for("the monitor failure alerted", || {
+    poll::until(WAIT, "the monitor failure alerted", || {
         n2_lines().iter().any(|l| l.contains("|monitor|daemon|7|"))
     });
 
@@ -225,8 +218,18 @@ sendmail = "{sendmail}"
         got.join("\n")
     );
     assert!(got.iter().all(|l| l.split('|').nth(8) == Some("n2")));
+    // CRM_alert_timestamp in Pacemaker's default format, HH:MM:SS.uuuuuu.
+    assert!(
+        got.iter()
+            .all(|l| l.split('|').nth(9).is_some_and(|t| t.len() == 15
+                && t.as_bytes()[2] == b':'
+                && t.as_bytes()[5] == b':'
+                && t.as_bytes()[8] == b'.')),
+        "{}",
+        got.join("\n")
+    );
     // Pacemaker's sample agent, unchanged, understood the same events.
-    wait_for("Pacemaker's sample wrote the monitor failure", || {
+    poll::until(WAIT, "Pacemaker's sample wrote the monitor failure", || {
         lines(&pm_out)
             .iter()
             .any(|l| l.contains("Resource operation 'monitor (1000)' for 'daemon' on 'n2'"))
@@ -245,7 +248,7 @@ sendmail = "{sendmail}"
     );
     // Heartbeat's MailTo, through the same path: one mail per takeover and
     // release, through `sendmail -t`.
-    wait_for("the failover mail", || {
+    poll::until(WAIT, "the failover mail", || {
         std::fs::read_to_string(&mail)
             .unwrap_or_default()
             .contains("Subject: web: Taking over resource group web (failover: n1 is dead) on n2")
@@ -304,7 +307,7 @@ fn undelivered_alerts_survive_a_daemon_crash() {
     std::fs::write(&flag, "").unwrap();
     c.start(0).unwrap();
     // The first delivery hangs; the group's other events queue behind it.
-    wait_for("the group started, its alerts queued", || {
+    poll::until(WAIT, "the group started, its alerts queued", || {
         hanging.exists()
             && c.status(0)
                 .is_ok_and(|st| st.membership.groups[0].phase_here == "started")
@@ -319,7 +322,7 @@ fn undelivered_alerts_survive_a_daemon_crash() {
     );
     c.start(0).unwrap();
     // A new event after the restart: standby releases the group.
-    wait_for("the restarted daemon joined", || {
+    poll::until(WAIT, "the restarted daemon joined", || {
         c.status(0).is_ok_and(|st| st.membership.joined)
     });
     assert!(

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tandem_lab::loopback_cluster::{LocalCluster, WebPair};
+use tandem_lab::poll;
 
 const EXE: &str = env!("CARGO_BIN_EXE_tandem");
 const WAIT: Duration = Duration::from_secs(15);
@@ -103,14 +104,6 @@ fn post(addr: &str, path: &str, token: Option<&str>, body: &str) -> (u16, Value)
     (code, json(&text))
 }
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn schema() -> jsonschema::Validator {
     let text = include_str!("../../../docs/api/status.schema.json");
     jsonschema::validator_for(&json(text)).unwrap()
@@ -127,7 +120,9 @@ fn every_endpoint_tokens_and_bad_input() {
     };
     c.start_all().unwrap();
     let (n1, n2) = ("127.0.61.11:7080", "127.0.61.12:7080");
-    wait_until("web started on n1", || get(n1, "/active/web").0 == 200);
+    poll::until(WAIT, "web started on n1", || {
+        get(n1, "/active/web").0 == 200
+    });
 
     // Reads: the status document, validated against the schema.
     let validator = schema();
@@ -262,7 +257,7 @@ fn every_endpoint_tokens_and_bad_input() {
     // Accepted: a move with a duration, seen on both nodes; audited by name.
     let (code, body) = post(n1, mv, Some(TOKEN), r#"{"node":"n2","duration":"10m"}"#);
     assert_eq!(code, 200, "{body}");
-    wait_until("web on n2", || {
+    poll::until(WAIT, "web on n2", || {
         get(n2, "/active/web").0 == 200 && get(n1, "/active/web").0 == 503
     });
     let log = std::fs::read_to_string(&c.nodes[0].log).unwrap();
@@ -287,9 +282,9 @@ fn every_endpoint_tokens_and_bad_input() {
     );
     let (code, _) = post(n2, "/api/v1/groups/web/clear", Some(TOKEN), "");
     assert_eq!(code, 200);
-    wait_until("web back on n1", || get(n1, "/active/web").0 == 200);
+    poll::until(WAIT, "web back on n1", || get(n1, "/active/web").0 == 200);
     assert_eq!(post(n1, "/api/v1/nodes/n2/standby", Some(TOKEN), "").0, 200);
-    wait_until("n2 in standby", || {
+    poll::until(WAIT, "n2 in standby", || {
         json(&get(n1, "/api/v1/status").1)["membership"]["standby"] == json!(["n2"])
     });
     assert_eq!(
@@ -388,8 +383,10 @@ fn health_and_metrics_follow_a_failover_under_a_hammered_api() {
     let mut c = cluster(62, "");
     c.start_all().unwrap();
     let (n1, n2) = ("127.0.62.11:7080", "127.0.62.12:7080");
-    wait_until("web started on n1", || get(n1, "/active/web").0 == 200);
-    wait_until("n2 sees web on n1", || {
+    poll::until(WAIT, "web started on n1", || {
+        get(n1, "/active/web").0 == 200
+    });
+    poll::until(WAIT, "n2 sees web on n1", || {
         get(n2, "/api/v1/groups/web")
             .1
             .contains(r#""active_on":["n1"]"#)
@@ -433,7 +430,7 @@ fn health_and_metrics_follow_a_failover_under_a_hammered_api() {
         .collect();
     // Power-cut n1 (SIGKILL): n2 declares it dead and takes over.
     c.kill(0).unwrap();
-    wait_until("web on n2 (/active/web 200)", || {
+    poll::until(WAIT, "web on n2 (/active/web 200)", || {
         get(n2, "/active/web").0 == 200
     });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -504,37 +501,7 @@ fn health_and_metrics_follow_a_failover_under_a_hammered_api() {
 #[test]
 fn tls_and_startup_errors() {
     let c = cluster(63, "");
-    let cert = c.dir().join("cert.pem");
-    let key = c.dir().join("key.pem");
-    let ok = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=tandem-test",
-        ])
-        .arg("-addext")
-        .arg("subjectAltName=IP:127.0.63.11")
-        .arg("-addext")
-        .arg("basicConstraints=critical,CA:FALSE")
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl (Debian's openssl package) makes the test certificate");
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    let (cert, key) = poll::self_signed(c.dir(), "127.0.63.11").unwrap();
     let extra = format!(
         "{}\ncert = {:?}\nkey = {:?}\n",
         tokens_file(&c),

@@ -5,11 +5,13 @@
 #![allow(clippy::unwrap_used)] // test helpers panic on failure by design
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tandem_lab::loopback_cluster::{LocalCluster, WebPair};
+use tandem_lab::poll;
 
 const EXE: &str = env!("CARGO_BIN_EXE_tandem");
+const WAIT: Duration = Duration::from_secs(15);
 
 fn history(c: &LocalCluster, local: &str, args: &[&str]) -> (serde_json::Value, String) {
     let out = Command::new(EXE)
@@ -47,14 +49,6 @@ fn texts(v: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn wait(what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(15);
-    while !f() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn a_failover_timeline_across_nodes_and_restarts() {
     let s = 67;
@@ -76,7 +70,7 @@ fn a_failover_timeline_across_nodes_and_restarts() {
                 && (node != "n2" || st.membership.groups[0].phase_here == "started")
         })
     };
-    wait("web on n1", || active(&c, "n1"));
+    poll::until(WAIT, "web on n1", || active(&c, "n1"));
     // An operator command, recorded with who asked.
     assert!(
         Command::new(EXE)
@@ -89,12 +83,12 @@ fn a_failover_timeline_across_nodes_and_restarts() {
     // n2 restarts (its history must survive), then n1 is killed: failover.
     c.stop(1, Duration::from_secs(10)).unwrap();
     c.start(1).unwrap();
-    wait("n2 back", || active(&c, "n1"));
+    poll::until(WAIT, "n2 back", || active(&c, "n1"));
     c.kill(0).unwrap();
-    wait("web on n2", || active(&c, "n2"));
+    poll::until(WAIT, "web on n2", || active(&c, "n2"));
     // n1 comes back (its history, kept on disk, with it): failback.
     c.start(0).unwrap();
-    wait("web back on n1", || active(&c, "n1"));
+    poll::until(WAIT, "web back on n1", || active(&c, "n1"));
 
     let (v, _) = history(&c, "n2", &[]);
     let t = texts(&v);
@@ -143,7 +137,7 @@ fn a_failover_timeline_across_nodes_and_restarts() {
     // n1 down again: named as unreachable; its own files still read when
     // asked as n1.
     c.kill(0).unwrap();
-    wait("n1's API gone", || {
+    poll::until(WAIT, "n1's API gone", || {
         std::net::TcpStream::connect(format!("127.0.{s}.11:7080")).is_err()
     });
     let (v, _) = history(&c, "n2", &[]);

@@ -97,25 +97,21 @@ pub fn run(config: &Path, local: &str, state_dir: Option<&Path>, q: &Query) -> a
 
 /// `YYYY-MM-DD HH:MM:SS.mmm` (UTC) from Unix milliseconds.
 fn clock(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, day) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970 (Howard Hinnant's algorithm).
-    let z = i64::try_from(days).unwrap_or(0) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}",
-        day / 3600,
-        day / 60 % 60,
-        day % 60,
-        ms % 1000
+    utc(
+        ms,
+        "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]",
     )
+}
+
+/// Unix milliseconds formatted in UTC with a `time` format description
+/// (the raw number if it cannot be).
+pub fn utc(ms: u64, description: &str) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000);
+    let fmt = time::format_description::parse_borrowed::<2>(description);
+    match (at, fmt) {
+        (Ok(at), Ok(fmt)) => at.format(&fmt).unwrap_or_else(|_| ms.to_string()),
+        _ => ms.to_string(),
+    }
 }
 
 /// One node's history over its API.

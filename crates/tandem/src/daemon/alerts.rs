@@ -261,21 +261,19 @@ fn pacemaker(e: &Event, origin: &Origin) -> Pacemaker {
     p
 }
 
-/// `HH:MM:SS.uuuuuu` (UTC), Pacemaker's default timestamp format.
+/// `HH:MM:SS.uuuuuu` (UTC), Pacemaker's default timestamp format, with
+/// the Unix seconds and microseconds.
 fn timestamp(at: SystemTime) -> (String, u64, u32) {
     let d = at
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
-    let secs = d.as_secs();
-    let day = secs % 86_400;
-    let text = format!(
-        "{:02}:{:02}:{:02}.{:06}",
-        day / 3600,
-        day / 60 % 60,
-        day % 60,
-        d.subsec_micros()
-    );
-    (text, secs, d.subsec_micros())
+    let text = time::format_description::parse_borrowed::<2>(
+        "[hour]:[minute]:[second].[subsecond digits:6]",
+    )
+    .ok()
+    .and_then(|f| time::OffsetDateTime::from(at).format(&f).ok())
+    .unwrap_or_default();
+    (text, d.as_secs(), d.subsec_micros())
 }
 
 /// The alert program's environment.
