@@ -18,6 +18,7 @@ pub mod na;
 pub mod process;
 pub mod scripts;
 pub mod systemd;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -41,6 +42,7 @@ struct Shared {
     volumes: Arc<dyn VolumeAgent>,
     processes: process::Processes,
     checks: Mutex<HashMap<tandem_core::ResourceKey, check::CheckState>>,
+    watcher: watch::Watcher,
 }
 
 /// Runs agent operations off the heartbeat thread. See the crate docs.
@@ -55,13 +57,15 @@ pub type Report = Arc<dyn Fn(u64, OpResult) + Send + Sync>;
 impl Executor {
     /// Starts the executor thread. `state_dir` keeps process pid files and
     /// logs; `node` is exported to commands as `TANDEM_NODE`; `volumes`
-    /// runs `volume:NAME` resources.
+    /// runs `volume:NAME` resources; `exited` hears of started resources
+    /// whose main process exited ([`watch`]).
     pub fn start(
         groups: Vec<Group>,
         state_dir: PathBuf,
         node: String,
         report: Report,
         volumes: Arc<dyn VolumeAgent>,
+        exited: watch::Exited,
     ) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<Action>();
         let shared = Arc::new(Shared {
@@ -69,6 +73,7 @@ impl Executor {
             volumes,
             processes: process::Processes::new(state_dir.join("processes"), node),
             checks: Mutex::new(HashMap::new()),
+            watcher: watch::Watcher::start(exited)?,
         });
         std::thread::Builder::new()
             .name("tandem-executor".into())
@@ -112,7 +117,16 @@ fn run_action(shared: &Shared, a: &Action) -> OpResult {
     };
     let group = &a.key.group;
     let deadline = Instant::now() + a.timeout;
+    if a.op == Op::Stop {
+        shared.watcher.unwatch(&a.key);
+    }
     let mut r = agent_op(shared, group, res, a.op, a.timeout);
+    if r == OpResult::Ok
+        && a.op != Op::Stop
+        && let Some(source) = main_pid(shared, group, res)
+    {
+        shared.watcher.watch(&a.key, source);
+    }
     if let (Some(chk), OpResult::Ok) = (&res.check, &r) {
         let mut pause = Duration::from_millis(1);
         r = match a.op {
@@ -161,6 +175,25 @@ fn run_action(shared: &Shared, a: &Action) -> OpResult {
         };
     }
     r
+}
+
+/// Where the main process of a resource is found, if it has one.
+fn main_pid(shared: &Shared, group: &str, res: &Resource) -> Option<watch::MainPid> {
+    if let Some(p) = res.params.get("pidfile") {
+        return Some(watch::MainPid::Pidfile(p.into()));
+    }
+    match &res.agent {
+        AgentKind::Process => shared
+            .processes
+            .main_pid(&format!("{group}@{}", res.name))
+            .map(watch::MainPid::Child),
+        AgentKind::Lsb { script } => {
+            let text = std::fs::read_to_string(scripts::lsb_path(script)?).ok()?;
+            watch::script_pidfile(&text).map(watch::MainPid::Pidfile)
+        }
+        AgentKind::Systemd { unit } => Some(watch::MainPid::Systemd(unit.clone())),
+        AgentKind::IpAddr(_) | AgentKind::Ocf { .. } | AgentKind::Volume { .. } => None,
+    }
 }
 
 fn agent_op(shared: &Shared, group: &str, res: &Resource, op: Op, timeout: Duration) -> OpResult {

@@ -74,6 +74,11 @@ impl Processes {
         }
     }
 
+    /// The pid of `key`'s process, if it runs (for the watcher).
+    pub fn main_pid(&self, key: &str) -> Option<u32> {
+        self.running(key)
+    }
+
     /// Starts `command` for resource `key` unless it already runs.
     pub fn start(&self, key: &str, command: &str) -> OpResult {
         if self.running(key).is_some() {

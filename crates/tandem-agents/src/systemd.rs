@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tandem_core::{Op, OpResult};
-use zbus_systemd::systemd1::{ManagerProxy, UnitProxy};
+use zbus_systemd::systemd1::{ManagerProxy, ServiceProxy, UnitProxy};
 use zbus_systemd::zbus;
 
 /// The unit name systemd expects: `apache2` becomes `apache2.service`.
@@ -77,6 +77,31 @@ pub fn run_on(address: Option<&str>, unit: &str, op: Op, timeout: Duration) -> O
             Ok(Err(e)) => OpResult::Failed(e),
             Err(_) => OpResult::TimedOut,
         }
+    })
+}
+
+/// A service unit's `MainPID` over the system bus (`None`: no main
+/// process, not a service, or systemd unreachable), for the watcher.
+pub fn main_pid(unit: &str, timeout: Duration) -> Option<u32> {
+    let unit = unit_name(unit);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    rt.block_on(async move {
+        let work = async {
+            let conn = connect(None).await.ok()?;
+            let mgr = ManagerProxy::new(&conn).await.ok()?;
+            let path = mgr.get_unit(unit).await.ok()?;
+            let svc = ServiceProxy::builder(&conn)
+                .path(path)
+                .cache_properties(zbus::proxy::CacheProperties::No)
+                .build()
+                .await
+                .ok()?;
+            svc.main_pid().await.ok().filter(|p| *p > 1)
+        };
+        tokio::time::timeout(timeout, work).await.ok().flatten()
     })
 }
 

@@ -136,6 +136,9 @@ pub(crate) struct ResourceRt {
     pub(crate) next_monitor: Option<Timestamp>,
     pub(crate) pending: Option<(u64, Op)>,
     pub(crate) last_error: Option<String>,
+    /// Its main process was reported gone while a monitor was under way:
+    /// monitor again as soon as that one answers.
+    pub(crate) recheck: bool,
 }
 
 impl ResourceRt {
@@ -147,6 +150,7 @@ impl ResourceRt {
             next_monitor: None,
             pending: None,
             last_error: None,
+            recheck: false,
         }
     }
 }

@@ -77,6 +77,33 @@ impl Sim {
         }
     }
 
+    /// As [`Sim::kill_resource`], and node `i`'s daemon sees the service's
+    /// main process exit at once (its pidfd watcher) and tells its brain.
+    /// A frozen node notices nothing; its monitors catch it later.
+    pub fn kill_resource_seen(&mut self, i: usize, g: usize, r: usize) {
+        self.kill_resource(i, g, r);
+        let Some(spec) = self.groups.get(g) else {
+            return;
+        };
+        let Some(rs) = spec.resources.get(r) else {
+            return;
+        };
+        let key = tandem_core::ResourceKey {
+            group: spec.name.clone(),
+            resource: rs.name.clone(),
+        };
+        let now = self.now;
+        match self.nodes.get_mut(i) {
+            Some(n) if !n.frozen => {
+                if let Some(b) = n.brain.as_mut() {
+                    b.handle_main_exit(now, &key, "its main process exited".into());
+                }
+            }
+            _ => return,
+        }
+        self.drain(i);
+    }
+
     /// Sends an operator command to node `i` (an error message if the
     /// brain refuses it, or if the node is down).
     pub fn command(&mut self, i: usize, cmd: tandem_core::Command) -> Result<String, String> {

@@ -185,6 +185,29 @@ fn moves_standby_and_clean_leave_switch_over_stop_before_start() {
 }
 
 #[test]
+fn a_watched_service_is_restarted_at_once_not_at_the_next_monitor() {
+    for seed in seeds(50) {
+        // Monitors every 60 s: a restart within 400 ms came from the exit
+        // report, not from a monitor.
+        let mut g = web(true);
+        g.resources[1].monitor_interval = Some(ms(60_000));
+        let mut s = sim(seed, 2, &[g]);
+        s.run_until(at(ms(2000)));
+        until(&mut s, Duration::from_secs(2), |s| settled_on(s, 0)).unwrap();
+        let died = s.now();
+        s.kill_resource_seen(0, 0, 1);
+        until(&mut s, Duration::from_millis(400), |s| {
+            s.is_running(0, 0, 1)
+        })
+        .unwrap_or_else(|| panic!("seed {seed}: not restarted at once"));
+        assert!(s.now().since(died) < Duration::from_millis(400));
+        let st = s.brain(0).unwrap().status(s.now());
+        assert_eq!(st.groups[0].resources[1].fail_count, 1, "seed {seed}");
+        assert!(s.violations.is_empty(), "seed {seed}: {:?}", s.violations);
+    }
+}
+
+#[test]
 fn a_killed_service_restarts_in_place_then_moves_at_the_threshold() {
     for seed in seeds(50) {
         let mut s = sim(seed, 2, &[web(true)]);
@@ -321,7 +344,13 @@ fn never_two_actives_under_random_schedules() {
                     s.restart(i);
                     down[i] = false;
                 }
-                6 if !down[i] => s.kill_resource(i, 0, 1),
+                6 if !down[i] => {
+                    if s.rng().random_bool(0.5) {
+                        s.kill_resource_seen(i, 0, 1);
+                    } else {
+                        s.kill_resource(i, 0, 1);
+                    }
+                }
                 7 if alive.len() > 1 && !down[i] => {
                     s.leave(i);
                     s.run_for(ms(300));

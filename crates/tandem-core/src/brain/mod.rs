@@ -24,7 +24,7 @@ use tandem_wire::{GroupPhase, GroupReport, NodeState, PacketKind};
 
 use crate::event::Event;
 use crate::membership::{Peer, PeerState};
-use crate::resources::{Action, GroupRt, OpResult};
+use crate::resources::{Action, GroupRt, OpResult, ResourceKey};
 use crate::settings::Settings;
 use crate::status::Stats;
 use crate::time::Timestamp;
@@ -217,6 +217,15 @@ impl Brain {
     /// Feeds the result of agent operation `id` (from [`Output::Action`]).
     pub fn handle_op_result(&mut self, now: Timestamp, id: u64, result: OpResult) {
         self.op_result(now, id, result);
+        self.arm_timers();
+    }
+
+    /// Reports that the main process of resource `key` exited here and no
+    /// other took its place (`detail` says which, for the log): treated as
+    /// a failed monitor at once, so the resource is restarted (or its group
+    /// moved) without waiting for the next monitor.
+    pub fn handle_main_exit(&mut self, now: Timestamp, key: &ResourceKey, detail: String) {
+        self.main_exited(now, key, detail);
         self.arm_timers();
     }
 

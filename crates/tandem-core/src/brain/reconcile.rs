@@ -10,6 +10,7 @@ use crate::NoQuorumPolicy;
 use crate::NodeId;
 use crate::Op;
 use crate::OpResult;
+use crate::ResourceKey;
 use crate::ResourceState;
 use crate::Timestamp;
 use tandem_wire::{GroupPhase, NodeState, PacketKind};
@@ -406,30 +407,70 @@ impl Brain {
                     .flatten();
             }
             (Op::Monitor, OpResult::Ok) => {
-                res.next_monitor = rspec.monitor_interval.map(|i| now + i);
+                res.next_monitor = if std::mem::take(&mut res.recheck) {
+                    Some(now) // its main process left meanwhile: look again
+                } else {
+                    rspec.monitor_interval.map(|i| now + i)
+                };
             }
-            (Op::Monitor, _) => {
-                if res.state == ResourceState::Started {
-                    res.state = ResourceState::Failed;
-                    res.fail_count += 1;
-                    res.last_failure = Some(now);
-                    res.last_error = Some(d.clone());
-                    let count = res.fail_count;
-                    if count < threshold {
-                        self.groups[g].restart_from = Some(r);
-                    }
-                    self.events.push_back(Event::MonitorFailed {
-                        group: names.0,
-                        resource: names.1,
-                        detail: d,
-                        count,
-                        threshold,
-                    });
-                }
-            }
+            (Op::Monitor, _) => self.monitor_failed(now, g, r, d),
         }
         self.update_own_state();
         self.reconcile(now);
+    }
+
+    /// A started resource found failed (a monitor, or its main process
+    /// seen exiting): restart in place below the migration threshold, else
+    /// the group moves.
+    fn monitor_failed(&mut self, now: Timestamp, g: usize, r: usize, detail: String) {
+        let spec = &self.cfg.groups[g];
+        let threshold = spec.migration_threshold.max(1);
+        let res = &mut self.groups[g].resources[r];
+        if res.state != ResourceState::Started {
+            return;
+        }
+        res.state = ResourceState::Failed;
+        res.fail_count += 1;
+        res.last_failure = Some(now);
+        res.last_error = Some(detail.clone());
+        let count = res.fail_count;
+        if count < threshold {
+            self.groups[g].restart_from = Some(r);
+        }
+        self.events.push_back(Event::MonitorFailed {
+            group: spec.name.clone(),
+            resource: spec.resources[r].name.clone(),
+            detail,
+            count,
+            threshold,
+        });
+    }
+
+    /// The daemon saw the main process of `key` exit, and no other process
+    /// took its place (a reload or re-exec keeps one): a failed monitor,
+    /// at once. While an operation of the resource is under way it decides
+    /// instead (a monitor is followed by another at once; a stop is
+    /// expected to end the process).
+    pub(super) fn main_exited(&mut self, now: Timestamp, key: &ResourceKey, detail: String) {
+        self.advance(now);
+        let Some((g, r)) = self.cfg.groups.iter().enumerate().find_map(|(g, spec)| {
+            (spec.name == key.group)
+                .then(|| spec.resources.iter().position(|x| x.name == key.resource))
+                .flatten()
+                .map(|r| (g, r))
+        }) else {
+            return;
+        };
+        let res = &mut self.groups[g].resources[r];
+        match res.pending {
+            Some((_, Op::Monitor)) => res.recheck = true,
+            Some(_) => {}
+            None => {
+                self.monitor_failed(now, g, r, detail);
+                self.update_own_state();
+                self.reconcile(now);
+            }
+        }
     }
 
     /// When the next monitor of a started resource is due (groups with an

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
 
-use tandem_core::{Command, CommandError, OpResult};
+use tandem_core::{Command, CommandError, OpResult, ResourceKey};
 
 use super::fence::FenceError;
 use super::witness::Answer;
@@ -21,6 +21,14 @@ pub enum Input {
         id: u64,
         /// Its outcome.
         result: OpResult,
+    },
+    /// A started resource's main process exited and none took its place
+    /// (`tandem_agents::watch`).
+    MainExited {
+        /// The resource.
+        key: ResourceKey,
+        /// What happened, for the log.
+        detail: String,
     },
     /// A fence request finished.
     Fenced {

@@ -286,6 +286,7 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
     let want_rt = config.realtime;
     let (sched_tx, sched_rx) = std::sync::mpsc::channel();
     let exec_inbox = inbox.clone();
+    let exit_inbox = inbox.clone();
     let (volume_ops, volume_lease) = volumes::start(&config, opts, &local, &inbox, &shared)?;
     let executor = tandem_agents::Executor::start(
         config.groups.clone(),
@@ -293,6 +294,7 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         local.clone(),
         Arc::new(move |id, result| exec_inbox.send(Input::OpDone { id, result })),
         volume_ops,
+        Arc::new(move |key, detail| exit_inbox.send(Input::MainExited { key, detail })),
     )
     .context("start the agent executor")?;
     // A clean stop may take every stop timeout in turn, plus a margin.

@@ -155,6 +155,7 @@ impl NodeLoop {
         let now = self.now();
         match input {
             Input::OpDone { id, result } => self.brain.handle_op_result(now, id, result),
+            Input::MainExited { key, detail } => self.brain.handle_main_exit(now, &key, detail),
             Input::Fenced { id, result } => {
                 self.brain
                     .handle_fence_result(now, id, result.map_err(|e| e.to_string()));
