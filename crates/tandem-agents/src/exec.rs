@@ -75,7 +75,13 @@ pub fn run(
         match child.try_wait() {
             Ok(Some(st)) => break Some(st),
             Ok(None) if Instant::now() >= deadline => break None,
-            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+            // Woken by the exit itself (pidfd), not by a polling tick.
+            Ok(None) => crate::watch::wait_exit(
+                child.id(),
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(100)),
+            ),
             Err(_) => break None,
         }
     };
@@ -84,8 +90,17 @@ pub fn run(
         let _ = child.wait();
         return Exit::TimedOut;
     };
+    // Output is complete when both pipes close, at once for most agents.
+    // A process the agent left behind (IPaddr's background send_arp, a
+    // daemon that kept its stdio) holds them open: then only a short grace,
+    // longer after a failure, whose message is worth waiting for.
+    let grace = if status.success() {
+        Duration::from_millis(10)
+    } else {
+        Duration::from_millis(200)
+    };
     let mut text = Vec::new();
-    let until = Instant::now() + Duration::from_millis(200);
+    let until = Instant::now() + grace;
     while let Ok(b) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
         text.extend(b);
     }

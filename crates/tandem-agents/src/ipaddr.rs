@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags};
+use rtnetlink::LinkUnspec;
 use tandem_config::FloatingAddress;
 use tandem_core::OpResult;
 
@@ -83,7 +84,15 @@ pub fn start(f: &FloatingAddress, timeout: Duration) -> OpResult {
         }
         req.execute()
             .await
-            .map_err(|e| format!("cannot add {}/{} to {}: {e}", f.ip, f.prefix, f.interface))
+            .map_err(|e| format!("cannot add {}/{} to {}: {e}", f.ip, f.prefix, f.interface))?;
+        if f.link_up {
+            h.link()
+                .set(LinkUnspec::new_with_index(index).up().build())
+                .execute()
+                .await
+                .map_err(|e| format!("cannot set {} up: {e}", f.interface))?;
+        }
+        Ok(())
     });
     if let Err(e) = r {
         return OpResult::Failed(e);
@@ -129,14 +138,14 @@ pub fn monitor(f: &FloatingAddress, timeout: Duration) -> OpResult {
     match r {
         Err(e) => OpResult::Failed(e),
         Ok(()) if !present => OpResult::NotRunning,
-        Ok(()) if !link_up(&f.interface) => {
+        Ok(()) if f.monitor_carrier && !link_up(&f.interface) => {
             OpResult::Failed(format!("{} has no carrier (link down)", f.interface))
         }
         Ok(()) => {
             // Refresh neighbours' caches at every monitor (as keepalived's
             // garp_master_refresh): repairs a cache left pointing at another
             // node, e.g. after a daemon restart found the address in place.
-            if f.garp_count > 0 {
+            if f.refresh_garp && f.garp_count > 0 {
                 let _ = send_one(&f.interface, f.ip);
             }
             OpResult::Ok

@@ -179,6 +179,9 @@ fn run_action(shared: &Shared, a: &Action) -> OpResult {
 
 /// Where the main process of a resource is found, if it has one.
 fn main_pid(shared: &Shared, group: &str, res: &Resource) -> Option<watch::MainPid> {
+    if !res.watch {
+        return None;
+    }
     if let Some(p) = res.params.get("pidfile") {
         return Some(watch::MainPid::Pidfile(p.into()));
     }
@@ -202,6 +205,14 @@ fn agent_op(shared: &Shared, group: &str, res: &Resource, op: Op, timeout: Durat
     shared
         .processes
         .adopt_legacy_key(&format!("{group}.{}", res.name), &key);
+    if let tandem_config::Native::IpAddr(f) = &res.native {
+        // An OCF IPaddr/IPaddr2 resource run natively (tandem_config::native).
+        return match op {
+            Op::Start => ipaddr::start(f, timeout),
+            Op::Stop => ipaddr::stop(f, timeout),
+            Op::Monitor => ipaddr::monitor(f, timeout),
+        };
+    }
     match &res.agent {
         AgentKind::IpAddr(f) => match op {
             Op::Start => ipaddr::start(f, timeout),

@@ -75,6 +75,20 @@ fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Waits until process `pid` exits or `timeout` passes (returns at once
+/// if it is gone). Woken by the exit itself, through a pidfd.
+pub fn wait_exit(pid: u32, timeout: Duration) {
+    let Some(fd) = pidfd_open(pid) else { return };
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: polls one live pollfd; the fd outlives the call.
+    let _ = unsafe { libc::poll(&raw mut p, 1, ms) };
+}
+
 /// Whether `pid` runs (exists and is neither a zombie nor dead).
 pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -24,6 +24,14 @@ pub struct FloatingAddress {
     pub garp_count: u32,
     /// Interval between them.
     pub garp_interval: Duration,
+    /// A monitor fails when the link has no carrier (tandem's own agent;
+    /// the OCF IPaddr agents do not look).
+    pub monitor_carrier: bool,
+    /// Each monitor sends one more announcement (keepalived's
+    /// `garp_master_refresh`; IPaddr2's `arp_count_refresh`).
+    pub refresh_garp: bool,
+    /// A start also sets the link up (IPaddr2 runs `ip link set NIC up`).
+    pub link_up: bool,
 }
 
 /// Why the parameters of a floating address are unusable.
@@ -105,6 +113,9 @@ impl FloatingAddress {
             label,
             garp_count,
             garp_interval,
+            monitor_carrier: true,
+            refresh_garp: true,
+            link_up: false,
         })
     }
 }
@@ -120,6 +131,9 @@ impl Default for FloatingAddress {
             label: String::new(),
             garp_count: 0,
             garp_interval: Duration::ZERO,
+            monitor_carrier: true,
+            refresh_garp: true,
+            link_up: false,
         }
     }
 }

@@ -8,6 +8,7 @@ use toml::Spanned;
 
 use crate::address::{AddressError, FloatingAddress};
 use crate::model::{Checker, Node};
+use crate::native::{Native, NativeError};
 use crate::raw::{RawCheck, RawGroup};
 
 /// Which agent manages a resource.
@@ -118,6 +119,12 @@ pub struct Resource {
     pub monitor_timeout: Duration,
     /// Optional health check.
     pub check: Option<HealthCheck>,
+    /// Whether tandem runs the agent natively (OCF IPaddr/IPaddr2), or
+    /// why the script runs.
+    pub native: Native,
+    /// Watch its main process and treat its exit as a failed monitor at
+    /// once (`watch = false`: monitors only).
+    pub watch: bool,
     /// Which of start/stop timeout, monitor timeout and monitor interval
     /// the file set explicitly (the others may come from an OCF agent's
     /// meta-data).
@@ -196,6 +203,7 @@ pub(crate) fn build_groups(
     nodes: &[Node],
 ) -> Vec<Group> {
     let mut out: Vec<Group> = Vec::new();
+    let mut ipaddr_index = BTreeMap::new();
     // Heartbeats report up to MAX_GROUPS groups, but carry moves and
     // cleanups for only MAX_LIST: more groups could not all be moved.
     let max = tandem_wire::MAX_GROUPS.min(tandem_wire::MAX_LIST);
@@ -365,6 +373,15 @@ pub(crate) fn build_groups(
             let stop_timeout = c
                 .time(&r.stop_timeout, "stop_timeout")
                 .map_or(timeout, |v| v.0);
+            let native = native_path(
+                c,
+                at,
+                &agent,
+                &params,
+                r.native.as_ref(),
+                &rname,
+                &mut ipaddr_index,
+            );
             let check = r.check.as_ref().and_then(|ch| build_check(c, ch));
             let monitor_interval = match (&r.monitor, &check) {
                 (Some(m), _) => match m.get_ref() {
@@ -392,6 +409,8 @@ pub(crate) fn build_groups(
                     monitor_interval: r.monitor.is_some() || r.check.is_some(),
                 },
                 check,
+                native,
+                watch: r.watch.unwrap_or(true),
             });
         }
         out.push(Group {
@@ -405,6 +424,53 @@ pub(crate) fn build_groups(
         });
     }
     out
+}
+
+/// The native fast path of a resource (see [`crate::native`]).
+fn native_path(
+    c: &mut Checker<'_>,
+    at: usize,
+    agent: &AgentKind,
+    params: &BTreeMap<String, String>,
+    native: Option<&Spanned<bool>>,
+    rname: &str,
+    ipaddr_index: &mut BTreeMap<String, u32>,
+) -> Native {
+    let wanted = native.map(|n| *n.get_ref());
+    let AgentKind::Ocf { provider, kind } = agent else {
+        if let (Some(n), Some(true)) = (native, wanted) {
+            c.error(
+                n.span().start,
+                format!(
+                    "resource `{rname}`: tandem has no native path for agent `{}`",
+                    agent.label()
+                ),
+                Some(
+                    "only ocf:heartbeat:IPaddr and ocf:heartbeat:IPaddr2 have one; remove `native`"
+                        .into(),
+                ),
+            );
+        }
+        return Native::None;
+    };
+    if provider != "heartbeat" || !matches!(kind.as_str(), "IPaddr" | "IPaddr2") {
+        return Native::None;
+    }
+    if wanted == Some(false) {
+        return Native::Script("native = false".into());
+    }
+    match crate::native::ipaddr(kind, params, &crate::legacy::find_interface, ipaddr_index) {
+        Ok(f) => Native::IpAddr(f),
+        Err(NativeError::Unsupported(why)) => Native::Script(why),
+        Err(NativeError::Invalid(why)) => {
+            c.error(
+                at,
+                format!("resource `{rname}` (ocf:{provider}:{kind}): {why}"),
+                Some(format!("{kind}'s own validate-all refuses this too (exit 6, not configured); fix the parameter")),
+            );
+            Native::None
+        }
+    }
 }
 
 fn build_check(c: &mut Checker<'_>, ch: &Spanned<RawCheck>) -> Option<HealthCheck> {

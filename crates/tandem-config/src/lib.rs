@@ -14,6 +14,7 @@ pub mod groups;
 pub mod keyfile;
 pub mod legacy;
 mod model;
+pub mod native;
 mod raw;
 
 pub use address::{AddressError, FloatingAddress};
@@ -26,6 +27,7 @@ pub use model::{
     DEFAULT_VOLUME_PORT, Fencing, Http, Link, LinkKind, MetaPlace, NbdListen, Node,
     ReplicationProtocol, Tls, Volume, VolumeNode, Watchdog, Witness, WitnessKind, min_deadtime,
 };
+pub use native::Native;
 
 use std::path::{Path, PathBuf};
 

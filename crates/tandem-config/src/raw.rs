@@ -157,6 +157,8 @@ pub(crate) struct RawResource {
     pub stop_timeout: Option<Spanned<RawTime>>,
     pub monitor_timeout: Option<Spanned<RawTime>>,
     pub check: Option<Spanned<RawCheck>>,
+    pub native: Option<Spanned<bool>>,
+    pub watch: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

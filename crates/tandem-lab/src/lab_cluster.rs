@@ -39,6 +39,14 @@ pub struct WebOptions {
     /// the time, outside tandem (as keepalived users run it): see
     /// [`WebCluster::start_servers`].
     pub vip_only: bool,
+    /// Replaces the VIP resource's agent and parameter lines (e.g. an
+    /// `ocf:heartbeat:IPaddr` resource); `{vip}` is the address.
+    pub vip_resource: Option<String>,
+    /// Shell commands run before each daemon in a private mount namespace
+    /// (`unshare -m`), e.g. a fresh /run; `{dir}` is the cluster's folder.
+    pub node_prelude: Option<String>,
+    /// Where the web servers outside tandem listen (busybox's `-p`).
+    pub server_listen: String,
 }
 
 impl Default for WebOptions {
@@ -54,6 +62,9 @@ impl Default for WebOptions {
             extra_resources: String::new(),
             extra_top: String::new(),
             vip_only: false,
+            vip_resource: None,
+            node_prelude: None,
+            server_listen: "80".into(),
         }
     }
 }
@@ -74,6 +85,8 @@ pub struct WebCluster {
     /// Web servers run outside tandem (restarted by [`WebCluster::power_on`]).
     vip_only: bool,
     samples: Samples,
+    node_prelude: Option<String>,
+    server_listen: String,
     /// Wall-clock start of the probe's time scale (ms since 1970), shared
     /// with the probe process so marks and samples use one clock.
     probe_started: Option<f64>,
@@ -127,9 +140,7 @@ auto_failback = {afb}
 
 [[group.resource]]
 name = "vip"
-agent = "ipaddr"
-params = {{ address = "{vip}/24", interface = "eth0", label = "eth0:0" }}
-monitor = "1s"
+{vip_resource}
 {web}
 {extra}
 "#,
@@ -148,6 +159,10 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
                     web_extra = o.web_extra,
                 )
             },
+            vip_resource = o.vip_resource.as_deref().map_or_else(
+                || format!("agent = \"ipaddr\"\nparams = {{ address = \"{vip}/24\", interface = \"eth0\", label = \"eth0:0\" }}\nmonitor = \"1s\""),
+                |r| r.replace("{vip}", &vip),
+            ),
             s = o.subnet,
             timing = o.timing,
             afb = o.auto_failback,
@@ -171,6 +186,8 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
             servers: Vec::new(),
             vip_only: false,
             samples: Arc::new(Mutex::new(Vec::new())),
+            node_prelude: o.node_prelude.clone(),
+            server_listen: o.server_listen.clone(),
             probe_started: None,
             exe: exe.to_path_buf(),
             abort: None,
@@ -179,7 +196,37 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
 
     /// Starts both daemons.
     pub fn start_all(&mut self) -> anyhow::Result<()> {
-        self.cluster.start_all()
+        self.start_node(0)?;
+        self.start_node(1)
+    }
+
+    /// Starts node `i`'s daemon (after [`WebOptions::node_prelude`] in a
+    /// private mount namespace, when there is one).
+    pub fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
+        let Some(prelude) = &self.node_prelude else {
+            return self.cluster.start(i);
+        };
+        let name = &self.cluster.nodes[i].name;
+        let dir = self.cluster.dir();
+        let daemon = format!(
+            "exec {} daemon --config {} --node {name} --socket {} --state-dir {}",
+            self.exe.display(),
+            self.cluster.config.display(),
+            self.cluster.nodes[i].socket.display(),
+            dir.join(format!("state-{name}")).display()
+        );
+        let script = format!(
+            "set -e\n{}\n{daemon}",
+            prelude
+                .replace("{dir}", &dir.to_string_lossy())
+                .replace("{node}", name)
+        );
+        let argv: Vec<String> = ["unshare", "-m", "--propagation", "private", "sh", "-c"]
+            .iter()
+            .map(|s| (*s).to_string())
+            .chain([script])
+            .collect();
+        self.cluster.start_custom(i, &argv)
     }
 
     /// Starts a web server on n1 and n2 outside tandem, listening on every
@@ -197,7 +244,7 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
         let child = self
             .lab
             .command(&n, "busybox")?
-            .args(["httpd", "-f", "-p", "80", "-h"])
+            .args(["httpd", "-f", "-p", &self.server_listen, "-h"])
             .arg(root)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -330,7 +377,7 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
         if self.vip_only {
             self.start_server(i)?;
         }
-        self.cluster.start(i)
+        self.start_node(i)
     }
 
     /// Runs `tandem ARGS` against node `i`'s daemon; returns its output.

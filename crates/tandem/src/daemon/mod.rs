@@ -13,6 +13,7 @@ pub mod kernel_lease;
 pub mod known_peers;
 pub mod logging;
 pub mod node_loop;
+pub mod ocf;
 pub mod operator;
 pub mod realtime;
 pub mod systemd;
@@ -149,49 +150,6 @@ pub fn local_node(config: &Config, path: &Path, over: Option<&str>) -> anyhow::R
     )
 }
 
-/// Fills the timings an OCF resource's configuration leaves out from its
-/// agent's meta-data, as Pacemaker does.
-pub fn apply_ocf_defaults(config: &mut Config) {
-    for g in &mut config.groups {
-        for r in &mut g.resources {
-            let tandem_config::AgentKind::Ocf { provider, kind } = &r.agent else {
-                continue;
-            };
-            let Some(d) = tandem_agents::scripts::ocf_meta_data(provider, kind) else {
-                tracing::warn!(
-                    "{}/{}: no meta-data from ocf:{provider}:{kind}; using tandem's default timeouts",
-                    g.name,
-                    r.name
-                );
-                continue;
-            };
-            let e = r.explicit;
-            if let (false, Some(t)) = (e.start, d.start) {
-                r.start_timeout = t;
-            }
-            if let (false, Some(t)) = (e.stop, d.stop) {
-                r.stop_timeout = t;
-            }
-            if let (false, Some(t)) = (e.monitor_timeout, d.monitor_timeout) {
-                r.monitor_timeout = t;
-            }
-            if let (false, Some(t)) = (e.monitor_interval, d.monitor_interval) {
-                r.monitor_interval = Some(t);
-            }
-            tracing::info!(
-                "{}/{}: timings from ocf:{provider}:{kind} meta-data where not configured: start {}, stop {}, monitor every {} (timeout {})",
-                g.name,
-                r.name,
-                tandem_core::time::human(r.start_timeout),
-                tandem_core::time::human(r.stop_timeout),
-                r.monitor_interval
-                    .map_or("never".to_string(), tandem_core::time::human),
-                tandem_core::time::human(r.monitor_timeout)
-            );
-        }
-    }
-}
-
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(opts: &Options) -> anyhow::Result<()> {
     let (loaded, logfile, source) = match &opts.heartbeat_dir {
@@ -223,7 +181,8 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
     if let Some(d) = &opts.state_dir {
         config.state_dir.clone_from(d);
     }
-    apply_ocf_defaults(&mut config);
+    ocf::apply_ocf_defaults(&mut config);
+    ocf::log_native_paths(&config);
     let local = local_node(&config, source, opts.node.as_deref())?;
     let keys = load_keys(&config.key_file, opts.allow_insecure_crc)?;
     // The heartbeat key's fingerprint (a MAC of a fixed text), to warn if
@@ -309,8 +268,10 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         .groups
         .iter()
         .flat_map(|g| g.resources.iter())
-        .filter_map(|r| match &r.agent {
-            tandem_config::AgentKind::IpAddr(f) => Some(f.ip),
+        .filter_map(|r| match (&r.agent, &r.native) {
+            (tandem_config::AgentKind::IpAddr(f), _) | (_, tandem_config::Native::IpAddr(f)) => {
+                Some(f.ip)
+            }
             _ => None,
         })
         .collect();
