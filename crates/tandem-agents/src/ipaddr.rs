@@ -61,6 +61,42 @@ async fn addresses(
     Ok(out)
 }
 
+/// The broadcast address of the interface's own IPv4 address on the
+/// network of `ip` (else of its first IPv4 address); `None` if it has none.
+async fn primary_broadcast(
+    handle: &rtnetlink::Handle,
+    index: u32,
+    ip: IpAddr,
+) -> Result<Option<std::net::Ipv4Addr>, String> {
+    let IpAddr::V4(ip) = ip else { return Ok(None) };
+    let mut s = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute();
+    let mut first = None;
+    while let Some(m) = s.try_next().await.map_err(|e| format!("netlink: {e}"))? {
+        let mut local = None;
+        let mut brd = None;
+        for a in &m.attributes {
+            match a {
+                AddressAttribute::Local(IpAddr::V4(l)) => local = Some(*l),
+                AddressAttribute::Broadcast(b) => brd = Some(*b),
+                _ => {}
+            }
+        }
+        let Some(local) = local else { continue };
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(m.header.prefix_len))
+            .unwrap_or(0);
+        if u32::from(local) & mask == u32::from(ip) & mask {
+            return Ok(brd);
+        }
+        first.get_or_insert(brd);
+    }
+    Ok(first.flatten())
+}
+
 /// Adds the address (idempotent) and starts announcing it.
 pub fn start(f: &FloatingAddress, timeout: Duration) -> OpResult {
     let index = match ifindex(&f.interface) {
@@ -71,7 +107,17 @@ pub fn start(f: &FloatingAddress, timeout: Duration) -> OpResult {
         if !addresses(&h, index, f.ip).await?.is_empty() {
             return Ok(());
         }
+        let brd = if f.broadcast_from_primary && f.ip.is_ipv4() {
+            Some(primary_broadcast(&h, index, f.ip).await?)
+        } else {
+            None
+        };
         let mut req = h.address().add(index, f.ip, f.prefix);
+        if let Some(brd) = brd {
+            let attrs = &mut req.message_mut().attributes;
+            attrs.retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
+            attrs.extend(brd.map(AddressAttribute::Broadcast));
+        }
         if f.ip.is_ipv4() {
             req.message_mut()
                 .attributes

@@ -32,6 +32,10 @@ pub struct FloatingAddress {
     pub refresh_garp: bool,
     /// A start also sets the link up (IPaddr2 runs `ip link set NIC up`).
     pub link_up: bool,
+    /// The broadcast address is copied from the interface's own address
+    /// on that network, or none if it has none (IPaddr2's default); else
+    /// it is the network's broadcast address.
+    pub broadcast_from_primary: bool,
 }
 
 /// Why the parameters of a floating address are unusable.
@@ -116,6 +120,7 @@ impl FloatingAddress {
             monitor_carrier: true,
             refresh_garp: true,
             link_up: false,
+            broadcast_from_primary: false,
         })
     }
 }
@@ -134,6 +139,7 @@ impl Default for FloatingAddress {
             monitor_carrier: true,
             refresh_garp: true,
             link_up: false,
+            broadcast_from_primary: false,
         }
     }
 }

@@ -175,14 +175,17 @@ pub fn ipaddr(
     if old && get("lvs_support").is_some_and(|v| !matches!(v, "false" | "no" | "0")) {
         return Err(unsupported("lvs_support is not implemented natively"));
     }
-    match get("broadcast") {
-        None | Some("+") => {}
+    // IPaddr2 copies the broadcast address of the interface's own address
+    // unless told `+` (computed); IPaddr always computes it.
+    let broadcast_from_primary = match get("broadcast") {
+        None => !old,
+        Some("+") => false,
         Some(b) => {
             return Err(unsupported(format!(
                 "broadcast = \"{b}\" is not implemented natively"
             )));
         }
-    }
+    };
     let mask = get("cidr_netmask").or_else(|| get("netmask"));
     let (nic_text, label_in_nic) = match get("nic") {
         Some(n) => match n.split_once(':') {
@@ -261,6 +264,7 @@ pub fn ipaddr(
         monitor_carrier: false,
         refresh_garp,
         link_up: !old,
+        broadcast_from_primary,
     })
 }
 

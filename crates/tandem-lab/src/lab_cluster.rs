@@ -42,8 +42,10 @@ pub struct WebOptions {
     /// Replaces the VIP resource's agent and parameter lines (e.g. an
     /// `ocf:heartbeat:IPaddr` resource); `{vip}` is the address.
     pub vip_resource: Option<String>,
-    /// Shell commands run before each daemon in a private mount namespace
-    /// (`unshare -m`), e.g. a fresh /run; `{dir}` is the cluster's folder.
+    /// Shell commands run before each daemon in private mount and PID
+    /// namespaces (`unshare`; the shell stays as PID 1, reaping orphans),
+    /// e.g. a fresh /run; `{dir}` is the cluster's folder. A SIGTERM to such
+    /// a node ends it at once (no clean leave).
     pub node_prelude: Option<String>,
     /// Where the web servers outside tandem listen (busybox's `-p`).
     pub server_listen: String,
@@ -209,23 +211,37 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
         let name = &self.cluster.nodes[i].name;
         let dir = self.cluster.dir();
         let daemon = format!(
-            "exec {} daemon --config {} --node {name} --socket {} --state-dir {}",
+            "{} daemon --config {} --node {name} --socket {} --state-dir {}",
             self.exe.display(),
             self.cluster.config.display(),
             self.cluster.nodes[i].socket.display(),
             dir.join(format!("state-{name}")).display()
         );
+        // The shell stays as the node's PID 1 and reaps orphans at once, as
+        // systemd does on a real node (the lab machine's own PID 1 reaps
+        // them seconds late, and init scripts wait for their zombies).
         let script = format!(
-            "set -e\n{}\n{daemon}",
+            "set -e\n{}\n{daemon} &\nwait $!",
             prelude
                 .replace("{dir}", &dir.to_string_lossy())
                 .replace("{node}", name)
         );
-        let argv: Vec<String> = ["unshare", "-m", "--propagation", "private", "sh", "-c"]
-            .iter()
-            .map(|s| (*s).to_string())
-            .chain([script])
-            .collect();
+        let argv: Vec<String> = [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child",
+            "sh",
+            "-c",
+        ]
+        .iter()
+        .map(|s| (*s).to_string())
+        .chain([script])
+        .collect();
         self.cluster.start_custom(i, &argv)
     }
 
@@ -259,12 +275,31 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
     /// Starts the client: `tandem probe http://VIP/` every 10 ms in c1.
     pub fn start_probe(&mut self) -> anyhow::Result<()> {
         let epoch = tandem::cli::probe::unix_ms().floor();
+        let url = format!("http://{}/", self.vip);
+        let child = self.spawn_probe(&url, epoch, self.samples.clone())?;
+        self.probe = Some(child);
+        self.probe_started = Some(epoch);
+        Ok(())
+    }
+
+    /// Starts another client in c1 probing `url` (e.g. `tcp://VIP:443`) on
+    /// the same clock as [`WebCluster::start_probe`] (which must run first);
+    /// returns its samples.
+    pub fn start_extra_probe(&mut self, url: &str) -> anyhow::Result<Samples> {
+        let epoch = self.probe_started.context("start the main probe first")?;
+        let samples: Samples = Arc::new(Mutex::new(Vec::new()));
+        let child = self.spawn_probe(url, epoch, samples.clone())?;
+        self.servers.push(child);
+        Ok(samples)
+    }
+
+    fn spawn_probe(&self, url: &str, epoch: f64, samples: Samples) -> anyhow::Result<Child> {
         let mut child = self
             .lab
             .command("c1", &self.exe.to_string_lossy())?
             .args([
                 "probe",
-                &format!("http://{}/", self.vip),
+                url,
                 "--interval",
                 "10ms",
                 "--timeout",
@@ -277,7 +312,6 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
             .spawn()
             .context("start the probe")?;
         let out = child.stdout.take().context("probe output")?;
-        let samples = self.samples.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
@@ -288,9 +322,7 @@ check = {{ kind = "http", url = "http://127.0.0.1/", interval = "1s", timeout = 
                 }
             }
         });
-        self.probe = Some(child);
-        self.probe_started = Some(epoch);
-        Ok(())
+        Ok(child)
     }
 
     /// Milliseconds on the probe's clock (approximately) now.

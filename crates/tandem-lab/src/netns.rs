@@ -395,3 +395,41 @@ impl Drop for Lab {
         destroy_namespace(&self.switch);
     }
 }
+
+/// Runs `f` on a thread inside network namespace `ns` with that
+/// namespace's /sys, as `ip netns exec` gives a process (e.g. a native
+/// agent, which works on the calling thread's namespaces as in the daemon).
+pub fn run_in<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || -> anyhow::Result<T> {
+        let fd = std::fs::File::open(&path).with_context(|| format!("open {path}"))?;
+        nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET)
+            .with_context(|| format!("enter {path}"))?;
+        // This thread's own mount namespace, with the sysfs of `ns`.
+        use nix::mount::{MntFlags, MsFlags, mount, umount2};
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).context("unshare mounts")?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_SLAVE,
+            None::<&str>,
+        )
+        .context("make / a slave")?;
+        umount2("/sys", MntFlags::MNT_DETACH).context("detach /sys")?;
+        mount(
+            Some("sysfs"),
+            "/sys",
+            Some("sysfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .context("mount the namespace's /sys")?;
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the thread in {ns} panicked"))?
+}

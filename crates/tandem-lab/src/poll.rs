@@ -16,6 +16,21 @@ pub fn until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Polls `f` every 10 ms until it gives a value; `None` after `timeout`
+/// (the caller says what it saw).
+pub fn until_some<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Writes a self-signed certificate and key for `subject_ip` (usable as an
 /// end-entity certificate and as its own trust root) into `dir` with
 /// Debian's `openssl`; returns (certificate, key).

@@ -140,7 +140,8 @@ enum Command {
     /// by the demo and the failover benchmark as the client).
     #[command(hide = true)]
     Probe {
-        /// http://address/path
+        /// http://address/path, or tcp://address:port (a connection opening
+        /// is an answer)
         url: String,
         /// Interval between probes.
         #[arg(long, default_value = "10ms", value_parser = tandem_config::parse_duration)]

@@ -5,13 +5,18 @@ use std::net::IpAddr;
 
 /// The interface (and prefix) whose network contains `ip`, from the
 /// kernel's routing table (as Heartbeat's findif does): `/proc/net/route`
-/// for IPv4, `/proc/net/ipv6_route` for IPv6. Default routes are ignored.
+/// for IPv4, `/proc/net/ipv6_route` for IPv6 (of the calling thread's
+/// network namespace). Default routes are ignored.
 pub fn find_interface(ip: IpAddr) -> Option<(String, u8)> {
     match ip {
-        IpAddr::V4(v4) => find_interface_v4(v4, &std::fs::read_to_string("/proc/net/route").ok()?),
-        IpAddr::V6(v6) => {
-            find_interface_v6(v6, &std::fs::read_to_string("/proc/net/ipv6_route").ok()?)
-        }
+        IpAddr::V4(v4) => find_interface_v4(
+            v4,
+            &std::fs::read_to_string("/proc/thread-self/net/route").ok()?,
+        ),
+        IpAddr::V6(v6) => find_interface_v6(
+            v6,
+            &std::fs::read_to_string("/proc/thread-self/net/ipv6_route").ok()?,
+        ),
     }
 }
 

@@ -1,4 +1,5 @@
-//! `tandem probe URL`: the client of the demo and the failover benchmark.
+//! `tandem probe URL`: the client of the demo and the failover benchmark
+//! (`tcp://ADDR:PORT`: a TCP connection opening counts as an answer).
 //! Every interval it starts one HTTP GET (with a timeout) on a thread of
 //! its own, so a request hanging on a dead node does not delay the next
 //! ones, and prints one JSON line per request: its start time in
@@ -23,6 +24,27 @@ pub struct Sample {
 }
 
 fn one(url: &str, t_ms: f64, timeout: Duration) -> Sample {
+    if let Some(addr) = url.strip_prefix("tcp://") {
+        // A TCP service (e.g. a TLS port): answered = the connection opened.
+        let r = addr
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| format!("{addr}: {e}"))
+            .and_then(|a| {
+                std::net::TcpStream::connect_timeout(&a, timeout).map_err(|e| e.to_string())
+            });
+        return match r {
+            Ok(_) => Sample {
+                t_ms,
+                answer: Some("open".into()),
+                error: None,
+            },
+            Err(e) => Sample {
+                t_ms,
+                answer: None,
+                error: Some(e),
+            },
+        };
+    }
     match tandem_agents::check::http_get(url, timeout) {
         Ok((200, body)) => Sample {
             t_ms,
