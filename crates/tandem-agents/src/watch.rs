@@ -122,14 +122,39 @@ pub fn resolve(source: &MainPid) -> Option<u32> {
     }
 }
 
-/// The `PIDFILE=` an init script sets, when it is a plain path (Debian's
-/// haproxy, apache2 and nginx scripts have one). Pure; tested.
+/// The `PIDFILE=` an init script sets, when it is a plain path, possibly
+/// built from earlier plain assignments (Debian's haproxy script says
+/// `BASENAME=haproxy` then `PIDFILE=/var/run/${BASENAME}.pid`). Pure; tested.
 pub fn script_pidfile(script: &str) -> Option<PathBuf> {
-    script.lines().find_map(|l| {
-        let v = l.trim().strip_prefix("PIDFILE=")?;
-        let v = v.split('#').next()?.trim().trim_matches(['"', '\'']);
-        (v.starts_with('/') && !v.contains(['$', '`', ' '])).then(|| PathBuf::from(v))
-    })
+    let mut vars: HashMap<&str, String> = HashMap::new();
+    for l in script.lines() {
+        let Some((name, v)) = l.trim().split_once('=') else {
+            continue;
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let v = v
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches(['"', '\'']);
+        let mut out = v.to_string();
+        for (k, val) in &vars {
+            out = out
+                .replace(&format!("${{{k}}}"), val)
+                .replace(&format!("${k}"), val);
+        }
+        if out.contains(['$', '`', ' ', '(']) {
+            continue; // computed at run time: unknown here
+        }
+        if name == "PIDFILE" {
+            return out.starts_with('/').then(|| PathBuf::from(out));
+        }
+        vars.insert(name, out);
+    }
+    None
 }
 
 impl Watcher {
@@ -279,6 +304,10 @@ mod tests {
             Some(PathBuf::from("/var/run/x.pid"))
         );
         assert_eq!(script_pidfile("PIDFILE=$RUN/x.pid\n"), None);
+        assert_eq!(
+            script_pidfile("BASENAME=haproxy\nPIDFILE=/var/run/${BASENAME}.pid\n"),
+            Some(PathBuf::from("/var/run/haproxy.pid"))
+        );
         assert_eq!(script_pidfile("PIDFILE=x.pid\n"), None);
         assert_eq!(script_pidfile("echo hi\n"), None);
     }

@@ -85,12 +85,17 @@ pub fn group_id(name: &str) -> Option<u32> {
 
 /// The peer's uid and groups (effective gid and supplementary groups), from
 /// the kernel: SO_PEERCRED, then `/proc/PID/status` of the peer process.
+/// A peer in an ancestor PID namespace (e.g. the host's CLI talking to a
+/// daemon in a container) has pid 0: its uid and gid still count.
 pub(crate) fn peer(stream: &UnixStream) -> std::io::Result<(u32, Vec<u32>)> {
-    let cred = rustix::net::sockopt::socket_peercred(stream)?;
-    let uid = cred.uid.as_raw();
-    let mut groups = vec![cred.gid.as_raw()];
-    let status = std::fs::read_to_string(format!("/proc/{}/status", cred.pid.as_raw_nonzero()))
-        .unwrap_or_default();
+    let cred = peercred(stream)?;
+    let uid = cred.uid;
+    let mut groups = vec![cred.gid];
+    let status = if cred.pid > 0 {
+        std::fs::read_to_string(format!("/proc/{}/status", cred.pid)).unwrap_or_default()
+    } else {
+        String::new()
+    };
     for line in status.lines() {
         if let Some(list) = line.strip_prefix("Groups:") {
             groups.extend(
@@ -100,6 +105,34 @@ pub(crate) fn peer(stream: &UnixStream) -> std::io::Result<(u32, Vec<u32>)> {
         }
     }
     Ok((uid, groups))
+}
+
+/// SO_PEERCRED as the kernel gives it (a pid of 0 allowed).
+#[allow(unsafe_code)]
+fn peercred(stream: &UnixStream) -> std::io::Result<libc::ucred> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::ucred>())
+        .map_err(std::io::Error::other)?;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a live
+    // ucred of exactly that size, for an open socket fd.
+    let r = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &raw mut len,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cred)
 }
 
 #[cfg(test)]
