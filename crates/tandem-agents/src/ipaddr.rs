@@ -3,6 +3,8 @@
 //! gratuitous ARP, and reports it present only while the link is up.
 
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
@@ -147,8 +149,10 @@ pub fn start(f: &FloatingAddress, timeout: Duration) -> OpResult {
     OpResult::Ok
 }
 
-/// Removes the address; removing an address the node does not hold is fine.
+/// Removes the address (and ends its announcements); removing an address
+/// the node does not hold is fine.
 pub fn stop(f: &FloatingAddress, timeout: Duration) -> OpResult {
+    cancel_announcements(&f.interface, f.ip);
     let Ok(index) = ifindex(&f.interface) else {
         return OpResult::Ok; // no interface, no address
     };
@@ -230,10 +234,30 @@ impl Announcer {
     }
 }
 
+/// The announcements under way, by (interface, address): a stop cancels
+/// them (a late announcement from a node that gave the address up would
+/// point the neighbours back at it, as IPaddr2's stop kills its send_arp).
+static ANNOUNCING: std::sync::Mutex<Vec<(String, IpAddr, Arc<AtomicBool>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Cancels the announcements of `ip` on `interface`, if any.
+fn cancel_announcements(interface: &str, ip: IpAddr) {
+    if let Ok(mut v) = ANNOUNCING.lock() {
+        v.retain(|(i, a, flag)| {
+            let hit = i == interface && *a == ip;
+            if hit {
+                flag.store(true, Ordering::Relaxed);
+            }
+            !hit
+        });
+    }
+}
+
 /// Sends `count` announcements (gratuitous ARP or unsolicited NA) for `ip`
 /// on `interface`, the first at once and the rest `interval` apart on a
 /// background thread, which also closes the socket: closing a packet
-/// socket waits for the kernel (10–20 ms), and a start must not.
+/// socket waits for the kernel (10–20 ms), and a start must not. A stop of
+/// the address ends them.
 pub fn announce(interface: String, ip: IpAddr, count: u32, interval: Duration) {
     if count == 0 {
         return;
@@ -246,22 +270,33 @@ pub fn announce(interface: String, ip: IpAddr, count: u32, interval: Duration) {
         }
     };
     let first = announcer.send();
+    cancel_announcements(&interface, ip);
+    let cancelled = Arc::new(AtomicBool::new(false));
+    if let Ok(mut v) = ANNOUNCING.lock() {
+        v.push((interface.clone(), ip, cancelled.clone()));
+    }
     std::thread::spawn(move || {
         // The kernel lease for a new address may land a moment after it:
         // until then the lease rules refuse what leaves from it (IPv6).
         if let Err(e) = first {
             let retried = (0..25).any(|_| {
                 std::thread::sleep(Duration::from_millis(2));
-                announcer.send().is_ok()
+                !cancelled.load(Ordering::Relaxed) && announcer.send().is_ok()
             });
-            if !retried {
+            if !retried && !cancelled.load(Ordering::Relaxed) {
                 tracing::warn!("announcing {ip} on {interface} failed: {e}");
             }
         }
         for _ in 1..count {
             std::thread::sleep(interval);
+            if cancelled.load(Ordering::Relaxed) {
+                break;
+            }
             let _ = announcer.send();
         }
         drop(announcer);
+        if let Ok(mut v) = ANNOUNCING.lock() {
+            v.retain(|(_, _, f)| !Arc::ptr_eq(f, &cancelled));
+        }
     });
 }

@@ -54,14 +54,25 @@ struct Watched {
 
 enum Request {
     Watch(Watched),
+    /// Not running yet as far as its source says (a daemon writes its pid
+    /// file a moment after its init script returned): looked for again
+    /// every 10 ms for [`PENDING_FOR`].
+    Pending(ResourceKey, MainPid),
     Unwatch(ResourceKey),
 }
+
+/// How long a main process not found at once is looked for.
+const PENDING_FOR: Duration = Duration::from_secs(3);
 
 /// Watches main processes on a thread of its own (`tandem-watch`).
 pub struct Watcher {
     tx: Mutex<Sender<Request>>,
     waker: Arc<Waker>,
+    watching: Watching,
 }
+
+/// The resources whose main process is watched now (the thread's view).
+type Watching = Arc<Mutex<std::collections::HashSet<ResourceKey>>>;
 
 const WAKE: Token = Token(0);
 
@@ -163,12 +174,15 @@ impl Watcher {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let (tx, rx) = std::sync::mpsc::channel();
+        let watching = Watching::default();
+        let w = watching.clone();
         std::thread::Builder::new()
             .name("tandem-watch".into())
-            .spawn(move || run(poll, &rx, &exited))?;
+            .spawn(move || run(poll, &rx, &exited, &w))?;
         Ok(Self {
             tx: Mutex::new(tx),
             waker,
+            watching,
         })
     }
 
@@ -183,8 +197,10 @@ impl Watcher {
     /// a monitor found it running; a process already watched stays so).
     /// Returns the pid watched, if one runs.
     pub fn watch(&self, key: &ResourceKey, source: MainPid) -> Option<u32> {
-        let pid = resolve(&source)?;
-        let fd = pidfd_open(pid)?;
+        let Some((pid, fd)) = resolve(&source).and_then(|p| Some((p, pidfd_open(p)?))) else {
+            self.send(Request::Pending(key.clone(), source));
+            return None;
+        };
         self.send(Request::Watch(Watched {
             key: key.clone(),
             source,
@@ -194,6 +210,11 @@ impl Watcher {
         Some(pid)
     }
 
+    /// Whether the main process of `key` is watched now.
+    pub fn is_watching(&self, key: &ResourceKey) -> bool {
+        self.watching.lock().is_ok_and(|w| w.contains(key))
+    }
+
     /// Stops watching `key` (before a stop: tandem's own stops are not
     /// deaths). Takes effect before any exit seen after it returns.
     pub fn unwatch(&self, key: &ResourceKey) {
@@ -201,7 +222,7 @@ impl Watcher {
     }
 }
 
-fn run(mut poll: Poll, rx: &Receiver<Request>, exited: &Exited) {
+fn run(mut poll: Poll, rx: &Receiver<Request>, exited: &Exited, watching: &Watching) {
     let mut watched: HashMap<Token, Watched> = HashMap::new();
     let mut next = 1usize;
     let mut events = Events::with_capacity(64);
@@ -213,6 +234,9 @@ fn run(mut poll: Poll, rx: &Receiver<Request>, exited: &Exited) {
             .register(&mut SourceFd(&w.fd.as_raw_fd()), t, Interest::READABLE)
         {
             Ok(()) => {
+                if let Ok(mut set) = watching.lock() {
+                    set.insert(w.key.clone());
+                }
                 watched.insert(t, w);
             }
             Err(e) => tracing::warn!("cannot watch {} (pid {}): {e}", w.key, w.pid),
@@ -221,10 +245,15 @@ fn run(mut poll: Poll, rx: &Receiver<Request>, exited: &Exited) {
     let remove = |poll: &Poll, watched: &mut HashMap<Token, Watched>, t: Token| {
         let w = watched.remove(&t)?;
         let _ = poll.registry().deregister(&mut SourceFd(&w.fd.as_raw_fd()));
+        if let Ok(mut set) = watching.lock() {
+            set.remove(&w.key);
+        }
         Some(w)
     };
+    let mut pending: Vec<(ResourceKey, MainPid, std::time::Instant)> = Vec::new();
     loop {
-        if let Err(e) = poll.poll(&mut events, None) {
+        let timeout = (!pending.is_empty()).then_some(Duration::from_millis(10));
+        if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() != std::io::ErrorKind::Interrupted {
                 tracing::warn!("main-process watcher stopped: {e}");
                 return;
@@ -235,7 +264,14 @@ fn run(mut poll: Poll, rx: &Receiver<Request>, exited: &Exited) {
         // exit that stop causes.
         loop {
             match rx.try_recv() {
+                Ok(Request::Pending(k, source)) => {
+                    pending.retain(|(p, _, _)| *p != k);
+                    if !watched.values().any(|w| w.key == k) {
+                        pending.push((k, source, std::time::Instant::now() + PENDING_FOR));
+                    }
+                }
                 Ok(Request::Watch(w)) => {
+                    pending.retain(|(p, _, _)| *p != w.key);
                     let old = watched
                         .iter()
                         .find(|(_, o)| o.key == w.key)
@@ -250,6 +286,7 @@ fn run(mut poll: Poll, rx: &Receiver<Request>, exited: &Exited) {
                     }
                 }
                 Ok(Request::Unwatch(k)) => {
+                    pending.retain(|(p, _, _)| *p != k);
                     let ts: Vec<Token> = watched
                         .iter()
                         .filter(|(_, w)| w.key == k)
@@ -287,6 +324,22 @@ fn run(mut poll: Poll, rx: &Receiver<Request>, exited: &Exited) {
                 ),
             }
         }
+        let now = std::time::Instant::now();
+        pending.retain(|(k, source, until)| {
+            match resolve(source).and_then(|pid| Some((pid, pidfd_open(pid)?))) {
+                Some((pid, fd)) => {
+                    let w = Watched {
+                        key: k.clone(),
+                        source: source.clone(),
+                        pid,
+                        fd,
+                    };
+                    add(&poll, &mut watched, w);
+                    false
+                }
+                None => now < *until, // then the monitors alone
+            }
+        });
     }
 }
 
@@ -348,6 +401,33 @@ mod tests {
         c.kill().unwrap();
         c.wait().unwrap();
         assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+    }
+
+    #[test]
+    fn a_pid_file_written_after_the_start_is_still_watched() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("late.pid");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = Watcher::start(Arc::new(move |k, why| {
+            let _ = tx.send((k, why));
+        }))
+        .unwrap();
+        assert_eq!(w.watch(&key(), MainPid::Pidfile(pidfile.clone())), None);
+        let mut c = spawn_sleep();
+        std::fs::write(&pidfile, format!("{}\n", c.id())).unwrap();
+        // Found by the watcher's retries: its exit is then reported.
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while !w.is_watching(&key()) {
+            assert!(
+                std::time::Instant::now() < end,
+                "the late pid file was never found"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        c.kill().unwrap();
+        let (_, why) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(why.contains(&c.id().to_string()), "{why}");
+        c.wait().unwrap();
     }
 
     #[test]

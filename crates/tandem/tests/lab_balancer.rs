@@ -142,6 +142,33 @@ fn a_killed_haproxy_is_restarted_at_once_and_a_reload_is_not_a_death() {
         "{text}"
     );
     w.wait_served_by("n1", 5, WAIT).unwrap();
+
+    // Moved to n2 and straight back: n2's remaining gratuitous ARPs (five,
+    // 200 ms apart) must stop with its address, or they point the client
+    // back at n2 after n1 took over.
+    w.tandem(0, &["move", "web", "n2"]).unwrap();
+    w.wait_served_by("n2", 3, WAIT).unwrap();
+    let back = w.probe_now_ms();
+    w.tandem(1, &["move", "web", "--clear"]).unwrap();
+    w.wait_served_by("n1", 3, WAIT).unwrap();
+    until(WAIT, || (w.probe_now_ms() > back + 1500.0).then_some(()));
+    let samples = w.samples();
+    let first_n1 = samples
+        .iter()
+        .position(|x| x.t_ms > back && x.answer.as_deref() == Some("n1"))
+        .unwrap();
+    let lost: Vec<String> = samples[first_n1..]
+        .iter()
+        .filter(|x| x.t_ms < back + 1500.0 && x.answer.as_deref() != Some("n1"))
+        .map(|x| {
+            format!(
+                "{:.0} ms: {:?}",
+                x.t_ms - back,
+                x.answer.as_ref().or(x.error.as_ref())
+            )
+        })
+        .collect();
+    assert!(lost.len() <= 2, "after n1 took the address back: {lost:?}");
 }
 
 /// `ip -o addr` lines of `ip` on `dev` in `ns`, without the lifetimes.
