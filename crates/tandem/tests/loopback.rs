@@ -509,3 +509,57 @@ fn local_users_get_what_their_group_allows_and_no_more() {
     let (ok, out) = as_user(65534, "50", &socket, &["unstandby", "n2"]);
     assert!(ok, "{out}");
 }
+
+/// Issue 12, finding 15: logrotate renames ha.cf's `logfile`; SIGHUP makes
+/// the daemon reopen it by name (the package's postrotate sends it), so
+/// lines go to the new file, not the renamed one.
+#[test]
+fn sighup_reopens_the_logfile_after_a_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let log = d.join("ha-log");
+    std::fs::write(
+        d.join("ha.cf"),
+        format!(
+            "keepalive 1\ndeadtime 10\ninitdead 10\nudpport 7791\nucast lo 127.0.0.1\nlogfile {}\nnode n1\nnode n2\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(d.join("haresources"), "").unwrap();
+    std::fs::write(
+        d.join("authkeys"),
+        "auth 1\n1 sha1 a-long-enough-test-secret\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(d.join("authkeys"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut daemon = Command::new(EXE)
+        .args(["daemon", "--node", "n1", "--heartbeat-dir"])
+        .arg(d)
+        .arg("--socket")
+        .arg(d.join("n1.sock"))
+        .arg("--state-dir")
+        .arg(d.join("state"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    tandem_lab::poll::until(
+        Duration::from_secs(20),
+        "the daemon's start in ha-log",
+        || read(&log).contains("started (incarnation"),
+    );
+    std::fs::rename(&log, d.join("ha-log.1")).unwrap();
+    tandem::process::signal(daemon.id(), libc::SIGHUP).unwrap();
+    tandem_lab::poll::until(Duration::from_secs(10), "a new ha-log after SIGHUP", || {
+        read(&log).contains("SIGHUP: log file")
+    });
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(
+        !read(&d.join("ha-log.1")).contains("SIGHUP"),
+        "the renamed file got the new lines"
+    );
+    assert!(read(&d.join("ha-log.1")).contains("started (incarnation"));
+}

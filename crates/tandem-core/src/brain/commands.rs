@@ -197,7 +197,10 @@ impl Brain {
                 let g = self
                     .group_by_name(&group)
                     .ok_or_else(|| self.unknown_group(&group))?;
-                *next.cleanups.entry(g).or_insert(0) += 1;
+                // The count comes from peers too: a key holder could send
+                // u32::MAX.
+                let c = next.cleanups.entry(g).or_insert(0);
+                *c = c.saturating_add(1);
                 format!("{group}: fail counts and blocked state cleared on every node")
             }
             // Applied above, before the settings are touched.

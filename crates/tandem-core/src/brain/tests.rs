@@ -400,3 +400,29 @@ fn a_huge_settings_generation_from_a_peer_does_not_overflow() {
     assert!(r.is_ok(), "{r:?}");
     assert_eq!(a.settings.generation, u64::MAX);
 }
+
+#[test]
+fn a_huge_cleanup_count_from_a_peer_does_not_overflow() {
+    let mut c = cfg(1, 100, b"k");
+    c.groups = vec![crate::GroupSpec {
+        name: "web".into(),
+        resources: vec![],
+        rules: crate::PlacementRules::default(),
+        migration_threshold: 3,
+        failure_timeout: None,
+        volumes: vec![],
+    }];
+    let mut a = Brain::new(c, t(0));
+    for ms in [0, 1000, 2000, 3000, 3500] {
+        tick(&mut a, t(ms));
+    }
+    a.settings.cleanups.insert(0, u32::MAX);
+    let r = a.handle_command(
+        t(3600),
+        Command::Cleanup {
+            group: "web".into(),
+        },
+    );
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(a.settings.cleanups.get(&0), Some(&u32::MAX));
+}

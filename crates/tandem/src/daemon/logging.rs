@@ -3,7 +3,9 @@
 //! sink is fed through a queue by a writer thread, so a slow stderr, disk or
 //! journal never blocks the heartbeat thread.
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{Context, anyhow};
 
@@ -45,15 +47,9 @@ pub fn init_logging(
     });
     let file_layer = match logfile {
         Some(p) => {
-            if let Some(d) = p.parent() {
-                std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
-            }
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .with_context(|| format!("open logfile {}", p.display()))?;
-            let (w, g) = tracing_appender::non_blocking(f);
+            let file = Arc::new(LogFile::open(p)?);
+            let _ = LOG_FILE.set(file.clone());
+            let (w, g) = tracing_appender::non_blocking(LogFileWriter(file));
             guards.push(g);
             Some(
                 tracing_subscriber::fmt::layer()
@@ -72,4 +68,66 @@ pub fn init_logging(
         .try_init()
         .map_err(|e| anyhow!("logging: {e}"))?;
     Ok(guards)
+}
+
+/// The `logfile`, reopened by path on SIGHUP (after logrotate renamed it).
+struct LogFile {
+    path: PathBuf,
+    file: Mutex<std::fs::File>,
+}
+
+/// The daemon's log file, once logging is set up with one.
+static LOG_FILE: OnceLock<Arc<LogFile>> = OnceLock::new();
+
+impl LogFile {
+    fn open(p: &Path) -> anyhow::Result<Self> {
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
+        }
+        Ok(Self {
+            path: p.to_path_buf(),
+            file: Mutex::new(Self::open_file(p)?),
+        })
+    }
+
+    fn open_file(p: &Path) -> anyhow::Result<std::fs::File> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .with_context(|| format!("open logfile {}", p.display()))
+    }
+}
+
+/// Reopens the log file by its path (SIGHUP, after a rotation renamed it):
+/// `None` without a log file. On failure the old file is kept.
+pub fn reopen_logfile() -> Option<anyhow::Result<PathBuf>> {
+    let f = LOG_FILE.get()?;
+    Some(LogFile::open_file(&f.path).map(|new| {
+        if let Ok(mut cur) = f.file.lock() {
+            *cur = new;
+        }
+        f.path.clone()
+    }))
+}
+
+/// Writes to the current log file.
+struct LogFileWriter(Arc<LogFile>);
+
+impl Write for LogFileWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .file
+            .lock()
+            .map_err(|_| std::io::Error::other("log file lock poisoned"))?
+            .write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0
+            .file
+            .lock()
+            .map_err(|_| std::io::Error::other("log file lock poisoned"))?
+            .flush()
+    }
 }

@@ -223,10 +223,12 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
     let waker = Arc::new(mio::Waker::new(poll.registry(), WAKE).context("create waker")?);
     let (inbox, inputs) = Inbox::new(waker);
 
-    // Signals: the node loop leaves the cluster and stops.
+    // Signals: SIGTERM/SIGINT, the node loop leaves the cluster and stops;
+    // SIGHUP, the log file is reopened (logrotate's postrotate).
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ])
     .context("install signal handlers")?;
     {
@@ -234,7 +236,21 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
         std::thread::Builder::new()
             .name("tandem-signals".into())
             .spawn(move || {
-                if let Some(signal) = signals.forever().next() {
+                for signal in signals.forever() {
+                    if signal == signal_hook::consts::SIGHUP {
+                        match logging::reopen_logfile() {
+                            Some(Ok(p)) => {
+                                tracing::info!("SIGHUP: log file {} reopened", p.display())
+                            }
+                            Some(Err(e)) => {
+                                tracing::warn!("SIGHUP: {e:#}; still writing to the old file")
+                            }
+                            None => tracing::info!(
+                                "SIGHUP: no log file to reopen (logging to stderr or the journal)"
+                            ),
+                        }
+                        continue;
+                    }
                     systemd::stopping();
                     inbox.send(Input::Stop { signal });
                 }
