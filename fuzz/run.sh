@@ -6,13 +6,14 @@
 # decoder up to the MAC, and the brain), signed (past the MAC: fuzzed TLV
 # bodies signed with the test key), config, heartbeat_files, arbiter,
 # volume (the replication engine fed arbitrary peer messages), control (the
-# control socket's requests and answers).
+# control socket's requests and answers), nbd (the NBD export's negotiation
+# and requests), volume_frames (a volume peer's hello and signed frames).
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(decode signed config heartbeat_files arbiter volume control)
+[ ${#targets[@]} -gt 0 ] || targets=(decode signed config heartbeat_files arbiter volume control nbd volume_frames)
 target=$(rustc -vV | sed -n 's/^host: //p')
 RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \

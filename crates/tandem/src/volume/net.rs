@@ -104,7 +104,9 @@ fn encode_hello(h: &Hello, key: &Key, other: &[u8; 16]) -> Vec<u8> {
     out
 }
 
-fn read_hello(r: &mut impl Read, key: &Key, other: &[u8; 16]) -> Result<Hello, NetError> {
+/// Reads and checks a peer's hello (MAC first, then its fields), signed
+/// for our nonce `other`.
+pub fn read_hello(r: &mut impl Read, key: &Key, other: &[u8; 16]) -> Result<Hello, NetError> {
     let mut len = [0u8; 2];
     r.read_exact(&mut len)?;
     let len = usize::from(u16::from_be_bytes(len));
@@ -282,28 +284,63 @@ impl FrameWriter {
     fn write(&mut self, m: &Message) -> Result<(), NetError> {
         let payload = postcard::to_allocvec(m).map_err(|_| NetError::Protocol("encode"))?;
         self.counter += 1;
-        let c = self.counter.to_be_bytes();
-        let tag = self
-            .key
-            .sign_parts(&[&self.session, &[self.dir], &c, &payload]);
-        self.out.write_all(&(payload.len() as u32).to_be_bytes())?;
-        self.out.write_all(&c)?;
-        self.out.write_all(&payload)?;
-        self.out.write_all(&tag)?;
+        let s = FrameSigner {
+            key: &self.key,
+            session: &self.session,
+            dir: self.dir,
+        };
+        s.write(&mut self.out, self.counter, &payload)?;
         Ok(())
     }
 }
 
+/// What signs one direction's frames: length (u32), counter (u64), the
+/// postcard payload, and a MAC over session, direction, counter, payload.
+pub struct FrameSigner<'a> {
+    /// The volume's key.
+    pub key: &'a Key,
+    /// Both hellos' nonces.
+    pub session: &'a [u8; 32],
+    /// The direction (1: from the dialer).
+    pub dir: u8,
+}
+
+impl FrameSigner<'_> {
+    /// Writes frame number `counter` carrying `payload` to `out`.
+    pub fn write(&self, out: &mut impl Write, counter: u64, payload: &[u8]) -> std::io::Result<()> {
+        let c = counter.to_be_bytes();
+        let tag = self.key.sign_parts(&[self.session, &[self.dir], &c, payload]);
+        let len = u32::try_from(payload.len()).map_err(std::io::Error::other)?;
+        out.write_all(&len.to_be_bytes())?;
+        out.write_all(&c)?;
+        out.write_all(payload)?;
+        out.write_all(&tag)
+    }
+}
+
 /// Reads authenticated frames.
-pub struct FrameReader {
-    inp: BufReader<TcpStream>,
+pub struct FrameReader<R = TcpStream> {
+    inp: BufReader<R>,
     key: Arc<Key>,
     session: [u8; 32],
     dir: u8,
     counter: u64,
 }
 
-impl FrameReader {
+impl<R: Read> FrameReader<R> {
+    /// Reads the frames of direction `dir` of `session` from `inp` (the
+    /// connection's reader comes from [`Conn::split`]; this is for tests
+    /// and the fuzzer).
+    pub fn new(inp: R, key: Arc<Key>, session: [u8; 32], dir: u8) -> Self {
+        Self {
+            inp: BufReader::new(inp),
+            key,
+            session,
+            dir,
+            counter: 0,
+        }
+    }
+
     /// The next message.
     pub fn read(&mut self) -> Result<Message, NetError> {
         let mut head = [0u8; 12];
