@@ -1,6 +1,7 @@
-//! Fuzzes the control socket's messages: a request line as a local client
+//! Fuzzes the control sockets' messages: a request line as a local client
 //! sends it (the daemon parses it before checking rights), and the
-//! daemon's answer as the CLI parses it. Neither may panic.
+//! daemon's answer as the CLI parses it; the same for a volume process's
+//! control socket (`tandem volume …`). None may panic.
 //!
 //! Run: `cd fuzz && cargo fuzz run control --sanitizer none`.
 #![no_main]
@@ -16,4 +17,12 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = serde_json::from_slice::<tandem_control::Response>(data);
+    use tandem::volume::control::{Answer, Command};
+    if let Ok(cmd) = serde_json::from_slice::<Command>(data)
+        && let Ok(text) = serde_json::to_string(&cmd)
+    {
+        let again = serde_json::from_str::<Command>(&text);
+        assert!(again.is_ok_and(|c| c == cmd), "{text}");
+    }
+    let _ = serde_json::from_slice::<Answer>(data);
 });

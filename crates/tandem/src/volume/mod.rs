@@ -13,6 +13,7 @@
 //! answered), [`control`] and `commands` (the control socket and what it
 //! does).
 
+pub mod accept_gate;
 mod commands;
 pub mod control;
 pub mod fuse;

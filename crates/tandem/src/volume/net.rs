@@ -309,7 +309,9 @@ impl FrameSigner<'_> {
     /// Writes frame number `counter` carrying `payload` to `out`.
     pub fn write(&self, out: &mut impl Write, counter: u64, payload: &[u8]) -> std::io::Result<()> {
         let c = counter.to_be_bytes();
-        let tag = self.key.sign_parts(&[self.session, &[self.dir], &c, payload]);
+        let tag = self
+            .key
+            .sign_parts(&[self.session, &[self.dir], &c, payload]);
         let len = u32::try_from(payload.len()).map_err(std::io::Error::other)?;
         out.write_all(&len.to_be_bytes())?;
         out.write_all(&c)?;
@@ -382,16 +384,42 @@ pub fn accept_loop(
     key: Arc<Key>,
     found: Sender<(Hello, Conn)>,
 ) {
+    use super::accept_gate::{Gate, Summary};
+    let mut gate = Gate::default();
+    let mut gated = Summary::default();
+    let failed = Arc::new(std::sync::Mutex::new(Summary::default()));
     for s in listener.incoming() {
         let Ok(s) = s else { continue };
-        let (volume, key, found) = (volume.clone(), key.clone(), found.clone());
+        let now = std::time::Instant::now();
+        let Some(ticket) = s.peer_addr().ok().and_then(|a| gate.admit(a.ip(), now)) else {
+            drop(s); // closed at once: no thread, no read
+            if let Some(n) = gated.note(now) {
+                tracing::warn!(
+                    "volume {volume}: refused {n} connection(s): too many handshakes at once or too many from one address"
+                );
+            }
+            continue;
+        };
+        let (volume, key, found, failed) =
+            (volume.clone(), key.clone(), found.clone(), failed.clone());
         let _ = std::thread::Builder::new()
             .name("tandem-vol-accept".into())
-            .spawn(move || match Conn::accept(s, &volume, me, &key) {
-                Ok(pair) => {
-                    let _ = found.send(pair);
+            .spawn(move || {
+                let _ticket = ticket;
+                match Conn::accept(s, &volume, me, &key) {
+                    Ok(pair) => {
+                        let _ = found.send(pair);
+                    }
+                    Err(e) => {
+                        let due = failed
+                            .lock()
+                            .ok()
+                            .and_then(|mut f| f.note(std::time::Instant::now()));
+                        if let Some(n) = due {
+                            tracing::warn!("volume {volume}: refused {n} connection(s) at the hello, the last: {e}");
+                        }
+                    }
                 }
-                Err(e) => tracing::warn!("volume {volume}: refused a connection: {e}"),
             });
     }
 }
