@@ -16,6 +16,6 @@ command -v rsync >/dev/null 2>&1 || need+=(rsync)
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-name=${1:?usage: bench/run.sh heartbeat [--seconds N] | failover [--runs N] | lease [--runs N] [--seconds S] | volumes [--seconds S] [--size-mib M] | postgres [--runs N] | balancer [--runs N]}; shift
+name=${1:?usage: bench/run.sh heartbeat [--seconds N] | failover [--runs N] | lease [--runs N] [--seconds S] | volumes [--seconds S] [--size-mib M] | postgres [--runs N] | balancer [--runs N] | attack [--seconds N]}; shift
 cargo build --release -p tandem -p tandem-bench
 exec "target/release/$name" "$@"

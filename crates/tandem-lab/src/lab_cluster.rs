@@ -49,6 +49,8 @@ pub struct WebOptions {
     pub node_prelude: Option<String>,
     /// Where the web servers outside tandem listen (busybox's `-p`).
     pub server_listen: String,
+    /// More lab hosts beside n1, n2 and c1 (e.g. "c2", an attacker).
+    pub extra_hosts: Vec<String>,
 }
 
 impl Default for WebOptions {
@@ -67,6 +69,7 @@ impl Default for WebOptions {
             vip_resource: None,
             node_prelude: None,
             server_listen: "80".into(),
+            extra_hosts: Vec::new(),
         }
     }
 }
@@ -103,7 +106,9 @@ impl WebCluster {
         if Command::new("busybox").arg("--help").output().is_err() {
             bail!("the lab web server needs busybox: apt-get install busybox");
         }
-        let lab = Lab::new(&o.prefix, o.subnet, &["n1", "n2", "c1"])?;
+        let mut hosts = vec!["n1", "n2", "c1"];
+        hosts.extend(o.extra_hosts.iter().map(String::as_str));
+        let lab = Lab::new(&o.prefix, o.subnet, &hosts)?;
         let vip = format!("198.18.{}.200", o.subnet);
         let nodes: Vec<(String, String, Option<String>)> = lab
             .hosts
