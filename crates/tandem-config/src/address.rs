@@ -145,10 +145,11 @@ impl Default for FloatingAddress {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn params(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+    /// Parameters from pairs (shared with `native`'s tests).
+    pub(crate) fn params(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
         kv.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()

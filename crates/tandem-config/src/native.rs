@@ -47,18 +47,19 @@ pub enum NativeError {
     Unsupported(String),
 }
 
-/// Parameters IPaddr2 takes that the native path implements.
-const IPADDR2_KNOWN: [&str; 9] = [
+/// Parameters both agents take that the native path implements.
+const COMMON_KNOWN: [&str; 6] = [
     "ip",
     "cidr_netmask",
     "netmask",
     "nic",
     "iflabel",
     "broadcast",
-    "arp_count",
-    "arp_interval",
-    "arp_count_refresh",
 ];
+/// IPaddr2's own parameters that the native path implements.
+const IPADDR2_KNOWN: [&str; 3] = ["arp_count", "arp_interval", "arp_count_refresh"];
+/// IPaddr's own parameters that the native path implements (default only).
+const IPADDR_KNOWN: [&str; 1] = ["lvs_support"];
 
 /// Parameters whose default value is implemented (other values: script).
 const IPADDR2_DEFAULTS: [(&str, &[&str]); 11] = [
@@ -132,21 +133,9 @@ pub fn ipaddr(
     let ip: IpAddr = ip_text.parse().map_err(|_| {
         NativeError::Invalid(format!("ip `{ip_text}` is not an IPv4 or IPv6 address"))
     })?;
-    let known: &[&str] = if old {
-        &[
-            "ip",
-            "cidr_netmask",
-            "netmask",
-            "nic",
-            "iflabel",
-            "broadcast",
-            "lvs_support",
-        ]
-    } else {
-        &IPADDR2_KNOWN
-    };
+    let own: &[&str] = if old { &IPADDR_KNOWN } else { &IPADDR2_KNOWN };
     for (k, v) in p {
-        if known.contains(&k.as_str()) {
+        if COMMON_KNOWN.contains(&k.as_str()) || own.contains(&k.as_str()) {
             continue;
         }
         match IPADDR2_DEFAULTS.iter().find(|(d, _)| d == k) {
@@ -272,11 +261,7 @@ pub fn ipaddr(
 mod tests {
     use super::*;
 
-    fn params(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::address::tests::params;
 
     fn route(ip: IpAddr) -> Option<(String, u8)> {
         ip.to_string()

@@ -119,7 +119,10 @@ pub fn send(
                         n += 1;
                     }
                 }
-                if !for_how_long.is_zero() && n.is_multiple_of(64) && start.elapsed() >= for_how_long {
+                if !for_how_long.is_zero()
+                    && n.is_multiple_of(64)
+                    && start.elapsed() >= for_how_long
+                {
                     break 'outer;
                 }
             }
