@@ -210,3 +210,47 @@ impl Volume {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Metadata, Output, PeerConfig, Protocol, Volume, VolumeConfig};
+    use tandem_core::Timestamp;
+
+    #[test]
+    fn an_outdate_is_settled_only_once_its_metadata_is_on_disk() {
+        let cfg = VolumeConfig::new(
+            "r0",
+            0,
+            vec![PeerConfig {
+                node: 1,
+                name: "n2".into(),
+                protocol: Protocol::C,
+            }],
+            7,
+        );
+        let mut meta = Metadata::create(1 << 20, 0, &[1], 8);
+        meta.flags.consistent = true;
+        meta.flags.up_to_date = true;
+        let mut v = Volume::attach(cfg, meta, Timestamp::ZERO);
+        // Whatever attaching wrote is done.
+        while let Some(o) = v.poll() {
+            if let Output::MetaWrite { io, .. } = o {
+                v.disk_done(Timestamp::from_nanos(1), io, Ok(None));
+            }
+        }
+        assert!(v.meta_settled());
+        v.outdate(Timestamp::from_nanos(2)).expect("outdate");
+        assert!(!v.meta_settled(), "settled before the write was done");
+        let io = std::iter::from_fn(|| v.poll())
+            .find_map(|o| match o {
+                Output::MetaWrite { io, meta } => {
+                    assert!(meta.flags.outdated);
+                    Some(io)
+                }
+                _ => None,
+            })
+            .expect("a metadata write");
+        v.disk_done(Timestamp::from_nanos(3), io, Ok(None));
+        assert!(v.meta_settled());
+    }
+}

@@ -253,6 +253,12 @@ impl Volume {
         &self.meta
     }
 
+    /// Whether every metadata write asked for so far is done (the state
+    /// the metadata records is on disk).
+    pub fn meta_settled(&self) -> bool {
+        self.meta_inflight.is_empty()
+    }
+
     /// This node's role.
     pub fn role(&self) -> Role {
         self.role

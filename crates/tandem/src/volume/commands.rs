@@ -1,8 +1,45 @@
 //! Operator commands arriving on the volume's control socket.
 
+use std::sync::mpsc::Sender;
+
 use super::{Runner, control};
 
 impl Runner {
+    /// Answers a control command; an `outdate` is answered only once the
+    /// metadata saying Outdated is on disk (the peer that asked promotes on
+    /// the strength of it: a crash in between must not leave this copy
+    /// UpToDate on disk).
+    pub(super) fn answer_control(&mut self, cmd: control::Command, reply: Sender<control::Answer>) {
+        let durable_first = matches!(cmd, control::Command::Outdate);
+        let answer = self.command(cmd);
+        if durable_first
+            && matches!(answer, control::Answer::Done { .. })
+            && !self.vol.meta_settled()
+        {
+            self.parked.push((reply, answer));
+        } else {
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Sends the parked answers once every metadata write is done; if the
+    /// disk failed meanwhile, they say so instead.
+    pub(super) fn release_parked(&mut self) {
+        if self.parked.is_empty() || !self.vol.meta_settled() {
+            return;
+        }
+        let failed = self.vol.disk() == tandem_volumes::DiskState::Diskless;
+        for (reply, answer) in self.parked.drain(..) {
+            let _ = reply.send(if failed {
+                control::Answer::Refused {
+                    message: "the metadata write failed: the disk is detached (Diskless)".into(),
+                }
+            } else {
+                answer
+            });
+        }
+    }
+
     /// Applies an operator command.
     pub(super) fn command(&mut self, cmd: control::Command) -> control::Answer {
         use control::{Answer, Command};

@@ -193,6 +193,8 @@ struct Runner {
     held: Vec<(Origin, requests::Op)>,
     /// Writes refused because the lease had lapsed.
     lapsed_refusals: u64,
+    /// Answers sent once the metadata they report is on disk (`outdate`).
+    parked: Vec<(Sender<control::Answer>, control::Answer)>,
 }
 
 fn protocol(p: ReplicationProtocol) -> Protocol {
@@ -358,6 +360,7 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
         lapsed_since: None,
         lapse_failed: false,
         held: Vec::new(),
+        parked: Vec::new(),
         handlers: handlers::Handlers::new(&v, local),
         lapsed_refusals: 0,
     };
@@ -410,6 +413,7 @@ impl Runner {
             }
             self.check_lease();
             self.flush(wants);
+            self.release_parked();
         }
     }
 
@@ -464,8 +468,7 @@ impl Runner {
                 reply,
                 written,
             } => {
-                let answer = self.command(cmd);
-                let _ = reply.send(answer);
+                self.answer_control(cmd, reply);
                 if self.stop {
                     self.down_written = Some(written);
                 }
