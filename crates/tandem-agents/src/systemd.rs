@@ -83,6 +83,11 @@ pub fn run_on(address: Option<&str>, unit: &str, op: Op, timeout: Duration) -> O
 /// A service unit's `MainPID` over the system bus (`None`: no main
 /// process, not a service, or systemd unreachable), for the watcher.
 pub fn main_pid(unit: &str, timeout: Duration) -> Option<u32> {
+    main_pid_on(None, unit, timeout)
+}
+
+/// [`main_pid`] over the bus at `address` (`None`: the system bus).
+pub fn main_pid_on(address: Option<&str>, unit: &str, timeout: Duration) -> Option<u32> {
     let unit = unit_name(unit);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -90,7 +95,7 @@ pub fn main_pid(unit: &str, timeout: Duration) -> Option<u32> {
         .ok()?;
     rt.block_on(async move {
         let work = async {
-            let conn = connect(None).await.ok()?;
+            let conn = connect(address).await.ok()?;
             let mgr = ManagerProxy::new(&conn).await.ok()?;
             let path = mgr.get_unit(unit).await.ok()?;
             let svc = ServiceProxy::builder(&conn)

@@ -61,7 +61,27 @@ impl Unit {
     }
 }
 
+/// A service unit's main process, as systemd's Service interface says it.
+struct Service {
+    name: String,
+    pids: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+#[zbus::interface(name = "org.freedesktop.systemd1.Service")]
+impl Service {
+    #[zbus(property, name = "MainPID")]
+    fn main_pid(&self) -> u32 {
+        self.pids
+            .lock()
+            .unwrap()
+            .get(&self.name)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
 struct Manager {
+    pids: Arc<Mutex<HashMap<String, u32>>>,
     units: Units,
     jobs: AtomicU32,
     calls: Arc<Mutex<Vec<String>>>,
@@ -107,7 +127,15 @@ impl Manager {
             name: name.clone(),
             units: self.units.clone(),
         };
-        let _ = server.at(path, unit).await;
+        let _ = server.at(path.clone(), unit).await;
+        let service = Service {
+            name: name.clone(),
+            pids: self.pids.clone(),
+        };
+        let _ = server.at(path, service).await;
+        if name == "web.service" {
+            self.pids.lock().unwrap().insert(name.clone(), 4242);
+        }
         let (state, result) = match name.as_str() {
             "broken.service" => ("failed", "failed"),
             "slow.service" => ("activating", "done"),
@@ -212,6 +240,7 @@ fn fake_systemd() -> FakeSystemd {
             .unwrap();
         rt.block_on(async move {
             let manager = Manager {
+                pids: Arc::default(),
                 units: units2,
                 jobs: AtomicU32::new(1),
                 calls: calls2,
@@ -304,4 +333,20 @@ fn a_job_that_never_ends_times_out() {
     let a = Some(sd.address.as_str());
     let r = run_on(a, "hang", Op::Start, Duration::from_millis(500));
     assert_eq!(r, OpResult::TimedOut);
+}
+
+#[test]
+fn the_main_pid_of_a_service_is_read_for_the_watch() {
+    let sd = fake_systemd();
+    let a = Some(sd.address.as_str());
+    assert_eq!(
+        tandem_agents::systemd::main_pid_on(a, "web", T),
+        None,
+        "not loaded yet"
+    );
+    assert_eq!(run_on(a, "web", Op::Start, T), OpResult::Ok);
+    assert_eq!(tandem_agents::systemd::main_pid_on(a, "web", T), Some(4242));
+    // A unit without a main process (MainPID 0) has none to watch.
+    assert_eq!(run_on(a, "other", Op::Start, T), OpResult::Ok);
+    assert_eq!(tandem_agents::systemd::main_pid_on(a, "other", T), None);
 }
