@@ -30,6 +30,8 @@ command -v modprobe >/dev/null 2>&1 || need+=(kmod)
 # in a real headless Chromium, TLS certificates, and promtool's check of
 # the metrics text.
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+# S2's balancer with Debian's own init scripts (issue 16).
+[ -x /etc/init.d/stunnel4 ] || need+=(stunnel4)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
