@@ -61,6 +61,10 @@ enum Request {
     Unwatch(ResourceKey),
 }
 
+/// How long after a main process exited its source is read again for a
+/// process taking its place, before the exit counts as a death.
+pub const RELOAD_GRACE: Duration = Duration::from_millis(30);
+
 /// How long a main process not found at once is looked for.
 const PENDING_FOR: Duration = Duration::from_secs(3);
 
@@ -251,8 +255,14 @@ fn run(mut poll: Poll, rx: &Receiver<Request>, exited: &Exited, watching: &Watch
         Some(w)
     };
     let mut pending: Vec<(ResourceKey, MainPid, std::time::Instant)> = Vec::new();
+    // Exited, nothing in its place yet: (the watch, when it counts as dead).
+    let mut confirming: Vec<(Watched, std::time::Instant)> = Vec::new();
     loop {
-        let timeout = (!pending.is_empty()).then_some(Duration::from_millis(10));
+        let timeout = if !confirming.is_empty() {
+            Some(Duration::from_millis(2))
+        } else {
+            (!pending.is_empty()).then_some(Duration::from_millis(10))
+        };
         if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() != std::io::ErrorKind::Interrupted {
                 tracing::warn!("main-process watcher stopped: {e}");
@@ -287,6 +297,7 @@ fn run(mut poll: Poll, rx: &Receiver<Request>, exited: &Exited, watching: &Watch
                 }
                 Ok(Request::Unwatch(k)) => {
                     pending.retain(|(p, _, _)| *p != k);
+                    confirming.retain(|(w, _)| w.key != k);
                     let ts: Vec<Token> = watched
                         .iter()
                         .filter(|(_, w)| w.key == k)
@@ -318,6 +329,12 @@ fn run(mut poll: Poll, rx: &Receiver<Request>, exited: &Exited, watching: &Watch
                     );
                     add(&poll, &mut watched, Watched { pid, fd, ..w });
                 }
+                // A pid file may be rewritten a moment after the old
+                // process left (haproxy's `-sf` reload): look again for
+                // [`RELOAD_GRACE`] before calling it a death.
+                _ if !matches!(w.source, MainPid::Child(_)) => {
+                    confirming.push((w, std::time::Instant::now() + RELOAD_GRACE));
+                }
                 _ => exited(
                     w.key,
                     format!("its main process {} exited (seen at once)", w.pid),
@@ -325,6 +342,23 @@ fn run(mut poll: Poll, rx: &Receiver<Request>, exited: &Exited, watching: &Watch
             }
         }
         let now = std::time::Instant::now();
+        for (w, until) in std::mem::take(&mut confirming) {
+            match resolve(&w.source).filter(|pid| *pid != w.pid) {
+                Some(pid) if let Some(fd) = pidfd_open(pid) => {
+                    tracing::info!(
+                        "{}: main process {} exited and {pid} took its place (a reload or re-exec, not a failure); watching {pid}",
+                        w.key,
+                        w.pid
+                    );
+                    add(&poll, &mut watched, Watched { pid, fd, ..w });
+                }
+                _ if now < until => confirming.push((w, until)),
+                _ => exited(
+                    w.key,
+                    format!("its main process {} exited (seen at once)", w.pid),
+                ),
+            }
+        }
         pending.retain(|(k, source, until)| {
             match resolve(source).and_then(|pid| Some((pid, pidfd_open(pid)?))) {
                 Some((pid, fd)) => {
@@ -428,6 +462,35 @@ mod tests {
         let (_, why) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert!(why.contains(&c.id().to_string()), "{why}");
         c.wait().unwrap();
+    }
+
+    #[test]
+    fn a_pid_file_rewritten_just_after_the_old_process_left_is_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("svc.pid");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = Watcher::start(Arc::new(move |k, why| {
+            let _ = tx.send((k, why));
+        }))
+        .unwrap();
+        let mut old = spawn_sleep();
+        std::fs::write(&pidfile, format!("{}\n", old.id())).unwrap();
+        w.watch(&key(), MainPid::Pidfile(pidfile.clone())).unwrap();
+        // haproxy's reload as CI once saw it: the old process leaves a few
+        // milliseconds before the new one's pid reaches the file.
+        let mut new = spawn_sleep();
+        old.kill().unwrap();
+        old.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        std::fs::write(&pidfile, format!("{}\n", new.id())).unwrap();
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "a late pid file rewrite was reported as a death"
+        );
+        new.kill().unwrap();
+        let (_, why) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(why.contains(&new.id().to_string()), "{why}");
+        new.wait().unwrap();
     }
 
     #[test]

@@ -266,6 +266,9 @@ impl Sim {
                         resource,
                         op,
                     } => {
+                        if self.intercept(d.to, id, group, resource, op) {
+                            continue;
+                        }
                         let faults = self.faults.get(d.to).copied().unwrap_or_default();
                         let fail_start = self.rng.random_bool(faults.start_failure.clamp(0.0, 1.0));
                         let fail_stop = self.rng.random_bool(faults.stop_failure.clamp(0.0, 1.0));

@@ -23,11 +23,13 @@ use tandem_core::{
 use tandem_wire::{Key, Keyring};
 
 mod driver;
+mod external;
 mod faults;
 mod fencing;
 mod fixtures;
 mod resources;
 pub mod volume;
+pub use external::ExternalOp;
 pub use fencing::{FENCE_LATENCY, FENCE_TIMEOUT, FenceAgent, FenceRecord};
 pub use fixtures::{resource, seeds, sole_holder, two_node_app_group};
 
@@ -176,6 +178,11 @@ pub struct Sim {
     names: Names,
     /// Whether the brains have a witness configured.
     witness_configured: bool,
+    /// (group, resource) whose operations the caller carries out (see
+    /// [`Sim::set_external`]).
+    external: Option<(usize, usize)>,
+    /// Its operations waiting for the caller.
+    pending_external: Vec<ExternalOp>,
 }
 
 /// Builds the brain configuration of node `idx` (0-based) of an `n`-node,
@@ -309,6 +316,8 @@ impl Sim {
             fencing: false,
             fence_agent: FenceAgent::default(),
             fence_log: Vec::new(),
+            external: None,
+            pending_external: Vec::new(),
         }
     }
 

@@ -19,6 +19,7 @@
 
 pub mod activity_log;
 pub mod bitmap;
+pub mod cluster;
 mod engine;
 pub mod event;
 pub mod gi;

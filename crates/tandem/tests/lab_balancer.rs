@@ -58,6 +58,18 @@ fn a_killed_haproxy_is_restarted_at_once_and_a_reload_is_not_a_death() {
     w.start_all().unwrap();
     w.start_probe().unwrap();
     w.wait_served_by("n1", 5, WAIT).unwrap();
+    let all_started = |w: &tandem_lab::lab_cluster::WebCluster| {
+        until(WAIT, || {
+            let st = w.cluster.status(0).ok()?;
+            st.membership.groups[0]
+                .resources
+                .iter()
+                .all(|r| r.state == ResourceState::Started)
+                .then_some(())
+        })
+        .expect("the group never ran completely on n1")
+    };
+    all_started(&w);
     let log = w.cluster.nodes[0].log.clone();
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
@@ -102,6 +114,7 @@ fn a_killed_haproxy_is_restarted_at_once_and_a_reload_is_not_a_death() {
         t_started - killed_at
     );
     w.wait_served_by("n1", 5, WAIT).unwrap();
+    all_started(&w);
     let st = w.cluster.status(0).unwrap();
     let haproxy = &st.membership.groups[0].resources[1];
     assert_eq!(haproxy.fail_count, 1);

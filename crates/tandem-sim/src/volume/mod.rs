@@ -16,6 +16,7 @@
 //!   last acknowledged write (or one that was in flight at a crash).
 
 mod app;
+pub mod cluster;
 mod disk;
 mod driver;
 pub mod pattern;

@@ -21,8 +21,9 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tandem_core::{MembershipStatus, Op, OpResult, PeerState};
-use tandem_volumes::{ConnState, DiskState, Role, VolumeStatus};
+use tandem_core::{MembershipStatus, Op, OpResult, PeerState, Timestamp};
+use tandem_volumes::cluster::{Glue, GlueAction, PeerView};
+use tandem_volumes::{DiskState, Role, VolumeStatus};
 
 use super::inbox::{Inbox, Input};
 use crate::volume::control::{self, Answer, Command};
@@ -378,12 +379,11 @@ struct Watcher {
     grace: Duration,
     /// Holds last reported, by group.
     reported: BTreeMap<String, Option<String>>,
-    /// (volume, peer) → when the connection to that primary peer broke.
-    lost_primary: BTreeMap<(String, String), Instant>,
-    /// (volume, peer) last seen connected with the primary role.
-    was_primary: BTreeMap<(String, String), bool>,
-    /// Peers already forgotten while dead.
-    forgotten: BTreeMap<(String, String), bool>,
+    /// The rules (forget the dead, outdate after a replication-only
+    /// partition, readiness), with their memory.
+    glue: Glue,
+    /// The glue's time origin.
+    epoch: Instant,
     /// Last launch attempt per volume.
     launched: BTreeMap<String, Instant>,
 }
@@ -395,9 +395,8 @@ impl Watcher {
             groups,
             grace,
             reported: BTreeMap::new(),
-            lost_primary: BTreeMap::new(),
-            was_primary: BTreeMap::new(),
-            forgotten: BTreeMap::new(),
+            glue: Glue::new(grace),
+            epoch: Instant::now(),
             launched: BTreeMap::new(),
         }
     }
@@ -441,7 +440,8 @@ impl Watcher {
     }
 
     /// One volume: its readiness (`None`: ready), and the cluster's view
-    /// applied to it.
+    /// applied to it (the rules are `tandem_volumes::cluster`'s, shared
+    /// with the simulator).
     fn look(
         &mut self,
         name: &str,
@@ -458,80 +458,52 @@ impl Watcher {
             }
             return (Some(format!("volume {name} is not running here")), None);
         };
-        for p in &st.peers {
-            let key = (name.to_string(), p.node.clone());
-            let state = view
-                .and_then(|v| v.nodes.iter().find(|n| n.name == p.node))
-                .map(|n| n.state);
-            let connected = p.connection == ConnState::Connected;
-            // Declared dead: drop its connection now, once.
-            let dead = matches!(state, Some(PeerState::Dead | PeerState::Left));
-            if dead && connected && !self.forgotten.get(&key).copied().unwrap_or(false) {
-                self.forgotten.insert(key.clone(), true);
-                if let Ok(Answer::Done { message }) = self.ctx.ask(
-                    name,
-                    &Command::Forget {
-                        peer: p.node.clone(),
-                    },
-                ) {
-                    tracing::info!("{message}");
-                }
-            }
-            if !dead {
-                self.forgotten.remove(&key);
-            }
-            // A primary peer went on without us?
-            if connected {
-                self.lost_primary.remove(&key);
-                self.was_primary
-                    .insert(key.clone(), p.role == Role::Primary);
-            } else if self.was_primary.remove(&key) == Some(true) {
-                self.lost_primary.insert(key.clone(), Instant::now());
-            }
-            if let Some(since) = self.lost_primary.get(&key).copied()
-                && since.elapsed() > self.grace
-            {
-                let alive_and_active = view.is_some_and(|v| {
-                    state.is_some_and(PeerState::is_member)
-                        && v.groups.iter().any(|g| {
-                            g.active_on.contains(&p.node)
-                                && self
-                                    .groups
-                                    .iter()
-                                    .any(|(n, vols)| *n == g.name && vols.iter().any(|x| x == name))
-                        })
-                });
-                if alive_and_active && st.role == Role::Secondary && st.disk == DiskState::UpToDate
-                {
-                    match self.ctx.ask(name, &Command::Outdate) {
-                        Ok(Answer::Done { .. }) => tracing::warn!(
-                            "volume {name}: {} stayed primary and a member for {} s after its replication connection broke: this copy is outdated (it cannot be promoted until it resynced)",
-                            p.node,
-                            self.grace.as_secs()
-                        ),
-                        Ok(Answer::Refused { message }) => tracing::info!("{message}"),
-                        _ => {}
+        let peers: Vec<PeerView> =
+            st.peers
+                .iter()
+                .map(|p| {
+                    let state = view
+                        .and_then(|v| v.nodes.iter().find(|n| n.name == p.node))
+                        .map(|n| n.state);
+                    PeerView {
+                        name: p.node.clone(),
+                        member: state.is_some_and(PeerState::is_member),
+                        gone: matches!(state, Some(PeerState::Dead | PeerState::Left)),
+                        runs_its_group: view.is_some_and(|v| {
+                            v.groups.iter().any(|g| {
+                                g.active_on.contains(&p.node)
+                                    && self.groups.iter().any(|(n, vols)| {
+                                        *n == g.name && vols.iter().any(|x| x == name)
+                                    })
+                            })
+                        }),
+                    }
+                })
+                .collect();
+        let now = Timestamp::from_nanos(
+            u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        );
+        let (hold, actions) = self.glue.look(now, &st, &peers);
+        for a in actions {
+            match a {
+                GlueAction::Forget { peer } => {
+                    if let Ok(Answer::Done { message }) =
+                        self.ctx.ask(name, &Command::Forget { peer })
+                    {
+                        tracing::info!("{message}");
                     }
                 }
-                self.lost_primary.remove(&key);
+                GlueAction::Outdate { peer } => match self.ctx.ask(name, &Command::Outdate) {
+                    Ok(Answer::Done { .. }) => tracing::warn!(
+                        "volume {name}: {peer} stayed primary and a member for {} s after its replication connection broke: this copy is outdated (it cannot be promoted until it resynced)",
+                        self.grace.as_secs()
+                    ),
+                    Ok(Answer::Refused { message }) => tracing::info!("{message}"),
+                    _ => {}
+                },
             }
         }
-        if st.disk == DiskState::UpToDate {
-            return (None, Some(st));
-        }
-        let syncing = st
-            .peers
-            .iter()
-            .find(|p| p.out_of_sync_kib > 0 && p.connection == ConnState::Connected)
-            .map(|p| format!(" (resync from {} running)", p.node))
-            .unwrap_or_default();
-        (
-            Some(format!(
-                "volume {name}: this copy is {:?}{syncing}",
-                st.disk
-            )),
-            Some(st),
-        )
+        (hold, Some(st))
     }
 
     /// Reaps volume processes this daemon started that exited.

@@ -1,0 +1,241 @@
+//! Brains and replication engines together (issue 11): a [`Sim`] of the
+//! cluster whose group's first resource is a `volume:` resource, carried
+//! out against a [`VolumeSim`] of the same nodes — start promotes, stop
+//! demotes, monitor reads the role — with the daemon's own glue rules
+//! (`tandem_volumes::cluster::Glue`: readiness, forgetting dead peers,
+//! outdating after a replication-only partition) and the application
+//! writing only where the brain holds its lease. Both run on one clock,
+//! in 1 ms steps.
+//!
+//! Invariants (collected in [`ClusterVolumeSim::violations`], plus the
+//! volume simulation's own: no acknowledged protocol-C write lost, no
+//! flushed data lost, identical copies after healing):
+//! - never two primaries that both hold a brain's lease;
+//! - the cluster never promotes a copy that is not UpToDate;
+//! - a resource never runs on two nodes at once (the brain simulation's).
+
+use std::time::Duration;
+
+use tandem_core::{Op, OpResult, PeerState, Timestamp};
+use tandem_volumes::cluster::{Glue, GlueAction, PeerView};
+use tandem_volumes::{DiskState, Role};
+
+use super::VolumeSim;
+use crate::{ExternalOp, Sim};
+
+/// How long a start or stop of the volume is retried (as the daemon does
+/// while the old primary is still demoting).
+const OP_PATIENCE: Duration = Duration::from_secs(5);
+
+/// See the module documentation.
+pub struct ClusterVolumeSim {
+    /// The brains (group 0, resource 0 is the volume).
+    pub sim: Sim,
+    /// The engines of volume `r0`, node `i` beside brain `i`.
+    pub vs: VolumeSim,
+    glue: Vec<Glue>,
+    grace: Duration,
+    reported: Vec<Option<Option<String>>>,
+    retrying: Vec<(ExternalOp, Timestamp)>,
+    /// Every invariant of the combination broken.
+    pub violations: Vec<String>,
+    /// Successful promotions by the cluster: (time, node).
+    pub promotions: Vec<(Timestamp, usize)>,
+}
+
+impl ClusterVolumeSim {
+    /// Wraps `sim` (whose group 0 starts with the volume resource) and
+    /// `vs` (the same number of nodes, its copies already in sync and
+    /// secondary). `grace` is the glue's outdate grace.
+    pub fn new(mut sim: Sim, vs: VolumeSim, grace: Duration) -> Self {
+        sim.set_external(0, 0);
+        let n = vs.len();
+        Self {
+            sim,
+            vs,
+            glue: (0..n).map(|_| Glue::new(grace)).collect(),
+            grace,
+            reported: vec![None; n],
+            retrying: Vec::new(),
+            violations: Vec::new(),
+            promotions: Vec::new(),
+        }
+    }
+
+    /// The group's name.
+    fn group(&self) -> String {
+        self.sim
+            .brain(0)
+            .or_else(|| self.sim.brain(1))
+            .map(|b| b.status(self.sim.now()).groups[0].name.clone())
+            .unwrap_or_else(|| "db".into())
+    }
+
+    /// Runs `d` in 1 ms steps.
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.sim.now() + d;
+        while self.sim.now() < end {
+            self.step();
+        }
+    }
+
+    /// One millisecond of both simulations, then the glue between them.
+    pub fn step(&mut self) {
+        let t = self.sim.now() + Duration::from_millis(1);
+        self.sim.run_until(t);
+        let mut ops = std::mem::take(&mut self.retrying);
+        ops.extend(
+            self.sim
+                .take_external()
+                .into_iter()
+                .map(|op| (op, t + OP_PATIENCE)),
+        );
+        for (op, deadline) in ops {
+            self.carry_out(op, deadline);
+        }
+        self.vs.run_until(t);
+        self.glue_all(t);
+        self.gate_writes();
+        self.check();
+    }
+
+    fn carry_out(&mut self, op: ExternalOp, deadline: Timestamp) {
+        let i = op.node;
+        if !self.vs.is_up(i) || self.sim.brain(i).is_none() {
+            return;
+        }
+        let now = self.sim.now();
+        let (role, disk) = self
+            .vs
+            .volume(i)
+            .map(|v| (v.role(), v.disk()))
+            .unwrap_or((Role::Secondary, DiskState::Diskless));
+        match op.op {
+            Op::Start => {
+                if !self.sim.lease_valid(i) {
+                    return self.retry_or_fail(op, deadline, "this node holds no lease yet");
+                }
+                if role == Role::Primary || self.vs.promote(i, false) {
+                    if disk != DiskState::UpToDate {
+                        self.violations.push(format!(
+                            "{now:?}: the cluster promoted n{} whose copy was {disk:?}",
+                            i + 1
+                        ));
+                    }
+                    self.promotions.push((now, i));
+                    self.sim.finish_external(&op, OpResult::Ok, true);
+                } else {
+                    self.retry_or_fail(op, deadline, "promotion refused");
+                }
+            }
+            Op::Stop => {
+                if role != Role::Primary || self.vs.demote(i) {
+                    self.sim.finish_external(&op, OpResult::Ok, false);
+                } else {
+                    self.retry_or_fail(op, deadline, "demotion refused");
+                }
+            }
+            Op::Monitor => {
+                let r = match (role, disk) {
+                    (Role::Primary, DiskState::UpToDate) => OpResult::Ok,
+                    (Role::Primary, d) => OpResult::Failed(format!("primary, but {d:?}")),
+                    _ => OpResult::NotRunning,
+                };
+                let running = r == OpResult::Ok;
+                self.sim.finish_external(&op, r, running);
+            }
+        }
+    }
+
+    fn retry_or_fail(&mut self, op: ExternalOp, deadline: Timestamp, why: &str) {
+        if self.sim.now() < deadline {
+            self.retrying.push((op, deadline));
+        } else {
+            self.sim
+                .finish_external(&op, OpResult::Failed(why.into()), false);
+        }
+    }
+
+    /// Each live node's glue: readiness to its brain, forget and outdate
+    /// to its engine.
+    fn glue_all(&mut self, now: Timestamp) {
+        let group = self.group();
+        for i in 0..self.vs.len() {
+            let (Some(b), Some(v)) = (self.sim.brain(i), self.vs.volume(i)) else {
+                continue;
+            };
+            let view = b.status(now);
+            let st = v.status();
+            let peers: Vec<PeerView> = st
+                .peers
+                .iter()
+                .map(|p| {
+                    let state = view
+                        .nodes
+                        .iter()
+                        .find(|n| n.name == p.node)
+                        .map(|n| n.state);
+                    PeerView {
+                        name: p.node.clone(),
+                        member: state.is_some_and(PeerState::is_member),
+                        gone: matches!(state, Some(PeerState::Dead | PeerState::Left)),
+                        runs_its_group: view
+                            .groups
+                            .iter()
+                            .any(|g| g.name == group && g.active_on.contains(&p.node)),
+                    }
+                })
+                .collect();
+            let (hold, actions) = self.glue[i].look(now, &st, &peers);
+            for a in actions {
+                if let Some(v) = self.vs.volume_mut(i) {
+                    let _ = match a {
+                        GlueAction::Forget { peer } => v.forget(now, &peer),
+                        GlueAction::Outdate { .. } => v.outdate(now),
+                    };
+                }
+            }
+            if self.reported[i].as_ref() != Some(&hold) {
+                self.sim.set_data_readiness(i, &group, hold.as_deref());
+                self.reported[i] = Some(hold);
+            }
+        }
+    }
+
+    /// The application writes only on a primary whose brain holds its
+    /// lease (the volume process holds writes when the lease lapses).
+    fn gate_writes(&mut self) {
+        let p = self.vs.primary();
+        self.vs.app.stopped = !p.is_some_and(|p| self.sim.lease_valid(p));
+    }
+
+    fn check(&mut self) {
+        let both: Vec<usize> = self
+            .vs
+            .primaries()
+            .into_iter()
+            .filter(|&i| self.sim.lease_valid(i))
+            .collect();
+        if both.len() > 1 {
+            self.violations.push(format!(
+                "{:?}: two primaries hold a lease: {both:?}",
+                self.sim.now()
+            ));
+        }
+    }
+
+    /// Power-off of node `i`: its brain and its engine.
+    pub fn power_off(&mut self, i: usize) {
+        self.sim.crash(i);
+        self.vs.crash(i);
+        self.retrying.retain(|(op, _)| op.node != i);
+        self.glue[i] = Glue::new(self.grace);
+        self.reported[i] = None;
+    }
+
+    /// Power-on of node `i`.
+    pub fn power_on(&mut self, i: usize) {
+        self.vs.restart(i);
+        self.sim.restart(i);
+    }
+}
