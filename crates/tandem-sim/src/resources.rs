@@ -105,11 +105,16 @@ impl Sim {
     }
 
     /// Sends an operator command to node `i` (an error message if the
-    /// brain refuses it, or if the node is down).
+    /// brain refuses it, or if the node is down or frozen).
     pub fn command(&mut self, i: usize, cmd: tandem_core::Command) -> Result<String, String> {
         let now = self.now;
-        let r = match self.nodes.get_mut(i).and_then(|n| n.brain.as_mut()) {
-            Some(b) => b.handle_command(now, cmd).map_err(|e| e.to_string()),
+        let r = match self.nodes.get_mut(i) {
+            // Its control socket would not answer: the daemon is not running.
+            Some(n) if n.frozen => Err("node is frozen".into()),
+            Some(n) => match n.brain.as_mut() {
+                Some(b) => b.handle_command(now, cmd).map_err(|e| e.to_string()),
+                None => Err("node is down".into()),
+            },
             None => Err("node is down".into()),
         };
         self.drain(i);

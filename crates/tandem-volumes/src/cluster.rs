@@ -4,17 +4,25 @@
 //! daemon's watcher and the simulator run the same rules:
 //!
 //! - **Readiness**: a group with volumes may start here only while every
-//!   one of its volumes is UpToDate here; otherwise the verdict says why
-//!   (`volume r0: this copy is Outdated (resync from n2 running)`).
+//!   one of its volumes is UpToDate here, and no live peer runs the group
+//!   without this copy replicating from it (a node back from a freeze
+//!   still calls its copy UpToDate; the group must not come back to it
+//!   before it resynced); otherwise the verdict says why (`volume r0: this
+//!   copy is Outdated (resync from n2 running)`).
 //! - **Forget a dead peer**: once the cluster declares a peer dead or gone,
 //!   its replication connection is dropped at once (once per death), so a
 //!   promotion need not wait for the volume's own ping timeout.
-//! - **Outdate after a replication-only partition**: when the connection to
-//!   a primary peer broke, and that peer stays a live member running a
-//!   group that uses the volume for longer than the grace period, it is
-//!   writing without this copy: this copy outdates itself (resource-level
-//!   fencing from the secondary's side), so it can never be promoted with
-//!   stale data.
+//! - **Outdate when a peer runs the group without this copy**: when a peer
+//!   stays a live member running a group that uses the volume while this
+//!   copy is not connected to it, for longer than the grace period, that
+//!   peer is (or may be) writing without this copy — a replication-only
+//!   partition, or this node returning from a freeze to find the group
+//!   moved: this copy outdates itself (resource-level fencing from the
+//!   secondary's side), so it can never be promoted with stale data; a
+//!   resync from that peer makes it UpToDate again. (Found by the seeded
+//!   brain + volume simulation: a thawed old primary, refused as a sync
+//!   target, demoted without ever seeing the new primary connected, and
+//!   was promoted on its stale copy when that primary froze in turn.)
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -55,10 +63,9 @@ pub enum GlueAction {
 #[derive(Clone, Debug)]
 pub struct Glue {
     grace: Duration,
-    /// When the connection to a primary peer broke.
-    lost_primary: BTreeMap<(String, String), Timestamp>,
-    /// Whether the peer was last seen connected and primary.
-    was_primary: BTreeMap<(String, String), bool>,
+    /// Since when the peer runs the group while this copy is not
+    /// connected to it.
+    unreplicated: BTreeMap<(String, String), Timestamp>,
     /// Peers already forgotten during their current death.
     forgotten: BTreeMap<(String, String), bool>,
 }
@@ -69,8 +76,7 @@ impl Glue {
     pub fn new(grace: Duration) -> Self {
         Self {
             grace,
-            lost_primary: BTreeMap::new(),
-            was_primary: BTreeMap::new(),
+            unreplicated: BTreeMap::new(),
             forgotten: BTreeMap::new(),
         }
     }
@@ -84,6 +90,9 @@ impl Glue {
         peers: &[PeerView],
     ) -> (Option<String>, Vec<GlueAction>) {
         let mut actions = Vec::new();
+        // A live peer runs the group and this copy does not replicate from
+        // it: whatever this copy's own state says, it may be behind.
+        let mut behind_of: Option<String> = None;
         for p in &st.peers {
             let key = (st.name.clone(), p.node.clone());
             let view = peers.iter().find(|v| v.name == p.node);
@@ -98,25 +107,39 @@ impl Glue {
             if !gone {
                 self.forgotten.remove(&key);
             }
-            if connected {
-                self.lost_primary.remove(&key);
-                self.was_primary
-                    .insert(key.clone(), p.role == Role::Primary);
-            } else if self.was_primary.remove(&key) == Some(true) {
-                self.lost_primary.insert(key.clone(), now);
-            }
-            if let Some(since) = self.lost_primary.get(&key).copied()
-                && now.since(since) > self.grace
-            {
-                let alive_and_active = view.is_some_and(|v| v.member && v.runs_its_group);
-                if alive_and_active && st.role == Role::Secondary && st.disk == DiskState::UpToDate
+            let active_elsewhere = view.is_some_and(|v| v.member && v.runs_its_group);
+            // Past the handshake: a connection refused at every handshake
+            // (this side a primary that would have to be the target)
+            // replicates nothing.
+            let replicating = connected
+                && !matches!(
+                    p.replication,
+                    crate::ReplState::Off | crate::ReplState::Handshake
+                );
+            if replicating || !active_elsewhere {
+                self.unreplicated.remove(&key);
+            } else {
+                behind_of = Some(p.node.clone());
+                let since = *self.unreplicated.entry(key.clone()).or_insert(now);
+                if now.since(since) > self.grace
+                    && st.role == Role::Secondary
+                    && st.disk == DiskState::UpToDate
                 {
                     actions.push(GlueAction::Outdate {
                         peer: p.node.clone(),
                     });
+                    self.unreplicated.remove(&key);
                 }
-                self.lost_primary.remove(&key);
             }
+        }
+        if let Some(peer) = behind_of {
+            return (
+                Some(format!(
+                    "volume {}: {peer} runs the group and this copy is not replicating from it (it may be behind)",
+                    st.name
+                )),
+                actions,
+            );
         }
         if st.disk == DiskState::UpToDate {
             return (None, actions);
@@ -148,7 +171,7 @@ mod tests {
         Timestamp::from_nanos(n * 1_000_000)
     }
 
-    fn status(disk: DiskState, conn: ConnState, peer_role: Role) -> VolumeStatus {
+    pub(super) fn status(disk: DiskState, conn: ConnState, peer_role: Role) -> VolumeStatus {
         VolumeStatus {
             name: "r0".into(),
             role: Role::Secondary,
@@ -163,6 +186,9 @@ mod tests {
                 out_of_sync_kib: 0,
                 resync_kib_s: None,
                 eta_seconds: None,
+                pending: 0,
+                unacked: 0,
+                protocol: crate::Protocol::C,
             }],
             counters: Counters::default(),
             current: Uuid::default(),
@@ -192,8 +218,8 @@ mod tests {
             g.look(ms(2200), &cut, &n1(true, false, true)).1,
             vec![GlueAction::Outdate { peer: "n1".into() }]
         );
-        // Once only.
-        assert_eq!(g.look(ms(5000), &cut, &n1(true, false, true)).1, vec![]);
+        // Once per episode.
+        assert_eq!(g.look(ms(2300), &cut, &n1(true, false, true)).1, vec![]);
     }
 
     #[test]
@@ -221,6 +247,37 @@ mod tests {
         assert_eq!(
             hold.as_deref(),
             Some("volume r0: this copy is Inconsistent (resync from n1 running)")
+        );
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_never_connected_to_where_the_group_runs_outdates_itself() {
+        let mut g = Glue::new(Duration::from_secs(2));
+        let mut st =
+            super::tests::status(DiskState::UpToDate, ConnState::Connecting, Role::Unknown);
+        let peers = vec![PeerView {
+            name: "n1".into(),
+            member: true,
+            gone: false,
+            runs_its_group: true,
+        }];
+        // This node was primary (just thawed): no outdate while primary.
+        st.role = Role::Primary;
+        assert_eq!(g.look(Timestamp::from_nanos(0), &st, &peers).1, vec![]);
+        assert_eq!(
+            g.look(Timestamp::from_nanos(2_500_000_000), &st, &peers).1,
+            vec![]
+        );
+        // Demoted, still not connected to the node running the group.
+        st.role = Role::Secondary;
+        assert_eq!(
+            g.look(Timestamp::from_nanos(2_600_000_000), &st, &peers).1,
+            vec![GlueAction::Outdate { peer: "n1".into() }]
         );
     }
 }

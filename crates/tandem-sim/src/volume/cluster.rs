@@ -129,7 +129,7 @@ impl ClusterVolumeSim {
                 }
             }
             Op::Stop => {
-                if role != Role::Primary || self.vs.demote(i) {
+                if role != Role::Primary || self.vs.try_demote(i) {
                     self.sim.finish_external(&op, OpResult::Ok, false);
                 } else {
                     self.retry_or_fail(op, deadline, "demotion refused");

@@ -404,6 +404,23 @@ impl VolumeSim {
         ok
     }
 
+    /// `secondary` on node `i` now, without waiting for its writes (the
+    /// application stops writing there); `false` while writes are still
+    /// outstanding: call again later. For drivers that keep their own
+    /// clock in step (`cluster`).
+    pub fn try_demote(&mut self, i: usize) -> bool {
+        if self.app.primary == Some(i) {
+            self.app.primary = None;
+        }
+        let now = self.now;
+        let ok = self.nodes[i]
+            .vol
+            .as_mut()
+            .is_some_and(|v| v.demote(now).is_ok());
+        self.drain(i);
+        ok
+    }
+
     /// Power loss of node `i`: unflushed writes may vanish; its engine is
     /// gone until [`VolumeSim::restart`]. If it was the primary, every
     /// secondary in sync is checked for every acknowledged write.
@@ -443,7 +460,12 @@ impl VolumeSim {
             return;
         };
         let now = self.now;
-        self.nodes[i].vol = Some(Volume::attach(self.cfgs[i].clone(), meta, now));
+        // A new process draws a new seed for its generation identifiers,
+        // as the real volume process does: identifiers never repeat across
+        // lives.
+        let mut cfg = self.cfgs[i].clone();
+        cfg.uuid_seed = rand::Rng::random(&mut self.rng);
+        self.nodes[i].vol = Some(Volume::attach(cfg, meta, now));
         self.drain(i);
     }
 

@@ -3,6 +3,7 @@
 
 use tandem_core::Timestamp;
 
+use super::disk::Purpose;
 use super::{Volume, VolumeError};
 use crate::event::VolumeEvent;
 use crate::output::Output;
@@ -83,9 +84,12 @@ impl Volume {
         }
         self.role = Role::Secondary;
         self.meta.current &= !1;
-        self.meta.flags.primary = false;
-        self.meta.al.clear();
-        self.write_meta();
+        // The metadata keeps saying "primary" (with its activity log) until
+        // this node's own writes are durable: a power loss before that is
+        // a crashed primary, whose hot extents resync at the next start.
+        let io = self.io();
+        self.disk_queue.note(io, Purpose::DemoteFlush);
+        self.out.push_back(Output::DiskFlush { io });
         self.emit(VolumeEvent::Role {
             role: Role::Secondary,
         });

@@ -22,6 +22,9 @@ pub(super) enum Purpose {
     AppFlush(u64),
     /// Work for a peer (its maps say which).
     Peer(u8),
+    /// The flush of a demotion: the primary's writes durable before the
+    /// metadata stops saying "primary".
+    DemoteFlush,
 }
 
 /// A disk operation waiting for an overlapping write.

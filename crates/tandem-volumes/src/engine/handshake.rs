@@ -181,9 +181,16 @@ impl Volume {
             return self.refuse(i, VolumeEvent::Refused { peer: name, why });
         }
         if matches!(strategy, Strategy::Target { .. }) && self.role == Role::Primary {
-            let why =
-                "this primary would have to become a sync target; demote it first".to_string();
-            return self.refuse(i, VolumeEvent::Refused { peer: name, why });
+            // Transient with the cluster driving the roles (an old primary
+            // back from a freeze demotes itself): retried, not StandAlone,
+            // so the resync starts as soon as it is secondary.
+            let why = format!(
+                "this primary would have to become a sync target (rule {:?}); retrying until it is demoted",
+                decision.rule
+            );
+            self.refuse(i, VolumeEvent::Refused { peer: name, why });
+            self.peers[i].retry_after_refusal = true;
+            return;
         }
         let what = match strategy {
             Strategy::NoSync => "no resync".to_string(),
@@ -251,10 +258,17 @@ impl Volume {
                 self.peers[i].repl = ReplState::Established;
                 // Same data as the peer: a copy that did not know (after a
                 // restart) or was outdated by the cluster is current again.
+                // With a single peer, identical generations also mean no
+                // copy went on without the other, so a Consistent (crashed)
+                // copy and an Outdated one (fenced by the cluster while the
+                // peer might have written: it did not) are both current.
                 let peer_disk = self.peers[i].disk;
+                let settled =
+                    |d: DiskState| matches!(d, DiskState::Consistent | DiskState::Outdated);
                 if (self.disk == DiskState::Consistent
                     && matches!(peer_disk, DiskState::Consistent | DiskState::UpToDate))
                     || (self.disk == DiskState::Outdated && peer_disk == DiskState::UpToDate)
+                    || (self.peers.len() == 1 && settled(self.disk) && settled(peer_disk))
                 {
                     self.meta.flags.up_to_date = true;
                     self.meta.flags.outdated = false;

@@ -8,6 +8,7 @@ use super::Volume;
 use super::disk::Purpose;
 use crate::message::Message;
 use crate::output::{IoError, IoId, Output};
+use crate::state::Role;
 
 impl Volume {
     /// Disk operation `io` finished: `Ok(Some(bytes))` for a read,
@@ -24,6 +25,16 @@ impl Volume {
             Purpose::Meta => {
                 self.meta_inflight.remove(&io);
                 self.pump_writes();
+            }
+            Purpose::DemoteFlush => {
+                // Still secondary (not promoted again meanwhile) and flushed:
+                // the metadata may stop saying "primary". A failed flush
+                // leaves it so: the next start resyncs the hot extents.
+                if self.role == Role::Secondary && unit.is_ok() {
+                    self.meta.flags.primary = false;
+                    self.meta.al.clear();
+                    self.write_meta();
+                }
             }
             Purpose::AppWrite(id) => self.app_write_done(id, unit),
             Purpose::AppFlush(id) => self.app_flush_done(id, unit),

@@ -237,8 +237,16 @@ pub fn engine_config(
             protocol: protocol(v.protocol),
         })
         .collect();
+    // Generation identifiers must never repeat across the process's lives:
+    // a fresh random seed each start (the clock and pid if the kernel's
+    // generator fails).
     let mut seed = [0u8; 8];
-    let _ = getrandom::fill(&mut seed);
+    if getrandom::fill(&mut seed).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        seed = (t ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
+    }
     let mut cfg = VolumeConfig::new(name, me as u8, peers, u64::from_le_bytes(seed));
     cfg.split_brain = v.split_brain;
     Ok((cfg, v.clone(), me as u8))
