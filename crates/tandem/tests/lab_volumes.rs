@@ -274,6 +274,16 @@ fn the_workshop_steps_resync_and_verify_on_two_nodes() {
     rig.ok(0, &["primary", "--force", "r0"]);
     rig.in_sync(1);
     rig.in_sync(0);
+    // The state as DRBD's events2 stream shows it, for existing scripts.
+    let now = rig.ok(0, &["events", "r0", "--now"]);
+    for line in [
+        "exists resource name:r0 role:Primary",
+        "exists device name:r0 volume:0 disk:UpToDate",
+        "exists connection name:r0 conn-name:n2 connection:Connected role:Secondary",
+        "exists -",
+    ] {
+        assert!(now.lines().any(|l| l == line), "no `{line}` in:\n{now}");
+    }
 
     // The workshop: ext4 on the primary's FUSE file through a loop
     // device, a file written, a role switch, fsck clean and the same file

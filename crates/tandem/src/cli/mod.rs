@@ -9,6 +9,7 @@ pub mod simulate;
 pub mod status;
 pub mod volume;
 pub mod volume_args;
+pub mod volume_events;
 
 /// Exit code of a command the cluster refused because of its state
 /// (joining, shutting down, a peer reachable…): try again later.

@@ -38,7 +38,7 @@ impl Target {
         })
     }
 
-    fn volume(&self, name: &str) -> anyhow::Result<&tandem_config::Volume> {
+    pub(crate) fn volume(&self, name: &str) -> anyhow::Result<&tandem_config::Volume> {
         self.config
             .volumes
             .iter()
@@ -58,7 +58,7 @@ impl Target {
             })
     }
 
-    fn socket(&self, name: &str) -> PathBuf {
+    pub(crate) fn socket(&self, name: &str) -> PathBuf {
         control::socket_path(&self.config.state_dir, name)
     }
 

@@ -79,10 +79,18 @@ pub enum VolumeAction {
         #[arg(long)]
         json: bool,
     },
-    /// Recent events of a volume.
+    /// Recent events of a volume; with --now/--follow, its state as a
+    /// stream of `drbdsetup events2`-style lines (`exists …`, `change …`).
     Events {
         /// Volume name.
         name: String,
+        /// Print the current state (`exists` lines, ending `exists -`).
+        #[arg(long)]
+        now: bool,
+        /// Keep printing `change` lines (and resync progress every second)
+        /// until interrupted.
+        #[arg(long)]
+        follow: bool,
     },
 }
 
@@ -128,6 +136,8 @@ pub fn dispatch(
         VolumeAction::Invalidate { name } => v::command(&t, &name, C::Invalidate),
         VolumeAction::Verify { name, peer } => v::command(&t, &name, C::Verify { peer }),
         VolumeAction::Status { name, json } => v::status(&t, name.as_deref(), json),
-        VolumeAction::Events { name } => v::command(&t, &name, C::Events),
+        VolumeAction::Events { name, now, follow } => {
+            super::volume_events::events(&t, &name, now, follow)
+        }
     }
 }
