@@ -37,6 +37,24 @@ pub fn two_node_app_group() -> GroupSpec {
     }
 }
 
+/// The S3 group the data campaigns use: `db` = volume `r0` → `fs` → `pg`
+/// ([`resource`]), preferring n1 (200) over n2 (100), auto-failback on.
+pub fn s3_db_group() -> GroupSpec {
+    let r = resource;
+    GroupSpec {
+        name: "db".into(),
+        resources: vec![r("r0"), r("fs"), r("pg")],
+        rules: tandem_core::PlacementRules {
+            scores: vec![(NodeId(1), 200), (NodeId(2), 100)],
+            stickiness: 0,
+            auto_failback: true,
+        },
+        migration_threshold: 3,
+        failure_timeout: None,
+        volumes: vec!["r0".into()],
+    }
+}
+
 /// Whether group 0's resources 0 and 1 both run on one node only: which.
 pub fn sole_holder(s: &Sim) -> Option<usize> {
     let on = s.running_on(0, 1);

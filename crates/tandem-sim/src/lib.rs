@@ -31,7 +31,7 @@ mod resources;
 pub mod volume;
 pub use external::ExternalOp;
 pub use fencing::{FENCE_LATENCY, FENCE_TIMEOUT, FenceAgent, FenceRecord};
-pub use fixtures::{resource, seeds, sole_holder, two_node_app_group};
+pub use fixtures::{resource, s3_db_group, seeds, sole_holder, two_node_app_group};
 
 /// Network behaviour of one link.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use tandem_core::{GroupSpec, NodeId, PlacementRules, Timing};
+use tandem_core::{GroupSpec, Timing};
 use tandem_sim::{LinkModel, Sim};
 
 fn ms(n: u64) -> Duration {
@@ -15,19 +15,7 @@ fn ms(n: u64) -> Duration {
 }
 
 fn db() -> GroupSpec {
-    let r = tandem_sim::resource;
-    GroupSpec {
-        name: "db".into(),
-        resources: vec![r("r0"), r("fs"), r("pg")],
-        rules: PlacementRules {
-            scores: vec![(NodeId(1), 200), (NodeId(2), 100)],
-            stickiness: 0,
-            auto_failback: true,
-        },
-        migration_threshold: 3,
-        failure_timeout: None,
-        volumes: vec!["r0".into()],
-    }
+    tandem_sim::s3_db_group()
 }
 
 /// Where every resource of the group runs.

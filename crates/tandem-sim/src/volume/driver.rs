@@ -395,13 +395,7 @@ impl VolumeSim {
             let t = self.now + Duration::from_millis(1);
             self.run_until(t);
         }
-        let now = self.now;
-        let ok = self.nodes[i]
-            .vol
-            .as_mut()
-            .is_some_and(|v| v.demote(now).is_ok());
-        self.drain(i);
-        ok
+        self.try_demote(i)
     }
 
     /// `secondary` on node `i` now, without waiting for its writes (the
