@@ -121,8 +121,11 @@ fn run_action(shared: &Shared, a: &Action) -> OpResult {
         shared.watcher.unwatch(&a.key);
     }
     let mut r = agent_op(shared, group, res, a.op, a.timeout);
+    // After a start (a new process) or a good monitor that finds nothing
+    // watched yet (say, a daemon restart found the service running); a
+    // watched process needs no looking up again: its exit is seen anyway.
     if r == OpResult::Ok
-        && a.op != Op::Stop
+        && (a.op == Op::Start || (a.op == Op::Monitor && !shared.watcher.is_watching(&a.key)))
         && let Some(source) = main_pid(shared, group, res)
     {
         shared.watcher.watch(&a.key, source);

@@ -320,26 +320,15 @@ fn run(mut poll: Poll, rx: &Receiver<Request>, exited: &Exited, watching: &Watch
             let Some(w) = remove(&poll, &mut watched, t) else {
                 continue;
             };
-            match resolve(&w.source).filter(|pid| *pid != w.pid) {
-                Some(pid) if let Some(fd) = pidfd_open(pid) => {
-                    tracing::info!(
-                        "{}: main process {} exited and {pid} took its place (a reload or re-exec, not a failure); watching {pid}",
-                        w.key,
-                        w.pid
-                    );
-                    add(&poll, &mut watched, Watched { pid, fd, ..w });
-                }
-                // A pid file may be rewritten a moment after the old
-                // process left (haproxy's `-sf` reload): look again for
-                // [`RELOAD_GRACE`] before calling it a death.
-                _ if !matches!(w.source, MainPid::Child(_)) => {
-                    confirming.push((w, std::time::Instant::now() + RELOAD_GRACE));
-                }
-                _ => exited(
-                    w.key,
-                    format!("its main process {} exited (seen at once)", w.pid),
-                ),
-            }
+            // A pid file may be rewritten a moment after the old process
+            // left (haproxy's `-sf` reload): its source is looked at again
+            // for [`RELOAD_GRACE`] before the exit counts as a death. A
+            // child of the process agent has no one to take its place.
+            let grace = match w.source {
+                MainPid::Child(_) => Duration::ZERO,
+                _ => RELOAD_GRACE,
+            };
+            confirming.push((w, std::time::Instant::now() + grace));
         }
         let now = std::time::Instant::now();
         for (w, until) in std::mem::take(&mut confirming) {
