@@ -12,6 +12,7 @@ pub mod journal;
 pub mod kernel_lease;
 pub mod known_peers;
 pub mod logging;
+pub mod loop_meter;
 pub mod node_loop;
 pub mod ocf;
 pub mod operator;
@@ -259,6 +260,11 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
     }
 
     let want_rt = config.realtime;
+    if want_rt && !realtime::prepare_allocator() {
+        tracing::warn!(
+            "the allocator's real-time settings were refused: the heartbeat thread may share an arena with workers"
+        );
+    }
     let (sched_tx, sched_rx) = std::sync::mpsc::channel();
     let exec_inbox = inbox.clone();
     let exit_inbox = inbox.clone();

@@ -242,6 +242,7 @@ impl NodeLoop {
         // edge-triggered, so a socket left unread must be read again
         // without waiting for a new event.
         let mut backlog = vec![false; self.links.len()];
+        let mut meter = super::loop_meter::LoopMeter::new(self.brain.config().timing.keepalive * 2);
         loop {
             while let Ok(input) = self.inputs.try_recv() {
                 self.handle(input, &mut stopping);
@@ -285,7 +286,10 @@ impl NodeLoop {
             if backlog.iter().any(|b| *b) {
                 wait = Some(Duration::ZERO);
             }
-            if let Err(e) = self.poll.poll(&mut events, wait) {
+            meter.before_wait(wait);
+            let polled = self.poll.poll(&mut events, wait);
+            meter.after_wait();
+            if let Err(e) = polled {
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }
