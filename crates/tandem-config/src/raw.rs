@@ -49,6 +49,8 @@ pub(crate) struct RawVolume {
     pub after_sb_0pri: Option<Spanned<String>>,
     pub after_sb_1pri: Option<Spanned<String>>,
     pub after_sb_2pri: Option<Spanned<String>>,
+    /// `dont-care`, `resource-only` (default) or `resource-and-stonith`.
+    pub fencing: Option<Spanned<String>>,
     #[serde(default)]
     pub handlers: BTreeMap<String, Spanned<String>>,
     #[serde(default)]

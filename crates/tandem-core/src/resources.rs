@@ -172,6 +172,8 @@ pub(crate) struct GroupRt {
     pub(crate) releasing: bool,
     /// Why this node's copy of the group's data is not fit to run it.
     pub(crate) data_hold: Option<String>,
+    /// This node's copy is durably unfit (Outdated or Inconsistent).
+    pub(crate) data_stale: bool,
 }
 
 impl GroupRt {
@@ -184,6 +186,7 @@ impl GroupRt {
             acquiring: false,
             releasing: false,
             data_hold: None,
+            data_stale: false,
         }
     }
 

@@ -162,6 +162,9 @@ pub struct NodeStatus {
     pub config_mismatch: bool,
     /// Names of the nodes this node reports as up in its heartbeats.
     pub sees: Vec<String>,
+    /// Declared dead and powered off by a fence agent since.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fenced: bool,
 }
 
 /// One resource on the answering node.
@@ -199,6 +202,11 @@ pub struct GroupStatus {
     /// to start it, if so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_hold_here: Option<String>,
+    /// Nodes whose copy of its data is durably unfit (Outdated or
+    /// Inconsistent, as their latest report says): they cannot run it
+    /// until they resynced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale_on: Vec<String>,
     /// Its resources on the answering node.
     pub resources: Vec<ResourceStatus>,
 }

@@ -123,9 +123,15 @@ impl Sim {
     /// Node `i`'s daemon reports whether its copy of `group`'s data is
     /// ready (`None`) or why not (its volume watcher does this).
     pub fn set_data_readiness(&mut self, i: usize, group: &str, hold: Option<&str>) {
+        self.set_data_state(i, group, hold, false);
+    }
+
+    /// As [`Sim::set_data_readiness`], saying also whether the copy is
+    /// durably unfit (`stale`: Outdated or Inconsistent).
+    pub fn set_data_state(&mut self, i: usize, group: &str, hold: Option<&str>, stale: bool) {
         let now = self.now;
         if let Some(b) = self.nodes.get_mut(i).and_then(|n| n.brain.as_mut()) {
-            b.handle_data_readiness(now, group, hold.map(str::to_string));
+            b.handle_data_readiness(now, group, hold.map(str::to_string), stale);
         }
         self.drain(i);
     }

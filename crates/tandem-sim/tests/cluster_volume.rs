@@ -11,36 +11,16 @@
 use std::time::Duration;
 
 use rand::Rng;
-use tandem_core::{Command, GroupSpec, Timing};
-use tandem_sim::volume::VolumeSim;
+use tandem_core::Command;
+use tandem_sim::seeds;
 use tandem_sim::volume::cluster::ClusterVolumeSim;
-use tandem_sim::{Sim, seeds};
-use tandem_volumes::Protocol;
-use tandem_volumes::split_brain::{NoPrimary, OnePrimary, Policies, TwoPrimaries};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-fn db() -> GroupSpec {
-    tandem_sim::s3_db_group()
-}
-
 fn cluster(seed: u64) -> ClusterVolumeSim {
-    let mut vs = VolumeSim::new(seed, 2, 1 << 20, Protocol::C);
-    // The initial sync (`primary --force` on n1), then both secondary.
-    assert!(vs.promote(0, true));
-    assert!(vs.converge(Duration::from_secs(20)), "{:?}", vs.violations);
-    assert!(vs.demote(0));
-    // What DRBD users run under a cluster manager: a split brain where one
-    // side wrote nothing, or where one side is primary, resolves itself.
-    vs.set_split_brain(Policies {
-        zero: NoPrimary::DiscardZeroChanges,
-        one: OnePrimary::DiscardSecondary,
-        two: TwoPrimaries::Disconnect,
-    });
-    let sim = Sim::with_groups(seed, 2, 1, Timing::default(), &[db()]);
-    ClusterVolumeSim::new(sim, vs, Duration::from_secs(2))
+    ClusterVolumeSim::s3(seed, tandem_volumes::Fencing::ResourceOnly)
 }
 
 fn check(c: &ClusterVolumeSim, seed: u64, when: &str) {

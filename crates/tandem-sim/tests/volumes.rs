@@ -592,3 +592,38 @@ fn an_outdated_copy_refuses_promotion_until_it_resynced() {
         assert_eq!(s.volume(1).map(|v| v.disk()), Some(DiskState::UpToDate));
     }
 }
+
+#[test]
+fn protocol_c_a_crashed_primary_back_without_failover_keeps_every_acknowledged_write() {
+    // DRBD applies its crashed-primary rule (the crashed node is the sync
+    // source of its hot extents) to every protocol; with protocol C the
+    // peer that stayed up holds every acknowledged write, while the crash
+    // may have cost the primary writes its disk had not flushed.
+    for seed in tandem_sim::seeds(30) {
+        let mut s = started(seed, 2, Protocol::C);
+        let deadline = s.now() + Duration::from_secs(5);
+        while s.now() < deadline && !in_sync_with(&s, 1, 0) {
+            s.run_for(ms(5));
+        }
+        let d = ms(s.rng().random_range(50..300));
+        s.run_for(d);
+        s.crash(0);
+        s.run_for(ms(50));
+        s.restart(0);
+        s.run_for(ms(300));
+        assert!(
+            rules(&s, 0).contains(&"CrashedPrimaryProtocolC".to_string()),
+            "seed {seed}: {:?}",
+            rules(&s, 0)
+        );
+        assert!(
+            s.converge(Duration::from_secs(10)),
+            "{}",
+            fail(
+                seed,
+                &s,
+                "a protocol C write lost by the crashed primary's resync"
+            )
+        );
+    }
+}

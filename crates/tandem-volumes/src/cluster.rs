@@ -42,6 +42,11 @@ pub struct PeerView {
     pub gone: bool,
     /// Runs a group that uses this volume.
     pub runs_its_group: bool,
+    /// Reports its copy of a group using this volume durably unfit
+    /// (Outdated or Inconsistent): it cannot be promoted before it resynced.
+    pub stale: bool,
+    /// Declared dead and powered off by a fence agent since.
+    pub fenced: bool,
 }
 
 /// What the glue asks of the volume.
@@ -57,6 +62,21 @@ pub enum GlueAction {
         /// The primary that wrote without this copy.
         peer: String,
     },
+    /// IO suspended for `peer` (`resource-and-stonith`) may go on: the
+    /// cluster confirmed it cannot be promoted with data missing.
+    PeerFenced {
+        /// The peer.
+        peer: String,
+        /// How that was confirmed.
+        how: String,
+    },
+}
+
+/// Whether a copy in this state is durably unfit to be promoted: it must
+/// resync first, whatever happens to the other nodes (what a node reports
+/// as `stale` in its heartbeats).
+pub fn is_stale(st: &VolumeStatus) -> bool {
+    matches!(st.disk, DiskState::Outdated | DiskState::Inconsistent)
 }
 
 /// The glue's memory, per (volume, peer).
@@ -106,6 +126,23 @@ impl Glue {
             }
             if !gone {
                 self.forgotten.remove(&key);
+            }
+            if st.suspended_for.contains(&p.node)
+                && let Some(v) = view
+            {
+                let how = if v.stale {
+                    Some("its copy is Outdated or Inconsistent, as its heartbeats say")
+                } else if v.gone && v.fenced {
+                    Some("declared dead and powered off by a fence agent")
+                } else {
+                    None
+                };
+                if let Some(how) = how {
+                    actions.push(GlueAction::PeerFenced {
+                        peer: p.node.clone(),
+                        how: how.into(),
+                    });
+                }
             }
             let active_elsewhere = view.is_some_and(|v| v.member && v.runs_its_group);
             // Past the handshake: a connection refused at every handshake
@@ -193,6 +230,7 @@ mod tests {
             counters: Counters::default(),
             current: Uuid::default(),
             size: 1 << 20,
+            suspended_for: Vec::new(),
         }
     }
 
@@ -202,6 +240,8 @@ mod tests {
             member,
             gone,
             runs_its_group: runs,
+            stale: false,
+            fenced: false,
         }]
     }
 
@@ -265,6 +305,8 @@ mod more_tests {
             member: true,
             gone: false,
             runs_its_group: true,
+            stale: false,
+            fenced: false,
         }];
         // This node was primary (just thawed): no outdate while primary.
         st.role = Role::Primary;

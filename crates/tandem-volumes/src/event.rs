@@ -91,6 +91,24 @@ pub enum VolumeEvent {
         /// Blocks that differed (now marked out of sync).
         differing: u64,
     },
+    /// IO suspended: the primary lost a peer whose copy could be
+    /// promoted (`fencing = resource-and-stonith`).
+    IoSuspended {
+        /// Peer name.
+        peer: String,
+    },
+    /// A peer IO waited for can no longer be promoted with data missing.
+    PeerFenced {
+        /// Peer name.
+        peer: String,
+        /// How that was confirmed.
+        how: String,
+    },
+    /// Suspended IO goes on.
+    IoResumed {
+        /// Why.
+        why: String,
+    },
     /// Crashed while primary: the activity log was applied.
     ActivityLogApplied {
         /// Blocks marked out of sync.
@@ -199,6 +217,12 @@ impl std::fmt::Display for VolumeEvent {
                 f,
                 "{peer}: online verify finished; {differing} block(s) differed and are marked out of sync"
             ),
+            Self::IoSuspended { peer } => write!(
+                f,
+                "{peer}: lost while this node is primary and its copy could be promoted: IO suspended until the cluster outdates or fences it, or it reconnects (fencing resource-and-stonith; `tandem volume resume-io` forces)"
+            ),
+            Self::PeerFenced { peer, how } => write!(f, "{peer}: fenced ({how})"),
+            Self::IoResumed { why } => write!(f, "IO resumed: {why}"),
             Self::ActivityLogApplied { blocks } => write!(
                 f,
                 "crashed while primary: {} KiB of recently written extents marked out of sync",

@@ -55,6 +55,11 @@ pub struct SideFlags {
     pub primary: bool,
     /// It holds the tie-break (the lower node index of the two).
     pub resolve_conflicts: bool,
+    /// Its connection to this peer runs protocol C (a write is
+    /// acknowledged only once on the peer's disk too).
+    pub protocol_c: bool,
+    /// Its copy is marked Outdated (a primary went on without it).
+    pub outdated: bool,
 }
 
 /// Which rule decided (named as in DRBD's numbered table).
@@ -78,6 +83,12 @@ pub enum Rule {
     /// 40/41: equal generations; a crashed primary's activity-log extents
     /// decide the direction.
     CrashedPrimary,
+    /// 40 with protocol C: the crashed primary is the target of its own
+    /// activity-log extents, the peer (not Outdated) the source — it holds
+    /// every acknowledged write, while the crash may have cost the primary
+    /// writes its disk had not flushed (DRBD 9 applies `crashed-primary`
+    /// to protocols A and B only).
+    CrashedPrimaryProtocolC,
     /// 50: this side's generation is the peer's bitmap generation.
     BitmapPeer,
     /// 51: as 50, the sync generation lost on the way.
@@ -176,6 +187,12 @@ pub fn compare(me: &Generations, my: SideFlags, peer: &Generations, their: SideF
             }
             _ if my.primary => return d(SRC, Rule::CrashedPrimary),
             _ if their.primary => return d(TGT, Rule::CrashedPrimary),
+            (true, false) if my.protocol_c && their.protocol_c && !their.outdated => {
+                return d(TGT, Rule::CrashedPrimaryProtocolC);
+            }
+            (false, true) if my.protocol_c && their.protocol_c && !my.outdated => {
+                return d(SRC, Rule::CrashedPrimaryProtocolC);
+            }
             (true, false) => return d(SRC, Rule::CrashedPrimary),
             (false, true) => return d(TGT, Rule::CrashedPrimary),
             (true, true) => {
@@ -241,6 +258,8 @@ mod tests {
         crashed_primary: false,
         primary: false,
         resolve_conflicts: false,
+        protocol_c: false,
+        outdated: false,
     };
 
     /// Every rule from both sides: the two decisions mirror each other.
@@ -320,6 +339,51 @@ mod tests {
         };
         assert_eq!(compare(&a, tie, &a, crashed), d(TGT, Rule::CrashedPrimary));
         assert_eq!(compare(&a, crashed, &a, tie), d(SRC, Rule::CrashedPrimary));
+    }
+
+    #[test]
+    fn rule_40_with_protocol_c_the_peer_that_stayed_up_is_the_source() {
+        let a = g(0x100, 0, 0, 0);
+        let c = SideFlags {
+            protocol_c: true,
+            ..NONE
+        };
+        let crashed = SideFlags {
+            crashed_primary: true,
+            ..c
+        };
+        assert_eq!(
+            compare(&a, crashed, &a, c),
+            d(TGT, Rule::CrashedPrimaryProtocolC)
+        );
+        assert_eq!(
+            compare(&a, c, &a, crashed),
+            d(SRC, Rule::CrashedPrimaryProtocolC)
+        );
+        // An outdated peer never gives the crashed primary its data.
+        let outdated = SideFlags {
+            outdated: true,
+            ..c
+        };
+        assert_eq!(
+            compare(&a, crashed, &a, outdated),
+            d(SRC, Rule::CrashedPrimary)
+        );
+        assert_eq!(
+            compare(&a, outdated, &a, crashed),
+            d(TGT, Rule::CrashedPrimary)
+        );
+        // A primary now still decides; both crashed, the tie-break does.
+        let primary = SideFlags { primary: true, ..c };
+        assert_eq!(
+            compare(&a, crashed, &a, primary),
+            d(TGT, Rule::CrashedPrimary)
+        );
+        let tie = SideFlags {
+            resolve_conflicts: true,
+            ..crashed
+        };
+        assert_eq!(compare(&a, tie, &a, crashed), d(TGT, Rule::CrashedPrimary));
     }
 
     #[test]

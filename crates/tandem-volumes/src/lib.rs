@@ -22,6 +22,7 @@ pub mod bitmap;
 pub mod cluster;
 mod engine;
 pub mod event;
+pub mod fencing;
 pub mod gi;
 pub mod message;
 pub mod meta;
@@ -32,6 +33,7 @@ pub mod status;
 
 pub use engine::{PeerConfig, Volume, VolumeConfig, VolumeError};
 pub use event::VolumeEvent;
+pub use fencing::Fencing;
 pub use message::{Channel, Message, Protocol};
 pub use meta::Metadata;
 pub use output::{IoError, IoId, Output, ReqId};

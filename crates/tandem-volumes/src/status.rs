@@ -92,12 +92,24 @@ pub struct VolumeStatus {
     pub current: Uuid,
     /// Usable size in bytes.
     pub size: u64,
+    /// Peers IO is suspended for (`fencing = resource-and-stonith`): writes
+    /// wait until each is fenced or back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspended_for: Vec<String>,
 }
 
 impl VolumeStatus {
     /// `drbdadm status` style text.
     pub fn render(&self) -> String {
-        let mut s = format!("{} role:{}\n  disk:{}\n", self.name, self.role, self.disk);
+        let suspended = if self.suspended_for.is_empty() {
+            String::new()
+        } else {
+            format!(" suspended:fencing({})", self.suspended_for.join(","))
+        };
+        let mut s = format!(
+            "{} role:{}{suspended}\n  disk:{}\n",
+            self.name, self.role, self.disk
+        );
         for p in &self.peers {
             s.push_str(&format!("  {} role:{}", p.node, p.role));
             if p.connection != ConnState::Connected {

@@ -179,6 +179,11 @@ pub struct GroupReport {
     pub phase: GroupPhase,
     /// The sender may not run it (fail count at the migration threshold).
     pub banned: bool,
+    /// The sender's copy of the group's data is durably unfit (Outdated or
+    /// Inconsistent): it cannot run the group until it resynced, whatever
+    /// happens to the other nodes. Carried as bit 1 of the `banned` byte
+    /// (a stale copy is also banned, so older decoders read it right).
+    pub stale: bool,
     /// The node the sender's placement wants it on (0: none). A node starts
     /// a group only when every member's latest report names it here.
     pub target: u16,
@@ -304,7 +309,7 @@ pub fn encode(packet: &Packet, keys: &Keyring) -> Vec<u8> {
         for r in packet.groups.iter().take(MAX_GROUPS) {
             g.extend_from_slice(&r.group.to_be_bytes());
             g.push(r.phase.to_byte());
-            g.push(u8::from(r.banned));
+            g.push(u8::from(r.banned) | (u8::from(r.stale) << 1));
             g.extend_from_slice(&r.target.to_be_bytes());
         }
         push_tlv(&mut body, TLV_GROUPS, &g);
@@ -549,7 +554,8 @@ pub fn decode(data: &[u8], cluster: u32, keys: &Keyring) -> Result<Packet, Decod
                             group: be_u16(c, 0),
                             phase: GroupPhase::from_byte(c[2])
                                 .ok_or(DecodeError::Malformed("unknown group phase"))?,
-                            banned: c[3] != 0,
+                            banned: c[3] & 1 != 0,
+                            stale: c[3] & 2 != 0,
                             target: be_u16(c, 4),
                         })
                     })
@@ -617,6 +623,7 @@ mod tests {
                     group: g as u16,
                     phase: GroupPhase::Started,
                     banned: false,
+                    stale: false,
                     target: 1,
                 })
                 .collect();
@@ -819,6 +826,7 @@ mod tests {
                             group,
                             phase: GroupPhase::from_byte(p).unwrap(),
                             banned,
+                            stale: banned && target % 2 == 0,
                             target,
                         })
                         .collect(),

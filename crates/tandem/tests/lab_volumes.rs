@@ -277,7 +277,7 @@ fn the_workshop_steps_resync_and_verify_on_two_nodes() {
     // The state as DRBD's events2 stream shows it, for existing scripts.
     let now = rig.ok(0, &["events", "r0", "--now"]);
     for line in [
-        "exists resource name:r0 role:Primary",
+        "exists resource name:r0 role:Primary suspended:no",
         "exists device name:r0 volume:0 disk:UpToDate",
         "exists connection name:r0 conn-name:n2 connection:Connected role:Secondary",
         "exists -",

@@ -406,6 +406,7 @@ impl Ctx<'_> {
         let mut protocol: Option<(String, usize)> = None;
         let mut al: Option<(String, usize)> = None;
         let mut sb: [Option<(String, usize)>; 3] = [None, None, None];
+        let mut fencing: Option<(String, usize)> = None;
         let mut handlers: Vec<(String, String, usize)> = Vec::new();
         for s in &all {
             let single = matches!(
@@ -446,7 +447,10 @@ impl Ctx<'_> {
                             ("net", "shared-secret") => self.note(o.at, "shared-secret not copied: replication is authenticated with the cluster's key_file".into()),
                             ("net", "cram-hmac-alg") => self.note(o.at, format!("cram-hmac-alg {v}: replication frames carry a keyed BLAKE3 MAC instead")),
                             ("net", "verify-alg") => self.note(o.at, format!("verify-alg {v}: `tandem volume verify` compares xxh3-64 digests")),
-                            ("net" | "disk", "fencing") => self.note(o.at, format!("fencing {v}: the cluster fences (lease, witness, fence agents) and a volume refuses writes once its node's lease lapses; the fence-peer handler is still called")),
+                            ("net" | "disk", "fencing") => match v.as_str() {
+                                "dont-care" | "resource-only" | "resource-and-stonith" => fencing = Some((v, o.at)),
+                                _ => self.note(o.at, format!("fencing {v}: unknown; tandem's default (resource-only) applies")),
+                            },
                             ("net", "allow-two-primaries") if v == "yes" => self.error(o.at, "allow-two-primaries: tandem never runs two primaries (no cluster filesystem on a tandem volume)".into(), Some("remove it".into())),
                             ("disk", "on-io-error") => self.note(o.at, format!("on-io-error {v}: tandem detaches a failing disk (DRBD's default) and calls local-io-error")),
                             (_, k) => self.note(o.at, format!("{}.{k} {v}: not carried over", s.key)),
@@ -520,6 +524,9 @@ impl Ctx<'_> {
             if let Some((p, at)) = v {
                 let _ = writeln!(toml, "after_sb_{i}pri = {p:?}  # {}", self.line(*at));
             }
+        }
+        if let Some((f, at)) = &fencing {
+            let _ = writeln!(toml, "fencing = {f:?}  # {}", self.line(*at));
         }
         if !handlers.is_empty() {
             let _ = writeln!(toml, "[volume.handlers]");
@@ -596,7 +603,7 @@ mod tests {
         let text = r#"
 resource data {
   net { protocol A; after-sb-0pri discard-zero-changes; after-sb-1pri discard-secondary;
-        cram-hmac-alg sha1; shared-secret "s3cr3t"; fencing resource-only; }
+        cram-hmac-alg sha1; shared-secret "s3cr3t"; fencing resource-and-stonith; }
   disk { al-extents 3389; resync-rate 40M; }
   handlers { split-brain "/usr/lib/drbd/notify-split-brain.sh root"; }
   volume 0 { device minor 1; disk /dev/vg/data; meta-disk internal; }
@@ -612,6 +619,7 @@ resource data {
             "{t}"
         );
         assert!(t.contains("al_extents = 3389"), "{t}");
+        assert!(t.contains("fencing = \"resource-and-stonith\""), "{t}");
         assert!(
             t.contains("\"split-brain\" = \"/usr/lib/drbd/notify-split-brain.sh root\""),
             "{t}"
@@ -636,6 +644,7 @@ resource data {
             v.split_brain.zero,
             tandem_volumes::split_brain::NoPrimary::DiscardZeroChanges
         );
+        assert_eq!(v.fencing, tandem_volumes::Fencing::ResourceAndStonith);
         assert_eq!(v.nodes.len(), 2);
     }
 

@@ -190,6 +190,9 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
     let watchdog = fencing::build_watchdog(&mut c, &raw.watchdog, base);
     let volumes = volumes::build_volumes(&mut c, &raw.volumes, &nodes, base);
     volumes::check_volume_agents(&mut c, &raw.groups, &volumes);
+    if raw.fencing.is_none() {
+        volumes::check_stonith_fencing(&mut c, &raw.volumes);
+    }
     let http = http::build_http(&mut c, &raw.http, &nodes, base);
     let alerts = alerts::build_alerts(&mut c, &raw.alerts, base);
 

@@ -515,6 +515,34 @@ fn volumes_parse_with_defaults_and_locate_their_errors() {
 }
 
 #[test]
+fn volume_fencing_parses_and_warns_without_fence_agents() {
+    let vol = "\n[[volume]]\nname = \"r0\"\ndisk = \"r0.img\"\nfencing = \"resource-and-stonith\"\n[volume.on.n1]\naddress = \"198.18.0.11\"\n[volume.on.n2]\naddress = \"198.18.0.12\"\n";
+    let loaded = parse(
+        &format!("{GOOD}{vol}"),
+        Path::new("/etc/tandem/tandem.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.config.volumes[0].fencing,
+        tandem_volumes::Fencing::ResourceAndStonith
+    );
+    let w: Vec<String> = loaded.warnings.iter().map(|d| d.to_string()).collect();
+    assert!(
+        w.iter()
+            .any(|w| w.contains("no [fencing] agent") && w.contains("resume-io r0")),
+        "{w:?}"
+    );
+    let bad = format!("{GOOD}{}", vol.replace("resource-and-stonith", "stonith"));
+    let all: Vec<String> = errors(&bad).iter().map(|d| d.to_string()).collect();
+    assert!(
+        all.iter()
+            .any(|d| d.contains("fencing: unknown policy `stonith`")
+                && d.contains("resource-and-stonith")),
+        "{all:?}"
+    );
+}
+
+#[test]
 fn limits_agree_with_what_a_heartbeat_carries() {
     // 33 groups: more than a heartbeat's settings lists carry.
     let mut text = GOOD.to_string();

@@ -82,6 +82,9 @@ pub struct Volume {
     /// Automatic split-brain recovery (`after_sb_0pri`, `after_sb_1pri`,
     /// `after_sb_2pri`; default: disconnect).
     pub split_brain: Policies,
+    /// What the primary does when it loses a peer (`fencing`; default
+    /// resource-only).
+    pub fencing: tandem_volumes::Fencing,
     /// DRBD-style handlers: event name (`split-brain`, `fence-peer`, …) →
     /// shell command, run with `DRBD_RESOURCE`, `DRBD_PEER`, … set.
     pub handlers: BTreeMap<String, String>,
@@ -329,6 +332,18 @@ pub(super) fn build_volumes(
                 TwoPrimaries::Disconnect,
             ),
         };
+        use tandem_volumes::Fencing;
+        let fencing = policy(
+            c,
+            v.fencing.as_ref(),
+            "fencing",
+            &[
+                ("dont-care", Fencing::DontCare),
+                ("resource-only", Fencing::ResourceOnly),
+                ("resource-and-stonith", Fencing::ResourceAndStonith),
+            ],
+            Fencing::ResourceOnly,
+        );
         let mut handlers = BTreeMap::new();
         for (k, cmd) in &v.handlers {
             if HANDLERS.contains(&k.as_str()) {
@@ -343,6 +358,7 @@ pub(super) fn build_volumes(
         }
         out.push(Volume {
             split_brain,
+            fencing,
             handlers,
             name,
             meta,
@@ -354,6 +370,31 @@ pub(super) fn build_volumes(
         });
     }
     out
+}
+
+/// Warns about `fencing = "resource-and-stonith"` in a cluster without
+/// fence agents: a dead peer is never powered off, so the primary's IO
+/// stays suspended until someone confirms it.
+pub(super) fn check_stonith_fencing(
+    c: &mut Checker<'_>,
+    volumes: &[Spanned<crate::raw::RawVolume>],
+) {
+    for v in volumes {
+        let v = v.get_ref();
+        if let Some(f) = &v.fencing
+            && f.get_ref() == "resource-and-stonith"
+        {
+            c.warn(
+                f.span().start,
+                format!(
+                    "volume `{}`: fencing = \"resource-and-stonith\" but no [fencing] agent is configured: when a peer dies, the primary's IO stays suspended until a fence-peer handler confirms it or you run `tandem volume resume-io {}`",
+                    v.name.get_ref(),
+                    v.name.get_ref()
+                ),
+                Some("add a [fencing] section with the agent that powers nodes off, or use fencing = \"resource-only\"".into()),
+            );
+        }
+    }
 }
 
 /// Checks that every `volume:NAME` resource names a `[[volume]]`.

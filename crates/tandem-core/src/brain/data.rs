@@ -16,11 +16,25 @@ impl Brain {
     /// Records whether group `group`'s data is ready here (`None`) or why
     /// not. Unknown group names are ignored (the daemon built both lists
     /// from one configuration).
-    pub(super) fn set_data_hold(&mut self, now: Timestamp, group: &str, hold: Option<String>) {
+    pub(super) fn set_data_hold(
+        &mut self,
+        now: Timestamp,
+        group: &str,
+        hold: Option<String>,
+        stale: bool,
+    ) {
         let Some(g) = self.cfg.groups.iter().position(|s| s.name == group) else {
             return;
         };
+        if self.groups[g].data_hold == hold && self.groups[g].data_stale == stale {
+            return;
+        }
+        self.groups[g].data_stale = stale;
         if self.groups[g].data_hold == hold {
+            // Only the peers need to hear of it.
+            if self.state != NodeState::Leaving {
+                self.queue_heartbeats(PacketKind::Heartbeat);
+            }
             return;
         }
         self.events.push_back(Event::DataReadiness {

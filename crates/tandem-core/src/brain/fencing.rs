@@ -107,6 +107,15 @@ impl Brain {
         self.reconcile(now);
     }
 
+    /// Whether peer `id` was declared dead and fenced since.
+    pub(super) fn peer_fenced(&self, id: NodeId) -> bool {
+        self.peers
+            .iter()
+            .position(|p| p.id == id)
+            .and_then(|i| self.fencing.peers.get(i))
+            .is_some_and(|f| *f == FenceState::Done)
+    }
+
     /// Whether some dead peer still waits to be fenced (nothing may start).
     pub(super) fn fencing_pending(&self) -> bool {
         self.cfg.fencing

@@ -195,6 +195,7 @@ impl Brain {
                 // group back while it stops (stickiness): it reports itself
                 // unavailable until it has released everything.
                 banned: rt.banned(spec.migration_threshold) || self.lease.lost || self.data_held(i),
+                stale: rt.data_stale,
                 target: self.grants.get(i).and_then(|st| st.to).map_or(0, |n| n.0),
             })
             .collect()

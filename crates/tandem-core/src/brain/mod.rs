@@ -251,9 +251,17 @@ impl Brain {
 
     /// Feeds whether this node's copy of group `group`'s data (its
     /// volumes) is ready: `None`, or why not. A group is not started where
-    /// its data is not ready.
-    pub fn handle_data_readiness(&mut self, now: Timestamp, group: &str, hold: Option<String>) {
-        self.set_data_hold(now, group, hold);
+    /// its data is not ready. `stale`: the copy is durably unfit (Outdated
+    /// or Inconsistent), which peers learn from the heartbeats (a primary
+    /// whose IO waits for this copy to be fenced resumes on it).
+    pub fn handle_data_readiness(
+        &mut self,
+        now: Timestamp,
+        group: &str,
+        hold: Option<String>,
+        stale: bool,
+    ) {
+        self.set_data_hold(now, group, hold, stale);
         self.arm_timers();
     }
 

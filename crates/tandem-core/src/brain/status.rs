@@ -41,6 +41,10 @@ impl Brain {
         for (g, (rt, spec)) in self.groups.iter().zip(&self.cfg.groups).enumerate() {
             let mut active_on = Vec::new();
             let mut banned_on = Vec::new();
+            let mut stale_on = Vec::new();
+            if rt.data_stale {
+                stale_on.push(self.local_name().to_string());
+            }
             if rt.phase().is_active() {
                 active_on.push(self.local_name().to_string());
             }
@@ -55,6 +59,9 @@ impl Brain {
                     if p.state.is_member() && r.banned {
                         banned_on.push(p.name.clone());
                     }
+                    if r.stale {
+                        stale_on.push(p.name.clone());
+                    }
                 }
             }
             let (target, _) = self.target(g);
@@ -66,6 +73,7 @@ impl Brain {
                 blocked_on: rt.blocked_on.map(|n| self.node_name(n)),
                 moved_to: self.settings.moved_to(g).map(|n| self.node_name(n)),
                 banned_on,
+                stale_on,
                 data_hold_here: rt.data_hold.clone(),
                 resources: rt
                     .resources
@@ -138,6 +146,7 @@ impl Brain {
                     links: Vec::new(),
                     config_mismatch: false,
                     sees: names(&self.view()),
+                    fenced: false,
                 });
             } else if let Some(p) = self.peers.iter().find(|p| p.id == n.id) {
                 nodes.push(NodeStatus {
@@ -158,6 +167,7 @@ impl Brain {
                         .collect(),
                     config_mismatch: p.config_mismatch,
                     sees: names(&p.view),
+                    fenced: self.peer_fenced(p.id),
                 });
             }
         }

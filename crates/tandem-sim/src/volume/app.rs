@@ -49,6 +49,9 @@ pub struct App {
     /// Per node, per sector: the writer a completed flush made durable
     /// there (at least).
     pub floor: BTreeMap<usize, Vec<u64>>,
+    /// Per sector: the latest writer a completed flush covered, wherever
+    /// it was made durable (what an application that fsyncs relies on).
+    pub flushed: Vec<u64>,
     /// Writes and flushes completed, and failed.
     pub writes_done: u64,
     /// Flushes completed.
@@ -67,6 +70,7 @@ impl App {
             next_writer: 1,
             next_req: 1,
             last_acked: vec![0; n],
+            flushed: vec![0; n],
             inflight: vec![0; n],
             maybe: vec![BTreeSet::new(); n],
             ..Self::default()
@@ -143,6 +147,9 @@ impl App {
             Req::Flush { snapshot, covered } => {
                 if ok {
                     self.flushes_done += 1;
+                    for (f, w) in self.flushed.iter_mut().zip(&snapshot) {
+                        *f = (*f).max(*w);
+                    }
                     Some((snapshot, covered))
                 } else {
                     self.failed += 1;

@@ -11,6 +11,8 @@
 //! volume simulation's own: no acknowledged protocol-C write lost, no
 //! flushed data lost, identical copies after healing):
 //! - never two primaries that both hold a brain's lease;
+//! - a copy the cluster promotes holds every write a completed flush
+//!   covered (checked before each promotion);
 //! - the cluster never promotes a copy that is not UpToDate;
 //! - a resource never runs on two nodes at once (the brain simulation's).
 
@@ -35,7 +37,7 @@ pub struct ClusterVolumeSim {
     pub vs: VolumeSim,
     glue: Vec<Glue>,
     grace: Duration,
-    reported: Vec<Option<Option<String>>>,
+    reported: Vec<Option<(Option<String>, bool)>>,
     retrying: Vec<(ExternalOp, Timestamp)>,
     /// Every invariant of the combination broken.
     pub violations: Vec<String>,
@@ -60,6 +62,37 @@ impl ClusterVolumeSim {
             violations: Vec::new(),
             promotions: Vec::new(),
         }
+    }
+
+    /// S3 on two nodes: group `db` ([`crate::s3_db_group`]) over volume
+    /// r0 (1 MiB, protocol C, in sync after its initial resync, both
+    /// secondary), the split-brain policies DRBD users run under a
+    /// cluster manager (one side wrote nothing, or one side is primary:
+    /// resolved), `fencing` as given, and an outdate grace of 2 s.
+    pub fn s3(seed: u64, fencing: tandem_volumes::Fencing) -> Self {
+        use tandem_volumes::split_brain::{NoPrimary, OnePrimary, Policies, TwoPrimaries};
+        let mut vs = VolumeSim::new(seed, 2, 1 << 20, tandem_volumes::Protocol::C);
+        vs.set_fencing(fencing);
+        // The initial sync (`primary --force` on n1), then both secondary.
+        let ok = vs.promote(0, true) && vs.converge(Duration::from_secs(20)) && vs.demote(0);
+        vs.set_split_brain(Policies {
+            zero: NoPrimary::DiscardZeroChanges,
+            one: OnePrimary::DiscardSecondary,
+            two: TwoPrimaries::Disconnect,
+        });
+        let sim = Sim::with_groups(
+            seed,
+            2,
+            1,
+            tandem_core::Timing::default(),
+            &[crate::s3_db_group()],
+        );
+        let mut c = Self::new(sim, vs, Duration::from_secs(2));
+        if !ok {
+            c.violations
+                .push(format!("seed {seed}: the initial sync failed"));
+        }
+        c
     }
 
     /// The group's name.
@@ -114,6 +147,13 @@ impl ClusterVolumeSim {
             Op::Start => {
                 if !self.sim.lease_valid(i) {
                     return self.retry_or_fail(op, deadline, "this node holds no lease yet");
+                }
+                if role != Role::Primary {
+                    // What the application finds where the cluster starts
+                    // it: every write a completed flush covered (writes
+                    // acknowledged without a flush may be lost with the
+                    // cache of a node that crashed alone).
+                    self.vs.check_flushed(i, "at a promotion by the cluster");
                 }
                 if role == Role::Primary || self.vs.promote(i, false) {
                     if disk != DiskState::UpToDate {
@@ -170,34 +210,39 @@ impl ClusterVolumeSim {
                 .peers
                 .iter()
                 .map(|p| {
-                    let state = view
-                        .nodes
-                        .iter()
-                        .find(|n| n.name == p.node)
-                        .map(|n| n.state);
+                    let node = view.nodes.iter().find(|n| n.name == p.node);
+                    let state = node.map(|n| n.state);
+                    let g = view.groups.iter().find(|g| g.name == group);
                     PeerView {
                         name: p.node.clone(),
                         member: state.is_some_and(PeerState::is_member),
                         gone: matches!(state, Some(PeerState::Dead | PeerState::Left)),
-                        runs_its_group: view
-                            .groups
-                            .iter()
-                            .any(|g| g.name == group && g.active_on.contains(&p.node)),
+                        runs_its_group: g.is_some_and(|g| g.active_on.contains(&p.node)),
+                        stale: g.is_some_and(|g| g.stale_on.contains(&p.node)),
+                        fenced: node.is_some_and(|n| n.fenced),
                     }
                 })
                 .collect();
+            let stale = tandem_volumes::cluster::is_stale(&st);
             let (hold, actions) = self.glue[i].look(now, &st, &peers);
             for a in actions {
-                if let Some(v) = self.vs.volume_mut(i) {
-                    let _ = match a {
-                        GlueAction::Forget { peer } => v.forget(now, &peer),
-                        GlueAction::Outdate { .. } => v.outdate(now),
-                    };
-                }
+                self.vs.with_volume(i, |v, now| match a {
+                    GlueAction::Forget { peer } => {
+                        let _ = v.forget(now, &peer);
+                    }
+                    GlueAction::Outdate { .. } => {
+                        let _ = v.outdate(now);
+                    }
+                    GlueAction::PeerFenced { peer, how } => {
+                        let _ = v.peer_fenced(now, &peer, &how);
+                    }
+                });
             }
-            if self.reported[i].as_ref() != Some(&hold) {
-                self.sim.set_data_readiness(i, &group, hold.as_deref());
-                self.reported[i] = Some(hold);
+            let state = (hold, stale);
+            if self.reported[i].as_ref() != Some(&state) {
+                self.sim
+                    .set_data_state(i, &group, state.0.as_deref(), stale);
+                self.reported[i] = Some(state);
             }
         }
     }

@@ -488,6 +488,21 @@ impl VolumeSim {
         }
     }
 
+    /// Node `q` holds every write a completed flush covered (anywhere): a
+    /// copy about to be promoted must.
+    pub fn check_flushed(&mut self, q: usize, when: &str) {
+        let got = self.sectors_of(q);
+        for (s, (w, f)) in got.iter().zip(&self.app.flushed).enumerate() {
+            if *w == u64::MAX || *w < *f {
+                self.violations.push(format!(
+                    "{when}: node n{} sector {s} holds write {w}, a completed flush covered write {f}",
+                    q + 1
+                ));
+                return;
+            }
+        }
+    }
+
     /// After a crash: what completed flushes promised is durable.
     fn check_floor(&mut self, i: usize) {
         let Some(floor) = self.app.floor.get(&i).cloned() else {

@@ -296,6 +296,29 @@ impl VolumeSim {
         }
     }
 
+    /// Sets every node's fencing policy (also across restarts).
+    pub fn set_fencing(&mut self, f: tandem_volumes::Fencing) {
+        for (c, n) in self.cfgs.iter_mut().zip(&mut self.nodes) {
+            c.fencing = f;
+            if let Some(v) = n.vol.as_mut() {
+                v.set_fencing(f);
+            }
+        }
+    }
+
+    /// Runs `f` on node `i`'s engine (if up) at the current time, then
+    /// carries out what it asked.
+    pub fn with_volume<R>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut Volume, Timestamp) -> R,
+    ) -> Option<R> {
+        let now = self.now;
+        let r = self.nodes[i].vol.as_mut().map(|v| f(v, now));
+        self.drain(i);
+        r
+    }
+
     /// Cuts (`false`) or restores the cable between `a` and `b`.
     pub fn cable(&mut self, a: usize, b: usize, up: bool) {
         let k = Self::key(a, b);

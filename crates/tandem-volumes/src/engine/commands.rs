@@ -75,7 +75,7 @@ impl Volume {
         if self.role != Role::Primary {
             return Ok(());
         }
-        let pending = self.writes.len() + self.blocked.len();
+        let pending = self.writes.len() + self.blocked.len() + self.withheld.len();
         if pending > 0 {
             return Err(VolumeError::Busy {
                 volume: self.cfg.name.clone(),
@@ -84,6 +84,8 @@ impl Volume {
         }
         self.role = Role::Secondary;
         self.meta.current &= !1;
+        // No writes any more: nothing to suspend.
+        self.suspended.clear();
         // The metadata keeps saying "primary" (with its activity log) until
         // this node's own writes are durable: a power loss before that is
         // a crashed primary, whose hot extents resync at the next start.
@@ -173,6 +175,12 @@ impl Volume {
             self.set_disk(DiskState::Outdated);
         }
         Ok(())
+    }
+
+    /// Changes the fencing policy (a configuration reload); it applies
+    /// from the next connection loss.
+    pub fn set_fencing(&mut self, f: crate::fencing::Fencing) {
+        self.cfg.fencing = f;
     }
 
     /// Changes the automatic split-brain recovery (a configuration reload);

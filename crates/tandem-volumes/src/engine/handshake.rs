@@ -215,6 +215,7 @@ impl Volume {
         p.role = role;
         p.disk = disk;
         p.discard_my_data = false;
+        self.peer_back(node);
         let blocks: Vec<u64> = self
             .meta
             .peer(node)

@@ -18,6 +18,7 @@ mod handshake;
 mod inputs;
 mod peer;
 mod resync;
+mod suspend;
 mod write;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -72,6 +73,9 @@ pub struct VolumeConfig {
     pub uuid_seed: u64,
     /// Automatic split-brain recovery (default: disconnect, always).
     pub split_brain: crate::split_brain::Policies,
+    /// What the primary does when it loses a peer (default:
+    /// resource-only).
+    pub fencing: crate::fencing::Fencing,
 }
 
 impl VolumeConfig {
@@ -88,6 +92,7 @@ impl VolumeConfig {
             ping_timeout: Duration::from_millis(500),
             uuid_seed,
             split_brain: crate::split_brain::Policies::default(),
+            fencing: crate::fencing::Fencing::default(),
         }
     }
 }
@@ -174,6 +179,13 @@ pub struct Volume {
     /// Crashed while primary (found at attach).
     crashed_primary: bool,
     counters: Counters,
+    /// Peers IO is suspended for (`resource-and-stonith`).
+    suspended: std::collections::BTreeSet<u8>,
+    /// Completions held back while IO is suspended.
+    withheld: Vec<(
+        crate::output::ReqId,
+        Result<Option<bytes::Bytes>, crate::output::IoError>,
+    )>,
 }
 
 impl Volume {
@@ -235,6 +247,8 @@ impl Volume {
             epoch_writes: 0,
             crashed_primary,
             counters: Counters::default(),
+            suspended: std::collections::BTreeSet::new(),
+            withheld: Vec::new(),
         };
         v.emit(VolumeEvent::Disk { disk });
         if crashed_now {
@@ -360,6 +374,7 @@ impl Volume {
             },
             current: self.meta.current,
             size: self.meta.size,
+            suspended_for: self.suspended_for(),
         }
     }
 
@@ -455,6 +470,12 @@ impl Volume {
             crashed_primary: self.crashed_primary,
             primary: self.role == Role::Primary,
             resolve_conflicts: self.cfg.node < peer,
+            protocol_c: self
+                .cfg
+                .peers
+                .iter()
+                .any(|p| p.node == peer && p.protocol == Protocol::C),
+            outdated: self.disk == DiskState::Outdated,
         }
     }
 
@@ -464,6 +485,11 @@ impl Volume {
         let node = self.peers[i].cfg.node;
         let name = self.peers[i].cfg.name.clone();
         let was_replicating = self.peers[i].replicating();
+        // Before the writes waiting for this peer complete: their
+        // acknowledgements wait too if IO is suspended.
+        if self.peers[i].conn == ConnState::Connected {
+            self.suspend_for(node, self.peers[i].disk);
+        }
         self.peers[i].primary_at_loss = self.role == Role::Primary;
         let unflushed = self.peers[i].reset_connection();
         if let Some(m) = self.meta.peer_mut(node) {
@@ -474,6 +500,7 @@ impl Volume {
         self.after_peer_gone(node);
         if self.role == Role::Primary && was_replicating {
             self.new_generation_due = true;
+            self.pump_writes();
         }
         let oos = self.meta.peer(node).map_or(0, |m| m.bitmap.count());
         self.emit(VolumeEvent::Disconnected {

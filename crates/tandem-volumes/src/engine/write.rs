@@ -28,7 +28,7 @@ use crate::state::{DiskState, ReplState, Role};
 /// A write waiting for a metadata write (activity log, new generation).
 #[derive(Debug)]
 pub(super) struct Blocked {
-    req: ReqId,
+    pub(super) req: ReqId,
     offset: u64,
     data: Bytes,
     fua: bool,
@@ -100,6 +100,19 @@ impl Volume {
     pub(super) fn pump_writes(&mut self) {
         while self.meta_inflight.is_empty() {
             if self.peers.iter().any(|p| p.repl == ReplState::Handshake) {
+                return;
+            }
+            // Writes in flight when a peer was lost may be missing there
+            // (their blocks are marked): the new generation starts now, not
+            // at the next write, so a reconnection resyncs them even if
+            // nothing else is written meanwhile (IO suspended, or idle).
+            if self.new_generation_due && self.meta.peers.iter().any(|p| p.bitmap.count() > 0) {
+                self.new_generation();
+                self.write_meta();
+                return;
+            }
+            // Suspended for fencing: nothing new reaches any disk.
+            if !self.suspended.is_empty() {
                 return;
             }
             let Some(b) = self.blocked.front() else {
@@ -264,7 +277,7 @@ impl Volume {
             Some(e) => Err(IoError::Disk(e)),
             None => Ok(None),
         };
-        self.complete(w.req, result);
+        self.acknowledge(w.req, result);
         if w.epoch == self.epoch && self.epoch_writes > 0 {
             self.close_epoch();
         }
@@ -371,7 +384,7 @@ impl Volume {
                 Some(e) => Err(IoError::Disk(e)),
                 None => Ok(None),
             };
-            self.complete(f.req, result);
+            self.acknowledge(f.req, result);
         }
     }
 

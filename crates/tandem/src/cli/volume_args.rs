@@ -64,6 +64,22 @@ pub enum VolumeAction {
         /// Volume name.
         name: String,
     },
+    /// Mark this node's copy Outdated (DRBD's `outdate`): it cannot be
+    /// promoted until it resynced from an up-to-date peer. A primary whose
+    /// IO is suspended for this node resumes once the heartbeats carry it.
+    Outdate {
+        /// Volume name.
+        name: String,
+    },
+    /// Resume IO suspended for fencing (`fencing = resource-and-stonith`)
+    /// without waiting for the lost peer to be outdated or fenced. Only
+    /// when you know that peer cannot be promoted (it is powered off, or
+    /// you ran `tandem volume outdate` there): a peer promoted later would
+    /// lack every write made from now on.
+    ResumeIo {
+        /// Volume name.
+        name: String,
+    },
     /// Online verify: compare every block with the peers' copies.
     Verify {
         /// Volume name.
@@ -134,6 +150,8 @@ pub fn dispatch(
         ),
         VolumeAction::Disconnect { name, peer } => v::command(&t, &name, C::Disconnect { peer }),
         VolumeAction::Invalidate { name } => v::command(&t, &name, C::Invalidate),
+        VolumeAction::ResumeIo { name } => v::command(&t, &name, C::ResumeIo),
+        VolumeAction::Outdate { name } => v::command(&t, &name, C::Outdate),
         VolumeAction::Verify { name, peer } => v::command(&t, &name, C::Verify { peer }),
         VolumeAction::Status { name, json } => v::status(&t, name.as_deref(), json),
         VolumeAction::Events { name, now, follow } => {

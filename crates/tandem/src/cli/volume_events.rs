@@ -22,7 +22,15 @@ fn objects(st: &VolumeStatus) -> Vec<(String, String)> {
     let mut out = vec![
         (
             "resource".to_string(),
-            format!("resource name:{name} role:{:?}", st.role),
+            format!(
+                "resource name:{name} role:{:?} suspended:{}",
+                st.role,
+                if st.suspended_for.is_empty() {
+                    "no"
+                } else {
+                    "fencing"
+                }
+            ),
         ),
         (
             "device".to_string(),
@@ -155,6 +163,7 @@ mod tests {
             counters: Counters::default(),
             current: 0,
             size: 1 << 20,
+            suspended_for: Vec::new(),
         }
     }
 
@@ -164,7 +173,7 @@ mod tests {
         assert_eq!(
             lines(None, &a),
             vec![
-                "exists resource name:r0 role:Secondary",
+                "exists resource name:r0 role:Secondary suspended:no",
                 "exists device name:r0 volume:0 disk:UpToDate",
                 "exists connection name:r0 conn-name:n2 connection:Connected role:Secondary",
                 "exists peer-device name:r0 conn-name:n2 volume:0 replication:Established peer-disk:UpToDate out-of-sync:0",
@@ -176,7 +185,7 @@ mod tests {
         assert_eq!(
             lines(Some(&a), &b),
             vec![
-                "change resource name:r0 role:Primary",
+                "change resource name:r0 role:Primary suspended:no",
                 "change connection name:r0 conn-name:n2 connection:Connecting role:Secondary",
                 "change peer-device name:r0 conn-name:n2 volume:0 replication:Established peer-disk:UpToDate out-of-sync:64",
             ]

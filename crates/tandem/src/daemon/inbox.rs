@@ -58,6 +58,8 @@ pub enum Input {
         group: String,
         /// Why it may not start here.
         hold: Option<String>,
+        /// The copy is durably unfit (Outdated or Inconsistent).
+        stale: bool,
     },
     /// SIGTERM or SIGINT: leave the cluster and stop.
     Stop {

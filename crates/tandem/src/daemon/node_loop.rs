@@ -164,8 +164,8 @@ impl NodeLoop {
             Input::Command { command, reply } => {
                 let _ = reply.send(self.brain.handle_command(now, command));
             }
-            Input::DataReadiness { group, hold } => {
-                self.brain.handle_data_readiness(now, &group, hold);
+            Input::DataReadiness { group, hold, stale } => {
+                self.brain.handle_data_readiness(now, &group, hold, stale);
             }
             Input::Stop { signal } => {
                 if stopping.is_none() {

@@ -377,8 +377,8 @@ struct Watcher {
     /// How long a primary peer may stay a live member after its
     /// replication connection broke before this copy is outdated.
     grace: Duration,
-    /// Holds last reported, by group.
-    reported: BTreeMap<String, Option<String>>,
+    /// Holds (and whether the copy is stale) last reported, by group.
+    reported: BTreeMap<String, (Option<String>, bool)>,
     /// The rules (forget the dead, outdate after a replication-only
     /// partition, readiness), with their memory.
     glue: Glue,
@@ -409,10 +409,14 @@ impl Watcher {
                 .ok()
                 .and_then(|s| s.as_ref().map(|(m, _)| m.clone()));
             let mut holds: BTreeMap<String, Option<String>> = BTreeMap::new();
+            let mut stale: Vec<String> = Vec::new();
             let names: Vec<String> = self.ctx.volumes.keys().cloned().collect();
             let mut seen = Vec::new();
             for name in names {
                 let (hold, st) = self.look(&name, view.as_ref());
+                if st.as_ref().is_some_and(tandem_volumes::cluster::is_stale) {
+                    stale.push(name.clone());
+                }
                 holds.insert(name, hold);
                 seen.extend(st);
             }
@@ -426,11 +430,13 @@ impl Watcher {
                         .cloned()
                         .unwrap_or_else(|| Some(format!("volume {v} has no copy on this node")))
                 });
-                if self.reported.get(group) != Some(&hold) {
-                    self.reported.insert(group.clone(), hold.clone());
+                let state = (hold, vols.iter().any(|v| stale.contains(v)));
+                if self.reported.get(group) != Some(&state) {
+                    self.reported.insert(group.clone(), state.clone());
                     inbox.send(Input::DataReadiness {
                         group: group.clone(),
-                        hold,
+                        hold: state.0,
+                        stale: state.1,
                     });
                 }
             }
@@ -458,28 +464,32 @@ impl Watcher {
             }
             return (Some(format!("volume {name} is not running here")), None);
         };
-        let peers: Vec<PeerView> =
-            st.peers
-                .iter()
-                .map(|p| {
-                    let state = view
-                        .and_then(|v| v.nodes.iter().find(|n| n.name == p.node))
-                        .map(|n| n.state);
-                    PeerView {
-                        name: p.node.clone(),
-                        member: state.is_some_and(PeerState::is_member),
-                        gone: matches!(state, Some(PeerState::Dead | PeerState::Left)),
-                        runs_its_group: view.is_some_and(|v| {
-                            v.groups.iter().any(|g| {
-                                g.active_on.contains(&p.node)
-                                    && self.groups.iter().any(|(n, vols)| {
-                                        *n == g.name && vols.iter().any(|x| x == name)
-                                    })
-                            })
-                        }),
-                    }
-                })
-                .collect();
+        // The groups that use this volume, as the cluster sees them.
+        let its_groups: Vec<&tandem_core::GroupStatus> = view
+            .into_iter()
+            .flat_map(|v| &v.groups)
+            .filter(|g| {
+                self.groups
+                    .iter()
+                    .any(|(n, vols)| *n == g.name && vols.iter().any(|x| x == name))
+            })
+            .collect();
+        let peers: Vec<PeerView> = st
+            .peers
+            .iter()
+            .map(|p| {
+                let node = view.and_then(|v| v.nodes.iter().find(|n| n.name == p.node));
+                let state = node.map(|n| n.state);
+                PeerView {
+                    name: p.node.clone(),
+                    member: state.is_some_and(PeerState::is_member),
+                    gone: matches!(state, Some(PeerState::Dead | PeerState::Left)),
+                    runs_its_group: its_groups.iter().any(|g| g.active_on.contains(&p.node)),
+                    stale: its_groups.iter().any(|g| g.stale_on.contains(&p.node)),
+                    fenced: node.is_some_and(|n| n.fenced),
+                }
+            })
+            .collect();
         let now = Timestamp::from_nanos(
             u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX),
         );
@@ -501,6 +511,14 @@ impl Watcher {
                     Ok(Answer::Refused { message }) => tracing::info!("{message}"),
                     _ => {}
                 },
+                GlueAction::PeerFenced { peer, how } => {
+                    if let Ok(Answer::Done { message }) =
+                        self.ctx.ask(name, &Command::PeerFenced { peer, how })
+                        && !message.contains("was not waiting")
+                    {
+                        tracing::warn!("volume {message}: its suspended IO may go on");
+                    }
+                }
             }
         }
         (hold, Some(st))

@@ -137,6 +137,20 @@ impl Runner {
                 Ok(()) => done(&format!("{name}: this copy is Outdated until it resyncs")),
                 Err(e) => refused(&e),
             },
+            Command::PeerFenced { peer, how } => match self.vol.peer_fenced(now, &peer, &how) {
+                Ok(true) => done(&format!("{name}: {peer} fenced ({how})")),
+                Ok(false) => done(&format!("{name}: IO was not waiting for {peer}")),
+                Err(e) => refused(&e),
+            },
+            Command::ResumeIo => {
+                if self.vol.resume_io(now) {
+                    done(&format!(
+                        "{name}: IO resumed without the peers' fencing confirmed (a peer promoted meanwhile would lack what this node writes now)"
+                    ))
+                } else {
+                    done(&format!("{name}: IO was not suspended"))
+                }
+            }
             Command::Status => Answer::Status {
                 status: Box::new(self.status()),
                 info: self.info.clone(),

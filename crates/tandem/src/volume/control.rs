@@ -51,6 +51,16 @@ pub enum Command {
     },
     /// `outdate`: mark this copy Outdated (a primary went on without it).
     Outdate,
+    /// IO suspended for `peer` may go on: the cluster (or a `fence-peer`
+    /// handler) confirmed it cannot be promoted with data missing.
+    PeerFenced {
+        /// The peer.
+        peer: String,
+        /// How that was confirmed.
+        how: String,
+    },
+    /// `resume-io`: resume suspended IO without that confirmation.
+    ResumeIo,
     /// `verify [PEER]`.
     Verify {
         /// One peer, or every peer.

@@ -3,7 +3,10 @@
 //! (`notify-split-brain.sh`, snapshot scripts…) keep working. Each runs on
 //! a thread of its own, through `sh -c`, with a 60 s limit; none is
 //! awaited by the engine (a `before-resync-target` snapshot script races
-//! the resync: see `docs/volumes.md`).
+//! the resync: see `docs/volumes.md`). A `fence-peer` handler's exit code
+//! means what it means to DRBD: 3 (peer Inconsistent), 4 (peer Outdated)
+//! or 7 (peer powered off) confirm the peer is fenced, and IO suspended
+//! for it (`fencing = resource-and-stonith`) goes on.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,14 +23,18 @@ pub struct Handlers {
     peers: BTreeMap<String, SocketAddr>,
     /// `N` of a `/dev/drbdN` device, for `DRBD_MINOR`.
     minor: Option<String>,
+    /// The volume's control socket (a `fence-peer` handler's verdict goes
+    /// there).
+    control: std::path::PathBuf,
 }
 
 /// How long a handler may run.
 const LIMIT: Duration = Duration::from_secs(60);
 
 impl Handlers {
-    /// The handlers of volume `v` on node `local`.
-    pub fn new(v: &tandem_config::Volume, local: &str) -> Self {
+    /// The handlers of volume `v` on node `local`, whose control socket is
+    /// `control`.
+    pub fn new(v: &tandem_config::Volume, local: &str, control: std::path::PathBuf) -> Self {
         let minor = v
             .node(local)
             .and_then(|(_, n)| n.device.as_ref())
@@ -45,6 +52,7 @@ impl Handlers {
                 .map(|n| (n.name.clone(), n.address))
                 .collect(),
             minor,
+            control,
         }
     }
 
@@ -58,17 +66,28 @@ impl Handlers {
             };
             let env = self.environment(name, peer, event);
             let (cmd, handler, volume) = (cmd.clone(), name.to_string(), self.volume.clone());
+            let fenced = (name == "fence-peer")
+                .then(|| peer.map(|p| (p.to_string(), self.control.clone())))
+                .flatten();
             let spawned = std::thread::Builder::new()
                 .name("tandem-vol-handler".into())
                 .spawn(move || {
-                    let outcome = match run("sh", &["-c", &cmd], &env, LIMIT) {
+                    let exit = run("sh", &["-c", &cmd], &env, LIMIT);
+                    let outcome = match &exit {
                         Exit::Code(0, _) => "exited 0".to_string(),
                         Exit::Code(c, out) => format!("exited {c}: {}", out.trim()),
                         Exit::Signal(s) => format!("killed by signal {s}"),
                         Exit::TimedOut => format!("killed after {} s", LIMIT.as_secs()),
-                        Exit::SpawnFailed(e) => e,
+                        Exit::SpawnFailed(e) => e.clone(),
                     };
                     tracing::info!(target: "tandem::volume", "{volume}: handler {handler} ({cmd}) {outcome}");
+                    if let (Some((peer, control)), Exit::Code(c @ (3 | 4 | 7), _)) = (fenced, exit) {
+                        let how = format!("the fence-peer handler exited {c}");
+                        let cmd = super::control::Command::PeerFenced { peer, how };
+                        if let Err(e) = super::control::request(&control, &cmd) {
+                            tracing::warn!(target: "tandem::volume", "{volume}: the fence-peer verdict did not reach the volume: {e:#}");
+                        }
+                    }
                 });
             if let Err(e) = spawned {
                 tracing::warn!("{}: handler {name} not run: {e}", self.volume);

@@ -249,6 +249,7 @@ pub fn engine_config(
     }
     let mut cfg = VolumeConfig::new(name, me as u8, peers, u64::from_le_bytes(seed));
     cfg.split_brain = v.split_brain;
+    cfg.fencing = v.fencing;
     Ok((cfg, v.clone(), me as u8))
 }
 
@@ -369,7 +370,7 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
         lapse_failed: false,
         held: Vec::new(),
         parked: Vec::new(),
-        handlers: handlers::Handlers::new(&v, local),
+        handlers: handlers::Handlers::new(&v, local, socket.clone()),
         lapsed_refusals: 0,
     };
     tracing::info!(
@@ -570,6 +571,9 @@ impl Runner {
             self.answer(origin, Err(IoError::LeaseLapsed));
         }
         let now = self.now();
+        // IO suspended for fencing fails too: the application hears of it
+        // instead of hanging, and the volume can demote.
+        self.vol.fail_suspended(now, &IoError::LeaseLapsed);
         if self.vol.demote(now).is_ok() {
             self.managed = false;
             self.lapsed_since = None;
