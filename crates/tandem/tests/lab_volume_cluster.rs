@@ -9,7 +9,11 @@
 //! with no witness, both sides writing: when the cable returns the cluster
 //! stops the group on one side, and the volumes' split brain is resolved
 //! by `after_sb_1pri = "discard-secondary"` (that side's changes go),
-//! never merged. Needs root, resource-agents, kmod, e2fsprogs.
+//! never merged. And `fencing = "resource-and-stonith"`: with the
+//! replication link alone cut, the primary's writes freeze until the
+//! cut-off copy is outdated (its heartbeats say so), then go on; no
+//! failover, and n2 resyncs when the link returns. Needs root,
+//! resource-agents, kmod, e2fsprogs, nftables.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -188,5 +192,126 @@ fn a_cable_cut_with_both_sides_writing_is_resolved_by_the_policy() {
             c.log_tail(1)
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `nft` in node `ns`'s network namespace; fails unless it succeeds.
+fn nft(ns: &str, script: &str) {
+    let o = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            if let Some(mut i) = c.stdin.take() {
+                i.write_all(script.as_bytes())?;
+            }
+            c.wait_with_output()
+        })
+        .expect("nft");
+    assert!(o.status.success(), "nft: {}", text(&o));
+}
+
+#[test]
+fn resource_and_stonith_freezes_the_primary_until_the_cut_off_copy_is_outdated() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut c = VolumeCluster::new(Path::new(EXE), "tdrs", 85, Mode::Native { postgres: false })
+        .expect("lab");
+    let cfg = std::fs::read_to_string(&c.cluster.config).expect("config");
+    let cfg = cfg.replacen(
+        "after_sb_1pri = \"discard-secondary\"\n",
+        "after_sb_1pri = \"discard-secondary\"\nfencing = \"resource-and-stonith\"\n",
+        1,
+    );
+    assert!(cfg.contains("resource-and-stonith"));
+    std::fs::write(&c.cluster.config, cfg).expect("config");
+    c.bring_up().expect("bring up");
+    let d = c.dir.display().to_string();
+    let on_fs = |cmd: &str| format!("grep -q ' {d}/data ext4 ' /proc/mounts; {cmd}");
+    c.sh(0, &on_fs(&format!("echo before > {d}/data/a; sync")))
+        .expect("write a");
+    // The replication link alone is cut (the heartbeats still flow): n1
+    // notices at its ping timeout, freezes its IO, and n2 — still a
+    // member, seeing n1 run the group without it — outdates its copy
+    // after the grace; its heartbeats say so and n1's IO goes on.
+    let ns = c.lab.hosts[0].netns.clone();
+    nft(
+        &ns,
+        "table inet tcut {\n chain i { type filter hook input priority -50; tcp dport 7789 drop; tcp sport 7789 drop; }\n chain o { type filter hook output priority -50; tcp dport 7789 drop; tcp sport 7789 drop; }\n}\n",
+    );
+    let start = Instant::now();
+    let writer = {
+        let script = on_fs(&format!(
+            "dd if=/dev/urandom of={d}/data/during bs=4k count=4 oflag=direct conv=fsync 2>/dev/null; echo during-done"
+        ));
+        let pid = c.volume_pid(0).expect("n1's volume process");
+        std::thread::spawn(move || {
+            let o = std::process::Command::new("nsenter")
+                .args(["-t", &pid, "-m", "--", "sh", "-ec", &script])
+                .output()
+                .expect("nsenter");
+            (start.elapsed(), text(&o))
+        })
+    };
+    // While suspended, both the volume's status and the daemon's (its
+    // watcher's copy, up to 200 ms old) say so.
+    let (mut saw_suspended, mut daemon_said) = (false, false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !writer.is_finished() {
+        let s = c.vstatus(0);
+        if s["suspended_for"][0] == "n2" {
+            saw_suspended = true;
+            let st = c.tandem(0, &["status"]).unwrap_or_default();
+            daemon_said |= st.contains("IO SUSPENDED until n2 is outdated or fenced");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the write never finished: {s:#}\n{}\n{}",
+            c.log_tail(0),
+            c.log_tail(1)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (took, out) = writer.join().expect("writer");
+    assert!(daemon_said, "`tandem status` never showed the suspension");
+    assert!(out.contains("during-done"), "{out}");
+    assert!(
+        saw_suspended,
+        "n1's status never said suspended_for n2 (the write took {took:?}): {:#}\n{}\n{}",
+        c.vstatus(0),
+        std::fs::read_to_string(c.state(0).join("volumes/r0.log")).unwrap_or_default(),
+        c.log_tail(0)
+    );
+    let log0 = std::fs::read_to_string(c.state(0).join("volumes/r0.log")).unwrap_or_default();
+    for want in ["IO suspended", "as its heartbeats say", "IO resumed"] {
+        assert!(
+            log0.contains(want),
+            "no `{want}` in n1's volume log:\n{log0}"
+        );
+    }
+    assert_eq!(c.vstatus(1)["disk"], "Outdated", "{:#}", c.vstatus(1));
+    eprintln!("a write across the replication cut took {took:?} (ping timeout, then the grace)");
+    // No failover meanwhile; the link returns and n2 resyncs from n1.
+    assert_eq!(c.group_on(0), vec!["n1".to_string()]);
+    nft(&ns, "delete table inet tcut\n");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s1 = c.vstatus(1);
+        if s1["disk"] == "UpToDate"
+            && s1["peers"][0]["replication"] == "Established"
+            && c.vstatus(0)["suspended_for"]
+                .as_array()
+                .is_some_and(Vec::is_empty)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "n2 never resynced: {s1:#}\n{}",
+            c.log_tail(1)
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -269,6 +269,14 @@ fn render_volumes(out: &mut String, s: &Status) {
             "Volume {}: {:?} {:?} on {}",
             v.name, v.role, v.disk, s.membership.local
         );
+        if !v.suspended_for.is_empty() {
+            let _ = writeln!(
+                out,
+                "  IO SUSPENDED until {} is outdated or fenced (fencing resource-and-stonith; `tandem volume resume-io {}` forces)",
+                v.suspended_for.join(", "),
+                v.name
+            );
+        }
         for p in &v.peers {
             let mut line = format!(
                 "  {:12} {:?} {:?} {:?} {:?}",

@@ -202,5 +202,6 @@ fn status_json(s: &tandem_volumes::VolumeStatus, info: &control::Info) -> serde_
         "pe": s.peers.iter().map(|p| p.pending).sum::<u64>(),
         "ua": s.peers.iter().map(|p| p.unacked).sum::<u64>(),
         "oos": oos,
+        "suspended_for": s.suspended_for,
     })
 }
