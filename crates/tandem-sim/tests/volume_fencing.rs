@@ -24,7 +24,10 @@ fn ms(n: u64) -> Duration {
 
 /// n1 primary and n2 in sync, the application writing on n1.
 fn running(seed: u64, fencing: Fencing) -> VolumeSim {
-    let mut s = VolumeSim::new(seed, 2, 1 << 20, Protocol::C);
+    started(VolumeSim::new(seed, 2, 1 << 20, Protocol::C), seed, fencing)
+}
+
+fn started(mut s: VolumeSim, seed: u64, fencing: Fencing) -> VolumeSim {
     s.set_fencing(fencing);
     s.run_for(ms(20));
     assert!(s.promote(0, true));
@@ -224,4 +227,45 @@ fn after_the_grace_the_outdated_peer_releases_the_frozen_primary() {
         "{}",
         c.vs.log_text()
     );
+}
+
+#[test]
+fn a_silent_link_is_found_within_two_seconds_while_writes_wait() {
+    // A firewall dropping the replication packets: no connection error,
+    // only silence. With writes waiting the primary pings after 1 s and
+    // drops the link 0.5 s later (not at the 10 s idle ping); the
+    // secondary pings a primary after 1 s of silence too.
+    for seed in seeds(5) {
+        // DRBD's pings: every 10 s when idle, answered within 0.5 s.
+        let s = VolumeSim::new_with(seed, 2, 1 << 20, Protocol::C, |_| {});
+        let mut s = started(s, seed, Fencing::ResourceAndStonith);
+        s.silence(0, 1, true);
+        let cut = s.now();
+        let deadline = cut + Duration::from_secs(5);
+        // The secondary notices too (it pings a silent primary after 1 s):
+        // its copy must be outdated soon, so the primary's IO can go on.
+        let secondary_noticed = |s: &VolumeSim| {
+            s.volume(1)
+                .is_some_and(|v| v.status().peers[0].connection != ConnState::Connected)
+        };
+        while s.now() < deadline && (suspended(&s).is_empty() || !secondary_noticed(&s)) {
+            s.run_for(ms(10));
+        }
+        let found = s.now().since(cut);
+        assert!(
+            !suspended(&s).is_empty()
+                && secondary_noticed(&s)
+                && found <= Duration::from_millis(1600),
+            "seed {seed}: the silent link was found after {found:?}\n{}",
+            s.log_text()
+        );
+        s.silence(0, 1, false);
+        s.run_for(ms(500));
+        assert!(suspended(&s).is_empty(), "seed {seed}: {}", s.log_text());
+        assert!(
+            s.converge(Duration::from_secs(20)),
+            "seed {seed}: {:?}",
+            s.violations
+        );
+    }
 }

@@ -105,7 +105,7 @@ impl VolumeSim {
                         },
                     );
                 }
-                Output::Disconnect { peer } => self.break_link(i, usize::from(peer)),
+                Output::Disconnect { peer } => self.drop_connection(i, usize::from(peer)),
                 Output::Complete { req, result } => self.completed(i, req, result.is_ok()),
                 Output::Event(e) => self.event(i, e),
             }
@@ -232,7 +232,7 @@ impl VolumeSim {
                 if !self
                     .links
                     .get(&k)
-                    .is_some_and(|l| l.connected && l.session == session)
+                    .is_some_and(|l| l.connected && !l.silent && l.session == session)
                 {
                     return;
                 }
@@ -274,6 +274,7 @@ impl VolumeSim {
                     .is_some_and(|v| v.wants_connection(y as u8))
             };
             if !l.cable
+                || l.silent
                 || l.connected
                 || self.now < l.retry_at
                 || !want(self, a, b)
@@ -286,6 +287,8 @@ impl VolumeSim {
                 (a, b),
                 Link {
                     cable: true,
+                    silent: false,
+                    half_open: false,
                     connected: true,
                     session,
                     retry_at: l.retry_at,

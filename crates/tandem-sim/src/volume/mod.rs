@@ -84,6 +84,12 @@ struct Node {
 #[derive(Clone, Debug, Default)]
 struct Link {
     cable: bool,
+    /// Every message is lost, the connection stays up (a firewall that
+    /// drops packets: only timeouts notice).
+    silent: bool,
+    /// One side dropped the connection while the link was silent: the
+    /// other side has not heard of it.
+    half_open: bool,
     connected: bool,
     session: u64,
     retry_at: Timestamp,
@@ -134,8 +140,25 @@ struct Trap {
 
 impl VolumeSim {
     /// `n` nodes of a volume of `size` bytes, every connection with
-    /// `protocol`, created (`create-md`) and attached at time zero.
+    /// `protocol`, created (`create-md`) and attached at time zero; pings
+    /// every 200 ms answered within 100 ms (short, so failures are found
+    /// quickly in simulated time).
     pub fn new(seed: u64, n: usize, size: u64, protocol: Protocol) -> Self {
+        Self::new_with(seed, n, size, protocol, |c| {
+            c.ping_interval = Duration::from_millis(200);
+            c.ping_timeout = Duration::from_millis(100);
+        })
+    }
+
+    /// As [`VolumeSim::new`], each node's configuration from DRBD's
+    /// defaults ([`VolumeConfig::new`]) changed by `tune`.
+    pub fn new_with(
+        seed: u64,
+        n: usize,
+        size: u64,
+        protocol: Protocol,
+        tune: impl Fn(&mut VolumeConfig),
+    ) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let cfgs: Vec<VolumeConfig> = (0..n)
             .map(|i| {
@@ -149,8 +172,7 @@ impl VolumeSim {
                     .collect();
                 let mut c = VolumeConfig::new("r0", i as u8, peers, rand::Rng::random(&mut rng));
                 c.resync_window = 8;
-                c.ping_interval = Duration::from_millis(200);
-                c.ping_timeout = Duration::from_millis(100);
+                tune(&mut c);
                 c
             })
             .collect();
@@ -331,6 +353,45 @@ impl VolumeSim {
         }
     }
 
+    /// Makes the link between `a` and `b` silently drop everything
+    /// (`true`) or carry messages again; the connection stays up.
+    pub fn silence(&mut self, a: usize, b: usize, silent: bool) {
+        let k = Self::key(a, b);
+        let half_open = self.links.get_mut(&k).is_some_and(|l| {
+            l.silent = silent;
+            l.half_open
+        });
+        // The side still connected hears of the close now (its next
+        // packet gets a reset).
+        if !silent && half_open {
+            self.break_link(a, b);
+        }
+    }
+
+    /// Node `i` drops its connection to `peer`: over a silent link only `i`
+    /// knows; otherwise both ends do.
+    pub(super) fn drop_connection(&mut self, i: usize, peer: usize) {
+        let k = Self::key(i, peer);
+        let silent = self.links.get(&k).is_some_and(|l| l.silent && l.connected);
+        if !silent {
+            return self.break_link(i, peer);
+        }
+        let already = self.links.get_mut(&k).is_some_and(|l| {
+            let was = l.half_open;
+            l.half_open = true;
+            was
+        });
+        if already {
+            // Both sides gave up on it.
+            return self.break_link(i, peer);
+        }
+        let now = self.now;
+        if let Some(v) = self.nodes[i].vol.as_mut() {
+            v.connection_lost(now, peer as u8);
+        }
+        self.drain(i);
+    }
+
     /// Every cable between the two sides cut.
     pub fn partition(&mut self, side: &[usize]) {
         for a in 0..self.nodes.len() {
@@ -359,6 +420,7 @@ impl VolumeSim {
             return;
         }
         l.connected = false;
+        l.half_open = false;
         l.session += 1;
         l.retry_at = self.now + Duration::from_millis(5);
         let now = self.now;

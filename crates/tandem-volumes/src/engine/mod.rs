@@ -68,6 +68,10 @@ pub struct VolumeConfig {
     pub ping_interval: Duration,
     /// A ping unanswered for this long drops the connection.
     pub ping_timeout: Duration,
+    /// A peer that owes acknowledgements and stays silent this long is
+    /// pinged at once (DRBD drops a peer whose answer is its `timeout`,
+    /// 6 s, late; tandem asks after 1 s and drops after `ping_timeout`).
+    pub stall_ping_after: Duration,
     /// Seed of the generation identifiers (the driver draws it at random;
     /// the engine itself never does).
     pub uuid_seed: u64,
@@ -80,7 +84,8 @@ pub struct VolumeConfig {
 
 impl VolumeConfig {
     /// A volume with DRBD's defaults: epochs of at most 2048 writes, 64
-    /// resync blocks in flight, a ping every 10 s answered within 0.5 s.
+    /// resync blocks in flight, a ping every 10 s answered within 0.5 s
+    /// (after 1 s of silence from a peer that owes acknowledgements).
     pub fn new(name: &str, node: u8, peers: Vec<PeerConfig>, uuid_seed: u64) -> Self {
         Self {
             name: name.to_string(),
@@ -90,6 +95,7 @@ impl VolumeConfig {
             resync_window: 64,
             ping_interval: Duration::from_secs(10),
             ping_timeout: Duration::from_millis(500),
+            stall_ping_after: Duration::from_secs(1),
             uuid_seed,
             split_brain: crate::split_brain::Policies::default(),
             fencing: crate::fencing::Fencing::default(),
@@ -331,7 +337,7 @@ impl Volume {
                 self.lose(i);
                 continue;
             }
-            if p.ping_sent.is_none() && now >= p.last_heard + self.cfg.ping_interval {
+            if p.ping_sent.is_none() && now >= p.ping_due(&self.cfg) {
                 p.ping_sent = Some(now);
                 let node = p.cfg.node;
                 self.send(node, crate::message::Message::Ping);

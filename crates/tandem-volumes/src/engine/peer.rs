@@ -165,8 +165,27 @@ impl Peer {
         }
         Some(match self.ping_sent {
             Some(sent) => sent + cfg.ping_timeout,
-            None => self.last_heard + cfg.ping_interval,
+            None => self.ping_due(cfg),
         })
+    }
+
+    /// It owes acknowledgements: writes or barriers sent and not answered.
+    pub(super) fn owes_acks(&self) -> bool {
+        !self.pending.is_empty() || self.barrier_sent > self.barrier_acked
+    }
+
+    /// When it is pinged if it stays silent: after the idle interval, or
+    /// sooner while it owes acknowledgements or is primary (a dead link is
+    /// then found in about `stall_ping_after` + `ping_timeout`, not at the
+    /// next idle ping — on the primary's side, and on the secondary's,
+    /// whose copy must be outdated quickly when the primary goes on alone).
+    pub(super) fn ping_due(&self, cfg: &VolumeConfig) -> Timestamp {
+        let idle = self.last_heard + cfg.ping_interval;
+        if self.owes_acks() || self.role == Role::Primary {
+            idle.min(self.last_heard + cfg.stall_ping_after)
+        } else {
+            idle
+        }
     }
 
     /// Resync progress in percent (100 when none runs).
