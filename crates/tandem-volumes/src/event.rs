@@ -219,7 +219,7 @@ impl std::fmt::Display for VolumeEvent {
             ),
             Self::IoSuspended { peer } => write!(
                 f,
-                "{peer}: lost while this node is primary and its copy could be promoted: IO suspended until the cluster outdates or fences it, or it reconnects (fencing resource-and-stonith; `tandem volume resume-io` forces)"
+                "{peer}: not connected to this primary, and its copy could be promoted: IO suspended until the cluster outdates or fences it, or it connects (fencing resource-and-stonith; `tandem volume resume-io` forces)"
             ),
             Self::PeerFenced { peer, how } => write!(f, "{peer}: fenced ({how})"),
             Self::IoResumed { why } => write!(f, "IO resumed: {why}"),

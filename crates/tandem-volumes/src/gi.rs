@@ -60,6 +60,9 @@ pub struct SideFlags {
     pub protocol_c: bool,
     /// Its copy is marked Outdated (a primary went on without it).
     pub outdated: bool,
+    /// It has blocks marked out of sync with this peer (writes in flight
+    /// when the connection was lost, or written since).
+    pub marked: bool,
 }
 
 /// Which rule decided (named as in DRBD's numbered table).
@@ -89,6 +92,12 @@ pub enum Rule {
     /// writes its disk had not flushed (DRBD 9 applies `crashed-primary`
     /// to protocols A and B only).
     CrashedPrimaryProtocolC,
+    /// 40 with blocks marked: equal generations, but one side marked
+    /// blocks (writes in flight when the connection broke, the primary's
+    /// IO then suspended or idle so no new generation began): a bitmap
+    /// resync from that side (from the tie-break holder if both), where
+    /// DRBD logs "No resync, but N bits in bitmap!" and leaves them.
+    EqualMarked,
     /// 50: this side's generation is the peer's bitmap generation.
     BitmapPeer,
     /// 51: as 50, the sync generation lost on the way.
@@ -178,7 +187,15 @@ pub fn compare(me: &Generations, my: SideFlags, peer: &Generations, their: SideF
         }
         // 40/41.
         match (my.crashed_primary, their.crashed_primary) {
-            (false, false) => return d(Strategy::NoSync, Rule::Equal),
+            (false, false) => {
+                return match (my.marked, their.marked) {
+                    (false, false) => d(Strategy::NoSync, Rule::Equal),
+                    (true, false) => d(SRC, Rule::EqualMarked),
+                    (false, true) => d(TGT, Rule::EqualMarked),
+                    (true, true) if my.resolve_conflicts => d(SRC, Rule::EqualMarked),
+                    (true, true) => d(TGT, Rule::EqualMarked),
+                };
+            }
             _ if my.primary && their.primary => {
                 return d(
                     Strategy::SplitBrain { recoverable: false },
@@ -260,6 +277,7 @@ mod tests {
         resolve_conflicts: false,
         protocol_c: false,
         outdated: false,
+        marked: false,
     };
 
     /// Every rule from both sides: the two decisions mirror each other.
@@ -339,6 +357,23 @@ mod tests {
         };
         assert_eq!(compare(&a, tie, &a, crashed), d(TGT, Rule::CrashedPrimary));
         assert_eq!(compare(&a, crashed, &a, tie), d(SRC, Rule::CrashedPrimary));
+    }
+
+    #[test]
+    fn rule_40_equal_generations_with_marked_blocks_resync_them() {
+        let a = g(0x100, 0, 0, 0);
+        let marked = SideFlags {
+            marked: true,
+            ..NONE
+        };
+        assert_eq!(compare(&a, marked, &a, NONE), d(SRC, Rule::EqualMarked));
+        assert_eq!(compare(&a, NONE, &a, marked), d(TGT, Rule::EqualMarked));
+        let tie = SideFlags {
+            resolve_conflicts: true,
+            ..marked
+        };
+        assert_eq!(compare(&a, tie, &a, marked), d(SRC, Rule::EqualMarked));
+        assert_eq!(compare(&a, marked, &a, tie), d(TGT, Rule::EqualMarked));
     }
 
     #[test]

@@ -292,7 +292,9 @@ fn resource_and_stonith_freezes_the_primary_until_the_cut_off_copy_is_outdated()
         );
     }
     assert_eq!(c.vstatus(1)["disk"], "Outdated", "{:#}", c.vstatus(1));
-    eprintln!("a write across the replication cut took {took:?} (a silent link found in 1.5 s, then the grace)");
+    eprintln!(
+        "a write across the replication cut took {took:?} (a silent link found in 1.5 s, then the grace)"
+    );
     // No failover meanwhile; the link returns and n2 resyncs from n1.
     assert_eq!(c.group_on(0), vec!["n1".to_string()]);
     nft(&ns, "delete table inet tcut\n");

@@ -29,6 +29,10 @@ use crate::{ExternalOp, Sim};
 /// while the old primary is still demoting).
 const OP_PATIENCE: Duration = Duration::from_secs(5);
 
+/// How long a primary's writes are held after its lease lapsed before
+/// they fail and it demotes itself (the volume process's `LAPSE_HOLD`).
+const LAPSE_HOLD: Duration = Duration::from_millis(500);
+
 /// See the module documentation.
 pub struct ClusterVolumeSim {
     /// The brains (group 0, resource 0 is the volume).
@@ -43,6 +47,8 @@ pub struct ClusterVolumeSim {
     pub violations: Vec<String>,
     /// Successful promotions by the cluster: (time, node).
     pub promotions: Vec<(Timestamp, usize)>,
+    /// Per node: since when its primary volume has had no lease.
+    lapsed_since: Vec<Option<Timestamp>>,
 }
 
 impl ClusterVolumeSim {
@@ -61,6 +67,7 @@ impl ClusterVolumeSim {
             retrying: Vec::new(),
             violations: Vec::new(),
             promotions: Vec::new(),
+            lapsed_since: vec![None; n],
         }
     }
 
@@ -68,7 +75,9 @@ impl ClusterVolumeSim {
     /// r0 (1 MiB, protocol C, in sync after its initial resync, both
     /// secondary), the split-brain policies DRBD users run under a
     /// cluster manager (one side wrote nothing, or one side is primary:
-    /// resolved), `fencing` as given, and an outdate grace of 2 s.
+    /// resolved), `fencing` as given — with `resource-and-stonith`, the
+    /// brains fence dead nodes too (a fence agent that powers them off), as
+    /// that policy assumes — and an outdate grace of 2 s.
     pub fn s3(seed: u64, fencing: tandem_volumes::Fencing) -> Self {
         use tandem_volumes::split_brain::{NoPrimary, OnePrimary, Policies, TwoPrimaries};
         let mut vs = VolumeSim::new(seed, 2, 1 << 20, tandem_volumes::Protocol::C);
@@ -80,13 +89,16 @@ impl ClusterVolumeSim {
             one: OnePrimary::DiscardSecondary,
             two: TwoPrimaries::Disconnect,
         });
-        let sim = Sim::with_groups(
+        let mut sim = Sim::with_groups(
             seed,
             2,
             1,
             tandem_core::Timing::default(),
             &[crate::s3_db_group()],
         );
+        if fencing == tandem_volumes::Fencing::ResourceAndStonith {
+            sim.use_fencing(crate::FenceAgent::Succeeds);
+        }
         let mut c = Self::new(sim, vs, Duration::from_secs(2));
         if !ok {
             c.violations
@@ -116,6 +128,15 @@ impl ClusterVolumeSim {
     pub fn step(&mut self) {
         let t = self.sim.now() + Duration::from_millis(1);
         self.sim.run_until(t);
+        // A node a fence agent powered off loses its volume too.
+        for i in 0..self.vs.len() {
+            if self.sim.brain(i).is_none() && self.vs.is_up(i) {
+                self.vs.crash(i);
+                self.retrying.retain(|(op, _)| op.node != i);
+                self.glue[i] = Glue::new(self.grace);
+                self.reported[i] = None;
+            }
+        }
         let mut ops = std::mem::take(&mut self.retrying);
         ops.extend(
             self.sim
@@ -129,7 +150,30 @@ impl ClusterVolumeSim {
         self.vs.run_until(t);
         self.glue_all(t);
         self.gate_writes();
+        self.lapse_leases(t);
         self.check();
+    }
+
+    /// What the volume process does on its own when its node's lease
+    /// lapses (`check_lease`): after the hold, IO frozen for fencing fails
+    /// and the volume demotes itself as soon as nothing is in flight.
+    fn lapse_leases(&mut self, now: Timestamp) {
+        for i in 0..self.vs.len() {
+            let primary = self.vs.volume(i).is_some_and(|v| v.role() == Role::Primary);
+            if !primary || self.sim.lease_valid(i) {
+                self.lapsed_since[i] = None;
+                continue;
+            }
+            let since = *self.lapsed_since[i].get_or_insert(now);
+            if now.since(since) >= LAPSE_HOLD {
+                self.vs.with_volume(i, |v, now| {
+                    v.fail_suspended(now, &tandem_volumes::IoError::LeaseLapsed);
+                });
+                if self.vs.try_demote(i) {
+                    self.lapsed_since[i] = None;
+                }
+            }
+        }
     }
 
     fn carry_out(&mut self, op: ExternalOp, deadline: Timestamp) {

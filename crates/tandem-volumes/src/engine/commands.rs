@@ -64,6 +64,7 @@ impl Volume {
         self.emit(VolumeEvent::Role {
             role: Role::Primary,
         });
+        self.suspend_for_absent();
         self.broadcast_state();
         Ok(())
     }

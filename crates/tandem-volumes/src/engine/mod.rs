@@ -482,6 +482,7 @@ impl Volume {
                 .iter()
                 .any(|p| p.node == peer && p.protocol == Protocol::C),
             outdated: self.disk == DiskState::Outdated,
+            marked: self.meta.peer(peer).is_some_and(|m| m.bitmap.count() > 0),
         }
     }
 
@@ -506,7 +507,6 @@ impl Volume {
         self.after_peer_gone(node);
         if self.role == Role::Primary && was_replicating {
             self.new_generation_due = true;
-            self.pump_writes();
         }
         let oos = self.meta.peer(node).map_or(0, |m| m.bitmap.count());
         self.emit(VolumeEvent::Disconnected {

@@ -16,18 +16,38 @@ use crate::output::{IoError, Output, ReqId};
 use crate::state::{DiskState, Role};
 
 impl Volume {
-    /// The connection to peer `node` is being lost; its copy was
-    /// `peer_disk`. Freezes IO if the policy asks for it.
+    /// The primary is without peer `node`, whose copy was last seen
+    /// `peer_disk` (DUnknown: not seen since this process started). Freezes
+    /// IO if the policy asks for it and that copy could be promoted.
     pub(super) fn suspend_for(&mut self, node: u8, peer_disk: DiskState) {
         if self.cfg.fencing != Fencing::ResourceAndStonith || self.role != Role::Primary {
             return;
         }
-        if !matches!(peer_disk, DiskState::UpToDate | DiskState::Consistent) {
+        if !matches!(
+            peer_disk,
+            DiskState::UpToDate | DiskState::Consistent | DiskState::DUnknown
+        ) {
             return;
         }
         if self.suspended.insert(node) {
             let peer = self.peer_name(node);
             self.emit(VolumeEvent::IoSuspended { peer });
+        }
+    }
+
+    /// Just promoted: every peer not connected may hold a copy the cluster
+    /// could promote later without what this node writes now (a full
+    /// partition, or a peer that was down), so IO waits for it as for a
+    /// peer lost (DRBD calls fence-peer at promotion too).
+    pub(super) fn suspend_for_absent(&mut self) {
+        let absent: Vec<(u8, DiskState)> = self
+            .peers
+            .iter()
+            .filter(|p| p.conn != crate::state::ConnState::Connected)
+            .map(|p| (p.cfg.node, p.disk))
+            .collect();
+        for (node, disk) in absent {
+            self.suspend_for(node, disk);
         }
     }
 

@@ -102,15 +102,6 @@ impl Volume {
             if self.peers.iter().any(|p| p.repl == ReplState::Handshake) {
                 return;
             }
-            // Writes in flight when a peer was lost may be missing there
-            // (their blocks are marked): the new generation starts now, not
-            // at the next write, so a reconnection resyncs them even if
-            // nothing else is written meanwhile (IO suspended, or idle).
-            if self.new_generation_due && self.meta.peers.iter().any(|p| p.bitmap.count() > 0) {
-                self.new_generation();
-                self.write_meta();
-                return;
-            }
             // Suspended for fencing: nothing new reaches any disk.
             if !self.suspended.is_empty() {
                 return;
