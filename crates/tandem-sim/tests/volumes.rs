@@ -627,3 +627,92 @@ fn protocol_c_a_crashed_primary_back_without_failover_keeps_every_acknowledged_w
         );
     }
 }
+
+/// n1 primary writing, n2 down for a while and back: n2 is the sync
+/// target; with `hold`, its resync waits for `before-resync-target`.
+fn target_back(seed: u64, hold: bool) -> VolumeSim {
+    let mut s = VolumeSim::new_with(seed, 2, SIZE, Protocol::C, |c| {
+        c.ping_interval = ms(200);
+        c.ping_timeout = ms(100);
+        c.hold_resync_target = hold;
+    });
+    s.run_for(ms(20));
+    assert!(s.promote(0, true));
+    s.run_for(ms(300));
+    s.crash(1);
+    s.run_for(ms(200));
+    s.restart(1);
+    s.run_for(ms(100));
+    s
+}
+
+#[test]
+fn the_resync_waits_for_the_targets_before_resync_target_handler() {
+    for seed in tandem_sim::seeds(10) {
+        let mut s = target_back(seed, true);
+        let repl = |s: &VolumeSim, i: usize| s.volume(i).map(|v| v.status().peers[0].replication);
+        assert_eq!(repl(&s, 1), Some(ReplState::PausedSyncT), "seed {seed}");
+        assert_eq!(repl(&s, 0), Some(ReplState::PausedSyncS), "seed {seed}");
+        assert!(
+            s.log_of(1)
+                .iter()
+                .any(|l| l.contains("before-resync-target runs first")),
+            "seed {seed}: {:?}",
+            s.log_of(1)
+        );
+        // Its copy is untouched while the handler runs (a snapshot of it
+        // is worth keeping); the primary writes on meanwhile.
+        let before = s.contents(1);
+        let disk = s.volume(1).map(|v| v.disk());
+        let done = s.app.writes_done;
+        s.run_for(ms(500));
+        assert_eq!(
+            s.contents(1),
+            before,
+            "seed {seed}: the target changed while paused"
+        );
+        assert_eq!(s.volume(1).map(|v| v.disk()), disk, "seed {seed}");
+        // Not promotable meanwhile: the primary writes without it.
+        assert!(
+            matches!(disk, Some(DiskState::Outdated | DiskState::Inconsistent)),
+            "seed {seed}: {disk:?}"
+        );
+        assert!(
+            s.app.writes_done > done + 10,
+            "seed {seed}: the primary stalled"
+        );
+        let r = s.with_volume(1, |v, now| v.resync_target_ready(now, "n1", true));
+        assert_eq!(r, Some(Ok(true)), "seed {seed}");
+        assert!(
+            s.converge(Duration::from_secs(10)),
+            "{}",
+            fail(seed, &s, "after the handler")
+        );
+    }
+}
+
+#[test]
+fn a_failed_before_resync_target_handler_leaves_the_copy_alone() {
+    let mut s = target_back(1, true);
+    let before = s.contents(1);
+    let r = s.with_volume(1, |v, now| v.resync_target_ready(now, "n1", false));
+    assert_eq!(r, Some(Ok(true)));
+    s.run_for(ms(500));
+    assert_eq!(s.contents(1), before);
+    let st = s.volume(1).unwrap().status();
+    assert_eq!(
+        st.peers[0].connection,
+        ConnState::StandAlone,
+        "{}",
+        st.render()
+    );
+    assert!(
+        s.log_of(1)
+            .iter()
+            .any(|l| l.contains("before-resync-target handler failed"))
+    );
+    // Without the hold, the resync starts at once.
+    let mut s = target_back(1, false);
+    s.run_for(ms(300));
+    assert!(s.log_of(1).iter().any(|l| l.contains("resync started")));
+}

@@ -91,6 +91,12 @@ pub enum VolumeEvent {
         /// Blocks that differed (now marked out of sync).
         differing: u64,
     },
+    /// This node is about to become a sync target: its
+    /// `before-resync-target` handler runs, and the resync waits for it.
+    BeforeResyncTarget {
+        /// The sync source.
+        peer: String,
+    },
     /// IO suspended: the primary lost a peer whose copy could be
     /// promoted (`fencing = resource-and-stonith`).
     IoSuspended {
@@ -128,11 +134,7 @@ impl VolumeEvent {
             Self::Disconnected { peer, .. } if role == Role::Primary => {
                 (vec!["fence-peer"], Some(peer))
             }
-            Self::ResyncStarted {
-                peer,
-                source: false,
-                ..
-            } => (vec!["before-resync-target"], Some(peer)),
+            Self::BeforeResyncTarget { peer } => (vec!["before-resync-target"], Some(peer)),
             Self::ResyncFinished {
                 peer,
                 source: false,
@@ -216,6 +218,10 @@ impl std::fmt::Display for VolumeEvent {
             Self::VerifyFinished { peer, differing } => write!(
                 f,
                 "{peer}: online verify finished; {differing} block(s) differed and are marked out of sync"
+            ),
+            Self::BeforeResyncTarget { peer } => write!(
+                f,
+                "{peer}: this copy is about to be resynced from it: before-resync-target runs first, the resync waits"
             ),
             Self::IoSuspended { peer } => write!(
                 f,

@@ -54,7 +54,15 @@ pub enum Message {
     Bitmap {
         /// Set block numbers.
         blocks: Vec<u64>,
+        /// The sender is the sync target and runs `before-resync-target`
+        /// first: wait for [`Message::ResyncReady`].
+        #[serde(default)]
+        hold: bool,
     },
+    /// The sync target that held the resync is ready (its
+    /// `before-resync-target` handler finished): the source sends its sync
+    /// generation and the blocks.
+    ResyncReady,
     /// The sync source's new generation for the target.
     SyncUuid(Uuid),
     /// An application write.

@@ -58,6 +58,13 @@ pub enum ReplState {
     SyncSource,
     /// Replicating; this node receives the blocks that differ.
     SyncTarget,
+    /// The resync waits for the target's `before-resync-target` handler
+    /// (a snapshot of its data before any block changes): nothing is sent
+    /// to it meanwhile, writes are marked and follow in the resync.
+    PausedSyncS,
+    /// This node runs its `before-resync-target` handler; the resync
+    /// starts when it is done.
+    PausedSyncT,
     /// Online verify: this node sends digests.
     VerifyS,
     /// Online verify: this node compares digests.

@@ -225,10 +225,16 @@ fn resource_and_stonith_freezes_the_primary_until_the_cut_off_copy_is_outdated()
         "after_sb_1pri = \"discard-secondary\"\nfencing = \"resource-and-stonith\"\n",
         1,
     );
-    assert!(cfg.contains("resource-and-stonith"));
+    // A snapshot script's stand-in: the resync must wait for it.
+    let d = c.dir.display().to_string();
+    let cfg = cfg.replacen(
+        "[volume.handlers]\n",
+        &format!("[volume.handlers]\n\"before-resync-target\" = \"sleep 1; date -u +%H:%M:%S.%N > {d}/snapshot-$DRBD_PEER\"\n"),
+        1,
+    );
+    assert!(cfg.contains("resource-and-stonith") && cfg.contains("snapshot-"));
     std::fs::write(&c.cluster.config, cfg).expect("config");
     c.bring_up().expect("bring up");
-    let d = c.dir.display().to_string();
     let on_fs = |cmd: &str| format!("grep -q ' {d}/data ext4 ' /proc/mounts; {cmd}");
     c.sh(0, &on_fs(&format!("echo before > {d}/data/a; sync")))
         .expect("write a");
@@ -315,5 +321,23 @@ fn resource_and_stonith_freezes_the_primary_until_the_cut_off_copy_is_outdated()
             c.log_tail(1)
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+    // n2's resync began only once its before-resync-target handler ended
+    // (bring_up's initial sync ran it too: the last run is this one).
+    let ended = std::fs::read_to_string(c.dir.join("snapshot-n1")).unwrap_or_default();
+    let ended = tandem_lab::stall::log_second_of_day(&format!("2026-01-01T{}", ended.trim()));
+    let log1 = std::fs::read_to_string(c.state(1).join("volumes/r0.log")).unwrap_or_default();
+    let started = log1
+        .lines()
+        .rev()
+        .filter(|l| l.contains("resync started, receiving"))
+        .find_map(tandem_lab::stall::log_second_of_day);
+    assert!(log1.contains("before-resync-target runs first"), "{log1}");
+    match (ended, started) {
+        (Some(e), Some(s)) => assert!(
+            s >= e,
+            "the resync started at {s} before the handler ended at {e}"
+        ),
+        other => panic!("handler end / resync start not found: {other:?}\n{log1}"),
     }
 }

@@ -221,10 +221,19 @@ impl Volume {
             .peer(node)
             .map(|m| m.bitmap.iter().collect())
             .unwrap_or_default();
-        self.send(node, Message::Bitmap { blocks });
+        // A target that runs `before-resync-target` first: the source
+        // writes without it meanwhile, so its copy is Outdated from now.
+        let hold = matches!(strategy, Strategy::Target { .. }) && self.cfg.hold_resync_target;
+        if hold && matches!(self.disk, DiskState::UpToDate | DiskState::Consistent) {
+            self.meta.flags.outdated = true;
+            self.meta.flags.up_to_date = false;
+            self.set_disk(DiskState::Outdated);
+            self.write_meta();
+        }
+        self.send(node, Message::Bitmap { blocks, hold });
     }
 
-    pub(super) fn on_bitmap(&mut self, i: usize, blocks: Vec<u64>) {
+    pub(super) fn on_bitmap(&mut self, i: usize, blocks: Vec<u64>, hold: bool) {
         let node = self.peers[i].cfg.node;
         let Some(d) = self.peers[i].decision else {
             self.out.push_back(Output::Disconnect { peer: node });
@@ -250,7 +259,18 @@ impl Volume {
             _ => {}
         }
         match d.strategy {
+            // The target runs its snapshot handler first: wait for it.
+            Strategy::Source { .. } if hold => {
+                self.peers[i].repl = ReplState::PausedSyncS;
+                self.broadcast_state();
+                self.pump_writes();
+            }
             Strategy::Source { .. } => self.start_resync_source(i),
+            Strategy::Target { .. } if self.cfg.hold_resync_target => {
+                self.peers[i].repl = ReplState::PausedSyncT;
+                let peer = self.peers[i].cfg.name.clone();
+                self.emit(VolumeEvent::BeforeResyncTarget { peer });
+            }
             Strategy::Target { .. } => {
                 // The source's sync generation follows.
                 self.peers[i].repl = ReplState::SyncTarget;

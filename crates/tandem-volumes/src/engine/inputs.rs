@@ -80,7 +80,8 @@ impl Volume {
         self.counters.note_received(&msg);
         match msg {
             m @ Message::Hello { .. } => self.on_hello(i, m),
-            Message::Bitmap { blocks } => self.on_bitmap(i, blocks),
+            Message::Bitmap { blocks, hold } => self.on_bitmap(i, blocks, hold),
+            Message::ResyncReady => self.on_resync_ready(i),
             Message::SyncUuid(u) => self.on_sync_uuid(i, u),
             m @ Message::Write { .. } => self.on_write(i, m),
             Message::Barrier { epoch } => self.on_barrier(i, epoch),

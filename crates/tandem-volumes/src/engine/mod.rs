@@ -80,6 +80,9 @@ pub struct VolumeConfig {
     /// What the primary does when it loses a peer (default:
     /// resource-only).
     pub fencing: crate::fencing::Fencing,
+    /// As a sync target, wait for [`Volume::resync_target_ready`] before
+    /// the resync starts (a `before-resync-target` handler is configured).
+    pub hold_resync_target: bool,
 }
 
 impl VolumeConfig {
@@ -99,6 +102,7 @@ impl VolumeConfig {
             uuid_seed,
             split_brain: crate::split_brain::Policies::default(),
             fencing: crate::fencing::Fencing::default(),
+            hold_resync_target: false,
         }
     }
 }

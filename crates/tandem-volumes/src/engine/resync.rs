@@ -177,7 +177,53 @@ impl Volume {
         });
     }
 
+    /// The target is ready: the resync starts.
+    pub(super) fn on_resync_ready(&mut self, i: usize) {
+        if self.peers[i].repl == ReplState::PausedSyncS {
+            self.start_resync_source(i);
+        }
+    }
+
     // ---- the target ----
+
+    /// Tells the source this node is ready to receive the resync.
+    pub(super) fn target_ready(&mut self, i: usize) {
+        let node = self.peers[i].cfg.node;
+        // The source's sync generation follows.
+        self.peers[i].repl = ReplState::SyncTarget;
+        self.send(node, Message::ResyncReady);
+    }
+
+    /// The `before-resync-target` handler finished: `ok`, the resync from
+    /// `peer` starts; otherwise the connection is dropped and stays down
+    /// until `connect` (DRBD drops it too). Returns whether a resync was
+    /// waiting for it.
+    pub fn resync_target_ready(
+        &mut self,
+        now: Timestamp,
+        peer: &str,
+        ok: bool,
+    ) -> Result<bool, super::VolumeError> {
+        self.now = now;
+        let i = self.peer_index_by_name(peer)?;
+        if self.peers[i].repl != ReplState::PausedSyncT {
+            return Ok(false);
+        }
+        if ok {
+            self.target_ready(i);
+        } else {
+            let why = "the before-resync-target handler failed: not connected until `tandem volume connect`".to_string();
+            self.emit(VolumeEvent::Refused {
+                peer: peer.to_string(),
+                why,
+            });
+            let node = self.peers[i].cfg.node;
+            self.out.push_back(Output::Disconnect { peer: node });
+            self.lose(i);
+            self.peers[i].conn = crate::state::ConnState::StandAlone;
+        }
+        Ok(true)
+    }
 
     pub(super) fn on_sync_uuid(&mut self, i: usize, u: u64) {
         let node = self.peers[i].cfg.node;

@@ -142,6 +142,14 @@ impl Runner {
                 Ok(false) => done(&format!("{name}: IO was not waiting for {peer}")),
                 Err(e) => refused(&e),
             },
+            Command::ResyncTargetReady { peer, ok } => {
+                match self.vol.resync_target_ready(now, &peer, ok) {
+                    Ok(true) if ok => done(&format!("{name}: resync from {peer} starts")),
+                    Ok(true) => done(&format!("{name}: resync from {peer} refused; disconnected")),
+                    Ok(false) => done(&format!("{name}: no resync from {peer} was waiting")),
+                    Err(e) => refused(&e),
+                }
+            }
             Command::ResumeIo => {
                 if self.vol.resume_io(now) {
                     done(&format!(

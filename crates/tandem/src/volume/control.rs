@@ -61,6 +61,14 @@ pub enum Command {
     },
     /// `resume-io`: resume suspended IO without that confirmation.
     ResumeIo,
+    /// The `before-resync-target` handler finished (`ok`: exit 0): the
+    /// resync from `peer` may start, or the connection is dropped.
+    ResyncTargetReady {
+        /// The sync source.
+        peer: String,
+        /// The handler succeeded.
+        ok: bool,
+    },
     /// `verify [PEER]`.
     Verify {
         /// One peer, or every peer.

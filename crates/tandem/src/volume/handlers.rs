@@ -1,9 +1,10 @@
 //! DRBD-style handlers (`[volume.handlers]`): programs run on volume
 //! events with DRBD's environment, so existing notify scripts
 //! (`notify-split-brain.sh`, snapshot scripts…) keep working. Each runs on
-//! a thread of its own, through `sh -c`, with a 60 s limit; none is
-//! awaited by the engine (a `before-resync-target` snapshot script races
-//! the resync: see `docs/volumes.md`). A `fence-peer` handler's exit code
+//! a thread of its own, through `sh -c`, with a 60 s limit. The resync
+//! waits for `before-resync-target` (a snapshot of the target's data
+//! before any block changes, as DRBD's snapshot scripts take): exit 0
+//! starts it, anything else drops the connection. A `fence-peer` handler's exit code
 //! means what it means to DRBD: 3 (peer Inconsistent), 4 (peer Outdated)
 //! or 7 (peer powered off) confirm the peer is fenced, and IO suspended
 //! for it (`fencing = resource-and-stonith`) goes on.
@@ -69,6 +70,9 @@ impl Handlers {
             let fenced = (name == "fence-peer")
                 .then(|| peer.map(|p| (p.to_string(), self.control.clone())))
                 .flatten();
+            let awaited = (name == "before-resync-target")
+                .then(|| peer.map(|p| (p.to_string(), self.control.clone())))
+                .flatten();
             let spawned = std::thread::Builder::new()
                 .name("tandem-vol-handler".into())
                 .spawn(move || {
@@ -81,6 +85,13 @@ impl Handlers {
                         Exit::SpawnFailed(e) => e.clone(),
                     };
                     tracing::info!(target: "tandem::volume", "{volume}: handler {handler} ({cmd}) {outcome}");
+                    if let Some((peer, control)) = awaited {
+                        let ok = matches!(exit, Exit::Code(0, _));
+                        let cmd = super::control::Command::ResyncTargetReady { peer, ok };
+                        if let Err(e) = super::control::request(&control, &cmd) {
+                            tracing::warn!(target: "tandem::volume", "{volume}: the before-resync-target outcome did not reach the volume: {e:#}");
+                        }
+                    }
                     if let (Some((peer, control)), Exit::Code(c @ (3 | 4 | 7), _)) = (fenced, exit) {
                         let how = format!("the fence-peer handler exited {c}");
                         let cmd = super::control::Command::PeerFenced { peer, how };

@@ -250,6 +250,7 @@ pub fn engine_config(
     let mut cfg = VolumeConfig::new(name, me as u8, peers, u64::from_le_bytes(seed));
     cfg.split_brain = v.split_brain;
     cfg.fencing = v.fencing;
+    cfg.hold_resync_target = v.handlers.contains_key("before-resync-target");
     Ok((cfg, v.clone(), me as u8))
 }
 
