@@ -12,7 +12,9 @@
 //! never merged. And `fencing = "resource-and-stonith"`: with the
 //! replication link alone cut, the primary's writes freeze until the
 //! cut-off copy is outdated (its heartbeats say so), then go on; no
-//! failover, and n2 resyncs when the link returns. Needs root,
+//! failover, and n2 resyncs when the link returns. And S3's two volumes
+//! (r0 protocol C for data, r1 protocol A for logs) in one group fail over
+//! together. Needs root,
 //! resource-agents, kmod, e2fsprogs, nftables.
 
 use std::path::Path;
@@ -339,5 +341,63 @@ fn resource_and_stonith_freezes_the_primary_until_the_cut_off_copy_is_outdated()
             "the resync started at {s} before the handler ended at {e}"
         ),
         other => panic!("handler end / resync start not found: {other:?}\n{log1}"),
+    }
+}
+
+#[test]
+fn two_volumes_with_different_protocols_fail_over_together() {
+    // S3's layout: r0 synchronous (protocol C) for the data, r1
+    // asynchronous (protocol A) for the logs, one group.
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut c = VolumeCluster::new(Path::new(EXE), "tdtv", 88, Mode::TwoVolumes).expect("lab");
+    c.bring_up().expect("bring up");
+    for (v, protocol) in [("r0", "C"), ("r1", "A")] {
+        let s = c.vstatus_of(0, v);
+        assert!(
+            s["role"] == "Primary" && s["peers"][0]["protocol"] == protocol,
+            "{v}: {s:#}"
+        );
+    }
+    // `tandem status` shows both (its copy of the volumes' state is up
+    // to 200 ms old).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let st = c.tandem(0, &["status"]).expect("status");
+        if st.contains("Volume r0: Primary UpToDate on n1")
+            && st.contains("Volume r1: Primary UpToDate on n1")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{st}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let d = c.dir.display().to_string();
+    c.sh(
+        0,
+        &format!(
+            "grep -q ' {d}/data ext4 ' /proc/mounts; grep -q ' {d}/logs ext4 ' /proc/mounts; echo row > {d}/data/row; echo line > {d}/logs/line; sync"
+        ),
+    )
+    .expect("write on both volumes");
+    c.power_off(0).expect("power off n1");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = c
+            .in_volume_ns(1, &format!("cat {d}/data/row {d}/logs/line"))
+            .expect("nsenter");
+        if o.status.success() && text(&o).contains("row") && text(&o).contains("line") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "n2 never mounted both volumes with n1's files: {}\n{}",
+            text(&o),
+            c.log_tail(1)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(c.group_on(1), vec!["n2".to_string()]);
+    for v in ["r0", "r1"] {
+        assert_eq!(c.vstatus_of(1, v)["role"], "Primary", "{v}");
     }
 }

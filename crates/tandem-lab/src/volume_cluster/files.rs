@@ -101,6 +101,50 @@ monitor = "1s"
         Ok(())
     }
 
+    /// S3's second volume: r1, protocol A, for logs (mounted at DIR/logs),
+    /// in the group after r0's filesystem and before the address.
+    pub(super) fn add_log_volume(&self, subnet: u8) -> anyhow::Result<()> {
+        let d = self.dir.display();
+        let config = std::fs::read_to_string(&self.cluster.config)?;
+        let resources = format!(
+            r#"[[group.resource]]
+name = "r1"
+agent = "volume:r1"
+monitor = "2s"
+timeout = "30s"
+
+[[group.resource]]
+name = "logs"
+agent = "ocf:heartbeat:Filesystem"
+params = {{ device = "{d}/drbd1", directory = "{d}/logs", fstype = "ext4" }}
+monitor = "10s"
+timeout = "30s"
+
+[[group.resource]]
+name = "vip""#
+        );
+        let vip = "[[group.resource]]\nname = \"vip\"";
+        anyhow::ensure!(config.contains(vip), "no vip resource in the lab's config");
+        let mut config = config.replacen(vip, &resources, 1);
+        config.push_str(&format!(
+            r#"
+[[volume]]
+name = "r1"
+protocol = "A"
+export = "{d}/export1"
+device = "{d}/drbd1"
+[volume.on.n1]
+address = "198.18.{subnet}.11:7790"
+disk = "{d}/n1-r1.img"
+[volume.on.n2]
+address = "198.18.{subnet}.12:7790"
+disk = "{d}/n2-r1.img"
+"#
+        ));
+        std::fs::write(&self.cluster.config, config)?;
+        Ok(())
+    }
+
     /// Each node's /etc/ha.d and /etc/drbd.d, as S1's and S3's users
     /// write them: only addresses and paths are the lab's.
     pub(super) fn write_heartbeat(&self, subnet: u8) -> anyhow::Result<()> {

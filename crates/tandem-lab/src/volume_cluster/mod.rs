@@ -4,7 +4,9 @@
 //!
 //! Two ways to configure it, as users do: a native `tandem.toml` whose
 //! group `db` is `volume:r0` → the real `ocf:heartbeat:Filesystem` → (with
-//! PostgreSQL) Debian's `postgres` → VIP; or Heartbeat's own files
+//! PostgreSQL) Debian's `postgres` → VIP (or, S3's two volumes, r0 with
+//! protocol C for data and r1 with protocol A for logs mounted at
+//! DIR/logs, both in the group); or Heartbeat's own files
 //! (ha.cf, haresources `n1 drbddisk::r0 Filesystem::/dev/drbd0::DIR::ext4
 //! IPaddr::VIP`, authkeys) with the DRBD resource file in the sibling
 //! `drbd.d`, each node reading its own copies at /etc/ha.d and /etc/drbd.d
@@ -45,6 +47,9 @@ pub enum Mode {
     },
     /// Heartbeat's files and a DRBD resource file, unchanged in form.
     Heartbeat,
+    /// A tandem.toml with two volumes in the group: r0 (protocol C) for
+    /// data, r1 (protocol A) for logs.
+    TwoVolumes,
 }
 
 /// The rig. See the module documentation.
@@ -109,6 +114,13 @@ impl VolumeCluster {
             f.set_len(160 << 20)?;
         }
         std::fs::create_dir_all(dir.join("data"))?;
+        if mode == Mode::TwoVolumes {
+            for n in ["n1", "n2"] {
+                let f = std::fs::File::create(dir.join(format!("{n}-r1.img")))?;
+                f.set_len(64 << 20)?;
+            }
+            std::fs::create_dir_all(dir.join("logs"))?;
+        }
         let me = Self {
             lab,
             cluster,
@@ -120,6 +132,10 @@ impl VolumeCluster {
         match mode {
             Mode::Native { postgres } => me.write_native(subnet, postgres)?,
             Mode::Heartbeat => me.write_heartbeat(subnet)?,
+            Mode::TwoVolumes => {
+                me.write_native(subnet, false)?;
+                me.add_log_volume(subnet)?;
+            }
         }
         Ok(me)
     }
@@ -132,7 +148,7 @@ impl VolumeCluster {
     /// Starts (or restarts) node `i`'s daemon.
     pub fn start(&mut self, i: usize) -> anyhow::Result<()> {
         match self.mode {
-            Mode::Native { .. } => self.cluster.start(i),
+            Mode::Native { .. } | Mode::TwoVolumes => self.cluster.start(i),
             Mode::Heartbeat => {
                 let n = format!("n{}", i + 1);
                 let nd = self.dir.join(&n);
@@ -155,7 +171,7 @@ impl VolumeCluster {
     pub fn vol(&self, i: usize, args: &[&str]) -> anyhow::Result<Output> {
         let n = format!("n{}", i + 1);
         let mut c = match self.mode {
-            Mode::Native { .. } => {
+            Mode::Native { .. } | Mode::TwoVolumes => {
                 let mut c = Command::new(&self.exe);
                 c.arg("volume").arg("-c").arg(&self.cluster.config);
                 c
@@ -184,16 +200,31 @@ impl VolumeCluster {
         Ok(text(&o))
     }
 
-    /// Node `i`'s volume status (JSON; null when it does not answer).
+    /// The volumes of the group, in order.
+    pub fn volume_names(&self) -> &'static [&'static str] {
+        if self.mode == Mode::TwoVolumes {
+            &["r0", "r1"]
+        } else {
+            &["r0"]
+        }
+    }
+
+    /// Node `i`'s status of volume r0 (JSON; null when it does not answer).
     pub fn vstatus(&self, i: usize) -> serde_json::Value {
-        self.vol(i, &["status", "r0", "--json"])
+        self.vstatus_of(i, "r0")
+    }
+
+    /// Node `i`'s status of volume `name` (JSON; null when it does not
+    /// answer).
+    pub fn vstatus_of(&self, i: usize, name: &str) -> serde_json::Value {
+        self.vol(i, &["status", name, "--json"])
             .ok()
             .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
             .and_then(|v| v.get(0).cloned())
             .unwrap_or_default()
     }
 
-    /// Polls node `i`'s volume status until `f` holds.
+    /// Polls node `i`'s status of volume r0 until `f` holds.
     pub fn wait_volume(
         &self,
         i: usize,
@@ -201,9 +232,21 @@ impl VolumeCluster {
         timeout: Duration,
         f: impl Fn(&serde_json::Value) -> bool,
     ) -> anyhow::Result<()> {
+        self.wait_volume_of(i, "r0", what, timeout, f)
+    }
+
+    /// Polls node `i`'s status of volume `name` until `f` holds.
+    pub fn wait_volume_of(
+        &self,
+        i: usize,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            let s = self.vstatus(i);
+            let s = self.vstatus_of(i, name);
             if f(&s) {
                 return Ok(());
             }
@@ -278,13 +321,14 @@ impl VolumeCluster {
             .output()?)
     }
 
-    /// The FUSE connection of node `i`'s export (its number under
-    /// /sys/fs/fuse/connections), if its volume runs.
-    fn fuse_conn(&self, i: usize) -> Option<String> {
+    /// The FUSE connection of node `i`'s export of volume `name` (its
+    /// number under /sys/fs/fuse/connections), if its volume runs.
+    fn fuse_conn(&self, i: usize, name: &str) -> Option<String> {
         let pid = self.volume_pid(i)?;
-        let export = match self.mode {
-            Mode::Native { .. } => self.dir.join("export"),
-            Mode::Heartbeat => PathBuf::from("/run/tandem/export"),
+        let export = match (self.mode, name) {
+            (Mode::TwoVolumes, "r1") => self.dir.join("export1"),
+            (Mode::Native { .. } | Mode::TwoVolumes, _) => self.dir.join("export"),
+            (Mode::Heartbeat, _) => PathBuf::from("/run/tandem/export"),
         };
         let o = Command::new("nsenter")
             .args(["-t", &pid, "-m", "--", "stat", "-c", "%d"])
@@ -296,21 +340,32 @@ impl VolumeCluster {
             .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
     }
 
-    /// The exported file, as seen in a node's mount namespace.
+    /// The exported file of volume r0, as seen in a node's mount
+    /// namespace.
     pub fn export_file(&self) -> PathBuf {
-        match self.mode {
-            Mode::Native { .. } => self.dir.join("export/r0"),
-            Mode::Heartbeat => PathBuf::from("/run/tandem/export/r0"),
+        self.export_file_of("r0")
+    }
+
+    /// The exported file of volume `name`.
+    pub fn export_file_of(&self, name: &str) -> PathBuf {
+        match (self.mode, name) {
+            (Mode::TwoVolumes, "r1") => self.dir.join("export1/r1"),
+            (Mode::Native { .. } | Mode::TwoVolumes, _) => self.dir.join("export/r0"),
+            (Mode::Heartbeat, _) => PathBuf::from("/run/tandem/export/r0"),
         }
     }
 
     /// Powers node `i` off. Its FUSE connection is aborted right after the
     /// kill, as a power-off ends it (see the module documentation).
     pub fn power_off(&mut self, i: usize) -> anyhow::Result<()> {
-        let conn = self.fuse_conn(i);
+        let conns: Vec<String> = self
+            .volume_names()
+            .iter()
+            .filter_map(|v| self.fuse_conn(i, v))
+            .collect();
         self.cluster.forget(i);
         self.lab.power_off(&format!("n{}", i + 1))?;
-        if let Some(c) = conn {
+        for c in conns {
             abort_fuse(&c);
         }
         Ok(())
@@ -379,8 +434,11 @@ impl VolumeCluster {
     /// standby meanwhile), the initial sync, ext4 (and the database), then
     /// lets the cluster run the group on n1.
     pub fn bring_up(&mut self) -> anyhow::Result<()> {
+        let names = self.volume_names();
         for i in 0..2 {
-            self.vol_ok(i, &["create-md", "r0"])?;
+            for v in names {
+                self.vol_ok(i, &["create-md", v])?;
+            }
         }
         for i in 0..2 {
             self.start(i)?;
@@ -395,9 +453,11 @@ impl VolumeCluster {
             self.tandem(0, &["standby", n])?;
         }
         for i in 0..2 {
-            self.wait_volume(i, "connected", Duration::from_secs(30), |s| {
-                s["peers"][0]["connection"] == "Connected"
-            })?;
+            for v in names {
+                self.wait_volume_of(i, v, "connected", Duration::from_secs(30), |s| {
+                    s["peers"][0]["connection"] == "Connected"
+                })?;
+            }
         }
         self.cluster
             .wait_for(0, Duration::from_secs(10), "the group held back", |s| {
@@ -407,16 +467,25 @@ impl VolumeCluster {
                     .is_some_and(|h| h.contains("Inconsistent"))
             })
             .context("a fresh copy must hold the group back")?;
-        self.vol_ok(0, &["primary", "--force", "r0"])?;
-        self.wait_volume(1, "initial sync", Duration::from_secs(60), |s| {
-            s["disk"] == "UpToDate"
-        })?;
+        for v in names {
+            self.vol_ok(0, &["primary", "--force", v])?;
+            self.wait_volume_of(1, v, "initial sync", Duration::from_secs(60), |s| {
+                s["disk"] == "UpToDate"
+            })?;
+        }
         let d = self.dir.display();
         let f = self.export_file();
-        let mut script = format!(
+        let mut script = String::new();
+        if self.mode == Mode::TwoVolumes {
+            script.push_str(&format!(
+                "L=$(losetup -f --show --direct-io=on {f}); mkfs.ext4 -q $L; mount $L {d}/logs; echo tandem > {d}/logs/hello; umount {d}/logs; losetup -d $L; ",
+                f = self.export_file_of("r1").display()
+            ));
+        }
+        script.push_str(&format!(
             "L=$(losetup -f --show --direct-io=on {f}); mkfs.ext4 -q $L; mount $L {d}/data; echo tandem > {d}/data/hello; ",
             f = f.display()
-        );
+        ));
         if self.mode == (Mode::Native { postgres: true }) {
             script.push_str(&format!(
                 "mkdir {d}/data/pg; chown postgres:postgres {d}/data/pg; cd /; setpriv --reuid=postgres --regid=postgres --init-groups {pg}/initdb -D {d}/data/pg --auth=trust -U postgres >/dev/null; echo 'host all all 0.0.0.0/0 trust' >> {d}/data/pg/pg_hba.conf; ",
@@ -428,7 +497,9 @@ impl VolumeCluster {
         if !o.status.success() {
             bail!("mkfs on the volume: {}", text(&o));
         }
-        self.vol_ok(0, &["secondary", "r0"])?;
+        for v in names {
+            self.vol_ok(0, &["secondary", v])?;
+        }
         for n in ["n1", "n2"] {
             self.tandem(0, &["unstandby", n])?;
         }
