@@ -59,7 +59,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo check (fuzz targets, so they cannot rot)"
 cargo check --manifest-path fuzz/Cargo.toml --locked
 echo "== cargo test"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 if [ "$(id -u)" = 0 ]; then
     echo "== the Debian package (scripts/check-package.sh)"
     ./scripts/check-package.sh

@@ -51,6 +51,8 @@ pub(crate) struct RawVolume {
     pub after_sb_2pri: Option<Spanned<String>>,
     /// `dont-care`, `resource-only` (default) or `resource-and-stonith`.
     pub fencing: Option<Spanned<String>>,
+    /// Resync compares checksums first.
+    pub csums: Option<Spanned<bool>>,
     #[serde(default)]
     pub handlers: BTreeMap<String, Spanned<String>>,
     #[serde(default)]

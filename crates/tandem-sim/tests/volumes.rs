@@ -19,7 +19,16 @@ fn ms(n: u64) -> Duration {
 
 /// n1 forced primary, everyone in sync, the application writing.
 fn started(seed: u64, n: usize, protocol: Protocol) -> VolumeSim {
-    let mut s = VolumeSim::new(seed, n, SIZE, protocol);
+    started_with(seed, n, protocol, false)
+}
+
+/// [`started`], with checksum-based resync or not.
+fn started_with(seed: u64, n: usize, protocol: Protocol, csums: bool) -> VolumeSim {
+    let mut s = VolumeSim::new_with(seed, n, SIZE, protocol, |c| {
+        c.ping_interval = ms(200);
+        c.ping_timeout = ms(100);
+        c.csums = csums;
+    });
     s.run_for(ms(20));
     assert!(s.promote(0, true), "seed {seed}: primary --force refused");
     s.run_for(ms(300));
@@ -34,7 +43,11 @@ fn fail(seed: u64, s: &VolumeSim, what: &str) -> String {
 /// secondary crashes, then a primary crash and a failover to a secondary
 /// that was in sync, then the old primary back.
 fn failover_campaign(seed: u64, n: usize, protocol: Protocol) {
-    let mut s = started(seed, n, protocol);
+    failover_campaign_with(seed, n, protocol, false);
+}
+
+fn failover_campaign_with(seed: u64, n: usize, protocol: Protocol, csums: bool) {
+    let mut s = started_with(seed, n, protocol, csums);
     for _ in 0..3 {
         let d = ms(s.rng().random_range(20..200));
         s.run_for(d);
@@ -108,6 +121,13 @@ fn in_sync_with(s: &VolumeSim, q: usize, p: usize) -> bool {
 fn protocol_c_never_loses_an_acknowledged_write_across_a_primary_crash() {
     for seed in tandem_sim::seeds(150) {
         failover_campaign(seed, 2, Protocol::C);
+    }
+}
+
+#[test]
+fn with_checksum_resync_no_acknowledged_write_is_lost_either() {
+    for seed in tandem_sim::seeds(60) {
+        failover_campaign_with(seed + 40_000, 2, Protocol::C, true);
     }
 }
 
@@ -715,4 +735,78 @@ fn a_failed_before_resync_target_handler_leaves_the_copy_alone() {
     let mut s = target_back(1, false);
     s.run_for(ms(300));
     assert!(s.log_of(1).iter().any(|l| l.contains("resync started")));
+}
+
+fn csums_sim(seed: u64) -> VolumeSim {
+    let mut s = VolumeSim::new_with(seed, 2, SIZE, Protocol::C, |c| {
+        c.ping_interval = ms(200);
+        c.ping_timeout = ms(100);
+        c.csums = true;
+    });
+    s.run_for(ms(20));
+    assert!(s.promote(0, true));
+    s.run_for(ms(300));
+    s
+}
+
+/// (KiB sent, KiB found equal) of the last resync node `i` finished.
+fn resync_figures(s: &VolumeSim, i: usize) -> Option<(u64, u64)> {
+    let line = s
+        .log_of(i)
+        .into_iter()
+        .rev()
+        .find(|l| l.contains("resync finished"))?;
+    let num = |after: &str| -> Option<u64> {
+        let rest = line.split(after).next()?;
+        rest.rsplit(' ').next()?.parse().ok()
+    };
+    let sent = num(" KiB sent").or_else(|| num(" KiB received"))?;
+    let equal = if line.contains("found equal") {
+        num(" KiB found equal")?
+    } else {
+        0
+    };
+    Some((sent, equal))
+}
+
+#[test]
+fn a_checksum_resync_moves_only_the_blocks_that_differ() {
+    for seed in tandem_sim::seeds(10) {
+        // Identical copies, then `invalidate` on n2: a full resync in
+        // which every block is found equal and none is sent.
+        let mut s = csums_sim(seed);
+        s.app.stopped = true;
+        s.run_for(ms(200));
+        assert!(
+            s.converge(Duration::from_secs(10)),
+            "{}",
+            fail(seed, &s, "in sync")
+        );
+        assert_eq!(s.with_volume(1, |v, _| v.invalidate()), Some(Ok(())));
+        assert!(
+            s.converge(Duration::from_secs(10)),
+            "{}",
+            fail(seed, &s, "invalidate")
+        );
+        assert_eq!(
+            resync_figures(&s, 0),
+            Some((0, SIZE / 1024)),
+            "seed {seed}: {:?}",
+            s.log_of(0)
+        );
+        // n2 down while n1 writes: the blocks written meanwhile differ
+        // and move, the copies end identical.
+        s.app.stopped = false;
+        s.crash(1);
+        s.run_for(ms(200));
+        s.restart(1);
+        s.run_for(ms(300));
+        assert!(
+            s.converge(Duration::from_secs(10)),
+            "{}",
+            fail(seed, &s, "after n2's crash")
+        );
+        let (sent, _) = resync_figures(&s, 0).unwrap_or_default();
+        assert!(sent > 0, "seed {seed}: nothing moved: {:?}", s.log_of(0));
+    }
 }

@@ -49,6 +49,8 @@ pub enum VolumeEvent {
         source: bool,
         /// Blocks moved.
         blocks: u64,
+        /// Blocks found equal by checksum (not moved).
+        equal: u64,
     },
     /// Both sides changed the data since they last agreed: not connected.
     SplitBrain {
@@ -181,12 +183,19 @@ impl std::fmt::Display for VolumeEvent {
                 peer,
                 source,
                 blocks,
-            } => write!(
-                f,
-                "{peer}: resync finished, {} KiB {}",
-                blocks * 4,
-                if *source { "sent" } else { "received" }
-            ),
+                equal,
+            } => {
+                write!(
+                    f,
+                    "{peer}: resync finished, {} KiB {}",
+                    blocks * 4,
+                    if *source { "sent" } else { "received" }
+                )?;
+                if *equal > 0 {
+                    write!(f, ", {} KiB found equal by checksum", equal * 4)?;
+                }
+                Ok(())
+            }
             Self::SplitBrain { peer, rule } => write!(
                 f,
                 "{peer}: split brain detected (rule {rule:?}): both sides changed the data; not connected. Pick the victim and run `tandem volume connect --discard-my-data` there"

@@ -108,7 +108,19 @@ pub enum Message {
         /// Its 4 KiB (shorter at the end of the volume).
         data: Bytes,
     },
-    /// Resync: the target wrote a block.
+    /// Resync with checksums: the digest of the source's copy of a block.
+    ResyncDigest {
+        /// Block number.
+        block: u64,
+        /// Its digest.
+        digest: u64,
+    },
+    /// Resync with checksums: the target's copy differs; send the block.
+    ResyncWant {
+        /// Block number.
+        block: u64,
+    },
+    /// Resync: the target wrote a block (or found it equal).
     ResyncAck {
         /// Block number.
         block: u64,
@@ -155,6 +167,7 @@ impl Message {
             | Message::WriteAck { .. }
             | Message::BarrierAck { .. }
             | Message::ResyncAck { .. }
+            | Message::ResyncWant { .. }
             | Message::VerifyReply { .. }
             | Message::Ping
             | Message::PingAck => Channel::Meta,

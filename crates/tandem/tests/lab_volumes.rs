@@ -4,7 +4,8 @@
 //! the same data read on the other node; a cut link, writes, and a
 //! bitmap-only resync (bytes counted, backing files identical); the
 //! primary killed mid-write, the secondary promoted, and the old primary
-//! resynced back; online verify finding a block corrupted behind its back.
+//! resynced back; online verify finding a block corrupted behind its back,
+//! then a checksum-based full resync that moves only that block.
 //! NBD conformance with nbdinfo and nbdcopy. Needs root, qemu-utils,
 //! libnbd-bin and e2fsprogs; fails with a clear message otherwise.
 
@@ -78,6 +79,7 @@ socket = "{}"
 name = "r0"
 nbd = "unix:{}"
 export = "{}"
+csums = true
 [volume.on.n1]
 address = "198.18.{SUBNET}.11"
 disk = "{}"
@@ -462,4 +464,21 @@ fn the_workshop_steps_resync_and_verify_on_two_nodes() {
     );
     let s = rig.status(0);
     assert_eq!(s["peers"][0]["out_of_sync_kib"], 4, "{s:#}");
+
+    // Checksum-based resync (`csums = true`): n2's copy invalidated, the
+    // full resync moves only the corrupted block; the rest is found equal.
+    rig.ok(1, &["invalidate", "r0"]);
+    rig.in_sync(1);
+    rig.in_sync(0);
+    let size_kib = s["size"].as_u64().expect("size") / 1024;
+    let want = format!(
+        "resync finished, 4 KiB sent, {} KiB found equal by checksum",
+        size_kib - 4
+    );
+    assert!(
+        rig.events(0).contains(&want),
+        "no `{want}` in:\n{}",
+        rig.events(0)
+    );
+    rig.identical();
 }

@@ -88,8 +88,21 @@ fn notify_ready_watchdog_and_stopping() {
         "{} pings in 1.5 s: {got:?}",
         pings.len()
     );
-    // A stopped daemon (its heartbeat thread not running) sends none.
+    // A stopped daemon (its heartbeat thread not running) sends none. Once
+    // the kernel says it is stopped, what it sent before is drained first
+    // (a ping sent just before the signal may still be queued).
     assert_eq!(signal(pid, libc::SIGSTOP), 0);
+    tandem_lab::poll::until(Duration::from_secs(5), "the daemon to stop", || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit(')')
+                    .next()
+                    .map(|r| r.trim_start().starts_with('T'))
+            })
+            .unwrap_or(false)
+    });
+    let _ = receive(&sock, Duration::from_millis(50), |_| false);
     let got = receive(&sock, Duration::from_millis(1000), |_| false);
     assert!(
         got.iter().all(|(_, m)| !m.contains("WATCHDOG=1")),

@@ -407,6 +407,7 @@ impl Ctx<'_> {
         let mut al: Option<(String, usize)> = None;
         let mut sb: [Option<(String, usize)>; 3] = [None, None, None];
         let mut fencing: Option<(String, usize)> = None;
+        let mut csums: Option<(String, usize)> = None;
         let mut handlers: Vec<(String, String, usize)> = Vec::new();
         for s in &all {
             let single = matches!(
@@ -446,6 +447,7 @@ impl Ctx<'_> {
                             ("handlers", h) => handlers.push((h.to_string(), v, o.at)),
                             ("net", "shared-secret") => self.note(o.at, "shared-secret not copied: replication is authenticated with the cluster's key_file".into()),
                             ("net", "cram-hmac-alg") => self.note(o.at, format!("cram-hmac-alg {v}: replication frames carry a keyed BLAKE3 MAC instead")),
+                            ("net", "csums-alg") => csums = Some((v, o.at)),
                             ("net", "verify-alg") => self.note(o.at, format!("verify-alg {v}: `tandem volume verify` compares xxh3-64 digests")),
                             ("net" | "disk", "fencing") => match v.as_str() {
                                 "dont-care" | "resource-only" | "resource-and-stonith" => fencing = Some((v, o.at)),
@@ -528,6 +530,13 @@ impl Ctx<'_> {
         if let Some((f, at)) = &fencing {
             let _ = writeln!(toml, "fencing = {f:?}  # {}", self.line(*at));
         }
+        if let Some((alg, at)) = &csums {
+            let _ = writeln!(toml, "csums = true  # {}", self.line(*at));
+            self.note(
+                *at,
+                format!("csums-alg {alg}: the resync compares xxh3-64 digests"),
+            );
+        }
         if !handlers.is_empty() {
             let _ = writeln!(toml, "[volume.handlers]");
             for (h, cmd, at) in &handlers {
@@ -603,7 +612,8 @@ mod tests {
         let text = r#"
 resource data {
   net { protocol A; after-sb-0pri discard-zero-changes; after-sb-1pri discard-secondary;
-        cram-hmac-alg sha1; shared-secret "s3cr3t"; fencing resource-and-stonith; }
+        cram-hmac-alg sha1; shared-secret "s3cr3t"; fencing resource-and-stonith;
+        csums-alg sha1; }
   disk { al-extents 3389; resync-rate 40M; }
   handlers { split-brain "/usr/lib/drbd/notify-split-brain.sh root"; }
   volume 0 { device minor 1; disk /dev/vg/data; meta-disk internal; }
@@ -620,6 +630,7 @@ resource data {
         );
         assert!(t.contains("al_extents = 3389"), "{t}");
         assert!(t.contains("fencing = \"resource-and-stonith\""), "{t}");
+        assert!(t.contains("csums = true"), "{t}");
         assert!(
             t.contains("\"split-brain\" = \"/usr/lib/drbd/notify-split-brain.sh root\""),
             "{t}"
@@ -645,6 +656,7 @@ resource data {
             tandem_volumes::split_brain::NoPrimary::DiscardZeroChanges
         );
         assert_eq!(v.fencing, tandem_volumes::Fencing::ResourceAndStonith);
+        assert!(v.csums);
         assert_eq!(v.nodes.len(), 2);
     }
 

@@ -85,6 +85,9 @@ pub struct Volume {
     /// What the primary does when it loses a peer (`fencing`; default
     /// resource-only).
     pub fencing: tandem_volumes::Fencing,
+    /// Resync compares checksums before moving blocks (`csums`, DRBD's
+    /// `csums-alg`; default off).
+    pub csums: bool,
     /// DRBD-style handlers: event name (`split-brain`, `fence-peer`, …) →
     /// shell command, run with `DRBD_RESOURCE`, `DRBD_PEER`, … set.
     pub handlers: BTreeMap<String, String>,
@@ -359,6 +362,7 @@ pub(super) fn build_volumes(
         out.push(Volume {
             split_brain,
             fencing,
+            csums: v.csums.as_ref().is_some_and(|c| *c.get_ref()),
             handlers,
             name,
             meta,

@@ -83,6 +83,10 @@ pub struct VolumeConfig {
     /// As a sync target, wait for [`Volume::resync_target_ready`] before
     /// the resync starts (a `before-resync-target` handler is configured).
     pub hold_resync_target: bool,
+    /// Resync compares checksums first (DRBD's `csums-alg`): the source
+    /// sends each block's digest, and the block itself only if the
+    /// target's copy differs.
+    pub csums: bool,
 }
 
 impl VolumeConfig {
@@ -103,6 +107,7 @@ impl VolumeConfig {
             split_brain: crate::split_brain::Policies::default(),
             fencing: crate::fencing::Fencing::default(),
             hold_resync_target: false,
+            csums: false,
         }
     }
 }

@@ -21,13 +21,16 @@ pub(super) struct Received {
 }
 
 /// A resync block in flight on the source.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct Inflight {
     /// An application write overlapped it after it was read: the data
     /// read is stale and must not be sent.
     pub(super) stale: bool,
     /// Sent; waiting for the target's acknowledgement.
     pub(super) sent: bool,
+    /// With checksums: the block read, kept while its digest travels (sent
+    /// only if the target's copy differs).
+    pub(super) data: Option<bytes::Bytes>,
 }
 
 /// Per-peer state.
@@ -81,12 +84,16 @@ pub(super) struct Peer {
     pub(super) resync_cursor: u64,
     pub(super) resync_inflight: BTreeMap<u64, Inflight>,
     pub(super) resync_moved: u64,
+    /// Blocks found equal by checksum (nothing sent).
+    pub(super) resync_equal: u64,
     /// When the resync started (for its rate and ETA).
     pub(super) resync_started: Timestamp,
     pub(super) resync_done_sent: bool,
     /// Disk reads (source) and writes (target) of resync blocks.
     pub(super) resync_reads: BTreeMap<IoId, u64>,
     pub(super) resync_writes: BTreeMap<IoId, u64>,
+    /// Target reads to compare with the source's digest: block, digest.
+    pub(super) resync_compares: BTreeMap<IoId, (u64, u64)>,
     // Verify.
     pub(super) verify_cursor: Option<u64>,
     pub(super) verify_inflight: u32,
@@ -130,10 +137,12 @@ impl Peer {
             resync_cursor: 0,
             resync_inflight: BTreeMap::new(),
             resync_moved: 0,
+            resync_equal: 0,
             resync_started: Timestamp::ZERO,
             resync_done_sent: false,
             resync_reads: BTreeMap::new(),
             resync_writes: BTreeMap::new(),
+            resync_compares: BTreeMap::new(),
             verify_cursor: None,
             verify_inflight: 0,
             verify_differing: 0,
@@ -254,9 +263,11 @@ impl Peer {
         self.resync_cursor = 0;
         self.resync_inflight.clear();
         self.resync_moved = 0;
+        self.resync_equal = 0;
         self.resync_done_sent = false;
         self.resync_reads.clear();
         self.resync_writes.clear();
+        self.resync_compares.clear();
         self.verify_cursor = None;
         self.verify_inflight = 0;
         self.verify_differing = 0;

@@ -116,11 +116,25 @@ impl Volume {
 
     pub(super) fn resync_read_done(&mut self, i: usize, b: u64, data: Result<Bytes, String>) {
         let node = self.peers[i].cfg.node;
-        let Some(f) = self.peers[i].resync_inflight.get(&b).copied() else {
+        let Some(stale) = self.peers[i].resync_inflight.get(&b).map(|f| f.stale) else {
             return;
         };
         match data {
-            Ok(data) if !f.stale => {
+            Ok(data) if !stale && self.cfg.csums => {
+                let d = digest(&data);
+                if let Some(x) = self.peers[i].resync_inflight.get_mut(&b) {
+                    x.sent = true;
+                    x.data = Some(data);
+                }
+                self.send(
+                    node,
+                    Message::ResyncDigest {
+                        block: b,
+                        digest: d,
+                    },
+                );
+            }
+            Ok(data) if !stale => {
                 if let Some(x) = self.peers[i].resync_inflight.get_mut(&b) {
                     x.sent = true;
                 }
@@ -149,10 +163,31 @@ impl Volume {
         if f.stale {
             let p = &mut self.peers[i];
             p.resync_cursor = p.resync_cursor.min(b);
+        } else if f.data.is_some() {
+            // Acknowledged on its digest alone: the copies were equal.
+            self.peers[i].resync_equal += 1;
         } else {
             self.peers[i].resync_moved += 1;
         }
         self.pump_resync(i);
+    }
+
+    /// Checksums: the target's copy of `b` differs; send the block kept
+    /// since its read (or read it again if a write made it stale).
+    pub(super) fn on_resync_want(&mut self, i: usize, b: u64) {
+        let node = self.peers[i].cfg.node;
+        let Some(f) = self.peers[i].resync_inflight.get_mut(&b) else {
+            return;
+        };
+        match f.data.take() {
+            Some(data) if !f.stale => self.send(node, Message::ResyncData { block: b, data }),
+            _ => {
+                let p = &mut self.peers[i];
+                p.resync_inflight.remove(&b);
+                p.resync_cursor = p.resync_cursor.min(b);
+                self.pump_resync(i);
+            }
+        }
     }
 
     fn finish_resync_source(&mut self, i: usize) {
@@ -169,11 +204,12 @@ impl Volume {
         p.resync_done_sent = true;
         p.repl = ReplState::Established;
         p.disk = DiskState::UpToDate;
-        let (name, blocks) = (p.cfg.name.clone(), p.resync_moved);
+        let (name, blocks, equal) = (p.cfg.name.clone(), p.resync_moved, p.resync_equal);
         self.emit(VolumeEvent::ResyncFinished {
             peer: name,
             source: true,
             blocks,
+            equal,
         });
     }
 
@@ -277,6 +313,41 @@ impl Volume {
         self.send(node, Message::ResyncAck { block: b });
     }
 
+    /// Checksums: the source's digest of block `b`; this copy's is
+    /// compared once read.
+    pub(super) fn on_resync_digest(&mut self, i: usize, b: u64, theirs: u64) {
+        let node = self.peers[i].cfg.node;
+        if b >= self.meta.peer(node).map_or(0, |m| m.bitmap.blocks()) {
+            self.out.push_back(Output::Disconnect { peer: node });
+            return self.lose(i);
+        }
+        let (io, len) = (self.io(), self.block_len(b));
+        self.peers[i].resync_compares.insert(io, (b, theirs));
+        self.disk_queue.note(io, Purpose::Peer(node));
+        self.disk_queue.read(io, b * BLOCK, len, &mut self.out);
+    }
+
+    /// Checksums: this copy of `b` is read; equal to the source's, it is
+    /// in sync (nothing more travels), otherwise the block is asked for.
+    pub(super) fn resync_compare_done(
+        &mut self,
+        i: usize,
+        b: u64,
+        theirs: u64,
+        data: Result<Bytes, String>,
+    ) {
+        let node = self.peers[i].cfg.node;
+        if data.is_ok_and(|d| digest(&d) == theirs) {
+            if let Some(m) = self.meta.peer_mut(node) {
+                m.bitmap.clear(b);
+            }
+            self.peers[i].resync_equal += 1;
+            self.send(node, Message::ResyncAck { block: b });
+        } else {
+            self.send(node, Message::ResyncWant { block: b });
+        }
+    }
+
     pub(super) fn on_resync_done(&mut self, i: usize, gens: Generations) {
         let node = self.peers[i].cfg.node;
         self.meta.current = gens.current & !1;
@@ -291,12 +362,13 @@ impl Volume {
         self.write_meta();
         let p = &mut self.peers[i];
         p.repl = ReplState::Established;
-        let (name, blocks) = (p.cfg.name.clone(), p.resync_moved);
+        let (name, blocks, equal) = (p.cfg.name.clone(), p.resync_moved, p.resync_equal);
         self.set_disk(DiskState::UpToDate);
         self.emit(VolumeEvent::ResyncFinished {
             peer: name,
             source: false,
             blocks,
+            equal,
         });
     }
 

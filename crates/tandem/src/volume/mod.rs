@@ -251,6 +251,7 @@ pub fn engine_config(
     cfg.split_brain = v.split_brain;
     cfg.fencing = v.fencing;
     cfg.hold_resync_target = v.handlers.contains_key("before-resync-target");
+    cfg.csums = v.csums;
     Ok((cfg, v.clone(), me as u8))
 }
 
