@@ -810,3 +810,31 @@ fn a_checksum_resync_moves_only_the_blocks_that_differ() {
         assert!(sent > 0, "seed {seed}: nothing moved: {:?}", s.log_of(0));
     }
 }
+
+#[test]
+fn invalidate_remote_resyncs_the_peer_fully_from_here() {
+    let mut s = started(7, 2, Protocol::C);
+    s.app.stopped = true;
+    s.run_for(ms(200));
+    assert!(
+        s.converge(Duration::from_secs(10)),
+        "{}",
+        fail(7, &s, "in sync")
+    );
+    // A primary's copy is never overwritten.
+    let r = s.with_volume(1, |v, now| v.invalidate_remote(now, "n1"));
+    assert!(matches!(r, Some(Err(_))), "{r:?}");
+    let before = s.log_of(0).len();
+    let r = s.with_volume(0, |v, now| v.invalidate_remote(now, "n2"));
+    assert_eq!(r, Some(Ok(())));
+    assert!(
+        s.converge(Duration::from_secs(10)),
+        "{}",
+        fail(7, &s, "invalidate-remote")
+    );
+    // The lines since: the full resync (not the initial sync's).
+    let since = s.log_of(0).split_off(before);
+    let full = format!("n2: resync finished, {} KiB sent", SIZE / 1024);
+    assert!(since.iter().any(|l| l.contains(&full)), "{since:?}");
+    assert!(since.iter().any(|l| l.contains("invalidated from here")));
+}

@@ -93,6 +93,12 @@ pub enum VolumeEvent {
         /// Blocks that differed (now marked out of sync).
         differing: u64,
     },
+    /// `invalidate-remote`: the peer's copy is to be fully resynced from
+    /// here.
+    RemoteInvalidated {
+        /// The peer.
+        peer: String,
+    },
     /// This node is about to become a sync target: its
     /// `before-resync-target` handler runs, and the resync waits for it.
     BeforeResyncTarget {
@@ -227,6 +233,10 @@ impl std::fmt::Display for VolumeEvent {
             Self::VerifyFinished { peer, differing } => write!(
                 f,
                 "{peer}: online verify finished; {differing} block(s) differed and are marked out of sync"
+            ),
+            Self::RemoteInvalidated { peer } => write!(
+                f,
+                "{peer}: its copy invalidated from here (invalidate-remote): every block is resynced to it from this copy"
             ),
             Self::BeforeResyncTarget { peer } => write!(
                 f,

@@ -481,4 +481,18 @@ fn the_workshop_steps_resync_and_verify_on_two_nodes() {
         rig.events(0)
     );
     rig.identical();
+    // invalidate-remote from n1: n2's copy resynced in full from here,
+    // every block found equal (one more such line than before).
+    let want = format!("resync finished, 0 KiB sent, {size_kib} KiB found equal by checksum");
+    let seen = rig.events(0).matches(&want).count();
+    rig.ok(0, &["invalidate-remote", "r0"]);
+    rig.in_sync(1);
+    rig.in_sync(0);
+    assert_eq!(
+        rig.events(0).matches(&want).count(),
+        seen + 1,
+        "no new `{want}` in:\n{}",
+        rig.events(0)
+    );
+    rig.identical();
 }

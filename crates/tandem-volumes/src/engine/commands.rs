@@ -222,6 +222,48 @@ impl Volume {
         }
         Ok(())
     }
+
+    /// `invalidate-remote`: `peer`'s copy is thrown away and fully resynced
+    /// from this one (every block marked for it, then a reconnection: the
+    /// handshake makes this side the source). Needs this copy UpToDate and
+    /// the peer connected, up to date and not primary.
+    pub fn invalidate_remote(&mut self, now: Timestamp, peer: &str) -> Result<(), VolumeError> {
+        self.now = now;
+        let i = self.peer_index_by_name(peer)?;
+        let p = &self.peers[i];
+        let wrong = |what: String| VolumeError::WrongState {
+            volume: self.cfg.name.clone(),
+            what,
+        };
+        if self.disk != DiskState::UpToDate {
+            return Err(wrong(format!(
+                "this copy is {}: only an UpToDate copy can be the source of {peer}'s full resync",
+                self.disk
+            )));
+        }
+        if p.conn != ConnState::Connected || p.repl != crate::state::ReplState::Established {
+            return Err(wrong(format!(
+                "invalidate-remote needs an established connection to {peer} (it is {})",
+                p.repl
+            )));
+        }
+        if p.role == Role::Primary {
+            return Err(wrong(format!(
+                "{peer} is primary: its copy cannot be overwritten (run invalidate there after demoting it, or here from a secondary)"
+            )));
+        }
+        let node = p.cfg.node;
+        if let Some(m) = self.meta.peer_mut(node) {
+            m.bitmap.set_all();
+        }
+        self.write_meta();
+        self.emit(VolumeEvent::RemoteInvalidated {
+            peer: peer.to_string(),
+        });
+        self.out.push_back(Output::Disconnect { peer: node });
+        self.lose(i);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

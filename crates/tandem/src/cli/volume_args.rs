@@ -64,6 +64,15 @@ pub enum VolumeAction {
         /// Volume name.
         name: String,
     },
+    /// Discard a peer's copy; it is fully resynced from this node's
+    /// (DRBD's `invalidate-remote`). This copy must be UpToDate, the peer
+    /// connected and secondary; everything on the peer's copy is replaced.
+    InvalidateRemote {
+        /// Volume name.
+        name: String,
+        /// One peer (default: all).
+        peer: Option<String>,
+    },
     /// Mark this node's copy Outdated (DRBD's `outdate`): it cannot be
     /// promoted until it resynced from an up-to-date peer. A primary whose
     /// IO is suspended for this node resumes once the heartbeats carry it.
@@ -150,6 +159,9 @@ pub fn dispatch(
         ),
         VolumeAction::Disconnect { name, peer } => v::command(&t, &name, C::Disconnect { peer }),
         VolumeAction::Invalidate { name } => v::command(&t, &name, C::Invalidate),
+        VolumeAction::InvalidateRemote { name, peer } => {
+            v::command(&t, &name, C::InvalidateRemote { peer })
+        }
         VolumeAction::ResumeIo { name } => v::command(&t, &name, C::ResumeIo),
         VolumeAction::Outdate { name } => v::command(&t, &name, C::Outdate),
         VolumeAction::Verify { name, peer } => v::command(&t, &name, C::Verify { peer }),

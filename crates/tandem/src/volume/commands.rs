@@ -117,6 +117,16 @@ impl Runner {
                 )),
                 Err(e) => refused(&e),
             },
+            Command::InvalidateRemote { peer } => {
+                for p in pick(&peer) {
+                    if let Err(e) = self.vol.invalidate_remote(now, &p) {
+                        return refused(&e);
+                    }
+                }
+                done(&format!(
+                    "{name}: the peer's copy is discarded; a full resync to it from this copy follows"
+                ))
+            }
             Command::Verify { peer } => {
                 for p in pick(&peer) {
                     if let Err(e) = self.vol.verify(now, &p) {

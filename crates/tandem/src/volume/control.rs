@@ -43,6 +43,11 @@ pub enum Command {
     },
     /// `invalidate`.
     Invalidate,
+    /// `invalidate-remote [PEER]`.
+    InvalidateRemote {
+        /// One peer, or every peer.
+        peer: Option<String>,
+    },
     /// The cluster declared `peer` dead: drop its connection now and keep
     /// trying to reconnect.
     Forget {
