@@ -53,6 +53,8 @@ pub(crate) struct RawVolume {
     pub fencing: Option<Spanned<String>>,
     /// Resync compares checksums first.
     pub csums: Option<Spanned<bool>>,
+    /// Resync rate limit per peer: KiB/s, or with a K/M/G suffix.
+    pub resync_rate: Option<Spanned<String>>,
     #[serde(default)]
     pub handlers: BTreeMap<String, Spanned<String>>,
     #[serde(default)]

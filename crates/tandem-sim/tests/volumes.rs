@@ -838,3 +838,44 @@ fn invalidate_remote_resyncs_the_peer_fully_from_here() {
     assert!(since.iter().any(|l| l.contains(&full)), "{since:?}");
     assert!(since.iter().any(|l| l.contains("invalidated from here")));
 }
+
+/// How long node 0's last resync as source took (simulated time).
+fn resync_duration(s: &VolumeSim) -> Option<Duration> {
+    let at = |what: &str| {
+        s.log
+            .iter()
+            .rev()
+            .find(|(_, n, l)| *n == 0 && l.contains(what))
+            .map(|(t, _, _)| *t)
+    };
+    Some(at("resync finished")?.since(at("resync started, sending")?))
+}
+
+#[test]
+fn a_resync_rate_limit_paces_the_resync() {
+    // 256 KiB at 64 KiB/s: about 4 s (less the first burst); unlimited,
+    // a few milliseconds.
+    let run = |rate: Option<u64>| {
+        let mut s = VolumeSim::new_with(3, 2, SIZE, Protocol::C, |c| {
+            c.ping_interval = ms(200);
+            c.ping_timeout = ms(100);
+            c.resync_rate_kib = rate;
+        });
+        s.run_for(ms(20));
+        assert!(s.promote(0, true));
+        s.app.stopped = true;
+        assert!(
+            s.converge(Duration::from_secs(20)),
+            "{}",
+            fail(3, &s, "rate")
+        );
+        resync_duration(&s).expect("a resync")
+    };
+    let paced = run(Some(64));
+    assert!(
+        paced >= ms(3800) && paced <= ms(4300),
+        "256 KiB at 64 KiB/s took {paced:?}"
+    );
+    let free = run(None);
+    assert!(free < ms(200), "unlimited took {free:?}");
+}

@@ -408,6 +408,7 @@ impl Ctx<'_> {
         let mut sb: [Option<(String, usize)>; 3] = [None, None, None];
         let mut fencing: Option<(String, usize)> = None;
         let mut csums: Option<(String, usize)> = None;
+        let mut rate: Option<(String, usize)> = None;
         let mut handlers: Vec<(String, String, usize)> = Vec::new();
         for s in &all {
             let single = matches!(
@@ -441,6 +442,7 @@ impl Ctx<'_> {
                         match (s.key.as_str(), o.key.as_str()) {
                             ("net", "protocol") => protocol = Some((v, o.at)),
                             ("disk" | "syncer", "al-extents") => al = Some((v, o.at)),
+                            ("disk" | "syncer", "resync-rate" | "rate") => rate = Some((v, o.at)),
                             ("net", "after-sb-0pri") => sb[0] = Some((v, o.at)),
                             ("net", "after-sb-1pri") => sb[1] = Some((v, o.at)),
                             ("net", "after-sb-2pri") => sb[2] = Some((v, o.at)),
@@ -529,6 +531,9 @@ impl Ctx<'_> {
         }
         if let Some((f, at)) = &fencing {
             let _ = writeln!(toml, "fencing = {f:?}  # {}", self.line(*at));
+        }
+        if let Some((r, at)) = &rate {
+            let _ = writeln!(toml, "resync_rate = {r:?}  # {}", self.line(*at));
         }
         if let Some((alg, at)) = &csums {
             let _ = writeln!(toml, "csums = true  # {}", self.line(*at));
@@ -643,7 +648,7 @@ resource data {
             !t.contains("s3cr3t") && !notes.contains("s3cr3t"),
             "secrets never copied"
         );
-        assert!(notes.contains("resync-rate"), "{notes}");
+        assert!(t.contains("resync_rate = \"40M\""), "{t}");
         assert!(notes.contains("connection-mesh"), "{notes}");
         // The TOML it writes loads as a volume.
         let cfg = format!(
@@ -657,6 +662,7 @@ resource data {
         );
         assert_eq!(v.fencing, tandem_volumes::Fencing::ResourceAndStonith);
         assert!(v.csums);
+        assert_eq!(v.resync_rate_kib, Some(40 * 1024));
         assert_eq!(v.nodes.len(), 2);
     }
 

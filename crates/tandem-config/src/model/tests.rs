@@ -622,3 +622,25 @@ fn volume_agents_policies_handlers_and_stop_signals_are_checked() {
         "{e:?}"
     );
 }
+
+#[test]
+fn resync_rates_read_as_drbd_writes_them() {
+    use super::volumes::parse_rate;
+    assert_eq!(parse_rate("250"), Some(250));
+    assert_eq!(parse_rate("40M"), Some(40 * 1024));
+    assert_eq!(parse_rate("100k"), Some(100));
+    assert_eq!(parse_rate("1G"), Some(1024 * 1024));
+    for bad in ["", "0", "M", "fast", "-5", "40 MB"] {
+        assert_eq!(parse_rate(bad), None, "{bad}");
+    }
+    let vol = "\n[[volume]]\nname = \"r0\"\ndisk = \"r0.img\"\nresync_rate = \"fast\"\n[volume.on.n1]\naddress = \"198.18.0.11\"\n[volume.on.n2]\naddress = \"198.18.0.12\"\n";
+    let all: Vec<String> = errors(&format!("{GOOD}{vol}"))
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert!(
+        all.iter()
+            .any(|d| d.contains("resync_rate: `fast` is not a rate") && d.contains("40M")),
+        "{all:?}"
+    );
+}

@@ -88,6 +88,9 @@ pub struct Volume {
     /// Resync compares checksums before moving blocks (`csums`, DRBD's
     /// `csums-alg`; default off).
     pub csums: bool,
+    /// Resync rate limit per peer in KiB/s (`resync_rate`, DRBD's
+    /// `resync-rate`; default none).
+    pub resync_rate_kib: Option<u64>,
     /// DRBD-style handlers: event name (`split-brain`, `fence-peer`, …) →
     /// shell command, run with `DRBD_RESOURCE`, `DRBD_PEER`, … set.
     pub handlers: BTreeMap<String, String>,
@@ -133,6 +136,23 @@ impl Volume {
     pub fn node(&self, name: &str) -> Option<(usize, &VolumeNode)> {
         self.nodes.iter().enumerate().find(|(_, n)| n.name == name)
     }
+}
+
+/// A rate as DRBD writes it: KiB/s, or with a K, M or G suffix (KiB, MiB,
+/// GiB per second); zero is refused.
+pub(crate) fn parse_rate(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'k' | 'K') => (&s[..i], 1),
+        (i, 'm' | 'M') => (&s[..i], 1024),
+        (i, 'g' | 'G') => (&s[..i], 1024 * 1024),
+        _ => (s, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .and_then(|n| n.checked_mul(mult))
 }
 
 fn parse_nbd(s: &str, base: &Path) -> Option<NbdListen> {
@@ -215,6 +235,17 @@ pub(super) fn build_volumes(
                         "write e.g. nbd = \"unix:/run/tandem/r0.nbd\" or \"127.0.0.1:10809\""
                             .into(),
                     ),
+                );
+            }
+            parsed
+        });
+        let resync_rate_kib = v.resync_rate.as_ref().and_then(|r| {
+            let parsed = parse_rate(r.get_ref());
+            if parsed.is_none() {
+                c.error(
+                    r.span().start,
+                    format!("resync_rate: `{}` is not a rate", r.get_ref()),
+                    Some("write KiB per second, or with a suffix: \"40M\" is 40 MiB/s (as DRBD's resync-rate)".into()),
                 );
             }
             parsed
@@ -363,6 +394,7 @@ pub(super) fn build_volumes(
             split_brain,
             fencing,
             csums: v.csums.as_ref().is_some_and(|c| *c.get_ref()),
+            resync_rate_kib,
             handlers,
             name,
             meta,

@@ -87,6 +87,10 @@ pub struct VolumeConfig {
     /// sends each block's digest, and the block itself only if the
     /// target's copy differs.
     pub csums: bool,
+    /// Resync at most this many KiB/s towards each peer (DRBD's
+    /// `resync-rate`), leaving the rest of the link and disk to the
+    /// application; `None`: as fast as the resync window allows.
+    pub resync_rate_kib: Option<u64>,
 }
 
 impl VolumeConfig {
@@ -108,6 +112,7 @@ impl VolumeConfig {
             fencing: crate::fencing::Fencing::default(),
             hold_resync_target: false,
             csums: false,
+            resync_rate_kib: None,
         }
     }
 }
@@ -346,6 +351,14 @@ impl Volume {
                 self.lose(i);
                 continue;
             }
+            if p.repl == ReplState::SyncSource
+                && p.resync_paced
+                && p.resync_next <= now + resync::RATE_BURST
+            {
+                // A rate-limited resync may go on.
+                self.pump_resync(i);
+            }
+            let p = &mut self.peers[i];
             if p.ping_sent.is_none() && now >= p.ping_due(&self.cfg) {
                 p.ping_sent = Some(now);
                 let node = p.cfg.node;

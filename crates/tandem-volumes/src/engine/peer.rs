@@ -86,6 +86,10 @@ pub(super) struct Peer {
     pub(super) resync_moved: u64,
     /// Blocks found equal by checksum (nothing sent).
     pub(super) resync_equal: u64,
+    /// With a rate limit: when the next resync block may be read.
+    pub(super) resync_next: Timestamp,
+    /// The resync waits for its pace (not for acknowledgements).
+    pub(super) resync_paced: bool,
     /// When the resync started (for its rate and ETA).
     pub(super) resync_started: Timestamp,
     pub(super) resync_done_sent: bool,
@@ -138,6 +142,8 @@ impl Peer {
             resync_inflight: BTreeMap::new(),
             resync_moved: 0,
             resync_equal: 0,
+            resync_next: Timestamp::ZERO,
+            resync_paced: false,
             resync_started: Timestamp::ZERO,
             resync_done_sent: false,
             resync_reads: BTreeMap::new(),
@@ -172,10 +178,15 @@ impl Peer {
         if let Some(t) = self.close_at {
             return Some(t);
         }
-        Some(match self.ping_sent {
+        let ping = match self.ping_sent {
             Some(sent) => sent + cfg.ping_timeout,
             None => self.ping_due(cfg),
-        })
+        };
+        // A rate-limited resync waiting for its pace.
+        let burst = u64::try_from(super::resync::RATE_BURST.as_nanos()).unwrap_or(0);
+        let paced = (self.repl == ReplState::SyncSource && self.resync_paced)
+            .then(|| Timestamp::from_nanos(self.resync_next.as_nanos().saturating_sub(burst)));
+        Some(paced.map_or(ping, |t| ping.min(t)))
     }
 
     /// It owes acknowledgements: writes or barriers sent and not answered.
@@ -264,6 +275,7 @@ impl Peer {
         self.resync_inflight.clear();
         self.resync_moved = 0;
         self.resync_equal = 0;
+        self.resync_paced = false;
         self.resync_done_sent = false;
         self.resync_reads.clear();
         self.resync_writes.clear();

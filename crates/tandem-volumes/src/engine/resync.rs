@@ -24,6 +24,10 @@ use crate::message::Message;
 use crate::output::Output;
 use crate::state::{DiskState, ReplState};
 
+/// How far ahead of its pace a rate-limited resync may read: blocks go in
+/// bursts of this much time's worth, not one wake-up per block.
+pub(super) const RATE_BURST: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The digest online verify compares.
 pub fn digest(data: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(data)
@@ -77,7 +81,14 @@ impl Volume {
         if self.peers[i].repl != ReplState::SyncSource || self.peers[i].resync_done_sent {
             return;
         }
+        self.peers[i].resync_paced = false;
         while (self.peers[i].resync_inflight.len() as u32) < self.cfg.resync_window.max(1) {
+            if self.cfg.resync_rate_kib.is_some()
+                && self.peers[i].resync_next > self.now + RATE_BURST
+            {
+                self.peers[i].resync_paced = true;
+                break;
+            }
             let Some(m) = self.meta.peer(node) else {
                 return;
             };
@@ -94,7 +105,13 @@ impl Volume {
             };
             let len = self.block_len(b);
             let io = self.io();
+            let now = self.now;
             let p = &mut self.peers[i];
+            if let Some(rate) = self.cfg.resync_rate_kib.filter(|r| *r > 0) {
+                // This block's share of a second at `rate` KiB/s.
+                let ns = len.saturating_mul(1_000_000_000) / rate.saturating_mul(1024);
+                p.resync_next = p.resync_next.max(now) + std::time::Duration::from_nanos(ns);
+            }
             p.resync_cursor = b + 1;
             p.resync_inflight.insert(b, Inflight::default());
             p.resync_reads.insert(io, b);
@@ -105,7 +122,7 @@ impl Volume {
         let empty = self.meta.peer(node).is_none_or(|m| m.bitmap.count() == 0);
         if empty && self.peers[i].resync_inflight.is_empty() {
             self.finish_resync_source(i);
-        } else if self.peers[i].resync_inflight.is_empty() {
+        } else if self.peers[i].resync_inflight.is_empty() && !self.peers[i].resync_paced {
             // Bits left behind the cursor (stale reads): start over.
             self.peers[i].resync_cursor = 0;
             if self.meta.peer(node).is_some_and(|m| m.bitmap.count() > 0) {
