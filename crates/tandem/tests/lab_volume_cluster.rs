@@ -29,13 +29,19 @@ fn heartbeat_and_drbd_files_run_unchanged_and_fail_over() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let mut c = VolumeCluster::new(Path::new(EXE), "tdhf", 83, Mode::Heartbeat).expect("lab");
     c.bring_up().expect("bring up");
-    // `tandem status` shows the volume on both nodes.
-    let st = c.tandem(0, &["status"]).expect("status");
-    assert!(
-        st.contains("Volume r0: Primary UpToDate on n1")
-            && st.contains("Connected Established Secondary UpToDate"),
-        "{st}"
-    );
+    // `tandem status` shows the volume on both nodes (its copy of the
+    // volume's state is up to 200 ms old).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let st = c.tandem(0, &["status"]).expect("status");
+        if st.contains("Volume r0: Primary UpToDate on n1")
+            && st.contains("Connected Established Secondary UpToDate")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{st}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // The group runs on n1 with /dev/drbd0 mounted where haresources says.
     let d = c.dir.display().to_string();
     let o = c
