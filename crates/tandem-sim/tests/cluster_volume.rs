@@ -24,29 +24,7 @@ fn cluster(seed: u64) -> ClusterVolumeSim {
 }
 
 fn check(c: &ClusterVolumeSim, seed: u64, when: &str) {
-    let bad = !(c.violations.is_empty() && c.vs.violations.is_empty());
-    if bad && std::env::var_os("TANDEM_SIM_LOG").is_some() {
-        eprintln!("{}", c.vs.log_text());
-        for r in &c.sim.log {
-            eprintln!("{:?} n{} {}", r.at, r.node + 1, r.event);
-        }
-    }
-    assert!(
-        c.violations.is_empty(),
-        "seed {seed} {when}: {:?}",
-        c.violations
-    );
-    assert!(
-        c.vs.violations.is_empty(),
-        "seed {seed} {when}: {:?}\n{}",
-        c.vs.violations,
-        c.vs.log_text()
-    );
-    assert!(
-        c.sim.violations.is_empty(),
-        "seed {seed} {when}: {:?}",
-        c.sim.violations
-    );
+    c.assert_clean(seed, when);
 }
 
 #[test]
@@ -120,14 +98,7 @@ fn random_power_offs_moves_and_freezes_keep_every_invariant() {
 
             check(&c, seed, "during the schedule");
         }
-        for i in 0..2 {
-            if frozen[i] {
-                c.sim.thaw(i);
-            }
-            if down[i] {
-                c.power_on(i);
-            }
-        }
+        c.heal_all(&frozen);
         c.run_for(ms(10_000));
         check(&c, seed, "after healing");
         assert!(

@@ -168,9 +168,7 @@ fn cut_then_primary_dies(seed: u64, fencing: Fencing) -> Vec<String> {
     }
     c.power_off(p);
     c.run_for(ms(8000));
-    let mut v = c.violations.clone();
-    v.extend(c.vs.violations.iter().cloned());
-    v.extend(c.sim.violations.iter().cloned());
+    let mut v = c.all_violations();
     let heir = 1 - p;
     if !c.promotions.iter().any(|(_, n)| *n == heir) {
         v.push(format!("seed {seed}: n{} was never promoted", heir + 1));
@@ -325,43 +323,16 @@ fn random_partitions_cuts_power_offs_and_freezes_keep_every_invariant() {
             c.run_for(ms(wait));
             for i in 0..2 {
                 // Powered off by a fence agent.
-                if c.sim.brain(i).is_none() {
+                if c.is_down(i) {
                     down[i] = true;
                     frozen[i] = false;
                 }
             }
-            let v = violations(&c);
-            if !v.is_empty() && std::env::var_os("TANDEM_SIM_LOG").is_some() {
-                for r in &c.sim.log {
-                    eprintln!("{:?} n{} {}", r.at, r.node + 1, r.event);
-                }
-            }
-            assert!(
-                v.is_empty(),
-                "seed {seed}: {:?}\n{}",
-                &v[..v.len().min(3)],
-                c.vs.log_text()
-            );
+            c.assert_clean(seed, "during the schedule");
         }
-        c.sim.heal();
-        c.vs.heal();
-        for i in 0..2 {
-            if frozen[i] {
-                c.sim.thaw(i);
-            }
-            if down[i] {
-                c.power_on(i);
-            }
-        }
+        c.heal_all(&frozen);
         c.run_for(ms(10_000));
-        let v = violations(&c);
-        if !v.is_empty() && std::env::var_os("TANDEM_SIM_LOG").is_some() {
-            for r in &c.sim.log {
-                eprintln!("{:?} n{} {}", r.at, r.node + 1, r.event);
-            }
-            eprintln!("{}", c.vs.log_text());
-        }
-        assert!(v.is_empty(), "seed {seed} after healing: {v:?}");
+        c.assert_clean(seed, "after healing");
         assert!(
             c.vs.converge(Duration::from_secs(30)),
             "seed {seed}: {:?}\n{}",
@@ -369,11 +340,4 @@ fn random_partitions_cuts_power_offs_and_freezes_keep_every_invariant() {
             c.vs.log_text()
         );
     }
-}
-
-fn violations(c: &ClusterVolumeSim) -> Vec<String> {
-    let mut v = c.violations.clone();
-    v.extend(c.vs.violations.iter().cloned());
-    v.extend(c.sim.violations.iter().cloned());
-    v
 }

@@ -327,4 +327,53 @@ impl ClusterVolumeSim {
         self.vs.restart(i);
         self.sim.restart(i);
     }
+
+    /// Whether node `i` is powered off (by the schedule or a fence agent).
+    pub fn is_down(&self, i: usize) -> bool {
+        self.sim.brain(i).is_none()
+    }
+
+    /// Ends every fault: networks healed, frozen daemons thawed, nodes
+    /// powered back on.
+    pub fn heal_all(&mut self, frozen: &[bool]) {
+        self.sim.heal();
+        self.vs.heal();
+        for i in 0..self.vs.len() {
+            if frozen.get(i).copied().unwrap_or(false) {
+                self.sim.thaw(i);
+            }
+            if self.is_down(i) {
+                self.power_on(i);
+            }
+        }
+    }
+
+    /// Every invariant broken so far: the combination's, the volume
+    /// simulation's and the brain simulation's.
+    pub fn all_violations(&self) -> Vec<String> {
+        let mut v = self.violations.clone();
+        v.extend(self.vs.violations.iter().cloned());
+        v.extend(self.sim.violations.iter().cloned());
+        v
+    }
+
+    /// Panics with `when` and the first violations if any, both logs on
+    /// stderr first when `TANDEM_SIM_LOG` is set.
+    pub fn assert_clean(&self, seed: u64, when: &str) {
+        let v = self.all_violations();
+        if v.is_empty() {
+            return;
+        }
+        if std::env::var_os("TANDEM_SIM_LOG").is_some() {
+            eprintln!("{}", self.vs.log_text());
+            for r in &self.sim.log {
+                eprintln!("{:?} n{} {}", r.at, r.node + 1, r.event);
+            }
+        }
+        panic!(
+            "seed {seed} {when}: {:?}\n{}",
+            &v[..v.len().min(3)],
+            self.vs.log_text()
+        );
+    }
 }
