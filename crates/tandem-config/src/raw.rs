@@ -55,6 +55,8 @@ pub(crate) struct RawVolume {
     pub csums: Option<Spanned<bool>>,
     /// Resync rate limit per peer: KiB/s, or with a K/M/G suffix.
     pub resync_rate: Option<Spanned<String>>,
+    /// Resync rate while the application writes.
+    pub resync_min_rate: Option<Spanned<String>>,
     #[serde(default)]
     pub handlers: BTreeMap<String, Spanned<String>>,
     #[serde(default)]

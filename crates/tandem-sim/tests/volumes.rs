@@ -879,3 +879,38 @@ fn a_resync_rate_limit_paces_the_resync() {
     let free = run(None);
     assert!(free < ms(200), "unlimited took {free:?}");
 }
+
+#[test]
+fn the_resync_yields_to_application_writes() {
+    // With resync_min_rate 64 KiB/s: while the application writes, the
+    // 256 KiB initial sync goes at that pace (about 4 s); idle, at once.
+    let run = |writing: bool| {
+        let mut s = VolumeSim::new_with(5, 2, SIZE, Protocol::C, |c| {
+            c.ping_interval = ms(200);
+            c.ping_timeout = ms(100);
+            c.resync_min_rate_kib = Some(64);
+        });
+        s.run_for(ms(20));
+        s.app.stopped = !writing;
+        assert!(s.promote(0, true));
+        let deadline = s.now() + Duration::from_secs(10);
+        while s.now() < deadline && resync_duration(&s).is_none() {
+            s.run_for(ms(10));
+        }
+        let took = resync_duration(&s).expect("the resync finished");
+        s.app.stopped = true;
+        assert!(
+            s.converge(Duration::from_secs(20)),
+            "{}",
+            fail(5, &s, "min rate")
+        );
+        took
+    };
+    let busy = run(true);
+    assert!(
+        busy >= ms(3500) && busy <= ms(4500),
+        "under writes, 256 KiB at 64 KiB/s took {busy:?}"
+    );
+    let idle = run(false);
+    assert!(idle < ms(200), "idle, it took {idle:?}");
+}

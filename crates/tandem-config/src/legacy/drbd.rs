@@ -409,6 +409,7 @@ impl Ctx<'_> {
         let mut fencing: Option<(String, usize)> = None;
         let mut csums: Option<(String, usize)> = None;
         let mut rate: Option<(String, usize)> = None;
+        let mut min_rate: Option<(String, usize)> = None;
         let mut handlers: Vec<(String, String, usize)> = Vec::new();
         for s in &all {
             let single = matches!(
@@ -443,6 +444,7 @@ impl Ctx<'_> {
                             ("net", "protocol") => protocol = Some((v, o.at)),
                             ("disk" | "syncer", "al-extents") => al = Some((v, o.at)),
                             ("disk" | "syncer", "resync-rate" | "rate") => rate = Some((v, o.at)),
+                            ("disk" | "syncer", "c-min-rate") => min_rate = Some((v, o.at)),
                             ("net", "after-sb-0pri") => sb[0] = Some((v, o.at)),
                             ("net", "after-sb-1pri") => sb[1] = Some((v, o.at)),
                             ("net", "after-sb-2pri") => sb[2] = Some((v, o.at)),
@@ -535,6 +537,9 @@ impl Ctx<'_> {
         if let Some((r, at)) = &rate {
             let _ = writeln!(toml, "resync_rate = {r:?}  # {}", self.line(*at));
         }
+        if let Some((r, at)) = &min_rate {
+            let _ = writeln!(toml, "resync_min_rate = {r:?}  # {}", self.line(*at));
+        }
         if let Some((alg, at)) = &csums {
             let _ = writeln!(toml, "csums = true  # {}", self.line(*at));
             self.note(
@@ -619,7 +624,7 @@ resource data {
   net { protocol A; after-sb-0pri discard-zero-changes; after-sb-1pri discard-secondary;
         cram-hmac-alg sha1; shared-secret "s3cr3t"; fencing resource-and-stonith;
         csums-alg sha1; }
-  disk { al-extents 3389; resync-rate 40M; }
+  disk { al-extents 3389; resync-rate 40M; c-min-rate 4M; }
   handlers { split-brain "/usr/lib/drbd/notify-split-brain.sh root"; }
   volume 0 { device minor 1; disk /dev/vg/data; meta-disk internal; }
   on alpha { node-id 0; address ipv4 10.99.0.1:7789; }
@@ -663,6 +668,7 @@ resource data {
         assert_eq!(v.fencing, tandem_volumes::Fencing::ResourceAndStonith);
         assert!(v.csums);
         assert_eq!(v.resync_rate_kib, Some(40 * 1024));
+        assert_eq!(v.resync_min_rate_kib, Some(4 * 1024));
         assert_eq!(v.nodes.len(), 2);
     }
 

@@ -91,6 +91,9 @@ pub struct Volume {
     /// Resync rate limit per peer in KiB/s (`resync_rate`, DRBD's
     /// `resync-rate`; default none).
     pub resync_rate_kib: Option<u64>,
+    /// Resync rate while the application writes, KiB/s
+    /// (`resync_min_rate`, DRBD's `c-min-rate`; default none).
+    pub resync_min_rate_kib: Option<u64>,
     /// DRBD-style handlers: event name (`split-brain`, `fence-peer`, …) →
     /// shell command, run with `DRBD_RESOURCE`, `DRBD_PEER`, … set.
     pub handlers: BTreeMap<String, String>,
@@ -239,17 +242,21 @@ pub(super) fn build_volumes(
             }
             parsed
         });
-        let resync_rate_kib = v.resync_rate.as_ref().and_then(|r| {
-            let parsed = parse_rate(r.get_ref());
-            if parsed.is_none() {
-                c.error(
-                    r.span().start,
-                    format!("resync_rate: `{}` is not a rate", r.get_ref()),
-                    Some("write KiB per second, or with a suffix: \"40M\" is 40 MiB/s (as DRBD's resync-rate)".into()),
-                );
-            }
-            parsed
-        });
+        let mut rate = |key: &str, raw: Option<&Spanned<String>>| {
+            raw.and_then(|r| {
+                let parsed = parse_rate(r.get_ref());
+                if parsed.is_none() {
+                    c.error(
+                        r.span().start,
+                        format!("{key}: `{}` is not a rate", r.get_ref()),
+                        Some("write KiB per second, or with a suffix: \"40M\" is 40 MiB/s (as DRBD's resync-rate)".into()),
+                    );
+                }
+                parsed
+            })
+        };
+        let resync_rate_kib = rate("resync_rate", v.resync_rate.as_ref());
+        let resync_min_rate_kib = rate("resync_min_rate", v.resync_min_rate.as_ref());
         let al_extents = match &v.al_extents {
             None => 1237,
             Some(n) => match usize::try_from(*n.get_ref()) {
@@ -395,6 +402,7 @@ pub(super) fn build_volumes(
             fencing,
             csums: v.csums.as_ref().is_some_and(|c| *c.get_ref()),
             resync_rate_kib,
+            resync_min_rate_kib,
             handlers,
             name,
             meta,

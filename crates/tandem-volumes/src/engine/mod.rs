@@ -91,6 +91,11 @@ pub struct VolumeConfig {
     /// `resync-rate`), leaving the rest of the link and disk to the
     /// application; `None`: as fast as the resync window allows.
     pub resync_rate_kib: Option<u64>,
+    /// While the application writes here (within the last 100 ms), the
+    /// resync slows to this many KiB/s (DRBD's `c-min-rate`, the part of
+    /// its dynamic controller that yields to application IO); `None`: no
+    /// such throttle.
+    pub resync_min_rate_kib: Option<u64>,
 }
 
 impl VolumeConfig {
@@ -113,6 +118,7 @@ impl VolumeConfig {
             hold_resync_target: false,
             csums: false,
             resync_rate_kib: None,
+            resync_min_rate_kib: None,
         }
     }
 }
@@ -198,6 +204,8 @@ pub struct Volume {
     epoch_writes: u32,
     /// Crashed while primary (found at attach).
     crashed_primary: bool,
+    /// The latest application write (the resync yields to it).
+    last_app_write: Option<Timestamp>,
     counters: Counters,
     /// Peers IO is suspended for (`resource-and-stonith`).
     suspended: std::collections::BTreeSet<u8>,
@@ -266,6 +274,7 @@ impl Volume {
             epoch: 1,
             epoch_writes: 0,
             crashed_primary,
+            last_app_write: None,
             counters: Counters::default(),
             suspended: std::collections::BTreeSet::new(),
             withheld: Vec::new(),

@@ -28,6 +28,9 @@ use crate::state::{DiskState, ReplState};
 /// bursts of this much time's worth, not one wake-up per block.
 pub(super) const RATE_BURST: std::time::Duration = std::time::Duration::from_millis(10);
 
+/// An application write this recent slows the resync to its minimum rate.
+const APP_ACTIVE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The digest online verify compares.
 pub fn digest(data: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(data)
@@ -36,6 +39,20 @@ pub fn digest(data: &[u8]) -> u64 {
 impl Volume {
     fn block_len(&self, b: u64) -> u64 {
         BLOCK.min(self.meta.size.saturating_sub(b * BLOCK))
+    }
+
+    /// The resync's rate now (KiB/s): its minimum while the application
+    /// writes, its limit otherwise; `None`: unpaced.
+    pub(super) fn resync_pace(&self) -> Option<u64> {
+        let busy = self
+            .last_app_write
+            .is_some_and(|t| self.now.since(t) < APP_ACTIVE);
+        let min = self.cfg.resync_min_rate_kib.filter(|_| busy);
+        match (min, self.cfg.resync_rate_kib) {
+            (Some(m), Some(r)) => Some(m.min(r)),
+            (m, r) => m.or(r),
+        }
+        .filter(|r| *r > 0)
     }
 
     pub(super) fn start_resync_source(&mut self, i: usize) {
@@ -83,9 +100,8 @@ impl Volume {
         }
         self.peers[i].resync_paced = false;
         while (self.peers[i].resync_inflight.len() as u32) < self.cfg.resync_window.max(1) {
-            if self.cfg.resync_rate_kib.is_some()
-                && self.peers[i].resync_next > self.now + RATE_BURST
-            {
+            let pace = self.resync_pace();
+            if pace.is_some() && self.peers[i].resync_next > self.now + RATE_BURST {
                 self.peers[i].resync_paced = true;
                 break;
             }
@@ -107,7 +123,7 @@ impl Volume {
             let io = self.io();
             let now = self.now;
             let p = &mut self.peers[i];
-            if let Some(rate) = self.cfg.resync_rate_kib.filter(|r| *r > 0) {
+            if let Some(rate) = pace {
                 // This block's share of a second at `rate` KiB/s.
                 let ns = len.saturating_mul(1_000_000_000) / rate.saturating_mul(1024);
                 p.resync_next = p.resync_next.max(now) + std::time::Duration::from_nanos(ns);

@@ -77,6 +77,7 @@ impl Volume {
     /// every protocol-C peer too) before it completes.
     pub fn write(&mut self, now: Timestamp, req: ReqId, offset: u64, data: Bytes, fua: bool) {
         self.now = now;
+        self.last_app_write = Some(now);
         if self.role != Role::Primary {
             return self.complete(req, Err(IoError::ReadOnly));
         }

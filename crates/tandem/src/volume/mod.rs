@@ -253,6 +253,7 @@ pub fn engine_config(
     cfg.hold_resync_target = v.handlers.contains_key("before-resync-target");
     cfg.csums = v.csums;
     cfg.resync_rate_kib = v.resync_rate_kib;
+    cfg.resync_min_rate_kib = v.resync_min_rate_kib;
     Ok((cfg, v.clone(), me as u8))
 }
 
