@@ -323,6 +323,21 @@ impl Lab {
         nft_in(&h.netns, &script, "the partition rules")
     }
 
+    /// Drops (or, with `cut = false`, lets through again) every TCP
+    /// segment to or from `port` in host `name`'s namespace, silently: a
+    /// replication link cut while the heartbeats still flow.
+    pub fn block_tcp_port(&self, name: &str, port: u16, cut: bool) -> anyhow::Result<()> {
+        let h = self.host(name)?;
+        let script = if cut {
+            format!(
+                "table inet labport {{\n chain in {{ type filter hook input priority -50; policy accept; tcp dport {port} drop; tcp sport {port} drop; }}\n chain out {{ type filter hook output priority -50; policy accept; tcp dport {port} drop; tcp sport {port} drop; }}\n}}\n"
+            )
+        } else {
+            "delete table inet labport\n".to_string()
+        };
+        nft_in(&h.netns, &script, "the port rules")
+    }
+
     /// A command that runs inside host `name`'s namespace.
     pub fn command(&self, name: &str, program: &str) -> anyhow::Result<Command> {
         let h = self.host(name)?;

@@ -23,6 +23,10 @@
 //!   brain + volume simulation: a thawed old primary, refused as a sync
 //!   target, demoted without ever seeing the new primary connected, and
 //!   was promoted on its stale copy when that primary froze in turn.)
+//! - **Release IO frozen for fencing** (`resource-and-stonith`): a primary
+//!   whose IO waits for a peer lets it go on once that peer's heartbeats
+//!   say its copy is Outdated or Inconsistent, or the cluster declared it
+//!   dead and a fence agent powered it off.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -276,6 +280,47 @@ mod tests {
         let cut = status(DiskState::UpToDate, ConnState::Connecting, Role::Unknown);
         g.look(ms(30), &cut, &n1(false, true, false));
         assert_eq!(g.look(ms(5000), &cut, &n1(false, true, false)).1, vec![]);
+    }
+
+    #[test]
+    fn frozen_io_is_released_by_a_stale_or_fenced_peer_only() {
+        let mut g = Glue::new(Duration::from_secs(2));
+        let mut st = status(DiskState::UpToDate, ConnState::Connecting, Role::Unknown);
+        st.role = Role::Primary;
+        st.suspended_for = vec!["n1".into()];
+        let view = |member: bool, gone: bool, stale: bool, fenced: bool| {
+            vec![PeerView {
+                name: "n1".into(),
+                member,
+                gone,
+                runs_its_group: false,
+                stale,
+                fenced,
+            }]
+        };
+        let released = |a: &[GlueAction]| {
+            a.iter()
+                .any(|x| matches!(x, GlueAction::PeerFenced { peer, .. } if peer == "n1"))
+        };
+        // A live member not yet outdated, or dead but not fenced: no.
+        assert!(!released(
+            &g.look(ms(0), &st, &view(true, false, false, false)).1
+        ));
+        assert!(!released(
+            &g.look(ms(10), &st, &view(false, true, false, false)).1
+        ));
+        // Stale by its heartbeats, or dead and fenced: yes.
+        assert!(released(
+            &g.look(ms(20), &st, &view(true, false, true, false)).1
+        ));
+        assert!(released(
+            &g.look(ms(30), &st, &view(false, true, false, true)).1
+        ));
+        // Nothing to release when IO does not wait for it.
+        st.suspended_for.clear();
+        assert!(!released(
+            &g.look(ms(40), &st, &view(true, false, true, false)).1
+        ));
     }
 
     #[test]

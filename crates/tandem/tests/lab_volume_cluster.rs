@@ -31,17 +31,15 @@ fn heartbeat_and_drbd_files_run_unchanged_and_fail_over() {
     c.bring_up().expect("bring up");
     // `tandem status` shows the volume on both nodes (its copy of the
     // volume's state is up to 200 ms old).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let st = c.tandem(0, &["status"]).expect("status");
-        if st.contains("Volume r0: Primary UpToDate on n1")
-            && st.contains("Connected Established Secondary UpToDate")
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{st}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    c.wait_status(
+        0,
+        &[
+            "Volume r0: Primary UpToDate on n1",
+            "Connected Established Secondary UpToDate",
+        ],
+        Duration::from_secs(5),
+    )
+    .expect("status");
     // The group runs on n1 with /dev/drbd0 mounted where haresources says.
     let d = c.dir.display().to_string();
     let o = c
@@ -203,25 +201,6 @@ fn a_cable_cut_with_both_sides_writing_is_resolved_by_the_policy() {
     }
 }
 
-/// `nft` in node `ns`'s network namespace; fails unless it succeeds.
-fn nft(ns: &str, script: &str) {
-    let o = std::process::Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            if let Some(mut i) = c.stdin.take() {
-                i.write_all(script.as_bytes())?;
-            }
-            c.wait_with_output()
-        })
-        .expect("nft");
-    assert!(o.status.success(), "nft: {}", text(&o));
-}
-
 #[test]
 fn resource_and_stonith_freezes_the_primary_until_the_cut_off_copy_is_outdated() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
@@ -247,14 +226,12 @@ fn resource_and_stonith_freezes_the_primary_until_the_cut_off_copy_is_outdated()
     c.sh(0, &on_fs(&format!("echo before > {d}/data/a; sync")))
         .expect("write a");
     // The replication link alone is cut (the heartbeats still flow): n1
-    // notices at its ping timeout, freezes its IO, and n2 — still a
+    // notices after 1.5 s of silence, freezes its IO, and n2 — still a
     // member, seeing n1 run the group without it — outdates its copy
     // after the grace; its heartbeats say so and n1's IO goes on.
-    let ns = c.lab.hosts[0].netns.clone();
-    nft(
-        &ns,
-        "table inet tcut {\n chain i { type filter hook input priority -50; tcp dport 7789 drop; tcp sport 7789 drop; }\n chain o { type filter hook output priority -50; tcp dport 7789 drop; tcp sport 7789 drop; }\n}\n",
-    );
+    c.lab
+        .block_tcp_port("n1", 7789, true)
+        .expect("cut the replication port");
     let start = Instant::now();
     let writer = {
         let script = on_fs(&format!(
@@ -311,7 +288,9 @@ fn resource_and_stonith_freezes_the_primary_until_the_cut_off_copy_is_outdated()
     );
     // No failover meanwhile; the link returns and n2 resyncs from n1.
     assert_eq!(c.group_on(0), vec!["n1".to_string()]);
-    nft(&ns, "delete table inet tcut\n");
+    c.lab
+        .block_tcp_port("n1", 7789, false)
+        .expect("restore the port");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let s1 = c.vstatus(1);
@@ -366,17 +345,15 @@ fn two_volumes_with_different_protocols_fail_over_together() {
     }
     // `tandem status` shows both (its copy of the volumes' state is up
     // to 200 ms old).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let st = c.tandem(0, &["status"]).expect("status");
-        if st.contains("Volume r0: Primary UpToDate on n1")
-            && st.contains("Volume r1: Primary UpToDate on n1")
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{st}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    c.wait_status(
+        0,
+        &[
+            "Volume r0: Primary UpToDate on n1",
+            "Volume r1: Primary UpToDate on n1",
+        ],
+        Duration::from_secs(5),
+    )
+    .expect("status");
     let d = c.dir.display().to_string();
     c.sh(
         0,

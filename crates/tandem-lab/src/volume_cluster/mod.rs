@@ -292,6 +292,28 @@ impl VolumeCluster {
         Ok(text(&o))
     }
 
+    /// Polls `tandem status` on node `i` until it shows every line of
+    /// `want` (the daemon's copy of the volumes' state is up to 200 ms
+    /// old); the status, or an error with the last one.
+    pub fn wait_status(
+        &self,
+        i: usize,
+        want: &[&str],
+        timeout: Duration,
+    ) -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let st = self.tandem(i, &["status"])?;
+            if want.iter().all(|w| st.contains(w)) {
+                return Ok(st);
+            }
+            if Instant::now() >= deadline {
+                bail!("n{}: status never showed {want:?}:\n{st}", i + 1);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The pid of node `i`'s volume process (its mount namespace, the
     /// daemon's, holds the FUSE export and the mounted filesystem).
     pub fn volume_pid(&self, i: usize) -> Option<String> {

@@ -32,6 +32,25 @@ pub struct Handlers {
 /// How long a handler may run.
 const LIMIT: Duration = Duration::from_secs(60);
 
+/// What a finished handler tells the volume, as DRBD reads its exit:
+/// `before-resync-target` starts the resync on 0 and drops the connection
+/// otherwise; `fence-peer` exiting 3 (peer Inconsistent), 4 (peer
+/// Outdated) or 7 (peer fenced) releases IO suspended for that peer.
+fn verdict(handler: &str, peer: String, exit: &Exit) -> Option<super::control::Command> {
+    use super::control::Command;
+    match (handler, exit) {
+        ("before-resync-target", e) => Some(Command::ResyncTargetReady {
+            peer,
+            ok: matches!(e, Exit::Code(0, _)),
+        }),
+        ("fence-peer", Exit::Code(c @ (3 | 4 | 7), _)) => Some(Command::PeerFenced {
+            peer,
+            how: format!("the fence-peer handler exited {c}"),
+        }),
+        _ => None,
+    }
+}
+
 impl Handlers {
     /// The handlers of volume `v` on node `local`, whose control socket is
     /// `control`.
@@ -67,12 +86,7 @@ impl Handlers {
             };
             let env = self.environment(name, peer, event);
             let (cmd, handler, volume) = (cmd.clone(), name.to_string(), self.volume.clone());
-            let fenced = (name == "fence-peer")
-                .then(|| peer.map(|p| (p.to_string(), self.control.clone())))
-                .flatten();
-            let awaited = (name == "before-resync-target")
-                .then(|| peer.map(|p| (p.to_string(), self.control.clone())))
-                .flatten();
+            let report = peer.map(|p| (p.to_string(), self.control.clone()));
             let spawned = std::thread::Builder::new()
                 .name("tandem-vol-handler".into())
                 .spawn(move || {
@@ -85,19 +99,11 @@ impl Handlers {
                         Exit::SpawnFailed(e) => e.clone(),
                     };
                     tracing::info!(target: "tandem::volume", "{volume}: handler {handler} ({cmd}) {outcome}");
-                    if let Some((peer, control)) = awaited {
-                        let ok = matches!(exit, Exit::Code(0, _));
-                        let cmd = super::control::Command::ResyncTargetReady { peer, ok };
-                        if let Err(e) = super::control::request(&control, &cmd) {
-                            tracing::warn!(target: "tandem::volume", "{volume}: the before-resync-target outcome did not reach the volume: {e:#}");
-                        }
-                    }
-                    if let (Some((peer, control)), Exit::Code(c @ (3 | 4 | 7), _)) = (fenced, exit) {
-                        let how = format!("the fence-peer handler exited {c}");
-                        let cmd = super::control::Command::PeerFenced { peer, how };
-                        if let Err(e) = super::control::request(&control, &cmd) {
-                            tracing::warn!(target: "tandem::volume", "{volume}: the fence-peer verdict did not reach the volume: {e:#}");
-                        }
+                    let Some((peer, control)) = report else { return };
+                    if let Some(verdict) = verdict(&handler, peer, &exit)
+                        && let Err(e) = super::control::request(&control, &verdict)
+                    {
+                        tracing::warn!(target: "tandem::volume", "{volume}: the {handler} handler's verdict did not reach the volume: {e:#}");
                     }
                 });
             if let Err(e) = spawned {
@@ -135,5 +141,48 @@ impl Handlers {
         env.insert("TANDEM_HANDLER".into(), handler.to_string());
         env.insert("TANDEM_EVENT".into(), event.to_string());
         env
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Exit, verdict};
+    use crate::volume::control::Command;
+
+    #[test]
+    fn handler_exits_read_as_drbd_reads_them() {
+        let code = |c| Exit::Code(c, String::new());
+        let p = || "n2".to_string();
+        assert_eq!(
+            verdict("before-resync-target", p(), &code(0)),
+            Some(Command::ResyncTargetReady {
+                peer: p(),
+                ok: true
+            })
+        );
+        for failed in [
+            code(1),
+            Exit::TimedOut,
+            Exit::Signal(9),
+            Exit::SpawnFailed("x".into()),
+        ] {
+            assert_eq!(
+                verdict("before-resync-target", p(), &failed),
+                Some(Command::ResyncTargetReady {
+                    peer: p(),
+                    ok: false
+                })
+            );
+        }
+        for c in [3, 4, 7] {
+            assert!(
+                matches!(verdict("fence-peer", p(), &code(c)), Some(Command::PeerFenced { peer, .. }) if peer == "n2"),
+                "{c}"
+            );
+        }
+        for c in [0, 1, 5, 6] {
+            assert_eq!(verdict("fence-peer", p(), &code(c)), None, "{c}");
+        }
+        assert_eq!(verdict("split-brain", p(), &code(0)), None);
     }
 }
