@@ -234,6 +234,28 @@ impl Cluster {
     }
 }
 
+/// Prints one resync figure and keeps it for the results file.
+fn record(
+    out: &mut Vec<Resync>,
+    tool: &str,
+    what: &str,
+    changed_mib: f64,
+    took: Duration,
+    moved_kib: u64,
+) {
+    println!(
+        "{tool:<6} {what:<22} {:>8.2} s {:>10} KiB moved",
+        took.as_secs_f64(),
+        moved_kib
+    );
+    out.push(Resync {
+        what: format!("{tool} {what}"),
+        changed_mib,
+        seconds: took.as_secs_f64(),
+        moved_kib,
+    });
+}
+
 fn main() -> anyhow::Result<()> {
     let mut seconds = 10u64;
     let mut size_mib = 1024u64;
@@ -366,17 +388,7 @@ fn main() -> anyhow::Result<()> {
                     .as_u64()
                     .unwrap_or(0)
                     .saturating_sub(before);
-                println!(
-                    "resync {what:<22} {:>8.2} s {:>10} KiB moved",
-                    took.as_secs_f64(),
-                    moved
-                );
-                resync.push(Resync {
-                    what: format!("tandem {what}"),
-                    changed_mib: mib as f64,
-                    seconds: took.as_secs_f64(),
-                    moved_kib: moved,
-                });
+                record(&mut resync, "tandem", what, mib as f64, took, moved);
             }
         }
         let _ = sh(&format!("losetup -d {l}"));
@@ -401,17 +413,7 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or(0)
             .saturating_sub(before);
         let what = "full, checksums (identical)";
-        println!(
-            "resync {what:<22} {:>8.2} s {:>10} KiB moved",
-            took.as_secs_f64(),
-            moved
-        );
-        resync.push(Resync {
-            what: format!("tandem {what}"),
-            changed_mib: 0.0,
-            seconds: took.as_secs_f64(),
-            moved_kib: moved,
-        });
+        record(&mut resync, "tandem", what, 0.0, took, moved);
         c.down();
     }
     // rsync of the same sizes (local delta transfer).
@@ -433,17 +435,7 @@ fn main() -> anyhow::Result<()> {
             .map(|v| v.trim().split(' ').next().unwrap_or("0").replace(',', ""))
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
-        println!(
-            "rsync  {what:<22} {:>8.2} s {:>10} KiB moved",
-            took.as_secs_f64(),
-            literal / 1024
-        );
-        resync.push(Resync {
-            what: format!("rsync {what}"),
-            changed_mib: mib as f64,
-            seconds: took.as_secs_f64(),
-            moved_kib: literal / 1024,
-        });
+        record(&mut resync, "rsync", what, mib as f64, took, literal / 1024);
     }
     let path = common::write_results(
         "volumes",
