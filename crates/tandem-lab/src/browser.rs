@@ -128,10 +128,54 @@ impl Browser {
         format!("/session/{}{rest}", self.session)
     }
 
-    /// Loads `url`.
+    /// Loads `url`, again every 200 ms for up to 10 s while Chromium shows
+    /// its network-error page instead (a server that is still binding, or a
+    /// route that is still settling, is what a person would reload past);
+    /// fails naming Chromium's error code (e.g. `ERR_CONNECTION_REFUSED`)
+    /// and every attempt's, so a server that never answers is not hidden.
     pub fn goto(&self, url: &str) -> anyhow::Result<()> {
-        self.call("POST", &self.s("/url"), Some(json!({"url": url})))
-            .map(|_| ())
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut errors = Vec::new();
+        loop {
+            let code = match self.call("POST", &self.s("/url"), Some(json!({"url": url}))) {
+                // ChromeDriver reports some failures itself ("net::ERR_…").
+                Err(e) => match e.to_string().split("net::").nth(1) {
+                    Some(rest) => Some(
+                        rest.split(['\\', '"', ' '])
+                            .next()
+                            .unwrap_or("")
+                            .to_string(),
+                    ),
+                    None => return Err(e),
+                },
+                // Others load Chromium's error page.
+                Ok(_) => self.net_error()?,
+            };
+            let Some(code) = code else {
+                if !errors.is_empty() {
+                    eprintln!("browser: {url} loaded after {errors:?}");
+                }
+                return Ok(());
+            };
+            match errors.last_mut() {
+                Some((last, n)) if *last == code => *n += 1,
+                _ => errors.push((code, 1)),
+            }
+            if Instant::now() > deadline {
+                bail!("{url} did not load in 10 s: Chromium showed (code, times) {errors:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Chromium's error code when the page is its network-error page.
+    fn net_error(&self) -> anyhow::Result<Option<String>> {
+        let v = self.eval(
+            "const b = document.body; if (!b || !b.classList.contains('neterror')) return null; \
+             const c = document.querySelector('.error-code'); \
+             return (c && c.textContent.trim()) || 'a network error page';",
+        )?;
+        Ok(v.as_str().map(str::to_string))
     }
 
     /// The first element matching the CSS `selector`, if any.
