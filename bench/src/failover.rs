@@ -328,7 +328,7 @@ fn main() -> anyhow::Result<()> {
         ("default", "default (keepalive 100 ms, deadtime 500 ms)", ""),
         (
             "fast",
-            "fast preset (keepalive 10 ms, warntime 30 ms, deadtime 50 ms)",
+            "fast preset (keepalive 10 ms, warntime 23 ms, deadtime 25 ms)",
             "preset = \"fast\"",
         ),
     ];

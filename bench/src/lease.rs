@@ -230,7 +230,7 @@ fn tandem_failover(exe: &Path, subnet: u8, runs: usize) -> anyhow::Result<Failov
         w.wait_served_by("n1", 5, WAIT)?;
     }
     Ok(summary(
-        "tandem, preset fast (keepalive 10 ms, deadtime 50 ms), kernel leases on",
+        "tandem, preset fast (keepalive 10 ms, deadtime 25 ms), kernel leases on",
         v,
     ))
 }
@@ -394,7 +394,7 @@ fn main() -> anyhow::Result<()> {
     if only.as_deref() == Some("health-fast") {
         health_rows = health(
             &exe,
-            "fast preset (10 / 50 ms)",
+            "fast preset (10 / 25 ms)",
             "preset = \"fast\"",
             81,
             seconds,
@@ -405,7 +405,7 @@ fn main() -> anyhow::Result<()> {
         health_rows = health(&exe, "default (100 / 500 ms)", "", 80, seconds)?;
         health_rows.extend(health(
             &exe,
-            "fast preset (10 / 50 ms)",
+            "fast preset (10 / 25 ms)",
             "preset = \"fast\"",
             81,
             seconds,

@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
             config_digest: 0,
             groups: vec![],
             settings: None,
+            echo: tandem_wire::Echo::None,
         },
         &keys,
     );

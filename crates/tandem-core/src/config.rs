@@ -20,14 +20,16 @@ pub struct Timing {
 }
 
 impl Timing {
-    /// The `fast` preset: keepalive 10 ms, warntime 30 ms, deadtime 50 ms,
+    /// The `fast` preset: keepalive 10 ms, warntime 23 ms, deadtime 25 ms,
     /// initdead 2 s (100 heartbeats a second per link, as keepalived's
-    /// `advert_int 0.01`; deadtime is the floor for that keepalive).
+    /// `advert_int 0.01`, which declares a master dead after about 36 ms;
+    /// deadtime is the floor for that keepalive, so a peer is declared
+    /// dead after two lost heartbeats).
     pub fn fast() -> Self {
         Self {
             keepalive: Duration::from_millis(10),
-            warntime: Duration::from_millis(30),
-            deadtime: Duration::from_millis(50),
+            warntime: Duration::from_millis(23),
+            deadtime: Duration::from_millis(25),
             initdead: Duration::from_secs(2),
         }
     }

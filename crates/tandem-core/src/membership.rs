@@ -80,6 +80,10 @@ pub(crate) struct Peer {
     /// Sequence number of the packet whose state (groups, view, settings)
     /// was applied last: older packets arriving late are not applied.
     pub(crate) state_seq: u64,
+    /// When this node last answered one of the peer's heartbeats at once
+    /// (`Echo::Wanted`): one answer per keepalive/2, however many links
+    /// carried the asking heartbeat.
+    pub(crate) answered_at: Option<Timestamp>,
 }
 
 /// Outcome of offering an authenticated packet to a peer.
@@ -125,6 +129,7 @@ impl Peer {
             groups: Vec::new(),
             settings_key: (0, 0),
             state_seq: 0,
+            answered_at: None,
         }
     }
 

@@ -57,6 +57,7 @@ pub fn forged(cluster: &str, sender: u16, incarnation: u64, seq: u64) -> Vec<u8>
             config_digest: 0,
             groups: vec![],
             settings: None,
+            echo: tandem_wire::Echo::None,
         },
         &Keyring::single(key),
     )

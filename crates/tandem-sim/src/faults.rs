@@ -128,9 +128,12 @@ impl Sim {
 
     /// As [`Sim::set_data_readiness`], saying also whether the copy is
     /// durably unfit (`stale`: Outdated or Inconsistent).
+    /// A frozen daemon hears nothing: the report is dropped (its glue
+    /// reports again once it runs).
     pub fn set_data_state(&mut self, i: usize, group: &str, hold: Option<&str>, stale: bool) {
         let now = self.now;
-        if let Some(b) = self.nodes.get_mut(i).and_then(|n| n.brain.as_mut()) {
+        let live = self.nodes.get_mut(i).filter(|n| !n.frozen);
+        if let Some(b) = live.and_then(|n| n.brain.as_mut()) {
             b.handle_data_readiness(now, group, hold.map(str::to_string), stale);
         }
         self.drain(i);

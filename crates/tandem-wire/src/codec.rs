@@ -20,6 +20,9 @@
 //! receiver that does not know it rejects the packet; others are skipped.
 
 use crate::auth::{Keyring, MAC_LEN};
+use crate::packet::{
+    Echo, GroupPhase, GroupReport, NodeState, Packet, PacketKind, ViewEntry, WireMove, WireSettings,
+};
 
 /// First four bytes of every packet.
 pub const MAGIC: [u8; 4] = *b"TNDM";
@@ -37,6 +40,7 @@ const TLV_VIEW: u8 = 2;
 const TLV_CONFIG_DIGEST: u8 = 3;
 const TLV_GROUPS: u8 = 4;
 const TLV_SETTINGS: u8 = 5;
+const TLV_ECHO: u8 = 6;
 const TLV_CRITICAL: u8 = 0x80;
 const GROUP_ENTRY_LEN: usize = 2 + 1 + 1 + 2;
 /// Most groups a packet reports (and a configuration may have).
@@ -62,186 +66,9 @@ pub fn view_room(nodes: usize, groups: usize) -> usize {
         TLV_HEADER_LEN + g * GROUP_ENTRY_LEN
     };
     let settings = TLV_HEADER_LEN + 8 + 2 + 1 + 2 * nl + 1 + 8 * gl + 1 + 6 * gl;
-    let used = MIN_PACKET + state + digest + reports + settings + TLV_HEADER_LEN;
+    let echo = TLV_HEADER_LEN + 1;
+    let used = MIN_PACKET + state + digest + reports + settings + echo + TLV_HEADER_LEN;
     MAX_PACKET.saturating_sub(used) / VIEW_ENTRY_LEN
-}
-
-/// What a packet announces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PacketKind {
-    /// "I am alive": sent every keepalive on every link.
-    Heartbeat,
-    /// "I am shutting down cleanly": peers may stop waiting for deadtime.
-    Leave,
-}
-
-/// The sender's own state, as it summarises it to its peers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum NodeState {
-    /// Still within its start-up window (`initdead`).
-    #[default]
-    Starting,
-    /// Running normally.
-    Online,
-    /// Shutting down.
-    Leaving,
-}
-
-impl NodeState {
-    fn to_byte(self) -> u8 {
-        match self {
-            NodeState::Starting => 1,
-            NodeState::Online => 2,
-            NodeState::Leaving => 3,
-        }
-    }
-    fn from_byte(b: u8) -> Option<Self> {
-        Some(match b {
-            1 => NodeState::Starting,
-            2 => NodeState::Online,
-            3 => NodeState::Leaving,
-            _ => return None,
-        })
-    }
-}
-
-/// One member of the sender's membership view.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ViewEntry {
-    /// The member's node id.
-    pub node: u16,
-    /// The member's incarnation as the sender knows it.
-    pub incarnation: u64,
-    /// Whether the sender considers the member up.
-    pub up: bool,
-    /// The highest sequence number whose state the sender applied from
-    /// this member (0: none): tells the member which of its reports (its
-    /// grants, above all) the sender has seen.
-    pub seen: u64,
-}
-
-/// Where a group stands on the sending node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum GroupPhase {
-    /// Nothing of the group runs there.
-    #[default]
-    Stopped,
-    /// Resources are being started.
-    Starting,
-    /// Every resource runs.
-    Started,
-    /// Resources are being stopped.
-    Stopping,
-    /// A stop failed or timed out: the group may still run there, and must
-    /// not start anywhere else until the node is fenced or an operator
-    /// clears it.
-    Blocked,
-    /// The node has not yet checked whether the group's resources run there
-    /// (it just started): treated as running.
-    Probing,
-}
-
-impl GroupPhase {
-    fn to_byte(self) -> u8 {
-        match self {
-            GroupPhase::Stopped => 0,
-            GroupPhase::Starting => 1,
-            GroupPhase::Started => 2,
-            GroupPhase::Stopping => 3,
-            GroupPhase::Blocked => 4,
-            GroupPhase::Probing => 5,
-        }
-    }
-    fn from_byte(b: u8) -> Option<Self> {
-        Some(match b {
-            0 => GroupPhase::Stopped,
-            1 => GroupPhase::Starting,
-            2 => GroupPhase::Started,
-            3 => GroupPhase::Stopping,
-            4 => GroupPhase::Blocked,
-            5 => GroupPhase::Probing,
-            _ => return None,
-        })
-    }
-
-    /// Whether anything of the group may be running there.
-    pub fn is_active(self) -> bool {
-        !matches!(self, GroupPhase::Stopped)
-    }
-}
-
-/// One group's state on the sending node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GroupReport {
-    /// Group index in the configuration.
-    pub group: u16,
-    /// Its phase there.
-    pub phase: GroupPhase,
-    /// The sender may not run it (fail count at the migration threshold).
-    pub banned: bool,
-    /// The sender's copy of the group's data is durably unfit (Outdated or
-    /// Inconsistent): it cannot run the group until it resynced, whatever
-    /// happens to the other nodes. Carried as bit 1 of the `banned` byte
-    /// (a stale copy is also banned, so older decoders read it right).
-    pub stale: bool,
-    /// The node the sender's placement wants it on (0: none). A node starts
-    /// a group only when every member's latest report names it here.
-    pub target: u16,
-}
-
-/// An operator's move of a group to a node, as carried on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WireMove {
-    /// Group index.
-    pub group: u16,
-    /// Node id the group should run on.
-    pub node: u16,
-    /// Milliseconds the preference has left; 0 means until cleared.
-    pub remaining_ms: u32,
-}
-
-/// The operator settings every node converges on: the record with the
-/// highest (generation, origin) wins.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct WireSettings {
-    /// Grows with every operator change.
-    pub generation: u64,
-    /// Node that made the change (breaks ties).
-    pub origin: u16,
-    /// Nodes in standby.
-    pub standby: Vec<u16>,
-    /// Operator moves.
-    pub moves: Vec<WireMove>,
-    /// Per group, how many times an operator ran `cleanup`.
-    pub cleanups: Vec<(u16, u32)>,
-}
-
-/// A decoded (or to-be-encoded) heartbeat packet.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Packet {
-    /// What the packet announces.
-    pub kind: PacketKind,
-    /// Index of the link the sender sent it on; authenticated, so a capture
-    /// cannot be replayed onto another link.
-    pub link: u8,
-    /// Cluster id (see [`crate::cluster_id`]).
-    pub cluster: u32,
-    /// Sender node id.
-    pub sender: u16,
-    /// Sender's boot incarnation; grows at every daemon start.
-    pub incarnation: u64,
-    /// Sequence number, per sender, link and incarnation.
-    pub seq: u64,
-    /// Sender's own state.
-    pub state: NodeState,
-    /// Sender's membership view.
-    pub view: Vec<ViewEntry>,
-    /// Digest of the sender's configuration, to spot nodes with different files.
-    pub config_digest: u64,
-    /// The sender's resource groups.
-    pub groups: Vec<GroupReport>,
-    /// The sender's operator settings.
-    pub settings: Option<WireSettings>,
 }
 
 /// Every way a datagram can fail to be a valid packet.
@@ -299,6 +126,9 @@ pub fn encode(packet: &Packet, keys: &Keyring) -> Vec<u8> {
     let key = keys.send_key();
     let mut body = Vec::with_capacity(64 + packet.view.len() * VIEW_ENTRY_LEN);
     push_tlv(&mut body, TLV_STATE, &[packet.state.to_byte()]);
+    if packet.echo != Echo::None {
+        push_tlv(&mut body, TLV_ECHO, &[packet.echo.to_byte()]);
+    }
     push_tlv(
         &mut body,
         TLV_CONFIG_DIGEST,
@@ -498,6 +328,7 @@ pub fn decode(data: &[u8], cluster: u32, keys: &Keyring) -> Result<Packet, Decod
         config_digest: 0,
         groups: Vec::new(),
         settings: None,
+        echo: Echo::None,
     };
     let mut seen_state = false;
     let body = &data[HEADER_LEN..signed];
@@ -562,6 +393,12 @@ pub fn decode(data: &[u8], cluster: u32, keys: &Keyring) -> Result<Packet, Decod
                     .collect::<Result<_, _>>()?;
             }
             TLV_SETTINGS => packet.settings = Some(decode_settings(value)?),
+            TLV_ECHO => {
+                if len != 1 {
+                    return Err(DecodeError::Malformed("echo field length"));
+                }
+                packet.echo = Echo::from_byte(value[0]);
+            }
             t if t & TLV_CRITICAL != 0 => return Err(DecodeError::UnknownCritical(t)),
             _ => {}
         }
@@ -608,6 +445,7 @@ mod tests {
             config_digest: 0x0102_0304_0506_0708,
             groups: vec![],
             settings: None,
+            echo: Echo::None,
         }
     }
 
@@ -640,6 +478,7 @@ mod tests {
                     .collect(),
                 cleanups: (0..groups as u16).map(|g| (g, 1)).collect(),
             });
+            p.echo = Echo::Wanted;
             let entry = p.view[0];
             p.view = vec![entry; room + 1];
             let bytes = encode(&p, &ring());
@@ -675,6 +514,33 @@ mod tests {
         let p = sample();
         let bytes = encode(&p, &ring());
         assert_eq!(decode(&bytes, 0xdead_beef, &ring()).unwrap(), p);
+    }
+
+    /// The echo field costs nothing when unused (the packet is byte for
+    /// byte what earlier versions sent), round-trips when used, and an
+    /// unknown value from a newer sender asks for nothing.
+    #[test]
+    fn echo_field() {
+        let plain = encode(&sample(), &ring());
+        for echo in [Echo::Wanted, Echo::Reply] {
+            let p = Packet { echo, ..sample() };
+            let bytes = encode(&p, &ring());
+            assert_eq!(bytes.len(), plain.len() + 4);
+            assert_eq!(decode(&bytes, 0xdead_beef, &ring()).unwrap(), p);
+        }
+        let mut p = sample();
+        p.echo = Echo::Wanted;
+        let mut bytes = encode(&p, &ring());
+        let at = HEADER_LEN + 4; // the echo field follows the 4-byte state field
+        assert_eq!(&bytes[at..at + 4], &[TLV_ECHO, 0, 1, 1]);
+        bytes[at + 3] = 9;
+        let signed = bytes.len() - MAC_LEN;
+        let mac = ring().send_key().sign(&bytes[..signed]);
+        bytes[signed..].copy_from_slice(&mac);
+        assert_eq!(
+            decode(&bytes, 0xdead_beef, &ring()).unwrap().echo,
+            Echo::None
+        );
     }
 
     #[test]
@@ -846,6 +712,7 @@ mod tests {
                             cleanups,
                         }
                     }),
+                    echo: [Echo::None, Echo::Wanted, Echo::Reply][(seq % 3) as usize],
                 },
             )
     }

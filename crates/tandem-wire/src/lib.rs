@@ -15,13 +15,16 @@
 pub mod arbiter;
 mod auth;
 mod codec;
+mod packet;
 mod replay;
 
 pub use auth::{Key, KeyError, Keyring, MAC_LEN};
 pub use codec::{
-    DecodeError, GroupPhase, GroupReport, HEADER_LEN, MAGIC, MAX_GROUPS, MAX_LIST, MAX_PACKET,
-    MIN_PACKET, NodeState, Packet, PacketKind, VERSION, ViewEntry, WireMove, WireSettings, decode,
+    DecodeError, HEADER_LEN, MAGIC, MAX_GROUPS, MAX_LIST, MAX_PACKET, MIN_PACKET, VERSION, decode,
     encode, view_room,
+};
+pub use packet::{
+    Echo, GroupPhase, GroupReport, NodeState, Packet, PacketKind, ViewEntry, WireMove, WireSettings,
 };
 pub use replay::{ReplayVerdict, ReplayWindow};
 

@@ -1,7 +1,7 @@
 //! Issue 17: at the fast timings the kernel lease must never lapse while
 //! the daemon runs. A VIP-only group (the web server runs on both nodes all
 //! the time, as keepalived users run it), `preset = "fast"` (keepalive
-//! 10 ms, deadtime 50 ms), and a client opening a new connection every
+//! 10 ms, deadtime 25 ms), and a client opening a new connection every
 //! 10 ms with a 100 ms timeout: no failed connection in steady state, before
 //! and after a failover (also while an operator lists the lease set every
 //! 20 ms), and with every CPU loaded by stress-ng; a frozen

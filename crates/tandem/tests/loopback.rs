@@ -169,6 +169,7 @@ fn forged_and_replayed_packets_are_rejected_and_counted() {
             config_digest: 0,
             groups: vec![],
             settings: None,
+            echo: tandem_wire::Echo::None,
         },
         &wrong,
     );

@@ -180,12 +180,13 @@ pub fn convert(
         g.error(
             &l,
             format!(
-                "deadtime ({}) must be at least 3 x keepalive + 20 ms ({}) for tandem",
+                "deadtime ({}) must be at least {} ({}) for tandem",
                 ms(dt),
+                crate::model::MIN_DEADTIME_RULE,
                 ms(crate::model::min_deadtime(ka))
             ),
             Some(
-                "raise deadtime: the lease under which a node serves must outlast a lost heartbeat, a refresh period and two ticks of the kernel's timer (docs/safety.md, \"Lease sizing\")"
+                "raise deadtime: the lease under which a node serves must outlast the wait for the next acknowledgement and a tick of the kernel's timer (docs/safety.md, \"Lease sizing\")"
                     .into(),
             ),
         );

@@ -99,7 +99,7 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
                 p.span().start,
                 format!("unknown timing preset `{other}`"),
                 Some(
-                    "use preset = \"default\" (keepalive 100 ms, deadtime 500 ms) or \"fast\" (keepalive 10 ms, deadtime 50 ms)"
+                    "use preset = \"default\" (keepalive 100 ms, deadtime 500 ms) or \"fast\" (keepalive 10 ms, deadtime 25 ms)"
                         .into(),
                 ),
             );
@@ -137,13 +137,14 @@ pub(crate) fn build(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
         c.error(
             dt_at,
             format!(
-                "deadtime ({}) must be at least 3 x keepalive + 20 ms ({}) with keepalive {}",
+                "deadtime ({}) must be at least {} ({}) with keepalive {}",
                 ms(dt),
+                super::check::MIN_DEADTIME_RULE,
                 ms(min_deadtime(ka)),
                 ms(ka)
             ),
             Some(format!(
-                "set deadtime to at least {}: the lease under which a node serves must outlast a lost heartbeat, a refresh period and two ticks of the kernel's timer (docs/safety.md, \"Lease sizing\")",
+                "set deadtime to at least {}: the lease under which a node serves must outlast the wait for the next acknowledgement and a tick of the kernel's timer (docs/safety.md, \"Lease sizing\")",
                 ms(min_deadtime(ka))
             )),
         );

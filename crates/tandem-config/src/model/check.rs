@@ -77,17 +77,23 @@ impl Checker<'_> {
     }
 }
 
-/// The shortest deadtime accepted with `keepalive`: 3 × keepalive + 20 ms.
+/// The shortest deadtime accepted with `keepalive`: 2 × keepalive + 5 ms.
 ///
 /// The lease under which a node serves ends `deadtime − 2 %` after the
-/// last heartbeat a peer acknowledged, which is up to two keepalives old
-/// (three with one lost), and the kernel's copy of it is counted in timer
-/// ticks (4 ms with HZ=250, 10 ms with HZ=100) and may end a tick early.
-/// This floor keeps the kernel's copy alive through a lost heartbeat and
-/// two ticks (`docs/safety.md`, "Lease sizing").
+/// last heartbeat a peer acknowledged. While a node holds groups its peers
+/// answer its heartbeats at once, so that heartbeat is microseconds old
+/// when the lease is renewed, and the next answer comes a keepalive later.
+/// The kernel's copy is counted in timer ticks (4 ms with HZ=250) and is
+/// written a tick short. This floor keeps the kernel's copy alive from one
+/// answer to the next with a tick and a margin to spare; a lost heartbeat
+/// may leave the addresses silent for a few milliseconds at the floor
+/// itself (`docs/safety.md`, "Lease sizing").
 pub fn min_deadtime(keepalive: Duration) -> Duration {
-    keepalive * 3 + Duration::from_millis(20)
+    keepalive * 2 + Duration::from_millis(5)
 }
+
+/// [`min_deadtime`] in words, for error messages.
+pub const MIN_DEADTIME_RULE: &str = "2 x keepalive + 5 ms";
 
 pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty()

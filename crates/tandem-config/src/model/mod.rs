@@ -19,8 +19,8 @@ mod volumes;
 
 pub use alerts::{ALERT_KINDS, DEFAULT_ALERT_KINDS};
 pub(crate) use build::build;
-pub use check::min_deadtime;
 pub(crate) use check::{Checker, valid_name};
+pub use check::{MIN_DEADTIME_RULE, min_deadtime};
 pub use volumes::{
     DEFAULT_VOLUME_PORT, MetaPlace, NbdListen, ReplicationProtocol, Volume, VolumeNode,
 };

@@ -151,7 +151,7 @@ addresses = { lan = "banana" }
     };
     has(
         5,
-        "deadtime (1.5 s) must be at least 3 x keepalive + 20 ms (3.0 s)",
+        "deadtime (1.5 s) must be at least 2 x keepalive + 5 ms (2.0 s)",
     );
     has(8, "unknown link kind `udp`");
     has(13, "not a multicast address");
@@ -189,27 +189,27 @@ fn timing_rules() {
     assert_eq!(ok.config.timing.warntime, Duration::from_secs(6));
 }
 
-/// The lease floor: deadtime ≥ 3 × keepalive + 10 ms, located at deadtime.
+/// The lease floor: deadtime ≥ 2 × keepalive + 5 ms, located at deadtime.
 #[test]
 fn deadtime_floor_for_the_lease() {
     let with = |t: &str| GOOD.replace("keepalive = \"100ms\"\ndeadtime = 1\n", t);
     let d = errors(&with(
-        "keepalive = \"10ms\"\ndeadtime = \"49ms\"\ninitdead = 1\n",
+        "keepalive = \"10ms\"\ndeadtime = \"24ms\"\ninitdead = 1\n",
     ));
     assert!(
         d[0].message
-            .contains("deadtime (49 ms) must be at least 3 x keepalive + 20 ms (50 ms)"),
+            .contains("deadtime (24 ms) must be at least 2 x keepalive + 5 ms (25 ms)"),
         "{:?}",
         d[0]
     );
     assert_eq!(d[0].line, 7);
     assert!(d[0].hint.as_deref().unwrap_or("").contains("Lease sizing"));
     let ok = parse(
-        &with("keepalive = \"10ms\"\ndeadtime = \"50ms\"\ninitdead = 1\n"),
+        &with("keepalive = \"10ms\"\ndeadtime = \"25ms\"\ninitdead = 1\n"),
         Path::new("t"),
     )
     .unwrap();
-    assert_eq!(ok.config.timing.deadtime, Duration::from_millis(50));
+    assert_eq!(ok.config.timing.deadtime, Duration::from_millis(25));
 }
 
 #[test]

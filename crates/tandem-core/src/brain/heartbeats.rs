@@ -11,7 +11,7 @@ use crate::PeerState;
 use crate::RejectReason;
 use crate::Timestamp;
 use crate::membership::Admission;
-use tandem_wire::{GroupReport, NodeState, Packet, PacketKind, ViewEntry};
+use tandem_wire::{Echo, GroupReport, NodeState, Packet, PacketKind, ViewEntry};
 
 impl Brain {
     /// Notices time that passed without the brain being run at all.
@@ -121,6 +121,18 @@ impl Brain {
         self.stats.accepted += 1;
         self.stats.accepted_bytes += data.len() as u64;
         let fresh_state = packet.seq > peer.state_seq;
+        // A peer whose lease rests on our acknowledgements asks for one at
+        // once (once per keepalive/2, however many links carry it).
+        let keepalive = self.cfg.timing.keepalive;
+        let echo = fresh_state
+            && packet.kind == PacketKind::Heartbeat
+            && packet.echo == Echo::Wanted
+            && peer
+                .answered_at
+                .is_none_or(|at| now.since(at) >= keepalive / 2);
+        if echo {
+            peer.answered_at = Some(now);
+        }
         let settings = packet.settings;
         // A peer that takes back a grant it gave us waits until our view
         // shows we saw it: answer at once instead of at the next keepalive.
@@ -159,9 +171,23 @@ impl Brain {
         }
         self.update_own_state();
         self.reconcile(now);
-        if ack && self.state != NodeState::Leaving {
-            self.queue_heartbeats(PacketKind::Heartbeat);
+        if (ack || echo) && self.state != NodeState::Leaving {
+            self.queue_packets(PacketKind::Heartbeat, Echo::Reply);
+            // A node that holds nothing has no lease to renew: its answer
+            // stands in for its next periodic heartbeat, so it still sends
+            // one packet per keepalive. Its periodic ones go out only when
+            // the asker's do not arrive: a quarter keepalive of slack, so
+            // the asker's next heartbeat, jitter and all, comes first.
+            if echo && !self.holds_groups() {
+                self.next_send = now + keepalive + keepalive / 4;
+            }
         }
+    }
+
+    /// Whether anything of any group may run here (this node then has a
+    /// lease to keep).
+    pub(super) fn holds_groups(&self) -> bool {
+        self.groups.iter().any(|g| g.phase().is_active())
     }
 
     pub(super) fn view(&self) -> Vec<ViewEntry> {
@@ -201,7 +227,20 @@ impl Brain {
             .collect()
     }
 
+    /// Queues this node's heartbeats (or `Leave`s) on every link. While
+    /// it holds groups, its heartbeats ask peers for an immediate answer
+    /// (`Echo::Wanted`), so the lease counts from acknowledgements that are
+    /// microseconds old (`docs/safety.md`, "Lease sizing").
     pub(super) fn queue_heartbeats(&mut self, kind: PacketKind) {
+        let echo = if kind == PacketKind::Heartbeat && self.holds_groups() {
+            Echo::Wanted
+        } else {
+            Echo::None
+        };
+        self.queue_packets(kind, echo);
+    }
+
+    fn queue_packets(&mut self, kind: PacketKind, echo: Echo) {
         self.update_grants();
         let view = self.view();
         let groups = self.group_reports();
@@ -224,6 +263,7 @@ impl Brain {
                 config_digest: self.cfg.config_digest,
                 groups: groups.clone(),
                 settings: settings.clone(),
+                echo,
             };
             self.stats.sent += 1;
             self.transmits.push_back(Transmit {

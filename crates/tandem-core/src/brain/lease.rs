@@ -63,34 +63,36 @@ impl Lease {
 impl Brain {
     /// Renews (or lets lapse) the lease under which this node holds groups.
     ///
-    /// Two bounds, the earlier wins (`docs/safety.md`, "Lease sizing"):
-    /// - frozen: the lease ends [`Timing::lease_span`] after the last
-    ///   heartbeat this node sent;
-    /// - cut off: a peer declares this node dead `deadtime` after the last
-    ///   packet it received from it, and its heartbeats say which one that
-    ///   was (the view's `seen`), so the lease ends `deadtime − 2 %` after
-    ///   that packet was sent — for every member peer with two nodes, for
-    ///   the majority with quorum. Not while this node holds the
-    ///   arbitrator's vote: no peer can act before the vote ends.
+    /// `docs/safety.md`, "Lease sizing":
+    /// - acknowledged: a peer declares this node dead `deadtime` after the
+    ///   last packet it received from it, and its heartbeats say which one
+    ///   that was (the view's `seen`), so the lease ends `deadtime − 2 %`
+    ///   after that packet was sent — for every member peer with two
+    ///   nodes, for the majority with quorum. Peers answer this node's
+    ///   heartbeats at once while it holds groups, so that is nearly a
+    ///   deadtime after its latest heartbeat;
+    /// - unacknowledged (no member peer has acknowledged this incarnation),
+    ///   or while this node holds the arbitrator's vote (no peer can act
+    ///   before the vote ends): [`Timing::lease_span`] after the last
+    ///   heartbeat this node sent.
     pub(super) fn renew_lease(&mut self, now: Timestamp) {
-        let holds = self.groups.iter().any(|g| g.phase().is_active());
+        let holds = self.holds_groups();
         let may = !self.lease.lost
             && self.has_quorum()
             && self.witness_allows()
             && self.state != NodeState::Leaving;
         let t = &self.cfg.timing;
         let frozen_end = self.lease.last_sent + t.lease_span();
-        let cut_end = match self.peers_acked_at() {
-            Acked::Nobody => frozen_end,
-            Acked::At(at) => at + t.deadtime.saturating_sub(t.deadtime / 50),
-            Acked::TooLongAgo => now,
-        };
         // Holding the arbitrator's vote, no peer can act before the vote
         // ends (the cap below): being cut off is not a reason to go silent.
-        let span_end = if self.witness.until.is_some() {
-            frozen_end
-        } else {
-            cut_end.min(frozen_end)
+        let span_end = match self.peers_acked_at() {
+            _ if self.witness.until.is_some() => frozen_end,
+            Acked::Nobody => frozen_end,
+            // The acknowledgement alone bounds when a peer can act; with
+            // immediate answers it is microseconds old, so the lease lasts
+            // nearly a deadtime past each answer.
+            Acked::At(at) => at + t.deadtime.saturating_sub(t.deadtime / 50),
+            Acked::TooLongAgo => now,
         };
         // Acting alone on an arbitrator's vote: never past the vote.
         let end = self.witness.until.map_or(span_end, |u| u.min(span_end));

@@ -216,6 +216,7 @@ impl Brain {
 
     /// Feeds the result of agent operation `id` (from [`Output::Action`]).
     pub fn handle_op_result(&mut self, now: Timestamp, id: u64, result: OpResult) {
+        self.advance(now);
         self.op_result(now, id, result);
         self.arm_timers();
     }
@@ -225,12 +226,14 @@ impl Brain {
     /// a failed monitor at once, so the resource is restarted (or its group
     /// moved) without waiting for the next monitor.
     pub fn handle_main_exit(&mut self, now: Timestamp, key: &ResourceKey, detail: String) {
+        self.advance(now);
         self.main_exited(now, key, detail);
         self.arm_timers();
     }
 
     /// Feeds the outcome of fence request `id` (from [`Output::Fence`]).
     pub fn handle_fence_result(&mut self, now: Timestamp, id: u64, result: Result<(), String>) {
+        self.advance(now);
         self.fence_result(now, id, result);
         self.arm_timers();
     }
@@ -238,6 +241,7 @@ impl Brain {
     /// Feeds whether the witness probe `id` reached a witness (from
     /// [`Output::WitnessProbe`], plain witnesses).
     pub fn handle_witness_result(&mut self, now: Timestamp, id: u64, reachable: bool) {
+        self.advance(now);
         self.witness_result(now, id, reachable);
         self.arm_timers();
     }
@@ -245,6 +249,7 @@ impl Brain {
     /// Feeds the arbitrator's answer to vote request `id` (from
     /// [`Output::WitnessProbe`], arbitrators).
     pub fn handle_witness_vote(&mut self, now: Timestamp, id: u64, vote: Vote) {
+        self.advance(now);
         self.witness_vote(now, id, vote);
         self.arm_timers();
     }
@@ -261,6 +266,7 @@ impl Brain {
         hold: Option<String>,
         stale: bool,
     ) {
+        self.advance(now);
         self.set_data_hold(now, group, hold, stale);
         self.arm_timers();
     }
@@ -268,6 +274,7 @@ impl Brain {
     /// Applies an operator command; the message says what changed, the
     /// error why nothing did.
     pub fn handle_command(&mut self, now: Timestamp, cmd: Command) -> Result<String, CommandError> {
+        self.advance(now);
         let result = self.apply_command(now, cmd);
         self.arm_timers();
         result

@@ -286,6 +286,59 @@ fn a_stalled_node_notices_and_holds_back_deaths() {
     assert_eq!(a.peer_state(NodeId(2)), Some(PeerState::Online));
 }
 
+/// Whatever reaches a stalled brain first — an agent's result, a fence or
+/// witness answer, a data report, a command — it notices the stall before
+/// acting on it (a holder frozen past its lease must release before
+/// anything renews the lease).
+#[test]
+fn every_input_notices_a_stall_first() {
+    type Input = fn(&mut Brain, Timestamp);
+    let inputs: [(&str, Input); 6] = [
+        ("op result", |b, now| {
+            b.handle_op_result(now, 999, OpResult::Ok)
+        }),
+        ("fence result", |b, now| {
+            b.handle_fence_result(now, 999, Ok(()))
+        }),
+        ("witness result", |b, now| {
+            b.handle_witness_result(now, 999, true)
+        }),
+        ("data readiness", |b, now| {
+            b.handle_data_readiness(now, "none", None, false)
+        }),
+        ("main exit", |b, now| {
+            let key = ResourceKey {
+                group: "none".into(),
+                resource: "none".into(),
+            };
+            b.handle_main_exit(now, &key, String::new())
+        }),
+        ("command", |b, now| {
+            let _ = b.handle_command(
+                now,
+                Command::Standby {
+                    node: "n1".into(),
+                    on: false,
+                },
+            );
+        }),
+    ];
+    for (what, input) in inputs {
+        let mut a = Brain::new(cfg(1, 1, b"k"), t(0));
+        tick(&mut a, t(0));
+        tick(&mut a, t(100));
+        events(&mut a);
+        input(&mut a, t(3100));
+        let ev = events(&mut a);
+        assert!(
+            ev.first()
+                .is_some_and(|e| e.starts_with("This node was not scheduled for 3.0 s")),
+            "{what}: {ev:?}"
+        );
+        assert_eq!(a.stats().stalls, 1, "{what}");
+    }
+}
+
 #[test]
 fn status_snapshot_names_everything() {
     let mut a = Brain::new(cfg(1, 1, b"k"), t(0));

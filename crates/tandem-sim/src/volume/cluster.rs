@@ -245,6 +245,11 @@ impl ClusterVolumeSim {
     fn glue_all(&mut self, now: Timestamp) {
         let group = self.group();
         for i in 0..self.vs.len() {
+            // The glue runs in the daemon: a frozen daemon's glue is frozen
+            // too (its volume process is not).
+            if !self.sim.running(i) {
+                continue;
+            }
             let (Some(b), Some(v)) = (self.sim.brain(i), self.vs.volume(i)) else {
                 continue;
             };
