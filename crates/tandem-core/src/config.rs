@@ -33,26 +33,6 @@ impl Timing {
             initdead: Duration::from_secs(2),
         }
     }
-
-    /// How long this node may serve its groups after it last sent a
-    /// heartbeat (the bound for a frozen node): `deadtime − keepalive −
-    /// deadtime/50`.
-    ///
-    /// A peer can take over only after it has heard nothing from this node
-    /// for `deadtime`. This node sends every `keepalive`, so if it freezes
-    /// right after a send and that last heartbeat is lost too, a peer's
-    /// silence started at most one `keepalive` earlier. The last term (2 %
-    /// of deadtime) covers clock-rate differences between the nodes. The
-    /// lease is therefore sized from the takeover bound, not from the
-    /// keepalive: it lasts several refresh periods, so scheduling hiccups
-    /// shorter than `deadtime − 2 × keepalive` neither let it lapse nor
-    /// make the node release its groups (`docs/safety.md`, "Lease sizing").
-    pub fn lease_span(&self) -> Duration {
-        self.deadtime
-            .saturating_sub(self.keepalive)
-            .saturating_sub(self.deadtime / 50)
-            .max(Duration::from_millis(1))
-    }
 }
 
 impl Default for Timing {

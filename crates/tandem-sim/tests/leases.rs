@@ -255,3 +255,37 @@ fn answers_keep_one_heartbeat_per_keepalive() {
         }
     }
 }
+
+/// Alone after a failover no peer acknowledges anything, so the lease
+/// counts from the heartbeat before the last one sent; the survivor then
+/// sends every keepalive/2, and at the fast preset its lease never has
+/// less than 14 ms left (the kernel's copy, a tick shorter and possibly a
+/// tick early, stays alive). Seen failing with sends every keepalive: 4.5
+/// ms left, and the lab client saw timeouts on the survivor.
+#[test]
+fn alone_after_a_failover_the_lease_stays_ahead() {
+    let t = Timing::fast();
+    for seed in seeds(30) {
+        let mut s = sim_lossy(seed, 2, true, t, ms(1), 0.0);
+        assert_eq!(s.running_on(0, 0), vec![0], "seed {seed}");
+        s.crash(0);
+        s.run_for(ms(300));
+        assert_eq!(s.running_on(0, 1), vec![1], "seed {seed}");
+        let mut lowest = Duration::MAX;
+        for _ in 0..2000 {
+            s.run_for(ms(1));
+            let until = s.brain(1).unwrap().lease_until();
+            assert!(
+                until.is_some_and(|u| u > s.now()),
+                "seed {seed}: gap at {:?}",
+                s.now()
+            );
+            lowest = lowest.min(until.unwrap().since(s.now()));
+        }
+        assert!(
+            lowest >= ms(14),
+            "seed {seed}: only {lowest:?} left at worst"
+        );
+        assert!(s.violations.is_empty(), "seed {seed}: {:?}", s.violations);
+    }
+}

@@ -246,6 +246,7 @@ impl Brain {
         let groups = self.group_reports();
         let settings = (self.settings.generation > 0).then(|| self.settings.to_wire(self.last_now));
         self.reported = (groups.clone(), self.settings_key());
+        self.lease.prev_sent = self.lease.last_sent;
         self.lease.last_sent = self.last_now;
         for i in 0..self.cfg.links.len() {
             // One sequence across links: packets of different links can be

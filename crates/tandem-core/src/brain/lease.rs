@@ -40,8 +40,11 @@ pub(super) struct Lease {
     pub(super) reported: Option<Timestamp>,
     /// The lease lapsed while groups ran (reported once).
     pub(super) lost: bool,
-    /// When this node last queued heartbeats: leases count from here.
+    /// When this node last queued heartbeats.
     pub(super) last_sent: Timestamp,
+    /// When it queued them the time before: with no acknowledgement to go
+    /// by, a lease counts from here (the last ones may be lost).
+    pub(super) prev_sent: Timestamp,
     /// Recent sends: (last sequence number of the batch, when), oldest
     /// first, to learn when a packet a peer acknowledges was sent.
     pub(super) sent_log: VecDeque<(u64, Timestamp)>,
@@ -55,6 +58,7 @@ impl Lease {
             reported: None,
             lost: false,
             last_sent: now,
+            prev_sent: now,
             sent_log: VecDeque::new(),
         }
     }
@@ -71,10 +75,14 @@ impl Brain {
     ///   nodes, for the majority with quorum. Peers answer this node's
     ///   heartbeats at once while it holds groups, so that is nearly a
     ///   deadtime after its latest heartbeat;
-    /// - unacknowledged (no member peer has acknowledged this incarnation),
-    ///   or while this node holds the arbitrator's vote (no peer can act
-    ///   before the vote ends): [`Timing::lease_span`] after the last
-    ///   heartbeat this node sent.
+    /// - unacknowledged (no member peer has acknowledged this incarnation:
+    ///   alone after a failover, say), or while this node holds the
+    ///   arbitrator's vote (no peer can act before the vote ends): a peer
+    ///   that hears this node without being heard declares it dead
+    ///   `deadtime` after the last packet it received, and the last one
+    ///   sent may be lost, so `deadtime − 2 %` after the one before it.
+    ///   Heartbeats then go out every keepalive/2 ([`Brain::send_interval`]),
+    ///   so that is `deadtime − keepalive/2 − 2 %` after the latest.
     pub(super) fn renew_lease(&mut self, now: Timestamp) {
         let holds = self.holds_groups();
         let may = !self.lease.lost
@@ -82,7 +90,7 @@ impl Brain {
             && self.witness_allows()
             && self.state != NodeState::Leaving;
         let t = &self.cfg.timing;
-        let frozen_end = self.lease.last_sent + t.lease_span();
+        let frozen_end = self.lease.prev_sent + t.deadtime.saturating_sub(t.deadtime / 50);
         // Holding the arbitrator's vote, no peer can act before the vote
         // ends (the cap below): being cut off is not a reason to go silent.
         let span_end = match self.peers_acked_at() {
@@ -97,6 +105,21 @@ impl Brain {
         // Acting alone on an arbitrator's vote: never past the vote.
         let end = self.witness.until.map_or(span_end, |u| u.min(span_end));
         self.lease.until = (holds && may && end > now).then_some(end);
+    }
+
+    /// How often this node sends heartbeats: every keepalive, and every
+    /// keepalive/2 while it holds groups under a lease no peer's
+    /// acknowledgement renews (alone after a failover, or on an
+    /// arbitrator's vote), so that lease stays a refresh period and two
+    /// kernel ticks ahead at the tightest timings.
+    pub(super) fn send_interval(&self) -> std::time::Duration {
+        let k = self.cfg.timing.keepalive;
+        let unacked = self.witness.until.is_some() || self.peers_acked_at() == Acked::Nobody;
+        if self.holds_groups() && unacked {
+            k / 2
+        } else {
+            k
+        }
     }
 
     /// When the packet the peers that could take over last acknowledged was

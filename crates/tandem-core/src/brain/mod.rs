@@ -305,9 +305,10 @@ impl Brain {
         self.reconcile(now);
         if now >= self.next_send && self.state != NodeState::Leaving {
             self.queue_heartbeats(PacketKind::Heartbeat);
-            self.next_send = self.next_send + self.cfg.timing.keepalive;
+            let interval = self.send_interval();
+            self.next_send = self.next_send + interval;
             if self.next_send <= now {
-                self.next_send = now + self.cfg.timing.keepalive;
+                self.next_send = now + interval;
             }
             // The lease counts from this send.
             self.renew_lease(now);
