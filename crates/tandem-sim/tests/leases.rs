@@ -141,6 +141,23 @@ fn after_a_freeze_the_group_settles_on_the_survivor() {
     }
 }
 
+/// Runs `s` for `steps` ms, checking node `i`'s lease every ms: it never
+/// lapses; returns the least it had left.
+fn lowest_lease(s: &mut Sim, i: usize, steps: usize, what: &str) -> Duration {
+    let mut lowest = Duration::MAX;
+    for _ in 0..steps {
+        s.run_for(ms(1));
+        let until = s.brain(i).unwrap().lease_until();
+        assert!(
+            until.is_some_and(|u| u > s.now()),
+            "{what}: lease gap at {:?}",
+            s.now()
+        );
+        lowest = lowest.min(until.unwrap().since(s.now()));
+    }
+    lowest
+}
+
 fn lease_lost_since(s: &Sim, i: usize, since: Timestamp) -> bool {
     s.events_of(i, since)
         .any(|r| matches!(r.event, Event::LeaseLost { .. }))
@@ -160,17 +177,7 @@ fn at_fast_timings_the_lease_never_runs_low_in_steady_state() {
             let n = 2 + (seed % 2) as usize;
             let mut s = sim_lossy(seed, n, true, t, ms(1), loss);
             let from = s.now();
-            let mut lowest = Duration::MAX;
-            for _ in 0..3000 {
-                s.run_for(ms(1));
-                let until = s.brain(0).unwrap().lease_until();
-                assert!(
-                    until.is_some_and(|u| u > s.now()),
-                    "seed {seed}, loss {loss}: lease gap at {:?}",
-                    s.now()
-                );
-                lowest = lowest.min(until.unwrap().since(s.now()));
-            }
+            let lowest = lowest_lease(&mut s, 0, 3000, &format!("seed {seed}, loss {loss}"));
             // 24.5 ms from the last acknowledged heartbeat, which is at most
             // a keepalive and two 1 ms transits old without loss.
             if loss == 0.0 {
@@ -271,17 +278,7 @@ fn alone_after_a_failover_the_lease_stays_ahead() {
         s.crash(0);
         s.run_for(ms(300));
         assert_eq!(s.running_on(0, 1), vec![1], "seed {seed}");
-        let mut lowest = Duration::MAX;
-        for _ in 0..2000 {
-            s.run_for(ms(1));
-            let until = s.brain(1).unwrap().lease_until();
-            assert!(
-                until.is_some_and(|u| u > s.now()),
-                "seed {seed}: gap at {:?}",
-                s.now()
-            );
-            lowest = lowest.min(until.unwrap().since(s.now()));
-        }
+        let lowest = lowest_lease(&mut s, 1, 2000, &format!("seed {seed}"));
         assert!(
             lowest >= ms(14),
             "seed {seed}: only {lowest:?} left at worst"

@@ -86,16 +86,22 @@ fn window(w: &WebCluster, d: Duration) -> (Vec<(String, usize)>, usize, Vec<Stri
 }
 
 /// Samples the lease set in `netns` every 20 ms until the returned flag is
-/// set: (samples taken, samples without a lease element).
+/// set: (samples taken, when each sample without a lease element started
+/// and ended, in seconds since midnight UTC).
+#[allow(clippy::type_complexity)]
 fn lease_sampler(
     netns: String,
     table: String,
-) -> (Arc<AtomicBool>, std::thread::JoinHandle<(usize, usize)>) {
+) -> (
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<(usize, Vec<(f64, f64)>)>,
+) {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let h = std::thread::spawn(move || {
-        let (mut n, mut missing) = (0, 0);
+        let (mut n, mut missing) = (0, Vec::new());
         while !flag.load(Ordering::Relaxed) {
+            let from = tandem_lab::stall::second_of_day();
             if let Ok(o) = Command::new("ip")
                 .args([
                     "netns", "exec", &netns, "nft", "list", "set", "inet", &table, "leases",
@@ -104,7 +110,9 @@ fn lease_sampler(
                 && o.status.success()
             {
                 n += 1;
-                missing += usize::from(!String::from_utf8_lossy(&o.stdout).contains("expires"));
+                if !String::from_utf8_lossy(&o.stdout).contains("expires") {
+                    missing.push((from, tandem_lab::stall::second_of_day()));
+                }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -132,9 +140,10 @@ fn at_fast_timings_no_connection_fails_before_or_after_a_failover() {
         listed > 100,
         "the lister listed the set only {listed} times"
     );
-    assert_eq!(
-        missing, 0,
-        "lease element missing in {missing} of {listed} listings"
+    assert!(
+        missing.is_empty(),
+        "lease element missing in {} of {listed} listings: {missing:?}",
+        missing.len()
     );
     // A lapse shows as a missing element. Timeouts all within one 100 ms
     // instant, with the element there throughout, are the client (or the
@@ -212,16 +221,33 @@ fn at_fast_timings_cpu_load_neither_lapses_the_lease_nor_releases() {
         "n1 released under load without a machine-wide stall: {unexplained:?}\n{log}"
     );
     assert!(by.iter().all(|(n, _)| n == "n1"), "failed over: {by:?}");
-    // The kernel's lease element, sampled every 20 ms, is always there.
-    // (Connection failures alone cannot tell a lapse from a client that
-    // stress-ng starved past its 100 ms timeout: a handful is tolerated.)
+    // The kernel's lease element, sampled every 20 ms, is always there
+    // while the daemon runs. (Connection failures alone cannot tell a lapse
+    // from a client that stress-ng starved past its 100 ms timeout: a
+    // handful is tolerated.) A machine-wide stall longer than what the
+    // lease has left at worst (about 10 ms at this preset) rightly lets it
+    // lapse — nothing ran, and a peer could declare this node dead 25 ms
+    // after its last heartbeat — so a missing sample taken within 150 ms of
+    // such a stall is explained. Seen once in CI: a 21.5 ms stall.
     assert!(
         samples > 500,
         "the lease set was sampled only {samples} times"
     );
-    assert_eq!(
-        missing, 0,
-        "lease element missing in {missing} of {samples} samples"
+    let unexplained: Vec<&(f64, f64)> = missing
+        .iter()
+        .filter(|(from, to)| {
+            !(realtime
+                && stalls.iter().any(|s| {
+                    s.gap >= Duration::from_millis(10)
+                        && s.ended_s > from - 0.15
+                        && s.ended_s < to + 0.15
+                }))
+        })
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "lease element missing in {} of {samples} samples with no machine-wide stall then: {unexplained:?} (stalls: {stalls:?})",
+        unexplained.len()
     );
     assert!(failed <= 5, "under load: {failed} failed: {first:?}");
     // Frozen under the same load: its VIP goes silent, n2 takes over, and
