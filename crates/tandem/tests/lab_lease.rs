@@ -125,6 +125,23 @@ fn log_of(w: &WebCluster, i: usize) -> String {
     std::fs::read_to_string(&w.cluster.nodes[i].log).unwrap_or_default()
 }
 
+/// Whether a window's failed requests are none, or a handful all within
+/// one 100 ms instant: with the lease element there throughout (checked
+/// separately on n1), that is the client (or the VM's vCPU) not scheduled,
+/// seen once in CI (4 at 25.7 s); a lapsing lease fails requests every
+/// time it lapses, not once.
+fn quiet(failed: usize, first: &[String]) -> bool {
+    let times: Vec<u64> = first
+        .iter()
+        .filter_map(|f| f.split(" ms").next()?.parse().ok())
+        .collect();
+    let one_instant = match (times.iter().min(), times.iter().max()) {
+        (Some(a), Some(b)) => b - a <= 100,
+        _ => true,
+    };
+    failed == 0 || (failed <= 5 && one_instant)
+}
+
 #[test]
 fn at_fast_timings_no_connection_fails_before_or_after_a_failover() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -145,19 +162,8 @@ fn at_fast_timings_no_connection_fails_before_or_after_a_failover() {
         "lease element missing in {} of {listed} listings: {missing:?}",
         missing.len()
     );
-    // A lapse shows as a missing element. Timeouts all within one 100 ms
-    // instant, with the element there throughout, are the client (or the
-    // VM's vCPU) not scheduled: seen once in CI (4 at 25.7 s).
-    let times: Vec<u64> = first
-        .iter()
-        .filter_map(|f| f.split(" ms").next()?.parse().ok())
-        .collect();
-    let one_instant = match (times.iter().min(), times.iter().max()) {
-        (Some(a), Some(b)) => b - a <= 100,
-        _ => true,
-    };
     assert!(
-        failed == 0 || (failed <= 5 && one_instant),
+        quiet(failed, &first),
         "steady state on n1: {by:?}, failures {first:?}"
     );
     assert!(by.iter().all(|(n, _)| n == "n1"), "{by:?}");
@@ -168,8 +174,20 @@ fn at_fast_timings_no_connection_fails_before_or_after_a_failover() {
     w.wait_served_by("n2", 20, WAIT).unwrap();
     let o = outage(&w.samples(), t, "n1", "n2").unwrap();
     eprintln!("power-off outage at the fast preset: {o:?}");
+    // Alone, n2's lease counts from its own heartbeats: sampled too.
+    let (stop, sampled) = lease_sampler(w.lab.hosts[1].netns.clone(), "tandem_lab77".into());
     let (by, failed, first) = window(&w, Duration::from_secs(30));
-    assert_eq!(failed, 0, "steady state on n2: {by:?}, failures {first:?}");
+    stop.store(true, Ordering::Relaxed);
+    let (listed, missing) = sampled.join().unwrap();
+    assert!(
+        listed > 100 && missing.is_empty(),
+        "n2's lease element missing in {} of {listed} listings: {missing:?}",
+        missing.len()
+    );
+    assert!(
+        quiet(failed, &first),
+        "steady state on n2: {by:?}, failures {first:?}"
+    );
     assert!(by.iter().all(|(n, _)| n == "n2"), "{by:?}");
     let log = log_of(&w, 1);
     assert!(
