@@ -200,6 +200,23 @@ fn a_bad_configuration_is_refused_naming_the_file() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("too short"), "{err}");
+    // Issue 12, finding 13: the vote is capped (a node that dies holding
+    // it keeps it that long).
+    std::fs::write(
+        &file,
+        "vote = \"61s\"\n[[cluster]]\nname = \"a\"\nkey_file = \"k\"\n",
+    )
+    .unwrap();
+    let out = Command::new(EXE)
+        .args(["witness", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("too long") && err.contains("at most 60s"),
+        "{err}"
+    );
     std::fs::write(&file, "[[cluster]]\nname = \"a\"\nkey_fil = \"k\"\n").unwrap();
     let out = Command::new(EXE)
         .args(["witness", "--config"])
