@@ -80,7 +80,8 @@ impl Brain {
     ///   arbitrator's vote (no peer can act before the vote ends): a peer
     ///   that hears this node without being heard declares it dead
     ///   `deadtime` after the last packet it received, and the last one
-    ///   sent may be lost, so `deadtime − 2 %` after the one before it.
+    ///   sent may be lost, so `deadtime − 2 %` after the one before it (a
+    ///   send interval before the last, at the earliest).
     ///   Heartbeats then go out every keepalive/2 ([`Brain::send_interval`]),
     ///   so that is `deadtime − keepalive/2 − 2 %` after the latest.
     pub(super) fn renew_lease(&mut self, now: Timestamp) {
@@ -90,7 +91,16 @@ impl Brain {
             && self.witness_allows()
             && self.state != NodeState::Leaving;
         let t = &self.cfg.timing;
-        let frozen_end = self.lease.prev_sent + t.deadtime.saturating_sub(t.deadtime / 50);
+        // The heartbeat before the last one sent, counting only the
+        // periodic rhythm: an answer or a state change sent a moment after
+        // a periodic heartbeat is no evidence that one got through.
+        let before_last = self.lease.prev_sent.min(Timestamp::from_nanos(
+            self.lease
+                .last_sent
+                .as_nanos()
+                .saturating_sub(u64::try_from(self.send_interval().as_nanos()).unwrap_or(u64::MAX)),
+        ));
+        let frozen_end = before_last + t.deadtime.saturating_sub(t.deadtime / 50);
         // Holding the arbitrator's vote, no peer can act before the vote
         // ends (the cap below): being cut off is not a reason to go silent.
         let span_end = match self.peers_acked_at() {
