@@ -47,6 +47,15 @@ impl std::ops::Add<Duration> for Timestamp {
     }
 }
 
+impl std::ops::Sub<Duration> for Timestamp {
+    type Output = Timestamp;
+    /// `d` earlier, the epoch at the earliest.
+    fn sub(self, d: Duration) -> Timestamp {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        Timestamp(self.0.saturating_sub(nanos))
+    }
+}
+
 /// Formats a duration the way operators read it in logs: "1.2 s", "350 ms".
 pub fn human(d: Duration) -> String {
     let ms = d.as_millis();
@@ -70,6 +79,8 @@ mod tests {
             Timestamp(u64::MAX) + Duration::from_secs(1),
             Timestamp(u64::MAX)
         );
+        assert_eq!(Timestamp(5) - Duration::from_nanos(9), Timestamp::ZERO);
+        assert_eq!(Timestamp(9) - Duration::from_nanos(4), t);
         assert_eq!(human(Duration::from_millis(1234)), "1.2 s");
         assert_eq!(human(Duration::from_millis(250)), "250 ms");
     }

@@ -312,30 +312,47 @@ impl Lab {
     /// `name` and the address `peer`, with nftables in `name`'s namespace:
     /// a partition between two hosts that both still reach the others.
     pub fn isolate_from(&self, name: &str, peer: &str, cut: bool) -> anyhow::Result<()> {
-        let h = self.host(name)?;
-        let script = if cut {
-            format!(
-                "table inet labcut {{\n chain in {{ type filter hook input priority -60; policy accept; ip saddr {peer} drop; }}\n chain out {{ type filter hook output priority -60; policy accept; ip daddr {peer} drop; }}\n}}\n"
-            )
-        } else {
-            "delete table inet labcut\n".to_string()
-        };
-        nft_in(&h.netns, &script, "the partition rules")
+        let drop = (
+            format!("ip saddr {peer} drop;"),
+            format!("ip daddr {peer} drop;"),
+        );
+        self.drop_rules(
+            name,
+            "labcut",
+            -60,
+            cut.then_some(drop),
+            "the partition rules",
+        )
     }
 
     /// Drops (or, with `cut = false`, lets through again) every TCP
     /// segment to or from `port` in host `name`'s namespace, silently: a
     /// replication link cut while the heartbeats still flow.
     pub fn block_tcp_port(&self, name: &str, port: u16, cut: bool) -> anyhow::Result<()> {
+        let both = format!("tcp dport {port} drop; tcp sport {port} drop;");
+        let drop = (both.clone(), both);
+        self.drop_rules(name, "labport", -50, cut.then_some(drop), "the port rules")
+    }
+
+    /// Installs nftables table `table` in host `name`'s namespace with
+    /// `rules` (input, output) ahead of everything else at `priority`, or
+    /// deletes the table when `rules` is `None`.
+    fn drop_rules(
+        &self,
+        name: &str,
+        table: &str,
+        priority: i32,
+        rules: Option<(String, String)>,
+        what: &str,
+    ) -> anyhow::Result<()> {
         let h = self.host(name)?;
-        let script = if cut {
-            format!(
-                "table inet labport {{\n chain in {{ type filter hook input priority -50; policy accept; tcp dport {port} drop; tcp sport {port} drop; }}\n chain out {{ type filter hook output priority -50; policy accept; tcp dport {port} drop; tcp sport {port} drop; }}\n}}\n"
-            )
-        } else {
-            "delete table inet labport\n".to_string()
+        let script = match rules {
+            Some((input, output)) => format!(
+                "table inet {table} {{\n chain in {{ type filter hook input priority {priority}; policy accept; {input} }}\n chain out {{ type filter hook output priority {priority}; policy accept; {output} }}\n}}\n"
+            ),
+            None => format!("delete table inet {table}\n"),
         };
-        nft_in(&h.netns, &script, "the port rules")
+        nft_in(&h.netns, &script, what)
     }
 
     /// A command that runs inside host `name`'s namespace.

@@ -172,58 +172,41 @@ fn one_holder_per_cluster_renewals_refusals_and_no_replays() {
     assert!(n1.ask().unwrap().granted, "the vote was not given back");
 }
 
+/// Runs `tandem witness` on a configuration file holding `text`: whether
+/// it failed, and what it printed on stderr.
+fn witness_with(file: &std::path::Path, text: &str) -> (bool, String) {
+    std::fs::write(file, text).unwrap();
+    let out = Command::new(EXE)
+        .args(["witness", "--config"])
+        .arg(file)
+        .output()
+        .unwrap();
+    (
+        !out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 #[test]
 fn a_bad_configuration_is_refused_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("witness.toml");
-    std::fs::write(&file, "listen = \"127.0.0.1:7695\"\n").unwrap();
-    let out = Command::new(EXE)
-        .args(["witness", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (failed, err) = witness_with(&file, "listen = \"127.0.0.1:7695\"\n");
     assert!(
-        err.contains("witness.toml") && err.contains("no [[cluster]]"),
+        failed && err.contains("witness.toml") && err.contains("no [[cluster]]"),
         "{err}"
     );
-    std::fs::write(
-        &file,
-        "vote = \"50ms\"\n[[cluster]]\nname = \"a\"\nkey_file = \"k\"\n",
-    )
-    .unwrap();
-    let out = Command::new(EXE)
-        .args(["witness", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let cluster = "[[cluster]]\nname = \"a\"\nkey_file = \"k\"\n";
+    let (_, err) = witness_with(&file, &format!("vote = \"50ms\"\n{cluster}"));
     assert!(err.contains("too short"), "{err}");
     // Issue 12, finding 13: the vote is capped (a node that dies holding
     // it keeps it that long).
-    std::fs::write(
-        &file,
-        "vote = \"61s\"\n[[cluster]]\nname = \"a\"\nkey_file = \"k\"\n",
-    )
-    .unwrap();
-    let out = Command::new(EXE)
-        .args(["witness", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (failed, err) = witness_with(&file, &format!("vote = \"61s\"\n{cluster}"));
     assert!(
-        !out.status.success() && err.contains("too long") && err.contains("at most 60s"),
+        failed && err.contains("too long") && err.contains("at most 60s"),
         "{err}"
     );
-    std::fs::write(&file, "[[cluster]]\nname = \"a\"\nkey_fil = \"k\"\n").unwrap();
-    let out = Command::new(EXE)
-        .args(["witness", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (_, err) = witness_with(&file, "[[cluster]]\nname = \"a\"\nkey_fil = \"k\"\n");
     assert!(err.contains("line 3") || err.contains("key_fil"), "{err}");
 }
 

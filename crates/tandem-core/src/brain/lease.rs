@@ -94,16 +94,15 @@ impl Brain {
         // The heartbeat before the last one sent, counting only the
         // periodic rhythm: an answer or a state change sent a moment after
         // a periodic heartbeat is no evidence that one got through.
-        let before_last = self.lease.prev_sent.min(Timestamp::from_nanos(
-            self.lease
-                .last_sent
-                .as_nanos()
-                .saturating_sub(u64::try_from(self.send_interval().as_nanos()).unwrap_or(u64::MAX)),
-        ));
+        let acked = self.peers_acked_at();
+        let before_last = self
+            .lease
+            .prev_sent
+            .min(self.lease.last_sent - self.interval_given(acked));
         let frozen_end = before_last + t.deadtime.saturating_sub(t.deadtime / 50);
         // Holding the arbitrator's vote, no peer can act before the vote
         // ends (the cap below): being cut off is not a reason to go silent.
-        let span_end = match self.peers_acked_at() {
+        let span_end = match acked {
             _ if self.witness.until.is_some() => frozen_end,
             Acked::Nobody => frozen_end,
             // The acknowledgement alone bounds when a peer can act; with
@@ -123,8 +122,14 @@ impl Brain {
     /// arbitrator's vote), so that lease stays a refresh period and two
     /// kernel ticks ahead at the tightest timings.
     pub(super) fn send_interval(&self) -> std::time::Duration {
+        self.interval_given(self.peers_acked_at())
+    }
+
+    /// [`Brain::send_interval`], given what peers acknowledged (worked
+    /// out once per renewal).
+    fn interval_given(&self, acked: Acked) -> std::time::Duration {
         let k = self.cfg.timing.keepalive;
-        let unacked = self.witness.until.is_some() || self.peers_acked_at() == Acked::Nobody;
+        let unacked = self.witness.until.is_some() || acked == Acked::Nobody;
         if self.holds_groups() && unacked {
             k / 2
         } else {

@@ -183,9 +183,8 @@ impl Peer {
             None => self.ping_due(cfg),
         };
         // A rate-limited resync waiting for its pace.
-        let burst = u64::try_from(super::resync::RATE_BURST.as_nanos()).unwrap_or(0);
         let paced = (self.repl == ReplState::SyncSource && self.resync_paced)
-            .then(|| Timestamp::from_nanos(self.resync_next.as_nanos().saturating_sub(burst)));
+            .then(|| self.resync_next - super::resync::RATE_BURST);
         Some(paced.map_or(ping, |t| ping.min(t)))
     }
 
