@@ -256,32 +256,13 @@ fn record(
     });
 }
 
-fn main() -> anyhow::Result<()> {
-    let mut seconds = 10u64;
-    let mut size_mib = 1024u64;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--seconds" => seconds = args.next().context("--seconds N")?.parse()?,
-            "--size-mib" => size_mib = args.next().context("--size-mib M")?.parse()?,
-            other => bail!("unknown argument {other}; usage: volumes [--seconds S] [--size-mib M]"),
-        }
-    }
-    tandem_lab::netns::require_root()?;
-    let exe = common::tandem_exe()?;
-    let dir = tempfile::Builder::new()
-        .prefix("tandem-bvol")
-        .tempdir_in("/var/tmp")?;
-    let d = dir.path().display().to_string();
-    println!(
-        "fio, {seconds} s per job, on {d} ({})",
-        sh(&format!("df -h --output=source,fstype {d} | tail -1")).unwrap_or_default()
-    );
-    println!(
-        "{:<28} {:>10} {:>12} {:>12} {:>9}",
-        "variant", "seq MiB/s", "QD1 p50 µs", "QD1 p99 µs", "QD1 IOPS"
-    );
-    let mut fio_rows = Vec::new();
+/// fio on a plain file, a loop device on it, and qemu-nbd + nbdfuse + loop.
+fn baseline_rows(
+    d: &str,
+    seconds: u64,
+    size_mib: u64,
+    fio_rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
     // Plain file, loop on a plain file.
     sh(&format!("fallocate -l {size_mib}M {d}/plain.img"))?;
     fio_rows.push(row(
@@ -335,65 +316,133 @@ fn main() -> anyhow::Result<()> {
     let _ = qemu.kill();
     let _ = fuse.wait();
     let _ = qemu.wait();
+    Ok(())
+}
 
+/// Resync of `c`'s volume (loop device `l` on n1): 1 % changed while n2 is
+/// away (bitmap), then n2's copy thrown away (`invalidate`: full).
+fn resync_rows(
+    c: &Cluster,
+    l: &str,
+    size_mib: u64,
+    resync: &mut Vec<Resync>,
+) -> anyhow::Result<()> {
+    // Resync: 1 % changed while n2 is away (bitmap), then n2's
+    // copy thrown away (`invalidate`: full).
+    for (what, mib) in [
+        ("bitmap, 1 % changed", size_mib / 100),
+        ("full (invalidate)", size_mib),
+    ] {
+        let before;
+        let t0 = Instant::now();
+        if mib < size_mib {
+            c.vol("n1", "disconnect r0")?;
+            sh(&format!(
+                "dd if=/dev/urandom of={l} bs=1M count={mib} seek={} oflag=direct conv=notrunc status=none",
+                size_mib / 4
+            ))?;
+            before = c.status("n1")["ns"].as_u64().unwrap_or(0);
+            c.vol("n1", "connect r0")?;
+        } else {
+            before = c.status("n1")["ns"].as_u64().unwrap_or(0);
+            c.vol("n2", "invalidate r0")?;
+            // Until the resync is under way, "in sync" is stale.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while c.status("n1")["peers"][0]["replication"] == "Established"
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        c.wait_in_sync("n1", Duration::from_secs(900))?;
+        let took = t0.elapsed();
+        let moved = c.status("n1")["ns"]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(before);
+        record(resync, "tandem", what, mib as f64, took, moved);
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut seconds = 10u64;
+    let mut size_mib = 1024u64;
+    let mut only: Option<Vec<String>> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--seconds" => seconds = args.next().context("--seconds N")?.parse()?,
+            "--size-mib" => size_mib = args.next().context("--size-mib M")?.parse()?,
+            "--only" => {
+                only = Some(
+                    args.next()
+                        .context("--only standalone,C,B,A")?
+                        .split(',')
+                        .map(str::to_string)
+                        .collect(),
+                )
+            }
+            other => bail!(
+                "unknown argument {other}; usage: volumes [--seconds S] [--size-mib M] [--only standalone,C,B,A]"
+            ),
+        }
+    }
+    // `--only` runs the named tandem variants' fio jobs and nothing else,
+    // and keeps the results file as it is (a partial run is for profiling).
+    let full = only.is_none();
+    let want = |v: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == v));
+    tandem_lab::netns::require_root()?;
+    let exe = common::tandem_exe()?;
+    let dir = tempfile::Builder::new()
+        .prefix("tandem-bvol")
+        .tempdir_in("/var/tmp")?;
+    let d = dir.path().display().to_string();
+    println!(
+        "fio, {seconds} s per job, on {d} ({})",
+        sh(&format!("df -h --output=source,fstype {d} | tail -1")).unwrap_or_default()
+    );
+    println!(
+        "{:<28} {:>10} {:>12} {:>12} {:>9}",
+        "variant", "seq MiB/s", "QD1 p50 µs", "QD1 p99 µs", "QD1 IOPS"
+    );
+    let mut fio_rows = Vec::new();
+    if full {
+        baseline_rows(&d, seconds, size_mib, &mut fio_rows)?;
+    }
     // tandem: standalone, then A, B, C.
     let mut resync = Vec::new();
     for protocol in ["C", "B", "A"] {
+        let wanted = want(protocol) || (protocol == "C" && want("standalone"));
+        if !wanted {
+            continue;
+        }
         let c = Cluster::new(&exe, dir.path(), size_mib, protocol, false)?;
         c.up()?;
         let l = c.loop_device()?;
-        if protocol == "C" {
+        if protocol == "C" && want("standalone") {
             c.vol("n1", "disconnect r0")?;
             fio_rows.push(row("tandem standalone", &l, seconds, size_mib)?);
             c.vol("n1", "connect r0")?;
             c.wait_in_sync("n1", Duration::from_secs(600))?;
         }
-        fio_rows.push(row(
-            &format!("tandem protocol {protocol}"),
-            &l,
-            seconds,
-            size_mib,
-        )?);
-        if protocol == "C" {
-            // Resync: 1 % changed while n2 is away (bitmap), then n2's
-            // copy thrown away (`invalidate`: full).
-            for (what, mib) in [
-                ("bitmap, 1 % changed", size_mib / 100),
-                ("full (invalidate)", size_mib),
-            ] {
-                let before;
-                let t0 = Instant::now();
-                if mib < size_mib {
-                    c.vol("n1", "disconnect r0")?;
-                    sh(&format!(
-                        "dd if=/dev/urandom of={l} bs=1M count={mib} seek={} oflag=direct conv=notrunc status=none",
-                        size_mib / 4
-                    ))?;
-                    before = c.status("n1")["ns"].as_u64().unwrap_or(0);
-                    c.vol("n1", "connect r0")?;
-                } else {
-                    before = c.status("n1")["ns"].as_u64().unwrap_or(0);
-                    c.vol("n2", "invalidate r0")?;
-                    // Until the resync is under way, "in sync" is stale.
-                    let deadline = Instant::now() + Duration::from_secs(10);
-                    while c.status("n1")["peers"][0]["replication"] == "Established"
-                        && Instant::now() < deadline
-                    {
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                }
-                c.wait_in_sync("n1", Duration::from_secs(900))?;
-                let took = t0.elapsed();
-                let moved = c.status("n1")["ns"]
-                    .as_u64()
-                    .unwrap_or(0)
-                    .saturating_sub(before);
-                record(&mut resync, "tandem", what, mib as f64, took, moved);
-            }
+        if want(protocol) {
+            fio_rows.push(row(
+                &format!("tandem protocol {protocol}"),
+                &l,
+                seconds,
+                size_mib,
+            )?);
+        }
+        if protocol == "C" && full {
+            resync_rows(&c, &l, size_mib, &mut resync)?;
         }
         let _ = sh(&format!("losetup -d {l}"));
         c.down();
         drop(c);
+    }
+    if !full {
+        return Ok(());
     }
     // Checksum-based resync (`csums = true`): the same full resync of a
     // copy that is in fact identical moves digests, not data.

@@ -37,12 +37,22 @@ pub struct Generations {
     pub bitmap: Uuid,
     /// Earlier generations, newest first (0: empty).
     pub history: [Uuid; HISTORY],
+    /// Three nodes: the bitmap generation this side keeps for its third
+    /// node (0: none) — a generation it went through.
+    #[serde(default)]
+    pub third: Uuid,
 }
 
 impl Generations {
     /// Whether `u` is in the history (empty slots never match).
     fn in_history(&self, u: Uuid) -> bool {
         m(u) != 0 && self.history.iter().any(|h| *h != 0 && m(*h) == m(u))
+    }
+
+    /// Whether this side went through generation `u`: its history, or the
+    /// generation it tracks its third node against.
+    fn went_through(&self, u: Uuid) -> bool {
+        self.in_history(u) || (m(u) != 0 && m(self.third) == m(u))
     }
 }
 
@@ -97,6 +107,7 @@ pub enum Rule {
     /// IO then suspended or idle so no new generation began): a bitmap
     /// resync from that side (from the tie-break holder if both), where
     /// DRBD logs "No resync, but N bits in bitmap!" and leaves them.
+    /// With one side primary, that side is the source.
     EqualMarked,
     /// 50: this side's generation is the peer's bitmap generation.
     BitmapPeer,
@@ -104,6 +115,10 @@ pub enum Rule {
     BitmapPeerLostSync,
     /// 60: this side's generation is in the peer's history.
     HistoryPeer,
+    /// 55/75 (tandem, three nodes): one side's generation is in the
+    /// other's history and both track each other since the same
+    /// generation: a bitmap resync from the newer side.
+    HistoryTracked,
     /// 70: the peer's generation is this side's bitmap generation.
     BitmapSelf,
     /// 71: as 70, the sync generation lost on the way.
@@ -178,6 +193,20 @@ pub fn compare(me: &Generations, my: SideFlags, peer: &Generations, their: SideF
         return d(SRC_FULL, Rule::PeerJustCreated);
     }
     if s == p {
+        // Equal generations with something to resync and exactly one side
+        // primary: the primary is the source (the bitmaps of both sides are
+        // merged). What only a secondary marked is an earlier primary's
+        // unacknowledged writes, or changes the primary also has; a primary
+        // is never a sync target.
+        let anything = m(me.bitmap) != 0 || m(peer.bitmap) != 0 || my.marked || their.marked;
+        if anything && !my.crashed_primary && !their.crashed_primary {
+            if my.primary && !their.primary {
+                return d(SRC, Rule::EqualMarked);
+            }
+            if their.primary && !my.primary {
+                return d(TGT, Rule::EqualMarked);
+            }
+        }
         // 34/36, 35/37: one side still holds a bitmap generation.
         if m(peer.bitmap) == 0 && m(me.bitmap) != 0 {
             return d(SRC, Rule::SourceMissedFinish);
@@ -228,6 +257,25 @@ pub fn compare(me: &Generations, my: SideFlags, peer: &Generations, their: SideF
     {
         return d(TGT, Rule::BitmapPeerLostSync);
     }
+    // 55/75 (three nodes): one side went through the other's generation
+    // since, and each tracks the other since the same one (two
+    // secondaries of an earlier primary, one of them promoted since): a
+    // bitmap resync from the newer, both bitmaps merged, where 60/80
+    // would resync everything.
+    // "Tracks since": the newer side's bitmap generation is an ancestor of
+    // the older side's current (the older side tracks since it too, or
+    // went through it and tracks nothing since its current), so the two
+    // bitmaps cover every difference.
+    let covers = |a: &Generations, b: &Generations| {
+        m(a.bitmap) != 0
+            && (m(a.bitmap) == m(b.bitmap) || (m(b.bitmap) == 0 && b.in_history(a.bitmap)))
+    };
+    if covers(peer, me) && peer.went_through(s) {
+        return d(TGT, Rule::HistoryTracked);
+    }
+    if covers(me, peer) && me.went_through(p) {
+        return d(SRC, Rule::HistoryTracked);
+    }
     // 60.
     if peer.in_history(s) {
         return d(TGT_FULL, Rule::HistoryPeer);
@@ -269,6 +317,7 @@ mod tests {
             current,
             bitmap,
             history: [h0, h1, 0, 0],
+            third: 0,
         }
     }
     const NONE: SideFlags = SideFlags {
@@ -374,6 +423,54 @@ mod tests {
         };
         assert_eq!(compare(&a, tie, &a, marked), d(SRC, Rule::EqualMarked));
         assert_eq!(compare(&a, marked, &a, tie), d(TGT, Rule::EqualMarked));
+    }
+
+    #[test]
+    fn equal_generations_with_one_side_primary_resync_from_the_primary() {
+        // Only the secondary marked (an earlier primary's writes that
+        // reached it alone), or only it still holds a bitmap generation:
+        // the primary is the source all the same, never a target.
+        let a = g(0x100, 0, 0, 0);
+        let tracking = g(0x100, 0x80, 0, 0);
+        let marked = SideFlags {
+            marked: true,
+            ..NONE
+        };
+        let primary = SideFlags {
+            primary: true,
+            ..NONE
+        };
+        assert_eq!(compare(&a, primary, &a, marked), d(SRC, Rule::EqualMarked));
+        assert_eq!(compare(&a, marked, &a, primary), d(TGT, Rule::EqualMarked));
+        assert_eq!(
+            compare(&a, primary, &tracking, NONE),
+            d(SRC, Rule::EqualMarked)
+        );
+        // Nothing to resync: nothing happens.
+        assert_eq!(
+            compare(&a, primary, &a, NONE),
+            d(Strategy::NoSync, Rule::Equal)
+        );
+    }
+
+    #[test]
+    fn rules_55_75_a_secondary_promoted_since_resyncs_the_other_by_bitmap() {
+        // n2 and n3 both track each other since 0x80; n3 followed the old
+        // primary to 0x100 (kept as the generation it tracks that primary
+        // against) and was promoted to 0x200; n2 is still at 0x100.
+        let n3 = Generations {
+            third: 0x100,
+            ..g(0x200, 0x80, 0, 0)
+        };
+        let n2 = g(0x100, 0x80, 0, 0);
+        both(n3, n2, d(SRC, Rule::HistoryTracked));
+        // From history too.
+        both(g(0x200, 0x80, 0x100, 0), n2, d(SRC, Rule::HistoryTracked));
+        // n2 learnt it was in sync with n3 at 0x100 (tracks nothing), and
+        // went through 0x80.
+        both(n3, g(0x100, 0, 0x80, 0), d(SRC, Rule::HistoryTracked));
+        // Not tracking since the same generation: everything (rule 80).
+        both(g(0x200, 0x90, 0x100, 0), n2, d(SRC_FULL, Rule::HistorySelf));
     }
 
     #[test]

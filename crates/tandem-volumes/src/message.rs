@@ -49,6 +49,10 @@ pub enum Message {
         dirty: u64,
         /// The operator asked this side to throw its changes away.
         discard_my_data: bool,
+        /// The sender (a secondary) is connected to a primary other than
+        /// the receiver: two secondaries then decide nothing about the data
+        /// until that primary is gone (three-node volumes).
+        with_primary: bool,
     },
     /// The blocks set in the sender's bitmap for the receiver.
     Bitmap {
@@ -79,6 +83,33 @@ pub enum Message {
         fua: bool,
         /// Which acknowledgement the sender waits for.
         protocol: Protocol,
+        /// The other nodes the primary sent this write to (a secondary
+        /// marks it out of sync for every other peer).
+        others: Vec<u8>,
+    },
+    /// The primary started a new data generation (a peer is away): the
+    /// secondary adopts it, and tracks changes for the `absent` nodes
+    /// against its old one.
+    NewCurrent {
+        /// The new current generation.
+        current: Uuid,
+        /// The nodes the primary no longer replicates to.
+        absent: Vec<u8>,
+    },
+    /// Node `node` is in sync with the primary that sends this, as the
+    /// receiver is: the receiver stops tracking changes for it.
+    InSync {
+        /// The node in sync.
+        node: u8,
+    },
+    /// Node `node` acknowledged every write of epochs up to `epoch` as
+    /// durable (sent by the primary to its other secondaries, which stop
+    /// tracking those writes as possibly missing there).
+    Durable {
+        /// The node that flushed.
+        node: u8,
+        /// The epoch.
+        epoch: u64,
     },
     /// Every write of epochs up to `epoch` was sent: acknowledge once they
     /// are written and flushed.

@@ -56,6 +56,8 @@ impl Volume {
                 }
             }
         }
+        // Deferred connections decide afresh, against this primary.
+        self.primary_appeared(None);
         if self.peers.iter().any(|p| !p.replicating()) {
             self.new_generation_due = true;
         }
@@ -66,6 +68,9 @@ impl Volume {
         });
         self.suspend_for_absent();
         self.broadcast_state();
+        for i in 0..self.peers.len() {
+            self.announce_in_sync(i);
+        }
         Ok(())
     }
 

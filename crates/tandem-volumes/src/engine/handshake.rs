@@ -33,6 +33,8 @@ impl Volume {
         p.last_heard = now;
         p.ping_sent = None;
         let dirty = self.meta.peer(peer).map_or(0, |m| m.bitmap.count());
+        let with_primary = self.role != Role::Primary && self.with_primary(peer);
+        self.peers[i].sent_with_primary = with_primary;
         let hello = Message::Hello {
             size: self.meta.size,
             gens: self.generations_for(peer),
@@ -41,6 +43,7 @@ impl Volume {
             disk: self.disk,
             dirty,
             discard_my_data: self.peers[i].discard_my_data,
+            with_primary,
         };
         self.send(peer, hello);
     }
@@ -67,6 +70,7 @@ impl Volume {
             disk,
             dirty,
             discard_my_data: their_discard,
+            with_primary: their_with_primary,
         } = hello
         else {
             return;
@@ -113,7 +117,50 @@ impl Volume {
             return;
         }
         self.peers[i].both_primary_reported = false;
+        if self.role != Role::Primary
+            && role != Role::Primary
+            && (self.peers[i].sent_with_primary || their_with_primary)
+        {
+            // Two secondaries of a connected primary: it is the only
+            // source; they decide when it is gone (`three_nodes`).
+            self.emit(VolumeEvent::Handshake {
+                peer: name,
+                rule: decision.rule,
+                what: "no resync decided while a primary is connected".to_string(),
+            });
+            let p = &mut self.peers[i];
+            p.deferred = true;
+            p.decision = Some(Decision {
+                strategy: Strategy::NoSync,
+                rule: decision.rule,
+            });
+            p.role = role;
+            p.disk = disk;
+            p.discard_my_data = false;
+            self.send(
+                node,
+                Message::Bitmap {
+                    blocks: Vec::new(),
+                    hold: false,
+                },
+            );
+            return;
+        }
         let my_discard = self.peers[i].discard_my_data;
+        // An inconsistent copy (a resync cut short: its source gone) has
+        // nothing to keep: it is the target of a full resync, whatever the
+        // generations say (with three nodes it may have followed another
+        // source than the peer's).
+        if matches!(strategy, Strategy::SplitBrain { .. } | Strategy::Unrelated) {
+            match (
+                self.disk == DiskState::Inconsistent,
+                disk == DiskState::Inconsistent,
+            ) {
+                (true, false) => strategy = Strategy::Target { full: true },
+                (false, true) => strategy = Strategy::Source { full: true },
+                _ => {}
+            }
+        }
         match strategy {
             Strategy::SplitBrain { recoverable } => {
                 use crate::split_brain::{Resolution, Side, resolve};
@@ -216,6 +263,9 @@ impl Volume {
         p.disk = disk;
         p.discard_my_data = false;
         self.peer_back(node);
+        if role == Role::Primary {
+            self.primary_appeared(Some(node));
+        }
         let blocks: Vec<u64> = self
             .meta
             .peer(node)
@@ -275,6 +325,10 @@ impl Volume {
                 // The source's sync generation follows.
                 self.peers[i].repl = ReplState::SyncTarget;
             }
+            _ if self.peers[i].deferred => {
+                self.peers[i].repl = ReplState::Established;
+                self.pump_writes();
+            }
             _ => {
                 self.peers[i].repl = ReplState::Established;
                 // Same data as the peer: a copy that did not know (after a
@@ -297,6 +351,7 @@ impl Volume {
                 }
                 self.write_meta();
                 self.broadcast_state();
+                self.announce_in_sync(i);
                 self.pump_writes();
             }
         }

@@ -24,6 +24,7 @@ impl Volume {
         match purpose {
             Purpose::Meta => {
                 self.meta_inflight.remove(&io);
+                self.release_barrier_acks();
                 self.pump_writes();
             }
             Purpose::DemoteFlush => {
@@ -97,9 +98,21 @@ impl Volume {
             Message::ResyncDone { gens } => self.on_resync_done(i, gens),
             Message::State { role, disk } => {
                 let p = &mut self.peers[i];
+                let promoted = role == Role::Primary && p.role != Role::Primary;
+                let deferred = p.deferred;
                 p.role = role;
                 p.disk = disk;
+                if promoted && deferred {
+                    // A deferred peer was promoted: decide afresh.
+                    self.out.push_back(Output::Disconnect { peer });
+                    self.lose(i);
+                } else if promoted {
+                    self.primary_appeared(Some(peer));
+                }
             }
+            Message::NewCurrent { current, absent } => self.on_new_current(i, current, &absent),
+            Message::Durable { node, epoch } => self.on_durable(node, epoch),
+            Message::InSync { node } => self.on_in_sync(i, node),
             Message::VerifyDigest { block, digest } => self.on_verify_digest(i, block, digest),
             Message::VerifyReply { block, same } => self.on_verify_reply(i, block, same),
             Message::VerifyDone => self.on_verify_done(i),

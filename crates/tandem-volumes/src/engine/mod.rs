@@ -10,7 +10,8 @@
 //! secondary's side of it: epochs, barriers, acknowledgements per
 //! protocol), `handshake` (generations compared at connect, bitmaps
 //! exchanged, split brain refused), `resync` (bitmap and full resync,
-//! online verify), `disk` (the disk queue: overlapping writes never race).
+//! online verify), `disk` (the disk queue: overlapping writes never race),
+//! `three_nodes` (what a secondary tracks for the other secondary).
 
 mod commands;
 mod disk;
@@ -19,6 +20,7 @@ mod inputs;
 mod peer;
 mod resync;
 mod suspend;
+mod three_nodes;
 mod write;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -58,7 +60,7 @@ pub struct VolumeConfig {
     pub name: String,
     /// This node's index.
     pub node: u8,
-    /// The other nodes (at most two).
+    /// The other nodes (one or two).
     pub peers: Vec<PeerConfig>,
     /// An epoch is closed after this many writes at the latest.
     pub max_epoch_writes: u32,
@@ -214,6 +216,13 @@ pub struct Volume {
         crate::output::ReqId,
         Result<Option<bytes::Bytes>, crate::output::IoError>,
     )>,
+    /// Writes from the primary that another peer may still miss, per
+    /// peer: (epoch, offset, length) (see `three_nodes`).
+    unsettled: BTreeMap<u8, Vec<(u64, u64, u64)>>,
+    /// Bitmap marks made since the metadata was last written.
+    marks_dirty: bool,
+    /// Barrier acknowledgements waiting for a metadata write: (peer, epoch).
+    acks_after_meta: Vec<(u8, u64)>,
 }
 
 impl Volume {
@@ -278,6 +287,9 @@ impl Volume {
             counters: Counters::default(),
             suspended: std::collections::BTreeSet::new(),
             withheld: Vec::new(),
+            unsettled: BTreeMap::new(),
+            marks_dirty: false,
+            acks_after_meta: Vec::new(),
         };
         v.emit(VolumeEvent::Disk { disk });
         if crashed_now {
@@ -469,6 +481,7 @@ impl Volume {
 
     /// Writes the metadata durably; writes submitted meanwhile wait.
     fn write_meta(&mut self) {
+        self.marks_dirty = false;
         let io = self.io();
         self.meta_inflight.insert(io, ());
         self.counters.meta_writes += 1;
@@ -499,6 +512,12 @@ impl Volume {
             current: self.meta.current,
             bitmap: self.meta.peer(peer).map_or(0, |p| p.bitmap_uuid),
             history: self.meta.history,
+            third: self
+                .meta
+                .peers
+                .iter()
+                .find(|p| p.node != peer && p.node != self.cfg.node)
+                .map_or(0, |p| p.bitmap_uuid),
         }
     }
 
@@ -523,6 +542,10 @@ impl Volume {
         let node = self.peers[i].cfg.node;
         let name = self.peers[i].cfg.name.clone();
         let was_replicating = self.peers[i].replicating();
+        let was_primary = self.peers[i].role == Role::Primary
+            && self.peers[i].conn == ConnState::Connected
+            && self.peers[i].repl != ReplState::Handshake;
+        self.acks_after_meta.retain(|(n, _)| *n != node);
         // Before the writes waiting for this peer complete: their
         // acknowledgements wait too if IO is suspended.
         if self.peers[i].conn == ConnState::Connected {
@@ -544,5 +567,8 @@ impl Volume {
             peer: name,
             out_of_sync: oos,
         });
+        if was_primary {
+            self.primary_gone();
+        }
     }
 }

@@ -58,6 +58,11 @@ pub(super) struct Peer {
     pub(super) hello: Option<Message>,
     pub(super) decision: Option<Decision>,
     pub(super) bitmap_received: bool,
+    /// Two secondaries while a primary is connected: nothing decided
+    /// about the data (see `three_nodes`).
+    pub(super) deferred: bool,
+    /// The hello sent said a primary is connected here.
+    pub(super) sent_with_primary: bool,
     // Towards the peer (we are primary).
     pub(super) next_seq: u64,
     /// Writes sent and not yet acknowledged as the protocol requires:
@@ -127,6 +132,8 @@ impl Peer {
             hello: None,
             decision: None,
             bitmap_received: false,
+            deferred: false,
+            sent_with_primary: false,
             next_seq: 1,
             pending: BTreeMap::new(),
             transfer_log: BTreeMap::new(),
@@ -261,6 +268,8 @@ impl Peer {
         self.hello = None;
         self.decision = None;
         self.bitmap_received = false;
+        self.deferred = false;
+        self.sent_with_primary = false;
         self.pending.clear();
         self.last_epoch_sent = 0;
         self.barrier_sent = 0;

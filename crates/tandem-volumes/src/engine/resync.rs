@@ -244,6 +244,7 @@ impl Volume {
             blocks,
             equal,
         });
+        self.announce_in_sync(i);
     }
 
     /// The target is ready: the resync starts.
@@ -296,6 +297,7 @@ impl Volume {
 
     pub(super) fn on_sync_uuid(&mut self, i: usize, u: u64) {
         let node = self.peers[i].cfg.node;
+        self.keep_tracking_others(node);
         self.meta.current = u;
         self.meta.flags.consistent = false;
         self.meta.flags.up_to_date = false;
@@ -327,6 +329,7 @@ impl Volume {
         self.peers[i].resync_writes.insert(io, b);
         self.disk_queue.note(io, Purpose::Peer(node));
         self.counters.dw += data.len() as u64 / 1024;
+        self.track_resync_write(node, b * BLOCK, data.len() as u64);
         // Durable before it is acknowledged: the source clears its bit on
         // the acknowledgement, so a crash here must not lose the block.
         self.disk_queue
@@ -383,6 +386,7 @@ impl Volume {
 
     pub(super) fn on_resync_done(&mut self, i: usize, gens: Generations) {
         let node = self.peers[i].cfg.node;
+        self.keep_tracking_others(node);
         self.meta.current = gens.current & !1;
         self.meta.history = gens.history;
         self.meta.flags.consistent = true;

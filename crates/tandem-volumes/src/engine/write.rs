@@ -143,7 +143,7 @@ impl Volume {
         if absent.is_empty() {
             return;
         }
-        for n in absent {
+        for &n in &absent {
             // The low bit records whether this node was primary when it
             // lost that peer: the older primary of a split brain
             // (`after-sb-0pri discard-younger/older-primary`).
@@ -161,6 +161,24 @@ impl Volume {
         self.meta.current = fresh;
         self.counters.bm += 1;
         self.emit(VolumeEvent::NewGeneration { current: fresh });
+        // Secondaries still replicating adopt it (ahead of the writes of
+        // the new generation on the same connection).
+        let present: Vec<u8> = self
+            .peers
+            .iter()
+            .filter(|p| p.replicating())
+            .map(|p| p.cfg.node)
+            .collect();
+        for n in present {
+            let absent = absent.clone();
+            self.send(
+                n,
+                Message::NewCurrent {
+                    current: fresh,
+                    absent,
+                },
+            );
+        }
         // Writes before and after the new generation never share an epoch.
         if self.epoch_writes > 0 {
             self.close_epoch();
@@ -179,6 +197,12 @@ impl Volume {
             .write(io, b.offset, b.data.clone(), b.fua, &mut self.out);
         self.counters.dw += len / 1024;
         let mut waiting = BTreeSet::new();
+        let replicas: Vec<u8> = self
+            .peers
+            .iter()
+            .filter(|p| p.replicating())
+            .map(|p| p.cfg.node)
+            .collect();
         for i in 0..self.peers.len() {
             let node = self.peers[i].cfg.node;
             if !self.peers[i].replicating() {
@@ -215,6 +239,7 @@ impl Volume {
                     data: b.data.clone(),
                     fua: b.fua,
                     protocol,
+                    others: replicas.iter().copied().filter(|n| *n != node).collect(),
                 },
             );
         }
@@ -387,6 +412,18 @@ impl Volume {
         p.barrier_acked = p.barrier_acked.max(epoch);
         let keep = p.transfer_log.split_off(&epoch.saturating_add(1));
         p.transfer_log = keep;
+        // The other secondaries stop tracking these writes for it.
+        if self.role == Role::Primary {
+            let others: Vec<u8> = self
+                .peers
+                .iter()
+                .filter(|q| q.cfg.node != node && q.replicating())
+                .map(|q| q.cfg.node)
+                .collect();
+            for n in others {
+                self.send(n, Message::Durable { node, epoch });
+            }
+        }
         let ids: Vec<u64> = self
             .flushes
             .iter_mut()
@@ -430,6 +467,7 @@ impl Volume {
             data,
             fua,
             protocol,
+            others,
         } = write
         else {
             return;
@@ -454,6 +492,7 @@ impl Volume {
         );
         *p.epoch_outstanding.entry(epoch).or_default() += 1;
         self.counters.dw += data.len() as u64 / 1024;
+        self.track_for_others(node, epoch, offset, data.len() as u64, &others);
         self.disk_queue.write(io, offset, data, fua, &mut self.out);
         if protocol == Protocol::B {
             self.send(node, Message::RecvAck { seq });
@@ -515,6 +554,6 @@ impl Volume {
             self.lose(i);
             return;
         }
-        self.send(node, Message::BarrierAck { epoch });
+        self.ack_barrier_after_marks(node, epoch);
     }
 }
