@@ -61,6 +61,18 @@ pub(crate) struct RawVolume {
     pub handlers: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     pub on: BTreeMap<String, Spanned<RawVolumeNode>>,
+    /// Per-connection settings (`[[volume.connection]]`).
+    #[serde(default, rename = "connection")]
+    pub connections: Vec<Spanned<RawVolumeConnection>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVolumeConnection {
+    /// The two nodes it joins.
+    pub hosts: Spanned<Vec<String>>,
+    /// Its replication protocol.
+    pub protocol: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -368,7 +368,12 @@ impl Lab {
 /// 198.18.S.11/12, one unicast link, key file "authkey", initdead 1 s,
 /// no real-time scheduling. Append `[[group]]` tables to it.
 pub fn two_node_config(cluster: &str, subnet: u8) -> String {
-    format!(
+    cluster_config(cluster, subnet, 2)
+}
+
+/// [`two_node_config`] with `n` nodes, n1… on 198.18.S.11….
+pub fn cluster_config(cluster: &str, subnet: u8, n: usize) -> String {
+    let mut s = format!(
         r#"cluster = "{cluster}"
 key_file = "authkey"
 realtime = false
@@ -377,14 +382,15 @@ initdead = "1s"
 [[link]]
 name = "lan"
 kind = "ucast"
-[[node]]
-name = "n1"
-addresses = {{ lan = "198.18.{subnet}.11" }}
-[[node]]
-name = "n2"
-addresses = {{ lan = "198.18.{subnet}.12" }}
 "#
-    )
+    );
+    for i in 1..=n {
+        s.push_str(&format!(
+            "[[node]]\nname = \"n{i}\"\naddresses = {{ lan = \"198.18.{subnet}.{}\" }}\n",
+            10 + i
+        ));
+    }
+    s
 }
 
 /// [`two_node_config`] with one group `vip` holding one floating address

@@ -6,8 +6,12 @@
 //! primary killed mid-write, the secondary promoted, and the old primary
 //! resynced back; online verify finding a block corrupted behind its back,
 //! then a checksum-based full resync that moves only that block.
-//! NBD conformance with nbdinfo and nbdcopy. Needs root, qemu-utils,
-//! libnbd-bin and e2fsprogs; fails with a clear message otherwise.
+//! NBD conformance with nbdinfo and nbdcopy. Three nodes, n1–n3
+//! asynchronous (protocol A): ext4 written on n1, n3 cut off and resynced
+//! by bitmap, the primary powered off mid-write and n2 promoted, n1 back
+//! and resynced, ext4 read and fsck-clean on n3, every backing file
+//! identical. Needs root, qemu-utils, libnbd-bin and e2fsprogs; fails with
+//! a clear message otherwise.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -41,8 +45,22 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// Runs `cmd` with sh; its standard output, trimmed.
+fn sh(cmd: &str) -> String {
+    let o = Command::new("sh").args(["-c", cmd]).output().expect("sh");
+    assert!(o.status.success(), "`{cmd}`: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
 impl Rig {
     fn new() -> Self {
+        Self::with(&["n1", "n2"], "tdvol", SUBNET, "")
+    }
+
+    /// Nodes `names` (n1…) in lab `prefix` on `subnet`, each holding a
+    /// copy of volume r0 (64 MiB, NBD and FUSE exports, checksum resync);
+    /// `extra` is appended to the volume's tables.
+    fn with(names: &[&'static str], prefix: &str, subnet: u8, extra: &str) -> Self {
         assert!(
             Command::new("qemu-io").arg("--version").output().is_ok(),
             "this test needs qemu-io (apt-get install qemu-utils)"
@@ -51,7 +69,7 @@ impl Rig {
             Command::new("nbdinfo").arg("--version").output().is_ok(),
             "this test needs nbdinfo and nbdcopy (apt-get install libnbd-bin)"
         );
-        let lab = Lab::new("tdvol", SUBNET, &["n1", "n2"]).expect("lab (root needed)");
+        let lab = Lab::new(prefix, subnet, names).expect("lab (root needed)");
         let dir = tempfile::tempdir().expect("dir");
         let key = dir.path().join("key");
         let out = Command::new(EXE)
@@ -60,8 +78,16 @@ impl Rig {
             .output()
             .expect("keygen");
         assert!(out.status.success(), "{}", text(&out));
+        let mut on = String::new();
+        for (i, name) in names.iter().enumerate() {
+            on.push_str(&format!(
+                "[volume.on.{name}]\naddress = \"198.18.{subnet}.{}\"\ndisk = \"{}\"\n",
+                11 + i,
+                dir.path().join(format!("{name}.img")).display()
+            ));
+        }
         let mut nodes = Vec::new();
-        for name in ["n1", "n2"] {
+        for name in names {
             let state = dir.path().join(format!("state-{name}"));
             std::fs::create_dir_all(&state).expect("state dir");
             let disk = dir.path().join(format!("{name}.img"));
@@ -73,30 +99,15 @@ impl Rig {
             std::fs::write(
                 &config,
                 format!(
-                    r#"state_dir = "{}"
-socket = "{}"
-{}[[volume]]
-name = "r0"
-nbd = "unix:{}"
-export = "{}"
-csums = true
-[volume.on.n1]
-address = "198.18.{SUBNET}.11"
-disk = "{}"
-[volume.on.n2]
-address = "198.18.{SUBNET}.12"
-disk = "{}"
-"#,
+                    "state_dir = \"{}\"\nsocket = \"{}\"\n{}[[volume]]\nname = \"r0\"\nnbd = \"unix:{}\"\nexport = \"{}\"\ncsums = true\n{on}{extra}",
                     state.display(),
                     state.join("ctl.sock").display(),
-                    tandem_lab::netns::two_node_config("vol", SUBNET).replace(
+                    tandem_lab::netns::cluster_config("vol", subnet, names.len()).replace(
                         "key_file = \"authkey\"",
                         &format!("key_file = \"{}\"", key.display())
                     ),
                     nbd.display(),
                     export.display(),
-                    dir.path().join("n1.img").display(),
-                    dir.path().join("n2.img").display(),
                 ),
             )
             .expect("config");
@@ -127,6 +138,27 @@ disk = "{}"
         c.output().expect("run tandem volume")
     }
 
+    /// `secondary` on node `i`, retried while the last writes of a client
+    /// that just closed are still completing (what the refusal asks).
+    #[track_caller]
+    fn demote(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let o = self.vol(i, &["secondary", "r0"]);
+            if o.status.success() {
+                return;
+            }
+            assert!(
+                text(&o).contains("still in flight") && Instant::now() < deadline,
+                "n{}: secondary: {}",
+                i + 1,
+                text(&o)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[track_caller]
     fn ok(&self, i: usize, args: &[&str]) -> String {
         let o = self.vol(i, args);
         assert!(
@@ -145,6 +177,7 @@ disk = "{}"
     }
 
     /// Polls until node `i`'s status satisfies `f`.
+    #[track_caller]
     fn wait(&self, i: usize, what: &str, f: impl Fn(&serde_json::Value) -> bool) {
         let deadline = Instant::now() + WAIT;
         loop {
@@ -162,20 +195,41 @@ disk = "{}"
         }
     }
 
+    /// Polls until node `i` is up to date and in sync with every peer.
+    #[track_caller]
     fn in_sync(&self, i: usize) {
+        self.in_sync_with(i, None);
+    }
+
+    /// Polls until node `i` is up to date and in sync with peer `only`
+    /// (every peer if `None`).
+    #[track_caller]
+    fn in_sync_with(&self, i: usize, only: Option<&str>) {
         self.wait(i, "in sync", |s| {
+            let peers = s["peers"].as_array().cloned().unwrap_or_default();
             s["disk"] == "UpToDate"
-                && s["peers"][0]["replication"] == "Established"
-                && s["peers"][0]["connection"] == "Connected"
-                && s["peers"][0]["out_of_sync_kib"] == 0
+                && !peers.is_empty()
+                && peers
+                    .iter()
+                    .filter(|p| only.is_none_or(|n| p["node"] == n))
+                    .all(|p| {
+                        p["replication"] == "Established"
+                            && p["connection"] == "Connected"
+                            && p["out_of_sync_kib"] == 0
+                    })
         });
     }
 
-    /// qemu-io commands against node `i`'s NBD export.
+    /// qemu-io commands against node `i`'s NBD export (read-only if they
+    /// only read).
     fn qemu_io(&self, i: usize, cmds: &[&str]) -> String {
         let uri = format!("nbd+unix:///?socket={}", self.nodes[i].nbd.display());
         let mut c = Command::new("qemu-io");
         c.args(["-f", "raw", &uri]);
+        // Only reads: opened read-only (a secondary's export is).
+        if cmds.iter().all(|x| x.starts_with("read")) {
+            c.arg("-r");
+        }
         for x in cmds {
             c.args(["-c", x]);
         }
@@ -225,7 +279,8 @@ disk = "{}"
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     }
 
-    /// The data regions of both backing disks are identical.
+    /// The data regions of every backing disk are identical.
+    #[track_caller]
     fn identical(&self) {
         let size = self.status(0)["size"].as_u64().expect("size");
         let read = |p: &Path| {
@@ -233,12 +288,16 @@ disk = "{}"
             b.truncate(size as usize);
             b
         };
-        let (a, b) = (read(&self.nodes[0].disk), read(&self.nodes[1].disk));
-        let first = a.iter().zip(&b).position(|(x, y)| x != y);
-        assert!(
-            first.is_none(),
-            "backing files differ first at byte {first:?}"
-        );
+        let a = read(&self.nodes[0].disk);
+        for n in &self.nodes[1..] {
+            let b = read(&n.disk);
+            let first = a.iter().zip(&b).position(|(x, y)| x != y);
+            assert!(
+                first.is_none(),
+                "n1's and {}'s backing files differ first at byte {first:?}",
+                n.name
+            );
+        }
     }
 
     fn events(&self, i: usize) -> String {
@@ -290,11 +349,6 @@ fn the_workshop_steps_resync_and_verify_on_two_nodes() {
     // The workshop: ext4 on the primary's FUSE file through a loop
     // device, a file written, a role switch, fsck clean and the same file
     // on the other node.
-    let sh = |cmd: &str| {
-        let o = Command::new("sh").args(["-c", cmd]).output().expect("sh");
-        assert!(o.status.success(), "`{cmd}`: {}", text(&o));
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    };
     let mnt = rig._dir.path().join("mnt");
     std::fs::create_dir_all(&mnt).expect("mountpoint");
     let m = mnt.display();
@@ -303,7 +357,7 @@ fn the_workshop_steps_resync_and_verify_on_two_nodes() {
     sh(&format!("head -c 6000000 /dev/urandom > {m}/data && sync"));
     let sum = sh(&format!("sha256sum < {m}/data"));
     sh(&format!("umount {m} && losetup -d {dev}"));
-    rig.ok(0, &["secondary", "r0"]);
+    rig.demote(0);
     rig.ok(1, &["primary", "r0"]);
     let dev = rig.loop_device(1);
     sh(&format!("fsck.ext4 -fn {dev}"));
@@ -314,7 +368,7 @@ fn the_workshop_steps_resync_and_verify_on_two_nodes() {
         "the file differs on n2"
     );
     sh(&format!("umount {m} && losetup -d {dev}"));
-    rig.ok(1, &["secondary", "r0"]);
+    rig.demote(1);
     rig.ok(0, &["primary", "r0"]);
 
     // NBD conformance with libnbd's tools: flags, sizes, read-only on the
@@ -374,7 +428,7 @@ fn the_workshop_steps_resync_and_verify_on_two_nodes() {
         "a secondary's export accepted a write: {}",
         text(&secondary_write)
     );
-    rig.ok(0, &["secondary", "r0"]);
+    rig.demote(0);
     rig.ok(1, &["primary", "r0"]);
     rig.qemu_io(
         1,
@@ -494,5 +548,117 @@ fn the_workshop_steps_resync_and_verify_on_two_nodes() {
         "no new `{want}` in:\n{}",
         rig.events(0)
     );
+    rig.identical();
+}
+
+#[test]
+fn three_nodes_one_asynchronous_survive_a_cut_link_and_a_primary_power_off() {
+    let conn = "[[volume.connection]]\nhosts = [\"n1\", \"n3\"]\nprotocol = \"A\"\n";
+    let rig = Rig::with(&["n1", "n2", "n3"], "tdvo3", SUBNET + 10, conn);
+    for i in 0..3 {
+        rig.ok(i, &["create-md", "r0"]);
+        rig.ok(i, &["up", "r0"]);
+    }
+    for i in 1..3 {
+        rig.wait(i, "connected to n1", |s| {
+            s["peers"][0]["connection"] == "Connected"
+        });
+    }
+    rig.ok(0, &["primary", "--force", "r0"]);
+    for i in 0..3 {
+        rig.in_sync(i);
+    }
+    // Each connection with its own protocol.
+    let s = rig.status(0);
+    let proto = |s: &serde_json::Value, peer: &str| {
+        s["peers"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["node"] == peer))
+            .map(|p| p["protocol"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(proto(&s, "n2"), "C", "{s:#}");
+    assert_eq!(proto(&s, "n3"), "A", "{s:#}");
+    assert_eq!(proto(&rig.status(2), "n2"), "C");
+
+    // ext4 on n1, a file with its checksum.
+    let mnt = rig._dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).expect("mountpoint");
+    let m = mnt.display();
+    let dev = rig.loop_device(0);
+    sh(&format!("mkfs.ext4 -q {dev} && mount {dev} {m}"));
+    sh(&format!("head -c 6000000 /dev/urandom > {m}/data && sync"));
+    let sum = sh(&format!("sha256sum < {m}/data"));
+    sh(&format!("umount {m} && losetup -d {dev}"));
+
+    // n3 cut off: n1 writes 3 MiB; back, n3 gets only those blocks, from
+    // the primary (n2 decides nothing while the primary is there).
+    rig.lab.cable("n3", false).expect("cut");
+    rig.wait(0, "n3 gone", |s| s["peers"][1]["connection"] != "Connected");
+    rig.qemu_io(0, &["write -P 0xd4 30M 3M", "flush"]);
+    rig.lab.cable("n3", true).expect("plug");
+    for i in 0..3 {
+        rig.in_sync(i);
+    }
+    let ev = rig.events(0);
+    assert!(
+        ev.contains("n3: connected, bitmap resync as source")
+            && ev.contains("n3: resync started, sending 3072 KiB"),
+        "{ev}"
+    );
+    rig.identical();
+
+    // The primary powered off mid-write; n2 promoted; n3 follows n2.
+    let uri = format!("nbd+unix:///?socket={}", rig.nodes[0].nbd.display());
+    let mut writer = Command::new("qemu-io");
+    writer.args(["-f", "raw", &uri]);
+    for k in 0..64 {
+        writer.args([
+            "-c",
+            &format!("write -P 0x{:02x} {}M 256k", 0x40 + k, 40 + k / 4),
+        ]);
+    }
+    let written = rig.status(0)["dw"].as_u64().unwrap_or(0);
+    let child = writer.spawn().expect("qemu-io writer");
+    rig.wait(0, "writes arriving", |s| {
+        s["dw"].as_u64().unwrap_or(0) > written
+    });
+    rig.lab.power_off("n1").expect("power off");
+    let _ = child.wait_with_output();
+    rig.wait(1, "n1 gone", |s| s["peers"][0]["connection"] != "Connected");
+    rig.ok(1, &["primary", "r0"]);
+    rig.qemu_io(1, &["write -P 0xe5 50M 1M", "flush"]);
+    rig.in_sync_with(2, Some("n2"));
+    rig.qemu_io(2, &["read -P 0xe5 50M 1M", "read -P 0xd4 30M 3M"]);
+    // n1 back: resynced from the new primary.
+    rig.lab.cable("n1", true).expect("plug");
+    rig.ok(0, &["up", "r0"]);
+    for i in 0..3 {
+        rig.in_sync(i);
+    }
+    assert!(
+        rig.events(0).contains("crashed while primary"),
+        "{}",
+        rig.events(0)
+    );
+    rig.identical();
+
+    // Role switch to n3 (the asynchronous one): fsck clean, same file.
+    rig.demote(1);
+    rig.ok(2, &["primary", "r0"]);
+    let dev = rig.loop_device(2);
+    sh(&format!("fsck.ext4 -fn {dev}"));
+    sh(&format!("mount {dev} {m}"));
+    assert_eq!(
+        sh(&format!("sha256sum < {m}/data")),
+        sum,
+        "the file differs on n3"
+    );
+    sh(&format!("umount {m} && losetup -d {dev}"));
+    // n1's connection to n3 was deferred (n2 was primary): it decided
+    // afresh when n3 was promoted, so n1 may still be catching up.
+    for i in 0..3 {
+        rig.in_sync(i);
+    }
     rig.identical();
 }

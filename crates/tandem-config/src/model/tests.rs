@@ -644,3 +644,35 @@ fn resync_rates_read_as_drbd_writes_them() {
         "{all:?}"
     );
 }
+
+#[test]
+fn a_three_node_volume_takes_a_protocol_per_connection() {
+    let three = format!(
+        "{GOOD}\n[[node]]\nname = \"n3\"\naddresses = {{ lan = \"198.18.0.13\" }}\n[[volume]]\nname = \"r0\"\ndisk = \"r0.img\"\n[volume.on.n1]\naddress = \"198.18.0.11\"\n[volume.on.n2]\naddress = \"198.18.0.12\"\n[volume.on.n3]\naddress = \"198.18.0.13\"\n"
+    );
+    let text =
+        format!("{three}[[volume.connection]]\nhosts = [\"n3\", \"n1\"]\nprotocol = \"A\"\n");
+    let cfg = parse(&text, Path::new("/etc/tandem/tandem.toml"))
+        .unwrap()
+        .config;
+    let v = &cfg.volumes[0];
+    use crate::ReplicationProtocol::{A, C};
+    assert_eq!(v.protocol_between("n1", "n2"), C);
+    assert_eq!(v.protocol_between("n1", "n3"), A);
+    assert_eq!(v.protocol_between("n3", "n1"), A);
+    assert_eq!(v.protocol_between("n2", "n3"), C);
+    let bad = format!(
+        "{three}[[volume.connection]]\nhosts = [\"n1\"]\nprotocol = \"A\"\n[[volume.connection]]\nhosts = [\"n1\", \"n4\"]\nprotocol = \"A\"\n[[volume.connection]]\nhosts = [\"n1\", \"n2\"]\nprotocol = \"A\"\n[[volume.connection]]\nhosts = [\"n2\", \"n1\"]\nprotocol = \"Z\"\n"
+    );
+    let d = errors(&bad);
+    let all: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+    let all = all.join("\n");
+    assert!(all.contains("a connection joins two nodes, not 1"), "{all}");
+    assert!(
+        all.contains("connection to `n4`, which holds no copy"),
+        "{all}"
+    );
+    assert!(all.contains("the connection n2–n1 is given twice"), "{all}");
+    assert!(all.contains("unknown protocol `Z`"), "{all}");
+    assert!(d.iter().all(|d| d.line > 0), "{all}");
+}

@@ -69,8 +69,11 @@ pub struct Volume {
     pub name: String,
     /// Where the metadata lives.
     pub meta: MetaPlace,
-    /// Protocol of every connection.
+    /// Protocol of every connection not in `connections`.
     pub protocol: ReplicationProtocol,
+    /// Connections with a protocol of their own (`[[volume.connection]]`,
+    /// S3's "synchronous inside a site, asynchronous between sites").
+    pub connections: Vec<VolumeConnection>,
     /// FUSE mount point; the volume is the file `<export>/<name>`.
     pub export: Option<PathBuf>,
     /// NBD listener.
@@ -97,6 +100,15 @@ pub struct Volume {
     /// DRBD-style handlers: event name (`split-brain`, `fence-peer`, …) →
     /// shell command, run with `DRBD_RESOURCE`, `DRBD_PEER`, … set.
     pub handlers: BTreeMap<String, String>,
+}
+
+/// A connection of a volume with its own protocol.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VolumeConnection {
+    /// The two nodes, in the order written.
+    pub hosts: [String; 2],
+    /// Its protocol.
+    pub protocol: ReplicationProtocol,
 }
 
 /// The handlers a `[volume.handlers]` table may name (DRBD's names).
@@ -135,7 +147,15 @@ fn policy<T: Copy>(
 }
 
 impl Volume {
-    /// The entry of node `name`.
+    /// The protocol of the connection between nodes `a` and `b`.
+    pub fn protocol_between(&self, a: &str, b: &str) -> ReplicationProtocol {
+        self.connections
+            .iter()
+            .find(|c| (c.hosts[0] == a && c.hosts[1] == b) || (c.hosts[0] == b && c.hosts[1] == a))
+            .map_or(self.protocol, |c| c.protocol)
+    }
+
+    /// Node `name`'s index and table, if it holds a copy.
     pub fn node(&self, name: &str) -> Option<(usize, &VolumeNode)> {
         self.nodes.iter().enumerate().find(|(_, n)| n.name == name)
     }
@@ -156,6 +176,88 @@ pub(crate) fn parse_rate(s: &str) -> Option<u64> {
         .ok()
         .filter(|n| *n > 0)
         .and_then(|n| n.checked_mul(mult))
+}
+
+fn parse_protocol(
+    c: &mut Checker<'_>,
+    name: &str,
+    raw: Option<&Spanned<String>>,
+) -> ReplicationProtocol {
+    match raw.map(|p| (p.get_ref().as_str(), p.span().start)) {
+        None | Some(("C" | "c", _)) => ReplicationProtocol::C,
+        Some(("A" | "a", _)) => ReplicationProtocol::A,
+        Some(("B" | "b", _)) => ReplicationProtocol::B,
+        Some((other, at)) => {
+            c.error(
+                at,
+                format!("volume `{name}`: unknown protocol `{other}`"),
+                Some("use \"A\" (asynchronous), \"B\" or \"C\" (synchronous, the default)".into()),
+            );
+            ReplicationProtocol::C
+        }
+    }
+}
+
+/// The `[[volume.connection]]` tables of volume `name`, checked against
+/// its nodes.
+fn parse_connections(
+    c: &mut Checker<'_>,
+    name: &str,
+    raw: &[Spanned<crate::raw::RawVolumeConnection>],
+    on: &BTreeMap<String, Spanned<crate::raw::RawVolumeNode>>,
+) -> Vec<VolumeConnection> {
+    let mut out: Vec<VolumeConnection> = Vec::new();
+    for r in raw {
+        let r = r.get_ref();
+        let at = r.hosts.span().start;
+        let hosts = r.hosts.get_ref();
+        let protocol = parse_protocol(c, name, Some(&r.protocol));
+        let [a, b] = hosts.as_slice() else {
+            c.error(
+                at,
+                format!(
+                    "volume `{name}`: a connection joins two nodes, not {}",
+                    hosts.len()
+                ),
+                Some("write hosts = [\"n1\", \"n3\"]".into()),
+            );
+            continue;
+        };
+        if a == b {
+            c.error(
+                at,
+                format!("volume `{name}`: a connection from `{a}` to itself"),
+                None,
+            );
+            continue;
+        }
+        if let Some(x) = [a, b].into_iter().find(|h| !on.contains_key(*h)) {
+            c.error(
+                at,
+                format!("volume `{name}`: connection to `{x}`, which holds no copy"),
+                Some(format!(
+                    "add [volume.on.{x}] or name one of the volume's nodes"
+                )),
+            );
+            continue;
+        }
+        let same = |c: &VolumeConnection| {
+            (&c.hosts[0] == a && &c.hosts[1] == b) || (&c.hosts[0] == b && &c.hosts[1] == a)
+        };
+        if out.iter().any(same) {
+            c.error(
+                at,
+                format!("volume `{name}`: the connection {a}–{b} is given twice"),
+                Some("keep one [[volume.connection]] per pair of nodes".into()),
+            );
+            continue;
+        }
+        out.push(VolumeConnection {
+            hosts: [a.clone(), b.clone()],
+            protocol,
+        });
+    }
+    out
 }
 
 fn parse_nbd(s: &str, base: &Path) -> Option<NbdListen> {
@@ -201,26 +303,7 @@ pub(super) fn build_volumes(
                 }
             },
         };
-        let protocol = match v
-            .protocol
-            .as_ref()
-            .map(|p| (p.get_ref().as_str(), p.span().start))
-        {
-            None | Some(("C" | "c", _)) => ReplicationProtocol::C,
-            Some(("A" | "a", _)) => ReplicationProtocol::A,
-            Some(("B" | "b", _)) => ReplicationProtocol::B,
-            Some((other, at)) => {
-                c.error(
-                    at,
-                    format!("volume `{name}`: unknown protocol `{other}`"),
-                    Some(
-                        "use \"A\" (asynchronous), \"B\" or \"C\" (synchronous, the default)"
-                            .into(),
-                    ),
-                );
-                ReplicationProtocol::C
-            }
-        };
+        let protocol = parse_protocol(c, &name, v.protocol.as_ref());
         let meta = match v.meta.as_ref().map(|m| m.get_ref().as_str()) {
             None | Some("internal") => MetaPlace::Internal,
             Some(p) => MetaPlace::External(base.join(p)),
@@ -397,7 +480,9 @@ pub(super) fn build_volumes(
                 );
             }
         }
+        let connections = parse_connections(c, &name, &v.connections, &v.on);
         out.push(Volume {
+            connections,
             split_brain,
             fencing,
             csums: v.csums.as_ref().is_some_and(|c| *c.get_ref()),

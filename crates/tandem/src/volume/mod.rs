@@ -234,7 +234,7 @@ pub fn engine_config(
         .map(|(i, n)| PeerConfig {
             node: i as u8,
             name: n.name.clone(),
-            protocol: protocol(v.protocol),
+            protocol: protocol(v.protocol_between(local, &n.name)),
         })
         .collect();
     // Generation identifiers must never repeat across the process's lives:
