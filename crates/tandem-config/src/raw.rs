@@ -57,6 +57,14 @@ pub(crate) struct RawVolume {
     pub resync_rate: Option<Spanned<String>>,
     /// Resync rate while the application writes.
     pub resync_min_rate: Option<Spanned<String>>,
+    /// DRBD's dynamic resync controller: how far ahead it plans (enables it).
+    pub c_plan_ahead: Option<Spanned<String>>,
+    /// Controller: data kept in flight (K/M/G).
+    pub c_fill_target: Option<Spanned<String>>,
+    /// Controller: the link's delay kept in flight.
+    pub c_delay_target: Option<Spanned<String>>,
+    /// Controller: the most it resyncs per second.
+    pub c_max_rate: Option<Spanned<String>>,
     #[serde(default)]
     pub handlers: BTreeMap<String, Spanned<String>>,
     #[serde(default)]

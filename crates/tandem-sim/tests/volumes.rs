@@ -987,3 +987,68 @@ fn three_nodes_a_write_that_reached_one_secondary_when_the_primary_died_is_resyn
     // The drill is only worth something if some seeds hit the case.
     assert!(diverged > 0, "no seed left n2 and n3 different");
 }
+
+/// A 16 MiB initial sync over a 2 MiB/s link, the application idle: how
+/// long it took, and the longest backlog on the link after its first
+/// four seconds (what an application write would wait behind; the
+/// controller starts high and settles over its 2 s plan).
+fn resync_over_a_slow_link(
+    controller: Option<tandem_volumes::ControllerConfig>,
+) -> (Duration, Duration) {
+    let mut s = VolumeSim::new_with(7, 2, 64 * SIZE, Protocol::C, |c| {
+        c.ping_interval = ms(200);
+        c.ping_timeout = ms(500);
+        // DRBD's and tandem's default window (the simulator's is smaller).
+        c.resync_window = 64;
+        c.controller = controller;
+    });
+    s.link_kib_s = Some(2048);
+    s.run_for(ms(20));
+    s.app.stopped = true;
+    assert!(s.promote(0, true));
+    let start = s.now();
+    let mut backlog = Duration::ZERO;
+    let deadline = start + Duration::from_secs(30);
+    while s.now() < deadline && resync_duration(&s).is_none() {
+        s.run_for(ms(5));
+        if s.now() > start + Duration::from_secs(4) && resync_duration(&s).is_none() {
+            backlog = backlog.max(s.link_backlog(0, 1));
+        }
+    }
+    let took = resync_duration(&s).expect("the resync finished");
+    assert!(
+        s.converge(Duration::from_secs(20)),
+        "{}",
+        fail(7, &s, "slow link")
+    );
+    (took, backlog)
+}
+
+#[test]
+fn the_dynamic_controller_keeps_the_links_backlog_near_its_delay_target() {
+    let ctl = |max: Option<u64>| tandem_volumes::ControllerConfig {
+        plan_ahead: Duration::from_secs(2),
+        fill_target_kib: 0,
+        delay_target: ms(20),
+        max_rate_kib: max,
+    };
+    // A fixed window (64 blocks, 256 KiB) queues ~125 ms on this link.
+    let (fixed, fixed_backlog) = resync_over_a_slow_link(None);
+    assert!(
+        fixed_backlog >= ms(100),
+        "window: {fixed_backlog:?} in {fixed:?}"
+    );
+    // The controller keeps the queue near 20 ms and still fills the link.
+    let (took, backlog) = resync_over_a_slow_link(Some(ctl(None)));
+    assert!(backlog <= ms(60), "controller: backlog {backlog:?}");
+    assert!(
+        took <= fixed * 13 / 10,
+        "controller: {took:?} against {fixed:?} with the window"
+    );
+    // c-max-rate: 1 MiB/s, so 16 MiB takes about 16 s.
+    let (capped, _) = resync_over_a_slow_link(Some(ctl(Some(1024))));
+    assert!(
+        capped >= ms(15_500) && capped <= ms(17_500),
+        "at most 1 MiB/s: {capped:?}"
+    );
+}

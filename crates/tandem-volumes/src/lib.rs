@@ -31,7 +31,7 @@ pub mod split_brain;
 pub mod state;
 pub mod status;
 
-pub use engine::{PeerConfig, Volume, VolumeConfig, VolumeError};
+pub use engine::{ControllerConfig, PeerConfig, Volume, VolumeConfig, VolumeError};
 pub use event::VolumeEvent;
 pub use fencing::Fencing;
 pub use message::{Channel, Message, Protocol};

@@ -410,6 +410,7 @@ impl Ctx<'_> {
         let mut csums: Option<(String, usize)> = None;
         let mut rate: Option<(String, usize)> = None;
         let mut min_rate: Option<(String, usize)> = None;
+        let mut controller: Vec<(String, String, String)> = Vec::new();
         let mut handlers: Vec<(String, String, usize)> = Vec::new();
         for s in &all {
             let single = matches!(
@@ -445,6 +446,7 @@ impl Ctx<'_> {
                             ("disk" | "syncer", "al-extents") => al = Some((v, o.at)),
                             ("disk" | "syncer", "resync-rate" | "rate") => rate = Some((v, o.at)),
                             ("disk" | "syncer", "c-min-rate") => min_rate = Some((v, o.at)),
+                            ("disk", k @ ("c-plan-ahead" | "c-fill-target" | "c-delay-target" | "c-max-rate")) => controller.push((k.to_string(), v, self.line(o.at))),
                             ("net", "after-sb-0pri") => sb[0] = Some((v, o.at)),
                             ("net", "after-sb-1pri") => sb[1] = Some((v, o.at)),
                             ("net", "after-sb-2pri") => sb[2] = Some((v, o.at)),
@@ -540,6 +542,7 @@ impl Ctx<'_> {
         if let Some((r, at)) = &min_rate {
             let _ = writeln!(toml, "resync_min_rate = {r:?}  # {}", self.line(*at));
         }
+        toml.push_str(&super::drbd_controller::controller_lines(&controller));
         if let Some((alg, at)) = &csums {
             let _ = writeln!(toml, "csums = true  # {}", self.line(*at));
             self.note(
@@ -624,7 +627,7 @@ resource data {
   net { protocol A; after-sb-0pri discard-zero-changes; after-sb-1pri discard-secondary;
         cram-hmac-alg sha1; shared-secret "s3cr3t"; fencing resource-and-stonith;
         csums-alg sha1; }
-  disk { al-extents 3389; resync-rate 40M; c-min-rate 4M; }
+  disk { al-extents 3389; resync-rate 40M; c-min-rate 4M; c-fill-target 1M; c-max-rate 100M; }
   handlers { split-brain "/usr/lib/drbd/notify-split-brain.sh root"; }
   volume 0 { device minor 1; disk /dev/vg/data; meta-disk internal; }
   on alpha { node-id 0; address ipv4 10.99.0.1:7789; }
@@ -669,6 +672,13 @@ resource data {
         assert!(v.csums);
         assert_eq!(v.resync_rate_kib, Some(40 * 1024));
         assert_eq!(v.resync_min_rate_kib, Some(4 * 1024));
+        let c = v
+            .controller
+            .expect("the controller (DRBD's default plan-ahead)");
+        assert_eq!(
+            (c.fill_target_kib, c.max_rate_kib),
+            (1024, Some(100 * 1024))
+        );
         assert_eq!(v.nodes.len(), 2);
     }
 

@@ -15,6 +15,7 @@ mod http;
 mod links;
 mod nodes;
 mod quorum;
+mod resync;
 mod volumes;
 
 pub use alerts::{ALERT_KINDS, DEFAULT_ALERT_KINDS};

@@ -676,3 +676,40 @@ fn a_three_node_volume_takes_a_protocol_per_connection() {
     assert!(all.contains("unknown protocol `Z`"), "{all}");
     assert!(d.iter().all(|d| d.line > 0), "{all}");
 }
+
+#[test]
+fn the_dynamic_resync_controller_is_configured_by_drbds_c_keys() {
+    let vol = |keys: &str| {
+        format!(
+            "{GOOD}\n[[volume]]\nname = \"r0\"\ndisk = \"r0.img\"\n{keys}[volume.on.n1]\naddress = \"198.18.0.11\"\n[volume.on.n2]\naddress = \"198.18.0.12\"\n"
+        )
+    };
+    let cfg = |keys: &str| {
+        parse(&vol(keys), Path::new("/etc/tandem/tandem.toml"))
+            .unwrap()
+            .config
+            .volumes[0]
+            .controller
+    };
+    assert_eq!(cfg(""), None);
+    assert_eq!(cfg("c_plan_ahead = \"0s\"\n"), None);
+    let c = cfg("c_plan_ahead = \"2s\"\nc_delay_target = \"20ms\"\nc_max_rate = \"40M\"\n")
+        .expect("on");
+    assert_eq!(c.plan_ahead, std::time::Duration::from_secs(2));
+    assert_eq!(c.fill_target_kib, 0);
+    assert_eq!(c.delay_target, std::time::Duration::from_millis(20));
+    assert_eq!(c.max_rate_kib, Some(40 * 1024));
+    let c =
+        cfg("c_plan_ahead = \"1s\"\nc_fill_target = \"256K\"\nc_max_rate = \"0\"\n").expect("on");
+    assert_eq!((c.fill_target_kib, c.max_rate_kib), (256, None));
+    let d = errors(&vol("c_fill_target = \"256K\"\n"));
+    let all: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+    let all = all.join("\n");
+    assert!(all.contains("off without c_plan_ahead"), "{all}");
+    let d = errors(&vol("c_plan_ahead = \"soon\"\nc_max_rate = \"fast\"\n"));
+    let all: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+    let all = all.join("\n");
+    assert!(all.contains("c_plan_ahead"), "{all}");
+    assert!(all.contains("`fast` is not a size"), "{all}");
+    assert!(d.iter().all(|d| d.line > 0), "{all}");
+}

@@ -97,6 +97,10 @@ pub struct Volume {
     /// Resync rate while the application writes, KiB/s
     /// (`resync_min_rate`, DRBD's `c-min-rate`; default none).
     pub resync_min_rate_kib: Option<u64>,
+    /// DRBD's dynamic resync controller (`c_plan_ahead` turns it on;
+    /// `c_fill_target`, `c_delay_target`, `c_max_rate`); default off.
+    #[serde(skip)]
+    pub controller: Option<tandem_volumes::ControllerConfig>,
     /// DRBD-style handlers: event name (`split-brain`, `fence-peer`, …) →
     /// shell command, run with `DRBD_RESOURCE`, `DRBD_PEER`, … set.
     pub handlers: BTreeMap<String, String>,
@@ -481,7 +485,9 @@ pub(super) fn build_volumes(
             }
         }
         let connections = parse_connections(c, &name, &v.connections, &v.on);
+        let controller = super::resync::parse_controller(c, &name, v);
         out.push(Volume {
+            controller,
             connections,
             split_brain,
             fencing,

@@ -94,7 +94,14 @@ impl VolumeSim {
                         continue;
                     };
                     let session = l.session;
-                    let at = self.channel_delay(i, to, msg.channel());
+                    // Headers, plus the data a write or resync block carries.
+                    let bytes = 64
+                        + match &msg {
+                            tandem_volumes::Message::Write { data, .. }
+                            | tandem_volumes::Message::ResyncData { data, .. } => data.len() as u64,
+                            _ => 0,
+                        };
+                    let at = self.channel_delay(i, to, msg.channel(), bytes);
                     self.schedule(
                         at,
                         Ev::Deliver {

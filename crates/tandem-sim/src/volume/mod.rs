@@ -120,6 +120,11 @@ pub struct VolumeSim {
     /// A fault armed for the next matching message (see
     /// [`VolumeSim::on_message`]).
     trap: Option<Trap>,
+    /// Each direction of each link carries this many KiB/s (`None`: no
+    /// bandwidth limit, only delay).
+    pub link_kib_s: Option<u64>,
+    /// When each direction's wire is free again (with a bandwidth).
+    wires: BTreeMap<(usize, usize), Timestamp>,
 }
 
 /// What happens when the trapped message arrives.
@@ -219,6 +224,8 @@ impl VolumeSim {
             protocol,
             meta_latency_us: (200, 1000),
             trap: None,
+            link_kib_s: None,
+            wires: BTreeMap::new(),
         };
         for i in 0..n {
             s.drain(i);
@@ -432,12 +439,31 @@ impl VolumeSim {
         }
     }
 
-    fn channel_delay(&mut self, from: usize, to: usize, ch: Channel) -> Timestamp {
+    /// When a message of `bytes` sent now from `from` to `to` on `ch`
+    /// arrives: after the wire carried it (with a bandwidth) and a random
+    /// 50–400 µs, never before an earlier one on the same channel.
+    fn channel_delay(&mut self, from: usize, to: usize, ch: Channel, bytes: u64) -> Timestamp {
         let d = Duration::from_micros(rand::Rng::random_range(&mut self.rng, 50..400));
+        let mut sent = self.now;
+        if let Some(kib_s) = self.link_kib_s.filter(|k| *k > 0) {
+            let wire = self.wires.entry((from, to)).or_insert(Timestamp::ZERO);
+            let start = (*wire).max(self.now);
+            let ns = bytes.saturating_mul(1_000_000_000) / kib_s.saturating_mul(1024);
+            *wire = start + Duration::from_nanos(ns);
+            sent = *wire;
+        }
         let lane = (from, to, ch == Channel::Meta);
-        let at = (self.now + d).max(self.lanes.get(&lane).copied().unwrap_or(Timestamp::ZERO));
+        let at = (sent + d).max(self.lanes.get(&lane).copied().unwrap_or(Timestamp::ZERO));
         self.lanes.insert(lane, at);
         at
+    }
+
+    /// How long what was sent from `from` to `to` still waits for the wire
+    /// (with a bandwidth; zero otherwise).
+    pub fn link_backlog(&self, from: usize, to: usize) -> Duration {
+        self.wires
+            .get(&(from, to))
+            .map_or(Duration::ZERO, |w| w.since(self.now))
     }
 }
 

@@ -14,6 +14,7 @@
 //! `three_nodes` (what a secondary tracks for the other secondary).
 
 mod commands;
+mod controller;
 mod disk;
 mod handshake;
 mod inputs;
@@ -40,6 +41,7 @@ use disk::{DiskQueue, Purpose};
 use peer::Peer;
 use write::{AppFlush, AppWrite};
 
+pub use controller::ControllerConfig;
 pub use resync::digest;
 
 /// A peer of this volume.
@@ -98,6 +100,9 @@ pub struct VolumeConfig {
     /// its dynamic controller that yields to application IO); `None`: no
     /// such throttle.
     pub resync_min_rate_kib: Option<u64>,
+    /// DRBD's dynamic resync controller (`c-plan-ahead` and friends);
+    /// `None`: the resync keeps `resync_window` blocks in flight.
+    pub controller: Option<ControllerConfig>,
 }
 
 impl VolumeConfig {
@@ -121,6 +126,7 @@ impl VolumeConfig {
             csums: false,
             resync_rate_kib: None,
             resync_min_rate_kib: None,
+            controller: None,
         }
     }
 }

@@ -95,6 +95,8 @@ pub(super) struct Peer {
     pub(super) resync_next: Timestamp,
     /// The resync waits for its pace (not for acknowledgements).
     pub(super) resync_paced: bool,
+    /// The dynamic controller's state (when configured).
+    pub(super) ctl: super::controller::Controller,
     /// When the resync started (for its rate and ETA).
     pub(super) resync_started: Timestamp,
     pub(super) resync_done_sent: bool,
@@ -151,6 +153,7 @@ impl Peer {
             resync_equal: 0,
             resync_next: Timestamp::ZERO,
             resync_paced: false,
+            ctl: super::controller::Controller::default(),
             resync_started: Timestamp::ZERO,
             resync_done_sent: false,
             resync_reads: BTreeMap::new(),
@@ -284,6 +287,7 @@ impl Peer {
         self.resync_moved = 0;
         self.resync_equal = 0;
         self.resync_paced = false;
+        self.ctl = super::controller::Controller::default();
         self.resync_done_sent = false;
         self.resync_reads.clear();
         self.resync_writes.clear();

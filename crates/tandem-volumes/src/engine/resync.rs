@@ -28,6 +28,9 @@ use crate::state::{DiskState, ReplState};
 /// bursts of this much time's worth, not one wake-up per block.
 pub(super) const RATE_BURST: std::time::Duration = std::time::Duration::from_millis(10);
 
+/// Blocks in flight at most under the dynamic controller (16 MiB).
+const MAX_CONTROLLED_WINDOW: u32 = 4096;
+
 /// An application write this recent slows the resync to its minimum rate.
 const APP_ACTIVE: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -42,13 +45,19 @@ impl Volume {
     }
 
     /// The resync's rate now (KiB/s): its minimum while the application
-    /// writes, its limit otherwise; `None`: unpaced.
+    /// writes, its limit otherwise (none under the dynamic controller);
+    /// `None`: unpaced.
     pub(super) fn resync_pace(&self) -> Option<u64> {
         let busy = self
             .last_app_write
             .is_some_and(|t| self.now.since(t) < APP_ACTIVE);
         let min = self.cfg.resync_min_rate_kib.filter(|_| busy);
-        match (min, self.cfg.resync_rate_kib) {
+        // The dynamic controller replaces the fixed rate (as in DRBD).
+        let fixed = self
+            .cfg
+            .resync_rate_kib
+            .filter(|_| self.cfg.controller.is_none());
+        match (min, fixed) {
             (Some(m), Some(r)) => Some(m.min(r)),
             (m, r) => m.or(r),
         }
@@ -80,6 +89,7 @@ impl Volume {
         p.repl = ReplState::SyncSource;
         p.resync_total = total;
         p.resync_started = self.now;
+        p.ctl = super::controller::Controller::default();
         p.resync_cursor = 0;
         let name = p.cfg.name.clone();
         self.emit(VolumeEvent::ResyncStarted {
@@ -99,11 +109,34 @@ impl Volume {
             return;
         }
         self.peers[i].resync_paced = false;
-        while (self.peers[i].resync_inflight.len() as u32) < self.cfg.resync_window.max(1) {
+        // With the controller, its budget bounds what is in flight.
+        let window = match self.cfg.controller {
+            Some(_) => self.cfg.resync_window.max(MAX_CONTROLLED_WINDOW),
+            None => self.cfg.resync_window.max(1),
+        };
+        while (self.peers[i].resync_inflight.len() as u32) < window {
             let pace = self.resync_pace();
-            if pace.is_some() && self.peers[i].resync_next > self.now + RATE_BURST {
+            let paced = pace.is_some() || self.cfg.controller.is_some();
+            let mut spacing = std::time::Duration::ZERO;
+            if paced && self.peers[i].resync_next > self.now + RATE_BURST {
                 self.peers[i].resync_paced = true;
                 break;
+            }
+            if let Some(cc) = self.cfg.controller {
+                let now = self.now;
+                let p = &mut self.peers[i];
+                let in_flight = p.resync_inflight.len() as u64 * (BLOCK / 1024);
+                match p.ctl.take(&cc, now, in_flight, BLOCK / 1024) {
+                    // Spread over the step like a rate (below, with a
+                    // minimum rate's pace if slower).
+                    Some(share) => spacing = share,
+                    None => {
+                        // Wait for the next step (the pacing timer wakes it).
+                        p.resync_paced = true;
+                        p.resync_next = p.ctl.next_step().unwrap_or(now) + RATE_BURST;
+                        break;
+                    }
+                }
             }
             let Some(m) = self.meta.peer(node) else {
                 return;
@@ -126,7 +159,10 @@ impl Volume {
             if let Some(rate) = pace {
                 // This block's share of a second at `rate` KiB/s.
                 let ns = len.saturating_mul(1_000_000_000) / rate.saturating_mul(1024);
-                p.resync_next = p.resync_next.max(now) + std::time::Duration::from_nanos(ns);
+                spacing = spacing.max(std::time::Duration::from_nanos(ns));
+            }
+            if paced {
+                p.resync_next = p.resync_next.max(now) + spacing;
             }
             p.resync_cursor = b + 1;
             p.resync_inflight.insert(b, Inflight::default());
@@ -188,6 +224,7 @@ impl Volume {
         let Some(f) = self.peers[i].resync_inflight.remove(&b) else {
             return;
         };
+        self.peers[i].ctl.acked(BLOCK / 1024);
         if !f.stale
             && let Some(m) = self.meta.peer_mut(node)
         {

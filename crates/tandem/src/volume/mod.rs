@@ -254,6 +254,7 @@ pub fn engine_config(
     cfg.csums = v.csums;
     cfg.resync_rate_kib = v.resync_rate_kib;
     cfg.resync_min_rate_kib = v.resync_min_rate_kib;
+    cfg.controller = v.controller;
     Ok((cfg, v.clone(), me as u8))
 }
 
