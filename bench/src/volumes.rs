@@ -205,8 +205,10 @@ impl Cluster {
     /// losetup on n1's FUSE file, inside the volume process's mount
     /// namespace.
     fn loop_device(&self) -> anyhow::Result<String> {
+        // Anchored on the program, so the shell running pgrep (whose
+        // command line holds the pattern too) never matches.
         let pid = sh(&format!(
-            "pgrep -f 'volume run r0 --config {}/n1.toml' | head -1",
+            "pgrep -f '^[^ ]*tandem volume run r0 --config {}/n1.toml' | head -1",
             self.dir.display()
         ))?;
         sh(&format!(
