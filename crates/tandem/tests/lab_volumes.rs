@@ -138,6 +138,27 @@ impl Rig {
         c.output().expect("run tandem volume")
     }
 
+    /// Starts 64 writes of 256 KiB on node `i` (the primary) through its
+    /// NBD export and powers the node off once they are arriving.
+    fn power_off_mid_write(&self, i: usize) {
+        let uri = format!("nbd+unix:///?socket={}", self.nodes[i].nbd.display());
+        let mut writer = Command::new("qemu-io");
+        writer.args(["-f", "raw", &uri]);
+        for k in 0..64 {
+            writer.args([
+                "-c",
+                &format!("write -P 0x{:02x} {}M 256k", 0x40 + k, 40 + k / 4),
+            ]);
+        }
+        let written = self.status(i)["dw"].as_u64().unwrap_or(0);
+        let child = writer.spawn().expect("qemu-io writer");
+        self.wait(i, "writes arriving", |s| {
+            s["dw"].as_u64().unwrap_or(0) > written
+        });
+        self.lab.power_off(self.nodes[i].name).expect("power off");
+        let _ = child.wait_with_output();
+    }
+
     /// `secondary` on node `i`, retried while the last writes of a client
     /// that just closed are still completing (what the refusal asks).
     #[track_caller]
@@ -459,23 +480,7 @@ fn the_workshop_steps_resync_and_verify_on_two_nodes() {
 
     // Kill the primary (n2) mid-write; n1 takes over and writes; n2 comes
     // back and is resynced from n1.
-    let uri = format!("nbd+unix:///?socket={}", rig.nodes[1].nbd.display());
-    let mut writer = Command::new("qemu-io");
-    writer.args(["-f", "raw", &uri]);
-    for k in 0..64 {
-        writer.args([
-            "-c",
-            &format!("write -P 0x{:02x} {}M 256k", 0x40 + k, 40 + k / 4),
-        ]);
-    }
-    let written = rig.status(1)["dw"].as_u64().unwrap_or(0);
-    let child = writer.spawn().expect("qemu-io writer");
-    // Pull the plug once the writes are arriving.
-    rig.wait(1, "writes arriving", |s| {
-        s["dw"].as_u64().unwrap_or(0) > written
-    });
-    rig.lab.power_off("n2").expect("power off");
-    let _ = child.wait_with_output();
+    rig.power_off_mid_write(1);
     rig.wait(0, "n2 gone", |s| s["peers"][0]["connection"] != "Connected");
     rig.ok(0, &["primary", "r0"]);
     rig.qemu_io(0, &["write -P 0xe5 50M 1M", "flush"]);
@@ -609,22 +614,7 @@ fn three_nodes_one_asynchronous_survive_a_cut_link_and_a_primary_power_off() {
     rig.identical();
 
     // The primary powered off mid-write; n2 promoted; n3 follows n2.
-    let uri = format!("nbd+unix:///?socket={}", rig.nodes[0].nbd.display());
-    let mut writer = Command::new("qemu-io");
-    writer.args(["-f", "raw", &uri]);
-    for k in 0..64 {
-        writer.args([
-            "-c",
-            &format!("write -P 0x{:02x} {}M 256k", 0x40 + k, 40 + k / 4),
-        ]);
-    }
-    let written = rig.status(0)["dw"].as_u64().unwrap_or(0);
-    let child = writer.spawn().expect("qemu-io writer");
-    rig.wait(0, "writes arriving", |s| {
-        s["dw"].as_u64().unwrap_or(0) > written
-    });
-    rig.lab.power_off("n1").expect("power off");
-    let _ = child.wait_with_output();
+    rig.power_off_mid_write(0);
     rig.wait(1, "n1 gone", |s| s["peers"][0]["connection"] != "Connected");
     rig.ok(1, &["primary", "r0"]);
     rig.qemu_io(1, &["write -P 0xe5 50M 1M", "flush"]);

@@ -35,13 +35,7 @@ impl Volume {
         len: u64,
         others: &[u8],
     ) {
-        let nodes: Vec<u8> = self
-            .peers
-            .iter()
-            .map(|p| p.cfg.node)
-            .filter(|n| *n != from)
-            .collect();
-        for n in nodes {
+        for n in self.peers_but(from) {
             if others.contains(&n) {
                 self.unsettled
                     .entry(n)
@@ -54,6 +48,15 @@ impl Volume {
                 self.mark_for(n, offset, len);
             }
         }
+    }
+
+    /// Every peer's node index but `node`'s.
+    fn peers_but(&self, node: u8) -> Vec<u8> {
+        self.peers
+            .iter()
+            .map(|p| p.cfg.node)
+            .filter(|n| *n != node)
+            .collect()
     }
 
     /// Marks a range out of sync for peer `n` (kept until persisted).
@@ -106,13 +109,7 @@ impl Volume {
     /// tracks it (the block is marked; the generation it was in sync at is
     /// kept).
     pub(super) fn track_resync_write(&mut self, source: u8, offset: u64, len: u64) {
-        let nodes: Vec<u8> = self
-            .peers
-            .iter()
-            .map(|p| p.cfg.node)
-            .filter(|n| *n != source)
-            .collect();
-        for n in nodes {
+        for n in self.peers_but(source) {
             self.mark_for(n, offset, len);
         }
     }

@@ -163,13 +163,7 @@ impl Volume {
         self.emit(VolumeEvent::NewGeneration { current: fresh });
         // Secondaries still replicating adopt it (ahead of the writes of
         // the new generation on the same connection).
-        let present: Vec<u8> = self
-            .peers
-            .iter()
-            .filter(|p| p.replicating())
-            .map(|p| p.cfg.node)
-            .collect();
-        for n in present {
+        for n in self.replicating_nodes() {
             let absent = absent.clone();
             self.send(
                 n,
@@ -197,12 +191,7 @@ impl Volume {
             .write(io, b.offset, b.data.clone(), b.fua, &mut self.out);
         self.counters.dw += len / 1024;
         let mut waiting = BTreeSet::new();
-        let replicas: Vec<u8> = self
-            .peers
-            .iter()
-            .filter(|p| p.replicating())
-            .map(|p| p.cfg.node)
-            .collect();
+        let replicas = self.replicating_nodes();
         for i in 0..self.peers.len() {
             let node = self.peers[i].cfg.node;
             if !self.peers[i].replicating() {
@@ -256,6 +245,15 @@ impl Volume {
         if self.epoch_writes >= self.cfg.max_epoch_writes {
             self.close_epoch();
         }
+    }
+
+    /// The peers application writes go to now.
+    fn replicating_nodes(&self) -> Vec<u8> {
+        self.peers
+            .iter()
+            .filter(|p| p.replicating())
+            .map(|p| p.cfg.node)
+            .collect()
     }
 
     /// Closes the current epoch and sends its barrier to every peer that
