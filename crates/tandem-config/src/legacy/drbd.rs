@@ -17,12 +17,12 @@ use crate::diagnostic::{Diagnostic, Severity};
 
 /// One statement or section.
 #[derive(Clone, Debug)]
-struct Stmt {
-    key: String,
-    args: Vec<String>,
-    body: Option<Vec<Stmt>>,
+pub(super) struct Stmt {
+    pub(super) key: String,
+    pub(super) args: Vec<String>,
+    pub(super) body: Option<Vec<Stmt>>,
     /// Byte offset in its file.
-    at: usize,
+    pub(super) at: usize,
 }
 
 /// Parses one file.
@@ -411,6 +411,7 @@ impl Ctx<'_> {
         let mut rate: Option<(String, usize)> = None;
         let mut min_rate: Option<(String, usize)> = None;
         let mut controller: Vec<(String, String, String)> = Vec::new();
+        let mut connections = String::new();
         let mut handlers: Vec<(String, String, usize)> = Vec::new();
         for s in &all {
             let single = matches!(
@@ -466,6 +467,15 @@ impl Ctx<'_> {
                     }
                 }
                 "volume" | "device" | "disk" | "meta-disk" | "flexible-meta-disk" | "address" => {}
+                "connection" if s.body.is_some() => {
+                    match super::drbd_options::connection_table(s, &self.line(s.at)) {
+                        Some(t) => connections.push_str(&t),
+                        None => self.note(
+                            s.at,
+                            "connection: every copy connects to every other".into(),
+                        ),
+                    }
+                }
                 "connection-mesh" | "connection" => self.note(
                     s.at,
                     format!("{}: every copy connects to every other", s.key),
@@ -542,7 +552,7 @@ impl Ctx<'_> {
         if let Some((r, at)) = &min_rate {
             let _ = writeln!(toml, "resync_min_rate = {r:?}  # {}", self.line(*at));
         }
-        toml.push_str(&super::drbd_controller::controller_lines(&controller));
+        toml.push_str(&super::drbd_options::controller_lines(&controller));
         if let Some((alg, at)) = &csums {
             let _ = writeln!(toml, "csums = true  # {}", self.line(*at));
             self.note(
@@ -582,6 +592,7 @@ impl Ctx<'_> {
                 let _ = writeln!(toml, "device = {d:?}  # {}", self.line(*at));
             }
         }
+        toml.push_str(&connections);
         self.out.toml.push_str(&toml);
         self.out.names.push(name.to_string());
     }
@@ -680,6 +691,23 @@ resource data {
             (1024, Some(100 * 1024))
         );
         assert_eq!(v.nodes.len(), 2);
+    }
+
+    #[test]
+    fn three_hosts_with_an_asynchronous_connection() {
+        let text = "resource r0 {\n  protocol C;\n  on alpha { address 10.0.0.1:7789; disk /dev/x; }\n  on bravo { address 10.0.0.2:7789; disk /dev/x; }\n  on charlie { address 10.0.1.3:7789; disk /dev/x; }\n  connection { host alpha; host charlie; net { protocol A; } }\n  connection { host bravo; host charlie; net { protocol A; } }\n}\n";
+        let i = one(text).expect("imports");
+        let t = &i.toml;
+        let cfg = format!(
+            "cluster = \"c\"\nkey_file = \"k\"\n[[link]]\nname = \"l\"\nkind = \"ucast\"\n[[node]]\nname = \"alpha\"\naddresses = {{ l = \"10.0.0.1\" }}\n[[node]]\nname = \"bravo\"\naddresses = {{ l = \"10.0.0.2\" }}\n[[node]]\nname = \"charlie\"\naddresses = {{ l = \"10.0.1.3\" }}\n{t}"
+        );
+        let loaded = crate::parse(&cfg, Path::new("/x/tandem.toml")).expect("valid TOML");
+        let v = &loaded.config.volumes[0];
+        use crate::ReplicationProtocol::{A, C};
+        assert_eq!(v.nodes.len(), 3, "{t}");
+        assert_eq!(v.protocol_between("alpha", "bravo"), C, "{t}");
+        assert_eq!(v.protocol_between("charlie", "alpha"), A, "{t}");
+        assert_eq!(v.protocol_between("bravo", "charlie"), A, "{t}");
     }
 
     #[test]

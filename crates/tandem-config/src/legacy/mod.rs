@@ -18,7 +18,7 @@ use crate::{ConfigError, Loaded};
 
 mod authkeys;
 pub mod drbd;
-mod drbd_controller;
+mod drbd_options;
 mod hacf;
 mod haresources;
 mod interfaces;

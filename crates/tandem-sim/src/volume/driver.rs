@@ -94,14 +94,7 @@ impl VolumeSim {
                         continue;
                     };
                     let session = l.session;
-                    // Headers, plus the data a write or resync block carries.
-                    let bytes = 64
-                        + match &msg {
-                            tandem_volumes::Message::Write { data, .. }
-                            | tandem_volumes::Message::ResyncData { data, .. } => data.len() as u64,
-                            _ => 0,
-                        };
-                    let at = self.channel_delay(i, to, msg.channel(), bytes);
+                    let at = self.channel_delay(i, to, &msg);
                     self.schedule(
                         at,
                         Ev::Deliver {

@@ -439,10 +439,17 @@ impl VolumeSim {
         }
     }
 
-    /// When a message of `bytes` sent now from `from` to `to` on `ch`
-    /// arrives: after the wire carried it (with a bandwidth) and a random
-    /// 50–400 µs, never before an earlier one on the same channel.
-    fn channel_delay(&mut self, from: usize, to: usize, ch: Channel, bytes: u64) -> Timestamp {
+    /// When `msg`, sent now from `from` to `to`, arrives: after the wire
+    /// carried it (with a bandwidth) and a random 50–400 µs, never before
+    /// an earlier one on the same channel.
+    fn channel_delay(&mut self, from: usize, to: usize, msg: &Message) -> Timestamp {
+        let ch = msg.channel();
+        // Headers, plus the data a write or resync block carries.
+        let bytes = 64
+            + match msg {
+                Message::Write { data, .. } | Message::ResyncData { data, .. } => data.len() as u64,
+                _ => 0,
+            };
         let d = Duration::from_micros(rand::Rng::random_range(&mut self.rng, 50..400));
         let mut sent = self.now;
         if let Some(kib_s) = self.link_kib_s.filter(|k| *k > 0) {

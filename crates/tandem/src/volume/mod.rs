@@ -136,11 +136,8 @@ struct Link {
 /// written while held, so a peer promoted meanwhile loses nothing.
 const LAPSE_HOLD: Duration = Duration::from_millis(500);
 
-/// Writes larger than this are split: replication frames stay small, and
-/// the parts of a large write go to the disk and the peer side by side, so
-/// the peer writes the first while the next travels (256 KiB: protocol C
-/// sequential writes ~485 MiB/s here against ~405 with 1 MiB and ~455 with
-/// 512 KiB; 128 KiB no better).
+/// Writes larger than this are split: their parts go to disk and peer side
+/// by side (bench/README.md "volumes": 256 KiB beat 1 MiB, 512 and 128 KiB).
 const MAX_CHUNK: u64 = 256 << 10;
 
 /// An application request in flight: who to answer, and how many of its

@@ -1,6 +1,33 @@
-//! DRBD's dynamic resync controller options (`c-plan-ahead`,
-//! `c-fill-target`, `c-delay-target`, `c-max-rate` in `disk {}`) as a
-//! tandem volume's `c_*` keys.
+//! DRBD options carried over beyond the basics: the dynamic resync
+//! controller (`c-plan-ahead`, `c-fill-target`, `c-delay-target`,
+//! `c-max-rate` in `disk {}`) as a tandem volume's `c_*` keys, and DRBD 9's
+//! `connection { host a; host b; net { protocol A; } }` blocks as
+//! `[[volume.connection]]` tables.
+
+use super::drbd::Stmt;
+
+/// The `[[volume.connection]]` table of a `connection` block naming two
+/// hosts and a protocol (`at`: its `file:line`); `None` otherwise.
+pub(super) fn connection_table(s: &Stmt, at: &str) -> Option<String> {
+    let body = s.body.as_deref()?;
+    let hosts: Vec<&String> = body
+        .iter()
+        .filter(|h| h.key == "host")
+        .filter_map(|h| h.args.first())
+        .collect();
+    let protocol = body
+        .iter()
+        .filter(|n| n.key == "net")
+        .flat_map(|n| n.body.as_deref().unwrap_or(&[]))
+        .find(|o| o.key == "protocol")
+        .and_then(|o| o.args.first())?;
+    let [a, b] = hosts.as_slice() else {
+        return None;
+    };
+    Some(format!(
+        "[[volume.connection]]  # {at}\nhosts = [{a:?}, {b:?}]\nprotocol = {protocol:?}\n"
+    ))
+}
 
 /// The TOML lines for `options` (key, value, where as `file:line`). DRBD
 /// counts plan-ahead and delay-target in tenths of a second and the fill
@@ -61,5 +88,40 @@ mod tests {
         assert!(t.contains("c_plan_ahead = \"2s\""), "{t}");
         assert!(t.contains("c_fill_target = \"1M\""), "{t}");
         assert_eq!(controller_lines(&[]), "");
+    }
+
+    #[test]
+    fn a_connection_block_becomes_a_connection_table() {
+        let st = |key: &str, args: &[&str], body: Option<Vec<Stmt>>| Stmt {
+            key: key.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            body,
+            at: 0,
+        };
+        let block = st(
+            "connection",
+            &[],
+            Some(vec![
+                st("host", &["alpha"], None),
+                st("host", &["charlie", "address", "10.0.0.3:7789"], None),
+                st("net", &[], Some(vec![st("protocol", &["A"], None)])),
+            ]),
+        );
+        assert_eq!(
+            connection_table(&block, "r0.res:7").as_deref(),
+            Some(
+                "[[volume.connection]]  # r0.res:7\nhosts = [\"alpha\", \"charlie\"]\nprotocol = \"A\"\n"
+            )
+        );
+        // Without a protocol of its own: nothing to carry over.
+        let plain = st(
+            "connection",
+            &[],
+            Some(vec![
+                st("host", &["alpha"], None),
+                st("host", &["bravo"], None),
+            ]),
+        );
+        assert_eq!(connection_table(&plain, "r0.res:9"), None);
     }
 }
