@@ -406,6 +406,9 @@ fn a_flood_of_junk_delays_no_heartbeat() {
             })
         })
         .collect();
+    // A stall of the whole virtual machine delays every timer alike; the
+    // probe (SCHED_FIFO 99) tells it apart from the daemon's own lateness.
+    let probe = tandem_lab::stall::Probe::start(Duration::from_millis(10));
     let end = Instant::now() + Duration::from_secs(5);
     let mut worst = Duration::ZERO;
     while Instant::now() < end {
@@ -418,6 +421,8 @@ fn a_flood_of_junk_delays_no_heartbeat() {
         std::thread::sleep(Duration::from_millis(20));
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (realtime, stalls) = probe.stop();
+    let stall = stalls.iter().map(|s| s.gap).max().unwrap_or_default();
     let sent: u64 = blasters.into_iter().map(|b| b.join().unwrap()).sum();
     let s = c.status(0).unwrap();
     let rejected = s.membership.stats.rejected();
@@ -428,11 +433,14 @@ fn a_flood_of_junk_delays_no_heartbeat() {
     );
     assert!(rejected > 10_000, "the flood did not reach n1: {rejected}");
     // What the daemon controls: its timers stay on time (heartbeats every
-    // 100 ms). How far apart n2 heard them also depends on the kernel's
+    // 100 ms), unless the machine itself stalled as long (CI saw 50.2 ms
+    // once). How far apart n2 heard them also depends on the kernel's
     // loopback backlog, which the flood shares with them: reported only.
+    let explained =
+        realtime && stall + Duration::from_millis(10) >= Duration::from_micros(lateness);
     assert!(
-        lateness < 50_000,
-        "n1's heartbeat thread was {lateness} µs late under the flood"
+        lateness < 50_000 || explained,
+        "n1's heartbeat thread was {lateness} µs late under the flood; the machine's longest stall {stall:?} (probe real-time: {realtime})"
     );
 }
 
