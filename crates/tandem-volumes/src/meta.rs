@@ -88,18 +88,12 @@ impl Metadata {
         self.peers.iter_mut().find(|p| p.node == node)
     }
 
-    /// Pushes `u` onto the history (newest first); an older copy of it
-    /// (the role bit masked) moves to the front instead.
+    /// Pushes `u` onto the history (newest first).
     pub fn push_history(&mut self, u: Uuid) {
         if u == 0 {
             return;
         }
-        let end = self
-            .history
-            .iter()
-            .position(|h| *h & !1 == u & !1)
-            .unwrap_or(self.history.len() - 1);
-        self.history[..=end].rotate_right(1);
+        self.history.rotate_right(1);
         self.history[0] = u;
     }
 

@@ -138,6 +138,41 @@ impl Rig {
         c.output().expect("run tandem volume")
     }
 
+    /// ext4 made on node `i`'s loop device over its FUSE file, with a 6 MB
+    /// random file; returns its sha256.
+    fn ext4_with_a_file(&self, i: usize) -> String {
+        let m = self.mountpoint();
+        let dev = self.loop_device(i);
+        sh(&format!("mkfs.ext4 -q {dev} && mount {dev} {m}"));
+        sh(&format!("head -c 6000000 /dev/urandom > {m}/data && sync"));
+        let sum = sh(&format!("sha256sum < {m}/data"));
+        sh(&format!("umount {m} && losetup -d {dev}"));
+        sum
+    }
+
+    /// On node `i` (primary): fsck finds the ext4 clean and the file has
+    /// checksum `sum`.
+    #[track_caller]
+    fn same_file(&self, i: usize, sum: &str) {
+        let m = self.mountpoint();
+        let dev = self.loop_device(i);
+        sh(&format!("fsck.ext4 -fn {dev}"));
+        sh(&format!("mount {dev} {m}"));
+        assert_eq!(
+            sh(&format!("sha256sum < {m}/data")),
+            sum,
+            "the file differs on n{}",
+            i + 1
+        );
+        sh(&format!("umount {m} && losetup -d {dev}"));
+    }
+
+    fn mountpoint(&self) -> String {
+        let mnt = self._dir.path().join("mnt");
+        std::fs::create_dir_all(&mnt).expect("mountpoint");
+        mnt.display().to_string()
+    }
+
     /// Starts 64 writes of 256 KiB on node `i` (the primary) through its
     /// NBD export and powers the node off once they are arriving.
     fn power_off_mid_write(&self, i: usize) {
@@ -370,25 +405,10 @@ fn the_workshop_steps_resync_and_verify_on_two_nodes() {
     // The workshop: ext4 on the primary's FUSE file through a loop
     // device, a file written, a role switch, fsck clean and the same file
     // on the other node.
-    let mnt = rig._dir.path().join("mnt");
-    std::fs::create_dir_all(&mnt).expect("mountpoint");
-    let m = mnt.display();
-    let dev = rig.loop_device(0);
-    sh(&format!("mkfs.ext4 -q {dev} && mount {dev} {m}"));
-    sh(&format!("head -c 6000000 /dev/urandom > {m}/data && sync"));
-    let sum = sh(&format!("sha256sum < {m}/data"));
-    sh(&format!("umount {m} && losetup -d {dev}"));
+    let sum = rig.ext4_with_a_file(0);
     rig.demote(0);
     rig.ok(1, &["primary", "r0"]);
-    let dev = rig.loop_device(1);
-    sh(&format!("fsck.ext4 -fn {dev}"));
-    sh(&format!("mount {dev} {m}"));
-    assert_eq!(
-        sh(&format!("sha256sum < {m}/data")),
-        sum,
-        "the file differs on n2"
-    );
-    sh(&format!("umount {m} && losetup -d {dev}"));
+    rig.same_file(1, &sum);
     rig.demote(1);
     rig.ok(0, &["primary", "r0"]);
 
@@ -587,14 +607,7 @@ fn three_nodes_one_asynchronous_survive_a_cut_link_and_a_primary_power_off() {
     assert_eq!(proto(&rig.status(2), "n2"), "C");
 
     // ext4 on n1, a file with its checksum.
-    let mnt = rig._dir.path().join("mnt");
-    std::fs::create_dir_all(&mnt).expect("mountpoint");
-    let m = mnt.display();
-    let dev = rig.loop_device(0);
-    sh(&format!("mkfs.ext4 -q {dev} && mount {dev} {m}"));
-    sh(&format!("head -c 6000000 /dev/urandom > {m}/data && sync"));
-    let sum = sh(&format!("sha256sum < {m}/data"));
-    sh(&format!("umount {m} && losetup -d {dev}"));
+    let sum = rig.ext4_with_a_file(0);
 
     // n3 cut off: n1 writes 3 MiB; back, n3 gets only those blocks, from
     // the primary (n2 decides nothing while the primary is there).
@@ -636,15 +649,7 @@ fn three_nodes_one_asynchronous_survive_a_cut_link_and_a_primary_power_off() {
     // Role switch to n3 (the asynchronous one): fsck clean, same file.
     rig.demote(1);
     rig.ok(2, &["primary", "r0"]);
-    let dev = rig.loop_device(2);
-    sh(&format!("fsck.ext4 -fn {dev}"));
-    sh(&format!("mount {dev} {m}"));
-    assert_eq!(
-        sh(&format!("sha256sum < {m}/data")),
-        sum,
-        "the file differs on n3"
-    );
-    sh(&format!("umount {m} && losetup -d {dev}"));
+    rig.same_file(2, &sum);
     // n1's connection to n3 was deferred (n2 was primary): it decided
     // afresh when n3 was promoted, so n1 may still be catching up.
     for i in 0..3 {

@@ -147,19 +147,21 @@ impl Volume {
             return;
         }
         let my_discard = self.peers[i].discard_my_data;
-        // An inconsistent copy (a resync cut short: its source gone) has
-        // nothing to keep: it is the target of a full resync, whatever the
-        // generations say (with three nodes it may have followed another
-        // source than the peer's).
-        if matches!(strategy, Strategy::SplitBrain { .. } | Strategy::Unrelated) {
-            match (
-                self.disk == DiskState::Inconsistent,
-                disk == DiskState::Inconsistent,
-            ) {
-                (true, false) => strategy = Strategy::Target { full: true },
-                (false, true) => strategy = Strategy::Source { full: true },
-                _ => {}
-            }
+        // A side whose copy is unusable is the target, whatever the
+        // generations say; in full where they show no common history (a
+        // resync cut short, its source gone: with three nodes it may have
+        // followed another source than the peer's). Never a split brain.
+        let full = !matches!(
+            strategy,
+            Strategy::NoSync | Strategy::Source { full: false } | Strategy::Target { full: false }
+        );
+        match (
+            self.disk == DiskState::Inconsistent,
+            disk == DiskState::Inconsistent,
+        ) {
+            (true, false) => strategy = Strategy::Target { full },
+            (false, true) => strategy = Strategy::Source { full },
+            _ => {}
         }
         match strategy {
             Strategy::SplitBrain { recoverable } => {
@@ -206,20 +208,6 @@ impl Volume {
             Strategy::Unrelated => {
                 return self.refuse(i, VolumeEvent::UnrelatedData { peer: name });
             }
-            _ => {}
-        }
-        // A side whose copy is unusable is the target, whatever the
-        // generations say.
-        let full = matches!(
-            strategy,
-            Strategy::Source { full: true } | Strategy::Target { full: true }
-        );
-        match (
-            self.disk == DiskState::Inconsistent,
-            disk == DiskState::Inconsistent,
-        ) {
-            (true, false) => strategy = Strategy::Target { full },
-            (false, true) => strategy = Strategy::Source { full },
             _ => {}
         }
         if matches!(strategy, Strategy::Source { .. }) && self.disk <= DiskState::Inconsistent {

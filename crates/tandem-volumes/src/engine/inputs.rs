@@ -24,7 +24,7 @@ impl Volume {
         match purpose {
             Purpose::Meta => {
                 self.meta_inflight.remove(&io);
-                self.release_barrier_acks();
+                self.release_barrier_acks(io);
                 self.pump_writes();
             }
             Purpose::DemoteFlush => {

@@ -225,8 +225,10 @@ pub struct Volume {
     /// Writes from the primary that another peer may still miss, per
     /// peer: (epoch, offset, length) (see `three_nodes`).
     unsettled: BTreeMap<u8, Vec<(u64, u64, u64)>>,
-    /// Bitmap marks made since the metadata was last written.
+    /// Bitmap marks made since the metadata was last written, and the
+    /// metadata writes in flight that carry marks.
     marks_dirty: bool,
+    marks_saving: std::collections::BTreeSet<IoId>,
     /// Barrier acknowledgements waiting for a metadata write: (peer, epoch).
     acks_after_meta: Vec<(u8, u64)>,
 }
@@ -295,6 +297,7 @@ impl Volume {
             withheld: Vec::new(),
             unsettled: BTreeMap::new(),
             marks_dirty: false,
+            marks_saving: std::collections::BTreeSet::new(),
             acks_after_meta: Vec::new(),
         };
         v.emit(VolumeEvent::Disk { disk });
@@ -487,8 +490,10 @@ impl Volume {
 
     /// Writes the metadata durably; writes submitted meanwhile wait.
     fn write_meta(&mut self) {
-        self.marks_dirty = false;
         let io = self.io();
+        if std::mem::take(&mut self.marks_dirty) {
+            self.marks_saving.insert(io);
+        }
         self.meta_inflight.insert(io, ());
         self.counters.meta_writes += 1;
         self.disk_queue.note(io, Purpose::Meta);

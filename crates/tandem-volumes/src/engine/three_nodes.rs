@@ -232,19 +232,20 @@ impl Volume {
     /// are on disk.
     pub(super) fn ack_barrier_after_marks(&mut self, node: u8, epoch: u64) {
         if self.marks_dirty {
-            self.marks_dirty = false;
             self.write_meta();
         }
-        if self.meta_inflight.is_empty() {
+        if self.marks_saving.is_empty() {
             self.send(node, Message::BarrierAck { epoch });
         } else {
             self.acks_after_meta.push((node, epoch));
         }
     }
 
-    /// The metadata writes drained: held barrier acknowledgements go out.
-    pub(super) fn release_barrier_acks(&mut self) {
-        if !self.meta_inflight.is_empty() {
+    /// Metadata write `io` is done: once no marks are on their way to
+    /// disk, held barrier acknowledgements go out.
+    pub(super) fn release_barrier_acks(&mut self, io: crate::output::IoId) {
+        self.marks_saving.remove(&io);
+        if !self.marks_saving.is_empty() {
             return;
         }
         for (node, epoch) in std::mem::take(&mut self.acks_after_meta) {

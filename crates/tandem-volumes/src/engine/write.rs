@@ -412,14 +412,10 @@ impl Volume {
         p.transfer_log = keep;
         // The other secondaries stop tracking these writes for it.
         if self.role == Role::Primary {
-            let others: Vec<u8> = self
-                .peers
-                .iter()
-                .filter(|q| q.cfg.node != node && q.replicating())
-                .map(|q| q.cfg.node)
-                .collect();
-            for n in others {
-                self.send(n, Message::Durable { node, epoch });
+            for n in self.replicating_nodes() {
+                if n != node {
+                    self.send(n, Message::Durable { node, epoch });
+                }
             }
         }
         let ids: Vec<u64> = self
