@@ -165,6 +165,10 @@ pub struct DrillReport {
     pub lateness_ms: Vec<f64>,
     /// Each node's rejected packets by reason, after the attack.
     pub rejected: Vec<std::collections::BTreeMap<String, u64>>,
+    /// What the daemons logged during the attack, beyond the expected
+    /// rejections (node loop lateness, stalls, deaths, takeovers): where
+    /// to look when the drill fails. At most 40 lines.
+    pub logged: Vec<String>,
 }
 
 fn rejected(st: &tandem_core::MembershipStatus) -> std::collections::BTreeMap<String, u64> {
@@ -185,6 +189,33 @@ fn rejected(st: &tandem_core::MembershipStatus) -> std::collections::BTreeMap<St
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
+}
+
+/// Each node's log size now, to read what comes after.
+fn log_ends(w: &crate::lab_cluster::WebCluster) -> Vec<u64> {
+    w.cluster
+        .nodes
+        .iter()
+        .map(|n| std::fs::metadata(&n.log).map_or(0, |m| m.len()))
+        .collect()
+}
+
+/// The lines each node logged since `ends`, without the rejections the
+/// attack is meant to cause.
+fn logged_since(w: &crate::lab_cluster::WebCluster, ends: &[u64]) -> Vec<String> {
+    let expected = ["Rejected datagram", "signs heartbeats as"];
+    let mut lines = Vec::new();
+    for (n, from) in w.cluster.nodes.iter().zip(ends) {
+        let text = std::fs::read(&n.log).unwrap_or_default();
+        let start = usize::try_from(*from).unwrap_or(0).min(text.len());
+        for line in String::from_utf8_lossy(&text[start..]).lines() {
+            if !expected.iter().any(|e| line.contains(e)) {
+                lines.push(format!("{}: {line}", n.name));
+            }
+        }
+    }
+    lines.truncate(40);
+    lines
 }
 
 fn deaths(w: &crate::lab_cluster::WebCluster) -> usize {
@@ -252,6 +283,7 @@ pub fn drill(
     let junk = malformed(&after);
     let pids = [w.cluster.pid(0), w.cluster.pid(1)];
     let deaths_before = deaths(w);
+    let ends = log_ends(w);
     let t0 = w.probe_now_ms();
     let started = Instant::now();
     let run = |packets: Vec<Vec<u8>>, targets: Vec<SocketAddr>| {
@@ -301,5 +333,6 @@ pub fn drill(
             .map(|s| s.membership.stats.max_timer_lateness_us as f64 / 1000.0)
             .collect(),
         rejected: statuses.iter().map(|s| rejected(&s.membership)).collect(),
+        logged: logged_since(w, &ends),
     })
 }

@@ -51,6 +51,8 @@ pub struct LoopMeter {
     schedstat: Option<File>,
     mark: Instant,
     reading: Reading,
+    /// When `reading` was taken.
+    reading_at: Instant,
     wait: Option<Duration>,
     last_report: Option<Instant>,
     suppressed: u64,
@@ -66,6 +68,7 @@ impl LoopMeter {
             schedstat,
             mark: Instant::now(),
             reading: Reading::default(),
+            reading_at: Instant::now(),
             wait: None,
             last_report: None,
             suppressed: 0,
@@ -121,9 +124,21 @@ impl LoopMeter {
         if over > self.threshold {
             let d = self.read().since(&self.reading);
             self.report(now, what, took, over, &d);
+            self.refresh(Instant::now());
+        } else if now - self.reading_at >= self.threshold / 4 {
+            // Reading the counters costs two system calls and a /proc
+            // read: under a flood of datagrams the loop turns thousands
+            // of times a second, so the baseline is refreshed only every
+            // quarter threshold. A late phase's figures then cover it and
+            // at most a quarter threshold before it.
+            self.refresh(now);
         }
-        self.reading = self.read();
         self.mark = Instant::now();
+    }
+
+    fn refresh(&mut self, now: Instant) {
+        self.reading = self.read();
+        self.reading_at = now;
     }
 
     fn report(&mut self, now: Instant, what: &str, took: Duration, over: Duration, d: &Reading) {

@@ -214,11 +214,7 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
     }
     let socket = opts.socket.clone().unwrap_or_else(|| config.socket.clone());
 
-    let epoch = Instant::now();
-    let brain = Brain::new(
-        config.brain_config(&local, keys, incarnation, &known)?,
-        Timestamp::ZERO,
-    );
+    let brain_config = config.brain_config(&local, keys, incarnation, &known)?;
     let shared = Arc::new(Shared::default());
     let poll = mio::Poll::new().context("create poller")?;
     let waker = Arc::new(mio::Waker::new(poll.registry(), WAKE).context("create waker")?);
@@ -399,25 +395,7 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
     tandem_api::history::start(&history, &events)
         .with_context(|| format!("keep the event history in {}", history.display()))?;
     let op_events = event_sink.clone();
-    let node_loop = NodeLoop {
-        events: event_sink,
-        watchdog,
-        peers_seen,
-        lease_want: None,
-        lease_sent: None,
-        volume_lease,
-        fencer,
-        kernel_lease,
-        prober,
-        brain,
-        links,
-        poll,
-        epoch,
-        inputs,
-        shared: shared.clone(),
-        executor,
-        shutdown_limit,
-    };
+    let node_shared = shared.clone();
     let node_thread = std::thread::Builder::new()
         .name("tandem-node".into())
         .spawn(move || {
@@ -427,6 +405,29 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
                 "normal scheduling (realtime = false)".to_string()
             };
             let _ = sched_tx.send(sched);
+            // The clock starts with the loop: the set-up above (nftables,
+            // links, locking memory) is not counted as timer lateness.
+            let epoch = Instant::now();
+            let brain = Brain::new(brain_config, Timestamp::ZERO);
+            let node_loop = NodeLoop {
+                events: event_sink,
+                watchdog,
+                peers_seen,
+                lease_want: None,
+                lease_sent: None,
+                volume_lease,
+                fencer,
+                kernel_lease,
+                prober,
+                brain,
+                links,
+                poll,
+                epoch,
+                inputs,
+                shared: node_shared,
+                executor,
+                shutdown_limit,
+            };
             node_loop.run()
         })
         .context("spawn the node loop's thread")?;
