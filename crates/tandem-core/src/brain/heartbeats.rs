@@ -16,6 +16,13 @@ use tandem_wire::{Echo, GroupReport, NodeState, Packet, PacketKind, ViewEntry};
 impl Brain {
     /// Notices time that passed without the brain being run at all.
     pub(super) fn advance(&mut self, now: Timestamp) {
+        // Before anything changes the timers: how late this input finds
+        // the earliest deadline (a thawed node's first datagram comes
+        // before its timers run).
+        if let Some(late) = self.timer_lateness(now) {
+            let late = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+            self.stats.max_timer_lateness_us = self.stats.max_timer_lateness_us.max(late);
+        }
         let gap = now.since(self.last_now);
         let threshold = self.cfg.timing.keepalive * 2;
         if gap > threshold {

@@ -30,7 +30,8 @@ pub(super) enum Timer {
 }
 
 impl Timer {
-    const ALL: [Timer; 7] = [
+    /// Every kind, in table order.
+    pub(super) const ALL: [Timer; 7] = [
         Timer::Heartbeat,
         Timer::PeerSilence,
         Timer::Settings,
@@ -51,6 +52,11 @@ impl TimerTable {
     /// Arms `timer` at `at`, or disarms it (`None`).
     pub(super) fn set(&mut self, timer: Timer, at: Option<Timestamp>) {
         self.deadlines[timer as usize] = at;
+    }
+
+    /// The deadline of `timer`, if armed.
+    pub(super) fn get(&self, timer: Timer) -> Option<Timestamp> {
+        self.deadlines[timer as usize]
     }
 
     /// The earliest armed timer and its deadline.
@@ -75,7 +81,22 @@ impl Brain {
     /// Re-arms every timer from the state of the module that owns it. Called
     /// at the end of every input.
     pub(super) fn arm_timers(&mut self) {
-        self.timers = self.due_timers();
+        let due = self.due_timers();
+        for t in Timer::ALL {
+            if due.get(t) != self.timers.get(t) {
+                self.timers_armed_at[t as usize] = self.last_now;
+            }
+        }
+        self.timers = due;
+    }
+
+    /// How late `now` is for the earliest deadline, if it is due: none
+    /// when that deadline was already past when armed (a monitor that
+    /// waited for another of its group's), which is no lateness of the
+    /// driver's.
+    pub(super) fn timer_lateness(&self, now: Timestamp) -> Option<std::time::Duration> {
+        let (timer, due) = self.timers.next()?;
+        (now >= due && due > self.timers_armed_at[timer as usize]).then(|| now.since(due))
     }
 
     /// Every deadline, as the owning modules see them now.
