@@ -89,6 +89,21 @@ impl Bitmap {
         self.set = 0;
     }
 
+    /// Covers a volume of `size` bytes from now on: new blocks clear,
+    /// blocks beyond a smaller size dropped (`resize`).
+    pub fn resize(&mut self, size: u64) {
+        let blocks = size.div_ceil(BLOCK);
+        let words = usize::try_from(blocks.div_ceil(64)).unwrap_or(0);
+        self.words.resize(words, 0);
+        if !blocks.is_multiple_of(64)
+            && let Some(last) = self.words.last_mut()
+        {
+            *last &= (1u64 << (blocks % 64)) - 1;
+        }
+        self.blocks = blocks;
+        self.set = self.words.iter().map(|w| u64::from(w.count_ones())).sum();
+    }
+
     /// Adds every block set in `other` (same size; extra words ignored).
     pub fn merge(&mut self, other: &Bitmap) {
         for b in other.iter() {
@@ -123,6 +138,22 @@ pub fn blocks_of(offset: u64, len: u64) -> std::ops::Range<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resizing_keeps_the_blocks_it_still_covers() {
+        let mut b = Bitmap::new(100 * BLOCK);
+        b.set(3);
+        b.set(99);
+        b.resize(300 * BLOCK);
+        assert_eq!((b.blocks(), b.count()), (300, 2));
+        assert!(b.get(99) && !b.get(100) && !b.get(299));
+        b.set(299);
+        b.resize(70 * BLOCK);
+        assert_eq!((b.blocks(), b.count()), (70, 1));
+        assert!(b.get(3) && !b.get(99));
+        b.resize(300 * BLOCK);
+        assert_eq!(b.count(), 1, "dropped blocks came back");
+    }
 
     #[test]
     fn ranges_count_and_merge() {

@@ -99,6 +99,21 @@ pub enum VolumeEvent {
         /// The peer.
         peer: String,
     },
+    /// The volume grew here (`resize`).
+    Resized {
+        /// The old size in bytes.
+        from: u64,
+        /// The new size in bytes.
+        to: u64,
+        /// Where the new area comes from: resynced from a peer, to the
+        /// peers, or nothing to resync (`--assume-clean`).
+        new_area: String,
+    },
+    /// A resize changed nothing; why.
+    ResizeFailed {
+        /// The reason, with the fix.
+        why: String,
+    },
     /// This node is about to become a sync target: its
     /// `before-resync-target` handler runs, and the resync waits for it.
     BeforeResyncTarget {
@@ -238,6 +253,13 @@ impl std::fmt::Display for VolumeEvent {
                 f,
                 "{peer}: its copy invalidated from here (invalidate-remote): every block is resynced to it from this copy"
             ),
+            Self::Resized { from, to, new_area } => write!(
+                f,
+                "grown from {} to {}; the new area {new_area}",
+                crate::status::bytes(*from),
+                crate::status::bytes(*to)
+            ),
+            Self::ResizeFailed { why } => write!(f, "resize: {why}"),
             Self::BeforeResyncTarget { peer } => write!(
                 f,
                 "{peer}: this copy is about to be resynced from it: before-resync-target runs first, the resync waits"

@@ -188,6 +188,29 @@ pub enum Message {
     Ping,
     /// Answer to a ping.
     PingAck,
+    /// `resize`: how many data bytes does your backing disk hold now?
+    ResizeAsk,
+    /// The answer to [`Message::ResizeAsk`].
+    ResizeRoom {
+        /// Data bytes the backing disk holds (its metadata excluded).
+        room: u64,
+    },
+    /// Grow the volume to `size` bytes. Node `source` grows last, once
+    /// every other node did, and resyncs the new area to them unless
+    /// `clean` (the operator vouched that it is identical everywhere).
+    Resize {
+        /// The new size.
+        size: u64,
+        /// The node whose new area the others get.
+        source: u8,
+        /// Nothing to resync (`--assume-clean`).
+        clean: bool,
+    },
+    /// The sender grew to `size` bytes.
+    Resized {
+        /// Its size now.
+        size: u64,
+    },
 }
 
 impl Message {

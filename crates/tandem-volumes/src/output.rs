@@ -101,6 +101,19 @@ pub enum Output {
         /// Its outcome.
         result: Result<Option<Bytes>, IoError>,
     },
+    /// Measure how many data bytes the backing disk holds now (its
+    /// metadata excluded), and report with
+    /// [`crate::Volume::room_measured`] (`resize`).
+    MeasureRoom,
+    /// Grow: let data operations reach `meta.size` bytes, moving the
+    /// metadata region to the end of the (grown) backing disk if it lives
+    /// there, and write `meta` durably in its place; then report `io`.
+    Grow {
+        /// Report id.
+        io: IoId,
+        /// The metadata for the new size.
+        meta: Box<Metadata>,
+    },
     /// Something to log.
     Event(VolumeEvent),
 }

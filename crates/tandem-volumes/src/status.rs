@@ -135,3 +135,23 @@ impl VolumeStatus {
         s
     }
 }
+
+/// `n` bytes for people, exact figure included: "1.50 GiB (1610612736
+/// bytes)".
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let (mut v, mut u) = (n as f64 / 1024.0, 0);
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    let v = if (v - v.round()).abs() < 0.005 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    };
+    format!("{v} {} ({n} bytes)", UNITS[u])
+}

@@ -77,6 +77,19 @@ impl App {
         }
     }
 
+    /// The volume grew to `size` bytes: its new sectors hold whatever the
+    /// source's grown disk held (foreign data) until written.
+    pub fn grow(&mut self, size: u64) {
+        let n = (size / SECTOR) as usize;
+        self.last_acked.resize(n, 0);
+        self.flushed.resize(n, 0);
+        self.inflight.resize(n, 0);
+        self.maybe.resize(n, BTreeSet::from([u64::MAX]));
+        for f in self.floor.values_mut() {
+            f.resize(n, 0);
+        }
+    }
+
     fn sectors(offset: u64, len: u64) -> std::ops::Range<usize> {
         (offset / SECTOR) as usize..((offset + len) / SECTOR) as usize
     }

@@ -84,6 +84,33 @@ impl SimDisk {
         }
     }
 
+    /// The operator grew the backing disk to `size` bytes; the new part
+    /// holds `fill` (whatever the extended disk held before).
+    pub fn extend(&mut self, size: u64, fill: u8) {
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        if size > self.durable.len() {
+            self.durable.resize(size, fill);
+        }
+    }
+
+    /// Bytes the backing disk holds.
+    pub fn backing_size(&self) -> u64 {
+        self.durable.len() as u64
+    }
+
+    /// A grow (`resize`) completed: refused beyond the backing disk.
+    pub fn grow(&mut self, meta: Metadata) -> Result<(), String> {
+        if meta.size > self.backing_size() {
+            return Err(format!(
+                "the backing disk holds {} bytes, not {}",
+                self.backing_size(),
+                meta.size
+            ));
+        }
+        self.meta = Some(meta);
+        Ok(())
+    }
+
     /// Everything as a read sees it.
     pub fn contents(&self) -> Vec<u8> {
         self.read(0, self.durable.len() as u64)

@@ -105,6 +105,8 @@ impl VolumeSim {
                         },
                     );
                 }
+                Output::MeasureRoom => self.measure_room(i),
+                Output::Grow { io, meta } => self.grow(i, io, meta),
                 Output::Disconnect { peer } => self.drop_connection(i, usize::from(peer)),
                 Output::Complete { req, result } => self.completed(i, req, result.is_ok()),
                 Output::Event(e) => self.event(i, e),
@@ -216,6 +218,7 @@ impl VolumeSim {
                         disk.meta = Some(*meta);
                         Ok(None)
                     }
+                    DiskOp::Grow { meta } => disk.grow(*meta).map(|()| None),
                 };
                 if let Some(v) = self.nodes[node].vol.as_mut() {
                     v.disk_done(now, io, result);

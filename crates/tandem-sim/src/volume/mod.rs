@@ -20,6 +20,7 @@ pub mod cluster;
 mod disk;
 mod driver;
 pub mod pattern;
+mod resize;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -67,6 +68,9 @@ enum DiskOp {
         mark: u64,
     },
     Meta {
+        meta: Box<Metadata>,
+    },
+    Grow {
         meta: Box<Metadata>,
     },
 }

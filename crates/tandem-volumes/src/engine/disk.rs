@@ -25,6 +25,8 @@ pub(super) enum Purpose {
     /// The flush of a demotion: the primary's writes durable before the
     /// metadata stops saying "primary".
     DemoteFlush,
+    /// A grow (`resize`).
+    Grow,
 }
 
 /// A disk operation waiting for an overlapping write.

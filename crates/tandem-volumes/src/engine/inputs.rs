@@ -37,6 +37,7 @@ impl Volume {
                     self.write_meta();
                 }
             }
+            Purpose::Grow => self.grow_done(io, unit),
             Purpose::AppWrite(id) => self.app_write_done(id, unit),
             Purpose::AppFlush(id) => self.app_flush_done(id, unit),
             Purpose::AppRead(req) => {
@@ -116,6 +117,14 @@ impl Volume {
             Message::VerifyDigest { block, digest } => self.on_verify_digest(i, block, digest),
             Message::VerifyReply { block, same } => self.on_verify_reply(i, block, same),
             Message::VerifyDone => self.on_verify_done(i),
+            Message::ResizeAsk => self.on_resize_ask(i),
+            Message::ResizeRoom { room } => self.on_resize_room(i, room),
+            Message::Resize {
+                size,
+                source,
+                clean,
+            } => self.on_resize(i, size, source, clean),
+            Message::Resized { size } => self.on_resized(i, size),
             Message::Ping => self.send(peer, Message::PingAck),
             Message::PingAck => self.peers[i].ping_sent = None,
         }

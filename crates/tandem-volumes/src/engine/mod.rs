@@ -11,7 +11,8 @@
 //! protocol), `handshake` (generations compared at connect, bitmaps
 //! exchanged, split brain refused), `resync` (bitmap and full resync,
 //! online verify), `disk` (the disk queue: overlapping writes never race),
-//! `three_nodes` (what a secondary tracks for the other secondary).
+//! `three_nodes` (what a secondary tracks for the other secondary),
+//! `resize` (growing online).
 
 mod commands;
 mod controller;
@@ -19,6 +20,7 @@ mod disk;
 mod handshake;
 mod inputs;
 mod peer;
+mod resize;
 mod resync;
 mod suspend;
 mod three_nodes;
@@ -231,6 +233,8 @@ pub struct Volume {
     marks_saving: std::collections::BTreeSet<IoId>,
     /// Barrier acknowledgements waiting for a metadata write: (peer, epoch).
     acks_after_meta: Vec<(u8, u64)>,
+    /// `resize` rounds (see `resize`).
+    resizing: resize::Resizing,
 }
 
 impl Volume {
@@ -299,6 +303,7 @@ impl Volume {
             marks_dirty: false,
             marks_saving: std::collections::BTreeSet::new(),
             acks_after_meta: Vec::new(),
+            resizing: resize::Resizing::default(),
         };
         v.emit(VolumeEvent::Disk { disk });
         if crashed_now {
@@ -581,5 +586,6 @@ impl Volume {
         if was_primary {
             self.primary_gone();
         }
+        self.resize_peer_lost(node);
     }
 }

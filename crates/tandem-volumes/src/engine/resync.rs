@@ -91,6 +91,8 @@ impl Volume {
         p.resync_started = self.now;
         p.ctl = super::controller::Controller::default();
         p.resync_cursor = 0;
+        // A second resync on one connection (`resize`'s new area).
+        (p.resync_done_sent, p.resync_moved, p.resync_equal) = (false, 0, 0);
         let name = p.cfg.name.clone();
         self.emit(VolumeEvent::ResyncStarted {
             peer: name,
@@ -348,6 +350,7 @@ impl Volume {
         p.repl = ReplState::SyncTarget;
         p.resync_total = total;
         p.resync_started = self.now;
+        (p.resync_moved, p.resync_equal) = (0, 0);
         let name = p.cfg.name.clone();
         self.emit(VolumeEvent::ResyncStarted {
             peer: name,

@@ -85,7 +85,14 @@ pub fn create_md(t: &Target, name: &str, force: bool) -> anyhow::Result<()> {
     let peers: Vec<u8> = (0..v.nodes.len() as u8)
         .filter(|i| *i as usize != me)
         .collect();
-    let (mut store, size) = MetaStore::open(&node.disk, &v.meta, peers.len(), v.al_extents)?;
+    let locator = crate::volume::store::locator_path(&t.config.state_dir, name);
+    let (mut store, size) = MetaStore::open(
+        &node.disk,
+        &v.meta,
+        peers.len(),
+        v.al_extents,
+        Some(locator),
+    )?;
     if store.load(name).is_ok() && !force {
         bail!(
             "volume {name}: {} already holds tandem metadata; `create-md --force` overwrites it and forgets which copy is newest",

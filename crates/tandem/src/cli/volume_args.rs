@@ -96,6 +96,22 @@ pub enum VolumeAction {
         /// One peer (default: all).
         peer: Option<String>,
     },
+    /// Grow the volume to what every node's backing disk holds now
+    /// (DRBD's `resize`). First grow the backing disk on every node
+    /// (`lvextend -L +10G vg/r0`, `truncate -s 20G /var/lib/tandem/r0.img`),
+    /// then run this on one node with every peer connected and in sync.
+    /// The volume takes the smallest disk's size; the new area is resynced
+    /// from the primary (or from this node if none is). Then grow the
+    /// filesystem: `losetup -c /dev/loopN` and `resize2fs /dev/loopN`.
+    /// Shrinking is not supported.
+    Resize {
+        /// Volume name.
+        name: String,
+        /// The new area is identical on every node already (fresh zeroed
+        /// disks, thin volumes): skip its resync.
+        #[arg(long)]
+        assume_clean: bool,
+    },
     /// Role, disk and connections, like `drbdadm status`.
     Status {
         /// Volume name (default: every volume with a copy here).
@@ -165,6 +181,9 @@ pub fn dispatch(
         VolumeAction::ResumeIo { name } => v::command(&t, &name, C::ResumeIo),
         VolumeAction::Outdate { name } => v::command(&t, &name, C::Outdate),
         VolumeAction::Verify { name, peer } => v::command(&t, &name, C::Verify { peer }),
+        VolumeAction::Resize { name, assume_clean } => {
+            v::command(&t, &name, C::Resize { assume_clean })
+        }
         VolumeAction::Status { name, json } => v::status(&t, name.as_deref(), json),
         VolumeAction::Events { name, now, follow } => {
             super::volume_events::events(&t, &name, now, follow)

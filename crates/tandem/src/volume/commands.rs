@@ -10,6 +10,9 @@ impl Runner {
     /// the strength of it: a crash in between must not leave this copy
     /// UpToDate on disk).
     pub(super) fn answer_control(&mut self, cmd: control::Command, reply: Sender<control::Answer>) {
+        if let control::Command::Resize { assume_clean } = cmd {
+            return self.resize_command(assume_clean, reply);
+        }
         let durable_first = matches!(cmd, control::Command::Outdate);
         let answer = self.command(cmd);
         if durable_first
@@ -176,6 +179,8 @@ impl Runner {
             Command::Events => Answer::Events {
                 lines: self.events.clone(),
             },
+            // Answered once this node's outcome is known (`answer_control`).
+            Command::Resize { .. } => refused(&"resize is answered by `resize_command`"),
             Command::Down => {
                 if self.vol.role() == tandem_volumes::Role::Primary {
                     return refused(&format!(

@@ -79,6 +79,13 @@ pub enum Command {
         /// One peer, or every peer.
         peer: Option<String>,
     },
+    /// `resize [--assume-clean]`: grow to what every node's backing disk
+    /// holds now.
+    Resize {
+        /// The new area is identical everywhere: no resync.
+        #[serde(default)]
+        assume_clean: bool,
+    },
     /// `status`.
     Status,
     /// `events`: the recent event lines.

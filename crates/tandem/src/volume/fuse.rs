@@ -61,10 +61,14 @@ impl Reply {
     }
 }
 
+/// The exported size, shared with the engine thread.
+pub type Size = std::sync::Arc<std::sync::atomic::AtomicU64>;
+
 /// The file system.
 pub struct VolumeFs {
     name: String,
-    size: u64,
+    /// Bytes exported; a resize raises it.
+    size: Size,
     inbox: Mutex<Sender<Input>>,
     uid: u32,
     gid: u32,
@@ -72,7 +76,7 @@ pub struct VolumeFs {
 
 impl VolumeFs {
     /// The export of volume `name` of `size` bytes.
-    pub fn new(name: &str, size: u64, inbox: Sender<Input>) -> Self {
+    pub fn new(name: &str, size: Size, inbox: Sender<Input>) -> Self {
         Self {
             name: name.to_string(),
             size,
@@ -82,12 +86,16 @@ impl VolumeFs {
         }
     }
 
+    fn size(&self) -> u64 {
+        self.size.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn attr(&self, ino: INodeNo) -> FileAttr {
         let file = ino == FILE;
         FileAttr {
             ino,
-            size: if file { self.size } else { 0 },
-            blocks: if file { self.size / 512 } else { 0 },
+            size: if file { self.size() } else { 0 },
+            blocks: if file { self.size() / 512 } else { 0 },
             atime: SystemTime::UNIX_EPOCH,
             mtime: SystemTime::UNIX_EPOCH,
             ctime: SystemTime::UNIX_EPOCH,
@@ -161,7 +169,7 @@ impl Filesystem for VolumeFs {
         if ino != FILE {
             return reply.error(Errno::EISDIR);
         }
-        let len = u64::from(size).min(self.size.saturating_sub(offset));
+        let len = u64::from(size).min(self.size().saturating_sub(offset));
         if len == 0 {
             return reply.data(&[]);
         }
@@ -232,7 +240,7 @@ impl Filesystem for VolumeFs {
         if mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE) == 0 {
             return reply.error(Errno::EOPNOTSUPP);
         }
-        let len = length.min(self.size.saturating_sub(offset));
+        let len = length.min(self.size().saturating_sub(offset));
         self.submit(Op::Zero { offset, len }, Reply::Empty(reply));
     }
 
@@ -266,7 +274,7 @@ impl Filesystem for VolumeFs {
 pub fn mount(
     dir: &std::path::Path,
     name: &str,
-    size: u64,
+    size: Size,
     inbox: Sender<Input>,
 ) -> anyhow::Result<fuser::BackgroundSession> {
     std::fs::create_dir_all(dir)?;

@@ -38,6 +38,12 @@ enum Job {
 enum MetaJob {
     /// Write this metadata durably, report `io`.
     Save(u64, Box<Metadata>),
+    /// Grow to `meta.size` (the region moves to the disk's new end), then
+    /// report `io`.
+    Grow(u64, Box<Metadata>),
+    /// Measure what the disk could hold (`resize`); report
+    /// [`Input::Room`] with `ask`.
+    Measure(Option<super::resize::Ask>),
     /// Answer once every earlier save is done.
     Sync(Sender<()>),
 }
@@ -47,6 +53,9 @@ pub struct DiskPool {
     jobs: Sender<Job>,
     meta: Sender<MetaJob>,
 }
+
+/// Where data operations may reach: the volume's size, raised by a grow.
+type Bound = Arc<std::sync::atomic::AtomicU64>;
 
 const WORKERS: usize = 4;
 
@@ -68,11 +77,12 @@ impl DiskPool {
         );
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
+        let bound: Bound = Arc::new(size.into());
         for _ in 0..WORKERS {
-            let (file, rx, inbox) = (file.clone(), rx.clone(), inbox.clone());
+            let (file, rx, inbox, bound) = (file.clone(), rx.clone(), inbox.clone(), bound.clone());
             std::thread::Builder::new()
                 .name("tandem-vol-disk".into())
-                .spawn(move || worker(&file, size, &rx, &inbox))?;
+                .spawn(move || worker(&file, &bound, &rx, &inbox))?;
         }
         let (meta, mrx) = std::sync::mpsc::channel::<MetaJob>();
         std::thread::Builder::new()
@@ -83,6 +93,18 @@ impl DiskPool {
                         MetaJob::Save(io, m) => {
                             let result = store.save(&m).map(|()| None).map_err(|e| e.to_string());
                             let _ = inbox.send(Input::DiskDone { io, result });
+                        }
+                        MetaJob::Grow(io, m) => {
+                            let result = store.grow(&m).map_err(|e| e.to_string());
+                            if result.is_ok() {
+                                bound.store(m.size, std::sync::atomic::Ordering::Release);
+                            }
+                            let result = result.map(|()| None);
+                            let _ = inbox.send(Input::DiskDone { io, result });
+                        }
+                        MetaJob::Measure(ask) => {
+                            let room = store.capacity();
+                            let _ = inbox.send(Input::Room { room, ask });
                         }
                         MetaJob::Sync(done) => {
                             let _ = done.send(());
@@ -118,6 +140,18 @@ impl DiskPool {
         let _ = self.meta.send(MetaJob::Save(io, Box::new(m)));
     }
 
+    /// Grows the data region to `m.size` bytes, the metadata moved and
+    /// written in its new place (`resize`).
+    pub fn grow(&self, io: u64, m: Metadata) {
+        let _ = self.meta.send(MetaJob::Grow(io, Box::new(m)));
+    }
+
+    /// Measures what the disk could hold, after every earlier metadata
+    /// write.
+    pub fn measure(&self, ask: Option<super::resize::Ask>) {
+        let _ = self.meta.send(MetaJob::Measure(ask));
+    }
+
     /// Waits (up to `limit`) until every metadata write asked for so far
     /// is on disk: before the process exits.
     pub fn finish(&self, limit: std::time::Duration) {
@@ -128,7 +162,7 @@ impl DiskPool {
     }
 }
 
-fn worker(file: &File, size: u64, rx: &Mutex<Receiver<Job>>, inbox: &Sender<Input>) {
+fn worker(file: &File, bound: &Bound, rx: &Mutex<Receiver<Job>>, inbox: &Sender<Input>) {
     loop {
         let job = match rx.lock() {
             Ok(r) => r.recv(),
@@ -142,6 +176,7 @@ fn worker(file: &File, size: u64, rx: &Mutex<Receiver<Job>>, inbox: &Sender<Inpu
                 data,
                 fua,
             } => {
+                let size = bound.load(std::sync::atomic::Ordering::Acquire);
                 let r = if offset + data.len() as u64 > size {
                     Err("write past the data region".to_string())
                 } else {

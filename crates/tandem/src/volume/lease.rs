@@ -77,6 +77,64 @@ pub fn serve(path: &Path, inbox: Sender<Input>) -> anyhow::Result<()> {
     Ok(())
 }
 
+impl super::Runner {
+    /// Whether writes must be refused: promoted by the cluster, and its
+    /// lease has run out.
+    pub(super) fn lease_lapsed(&self) -> bool {
+        self.managed
+            && self.vol.role() == tandem_volumes::Role::Primary
+            && mono_now() >= self.lease_until
+    }
+
+    /// Once the lease lapsed, writes are held (see `submit`); renewed
+    /// within [`super::LAPSE_HOLD`], they go on in order; otherwise they fail with
+    /// EIO and the volume demotes itself as soon as no write is in flight,
+    /// so a peer the cluster promotes finds no primary here.
+    pub(super) fn check_lease(&mut self) {
+        if !self.lease_lapsed() {
+            if self.lapsed_since.take().is_some() {
+                self.lapse_failed = false;
+                let held = std::mem::take(&mut self.held);
+                if !held.is_empty() {
+                    tracing::info!(target: "tandem::volume", "{}: lease renewed: {} held write(s) go on", self.vol.name(), held.len());
+                }
+                for (origin, op) in held {
+                    self.submit(origin, op);
+                }
+            }
+            return;
+        }
+        let since = *self
+            .lapsed_since
+            .get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() < super::LAPSE_HOLD {
+            return;
+        }
+        let name = self.vol.name().to_string();
+        if !self.lapse_reported {
+            self.lapse_reported = true;
+            self.lapse_failed = true;
+            tracing::warn!(target: "tandem::volume", "{name}: this node lost the cluster's lease: writes refused with EIO from now on");
+            self.events.push("lease lapsed: writes refused".to_string());
+        }
+        for (origin, _) in std::mem::take(&mut self.held) {
+            self.lapsed_refusals += 1;
+            self.answer(origin, Err(tandem_volumes::IoError::LeaseLapsed));
+        }
+        let now = self.now();
+        // IO suspended for fencing fails too: the application hears of it
+        // instead of hanging, and the volume can demote.
+        self.vol
+            .fail_suspended(now, &tandem_volumes::IoError::LeaseLapsed);
+        if self.vol.demote(now).is_ok() {
+            self.managed = false;
+            self.lapsed_since = None;
+            self.lapse_failed = false;
+            tracing::warn!(target: "tandem::volume", "{name}: demoted to secondary (lease lapsed)");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,7 @@ mod links;
 pub mod nbd;
 pub mod net;
 pub mod requests;
+mod resize;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -104,6 +105,13 @@ pub enum Input {
     Lease {
         /// The lease's end.
         until: u64,
+    },
+    /// The backing disk was measured (`resize`).
+    Room {
+        /// Data bytes it could hold.
+        room: u64,
+        /// The operator's command that asked, if any.
+        ask: Option<resize::Ask>,
     },
     /// SIGTERM or SIGINT: demote if possible, then stop.
     Stop {
@@ -196,6 +204,8 @@ struct Runner {
     lapsed_refusals: u64,
     /// Answers sent once the metadata they report is on disk (`outdate`).
     parked: Vec<(Sender<control::Answer>, control::Answer)>,
+    /// Resizes (`resize`).
+    grower: resize::Grower,
 }
 
 fn protocol(p: ReplicationProtocol) -> Protocol {
@@ -264,13 +274,24 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
     let (cfg, v, me) = engine_config(config, name, local)?;
     let disk_path = v.nodes[me as usize].disk.clone();
     let peers = v.nodes.len() - 1;
-    let (mut store, size) = store::MetaStore::open(&disk_path, &v.meta, peers, v.al_extents)?;
+    let locator = store::locator_path(&config.state_dir, name);
+    let (mut store, _) =
+        store::MetaStore::open(&disk_path, &v.meta, peers, v.al_extents, Some(locator))?;
     let meta = store.load(name)?;
+    let (size, room) = (meta.size, store.room());
     anyhow::ensure!(
-        meta.size == size,
-        "volume {name}: the metadata says {} bytes but the disk holds {size}; was the disk resized? (`tandem volume resize` is not available yet)",
-        meta.size
+        size <= room,
+        "volume {name}: the metadata says {size} bytes but {} holds {room} for data: the backing disk shrank; grow it back to at least {} bytes",
+        disk_path.display(),
+        size + (store.capacity().saturating_sub(room))
     );
+    if store.capacity() > size {
+        tracing::info!(
+            "volume {name}: {} could hold {} bytes: `tandem volume resize {name}` on a node with every peer connected grows the volume",
+            disk_path.display(),
+            store.capacity()
+        );
+    }
     let secret = tandem_config::keyfile::read_key(&config.key_file)
         .with_context(|| format!("volume {name}: the cluster key"))?;
     let key = Arc::new(net::Key::new(&secret));
@@ -332,8 +353,9 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
         io::serve_nbd(n, name, inbox.clone(), describe.clone())?;
     }
     // The FUSE export: kept mounted until the volume goes down.
-    let _fuse = match &v.export {
-        Some(dir) => Some(fuse::mount(dir, name, size, inbox.clone())?),
+    let fuse_size: fuse::Size = Arc::new(size.into());
+    let fuse_session = match &v.export {
+        Some(dir) => Some(fuse::mount(dir, name, fuse_size.clone(), inbox.clone())?),
         None => None,
     };
     // Userspace storage under a loop device: never throttled as a writer
@@ -378,6 +400,7 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
         parked: Vec::new(),
         handlers: handlers::Handlers::new(&v, local, socket.clone()),
         lapsed_refusals: 0,
+        grower: resize::Grower::new(fuse_session.is_some().then_some(fuse_size)),
     };
     tracing::info!(
         "volume {name}: attached {} ({size} bytes)",
@@ -466,6 +489,7 @@ impl Runner {
             Input::Nbd { conn, cookie, req } => self.nbd_request(conn, cookie, req),
             Input::Fuse { op, reply } => self.fuse_request(op, reply),
             Input::Lease { until } => self.lease_until = until,
+            Input::Room { room, ask } => self.room(room, ask),
             Input::Stop { signal } => {
                 let now = self.now();
                 tracing::info!("volume {}: signal {signal}: stopping", self.vol.name());
@@ -512,7 +536,10 @@ impl Runner {
                 }
                 Output::Disconnect { peer } => self.drop_link(peer),
                 Output::Complete { req, result } => self.complete(req, result),
+                Output::MeasureRoom => self.disk.measure(None),
+                Output::Grow { io, meta } => self.disk.grow(io, *meta),
                 Output::Event(e) => {
+                    self.resize_event(&e);
                     tracing::info!(target: "tandem::volume", "{}: {e}", self.vol.name());
                     self.handlers.on_event(&e, self.vol.role());
                     self.events.push(e.to_string());
@@ -532,59 +559,6 @@ impl Runner {
         }
         if let Ok(mut d) = self.describe.lock() {
             *d = (self.size, self.vol.role() != tandem_volumes::Role::Primary);
-        }
-    }
-
-    /// Whether writes must be refused: promoted by the cluster, and its
-    /// lease has run out.
-    fn lease_lapsed(&self) -> bool {
-        self.managed
-            && self.vol.role() == tandem_volumes::Role::Primary
-            && lease::mono_now() >= self.lease_until
-    }
-
-    /// Once the lease lapsed, writes are held (see `submit`); renewed
-    /// within [`LAPSE_HOLD`], they go on in order; otherwise they fail with
-    /// EIO and the volume demotes itself as soon as no write is in flight,
-    /// so a peer the cluster promotes finds no primary here.
-    fn check_lease(&mut self) {
-        if !self.lease_lapsed() {
-            if self.lapsed_since.take().is_some() {
-                self.lapse_failed = false;
-                let held = std::mem::take(&mut self.held);
-                if !held.is_empty() {
-                    tracing::info!(target: "tandem::volume", "{}: lease renewed: {} held write(s) go on", self.vol.name(), held.len());
-                }
-                for (origin, op) in held {
-                    self.submit(origin, op);
-                }
-            }
-            return;
-        }
-        let since = *self.lapsed_since.get_or_insert_with(Instant::now);
-        if since.elapsed() < LAPSE_HOLD {
-            return;
-        }
-        let name = self.vol.name().to_string();
-        if !self.lapse_reported {
-            self.lapse_reported = true;
-            self.lapse_failed = true;
-            tracing::warn!(target: "tandem::volume", "{name}: this node lost the cluster's lease: writes refused with EIO from now on");
-            self.events.push("lease lapsed: writes refused".to_string());
-        }
-        for (origin, _) in std::mem::take(&mut self.held) {
-            self.lapsed_refusals += 1;
-            self.answer(origin, Err(IoError::LeaseLapsed));
-        }
-        let now = self.now();
-        // IO suspended for fencing fails too: the application hears of it
-        // instead of hanging, and the volume can demote.
-        self.vol.fail_suspended(now, &IoError::LeaseLapsed);
-        if self.vol.demote(now).is_ok() {
-            self.managed = false;
-            self.lapsed_since = None;
-            self.lapse_failed = false;
-            tracing::warn!(target: "tandem::volume", "{name}: demoted to secondary (lease lapsed)");
         }
     }
 
