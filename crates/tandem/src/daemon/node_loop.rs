@@ -242,8 +242,7 @@ impl NodeLoop {
         // edge-triggered, so a socket left unread must be read again
         // without waiting for a new event.
         let mut backlog = vec![false; self.links.len()];
-        let mut meter =
-            super::loop_meter::LoopMeter::new(self.brain.config().timing.keepalive / 20);
+        let mut meter = super::loop_meter::LoopMeter::new(self.brain.config().timing.keepalive * 2);
         loop {
             while let Ok(input) = self.inputs.try_recv() {
                 self.handle(input, &mut stopping);
