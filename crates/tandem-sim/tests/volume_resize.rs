@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use tandem_sim::volume::VolumeSim;
-use tandem_volumes::{Protocol, VolumeError};
+use tandem_sim::volume::{TrapAction, VolumeSim};
+use tandem_volumes::{Message, Protocol, VolumeError};
 
 const SIZE: u64 = 64 * 4096;
 const GROWN: u64 = 96 * 4096;
@@ -130,4 +130,67 @@ fn a_resize_is_refused_while_a_peer_is_away_and_limited_by_the_smallest_disk() {
     assert_eq!(size_of(&s, 0), Some(SIZE + 8 * 4096));
     assert_eq!(size_of(&s, 1), Some(SIZE + 8 * 4096));
     assert!(s.log_text().contains("--assume-clean"));
+}
+
+/// A node that loses power as the resize reaches it (its grow never
+/// completes) catches up at its next connection: the bigger side marks
+/// the area the other lacks and waits; the smaller grows to its size
+/// and says hello again; the resync then covers the new area.
+fn crash_in_the_middle(seed: u64, victim: usize) {
+    let mut s = started(seed, 2);
+    s.run_for(ms(100));
+    for i in 0..2 {
+        s.grow_backing(i, GROWN);
+    }
+    s.on_message(
+        victim,
+        |m| matches!(m, Message::Resize { .. }),
+        TrapAction::CrashAfter(victim),
+    );
+    let from = 1 - victim;
+    assert_eq!(s.resize(from, false), Some(Ok(())));
+    s.run_for(ms(300));
+    assert!(
+        s.trap_fired(),
+        "seed {seed}: the resize never reached n{}",
+        victim + 1
+    );
+    // The survivor grew: the checks from now on cover the new size.
+    s.app_grow(GROWN);
+    if victim == 0 {
+        // The primary is gone: n2 grew and takes over.
+        assert!(s.promote(1, false), "{}", fail(seed, &s, "promote n2"));
+        s.run_for(ms(200));
+    }
+    s.restart(victim);
+    s.run_for(ms(500));
+    for i in 0..2 {
+        assert_eq!(
+            size_of(&s, i),
+            Some(GROWN),
+            "{}",
+            fail(seed, &s, &format!("n{} did not catch up", i + 1))
+        );
+    }
+    s.run_for(ms(300));
+    assert!(
+        s.converge(Duration::from_secs(20)),
+        "{}",
+        fail(seed, &s, "no convergence after the catch-up")
+    );
+    assert!(s.log_text().contains("missed a resize"), "{}", s.log_text());
+}
+
+#[test]
+fn a_secondary_that_crashed_in_the_middle_of_a_resize_catches_up() {
+    for seed in tandem_sim::volume::seeds_for_volumes(20) {
+        crash_in_the_middle(seed, 1);
+    }
+}
+
+#[test]
+fn a_primary_that_crashed_in_the_middle_of_a_resize_catches_up() {
+    for seed in tandem_sim::volume::seeds_for_volumes(20) {
+        crash_in_the_middle(seed, 0);
+    }
 }

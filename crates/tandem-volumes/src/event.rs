@@ -109,6 +109,16 @@ pub enum VolumeEvent {
         /// peers, or nothing to resync (`--assume-clean`).
         new_area: String,
     },
+    /// A peer connected with a smaller volume: it missed a resize; this
+    /// side waits for it to grow (the area it lacks is marked for it).
+    PeerSmaller {
+        /// The peer.
+        peer: String,
+        /// Its size.
+        theirs: u64,
+        /// This side's.
+        ours: u64,
+    },
     /// A resize changed nothing; why.
     ResizeFailed {
         /// The reason, with the fix.
@@ -260,6 +270,12 @@ impl std::fmt::Display for VolumeEvent {
                 crate::status::bytes(*to)
             ),
             Self::ResizeFailed { why } => write!(f, "resize: {why}"),
+            Self::PeerSmaller { peer, theirs, ours } => write!(
+                f,
+                "{peer}: its volume is {}: it missed a resize; waiting for it to grow to {}",
+                crate::status::bytes(*theirs),
+                crate::status::bytes(*ours)
+            ),
             Self::BeforeResyncTarget { peer } => write!(
                 f,
                 "{peer}: this copy is about to be resynced from it: before-resync-target runs first, the resync waits"

@@ -471,8 +471,10 @@ impl VolumeSim {
 
     // ---- checks ----
 
+    /// Which write each sector of the volume (the application's size) holds on node `i`.
     fn sectors_of(&self, i: usize) -> Vec<u64> {
-        let data = self.nodes[i].disk.contents();
+        let mut data = self.nodes[i].disk.contents();
+        data.truncate(self.size as usize);
         data.chunks(SECTOR as usize)
             .enumerate()
             .map(|(s, c)| pattern::writer_of(s as u64, c))

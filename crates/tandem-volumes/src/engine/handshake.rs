@@ -32,6 +32,13 @@ impl Volume {
         p.repl = ReplState::Handshake;
         p.last_heard = now;
         p.ping_sent = None;
+        self.send_hello(i);
+    }
+
+    /// Sends this side's [`Message::Hello`] to peer `i` (again after
+    /// growing to its size: `resize`).
+    pub(super) fn send_hello(&mut self, i: usize) {
+        let peer = self.peers[i].cfg.node;
         let dirty = self.meta.peer(peer).map_or(0, |m| m.bitmap.count());
         let with_primary = self.role != Role::Primary && self.with_primary(peer);
         self.peers[i].sent_with_primary = with_primary;
@@ -52,7 +59,7 @@ impl Volume {
     /// connection is closed after a grace period (the ping timeout), so
     /// the peer's own comparison, already on its way, reaches the same
     /// verdict and reports it too.
-    fn refuse(&mut self, i: usize, event: VolumeEvent) {
+    pub(super) fn refuse(&mut self, i: usize, event: VolumeEvent) {
         self.emit(event);
         let close_at = self.now + self.cfg.ping_timeout;
         let p = &mut self.peers[i];
@@ -62,8 +69,14 @@ impl Volume {
 
     /// The peer's [`Message::Hello`]: decide the resync.
     pub(super) fn on_hello(&mut self, i: usize, hello: Message) {
+        if let Message::Hello { size, .. } = hello
+            && size != self.meta.size
+        {
+            // A resize one of the two missed (`resize`).
+            return self.sizes_differ(i, hello, size);
+        }
         let Message::Hello {
-            size,
+            size: _,
             gens,
             flags,
             role,
@@ -77,13 +90,6 @@ impl Volume {
         };
         let node = self.peers[i].cfg.node;
         let name = self.peers[i].cfg.name.clone();
-        if size != self.meta.size {
-            let why = format!(
-                "its volume is {size} bytes, this one {} bytes; resize one of them",
-                self.meta.size
-            );
-            return self.refuse(i, VolumeEvent::Refused { peer: name, why });
-        }
         let mine = self.generations_for(node);
         let my_changes = self.meta.peer(node).map_or(0, |m| m.bitmap.count());
         let decision = compare(&mine, self.side_flags_for(node), &gens, flags);

@@ -37,6 +37,9 @@ pub(super) struct Resizing {
     askers: Vec<u8>,
     /// The size each peer last said it grew to.
     heard: BTreeMap<u8, u64>,
+    /// A bigger peer's hello, held while this node measures its disk and
+    /// grows to the peer's size (a resize it missed).
+    catch_up: Option<(u8, Message)>,
 }
 
 #[derive(Debug)]
@@ -114,6 +117,48 @@ impl Volume {
         for node in std::mem::take(&mut self.resizing.askers) {
             self.send(node, Message::ResizeRoom { room });
         }
+        let Some((node, Message::Hello { size, .. })) = &self.resizing.catch_up else {
+            return;
+        };
+        let (node, size) = (*node, *size);
+        if room / 4096 * 4096 >= size && self.resizing.round.is_none() {
+            // Grown without marks: the bigger side marked the area for us.
+            return self.resize_to(size, node, true);
+        }
+        self.resizing.catch_up = None;
+        if let Some(i) = self.peer_index(node) {
+            let why = format!(
+                "its volume is {}, this node's backing disk holds {} for data: grow the disk (lvextend, truncate -s), then `tandem volume connect`",
+                bytes(size),
+                bytes(room)
+            );
+            let peer = self.peers[i].cfg.name.clone();
+            self.refuse(i, VolumeEvent::Refused { peer, why });
+        }
+    }
+
+    /// The peer's hello says another size: a resize one of the two missed
+    /// (a crash in the middle). The smaller side grows to the bigger
+    /// one's size if its disk holds it, then says hello again; the bigger
+    /// side marks the area the other lacks and waits for that hello.
+    pub(super) fn sizes_differ(&mut self, i: usize, hello: Message, size: u64) {
+        let (node, name) = (self.peers[i].cfg.node, self.peers[i].cfg.name.clone());
+        if size < self.meta.size {
+            let (from, ours) = (size / 4096 * 4096, self.meta.size);
+            if let Some(m) = self.meta.peer_mut(node) {
+                m.bitmap.set_range(from, ours - from);
+            }
+            self.write_meta();
+            return self.emit(VolumeEvent::PeerSmaller {
+                peer: name,
+                theirs: size,
+                ours,
+            });
+        }
+        if self.resizing.askers.is_empty() && self.resizing.catch_up.is_none() {
+            self.out.push_back(Output::MeasureRoom);
+        }
+        self.resizing.catch_up = Some((node, hello));
     }
 
     pub(super) fn on_resize_ask(&mut self, i: usize) {
@@ -205,6 +250,14 @@ impl Volume {
     /// without it (or fails, while sizes are being collected).
     pub(super) fn resize_peer_lost(&mut self, node: u8) {
         self.resizing.askers.retain(|n| *n != node);
+        if self
+            .resizing
+            .catch_up
+            .as_ref()
+            .is_some_and(|(n, _)| *n == node)
+        {
+            self.resizing.catch_up = None;
+        }
         self.resizing.heard.remove(&node);
         if matches!(self.resizing.round, Some(Round::Asking { .. })) {
             let who = self.node_name(node);
@@ -311,6 +364,13 @@ impl Volume {
                 to: size,
                 new_area,
             });
+        }
+        if let Some((node, hello)) = self.resizing.catch_up.take()
+            && let Some(i) = self.peer_index(node)
+            && self.peers[i].repl == ReplState::Handshake
+        {
+            self.send_hello(i);
+            self.on_hello(i, hello);
         }
         let now_size = self.meta.size;
         let connected: Vec<(usize, u8)> = (0..self.peers.len())
