@@ -30,19 +30,7 @@ impl VolumeSim {
                 s.now + Duration::from_micros(s.rng.random_range(lo..hi))
             };
             match out {
-                Output::MetaWrite { io, meta } => {
-                    let (lo, hi) = self.meta_latency_us;
-                    let at = lat(self, lo, hi);
-                    self.schedule(
-                        at,
-                        Ev::Disk {
-                            node: i,
-                            life,
-                            io,
-                            op: DiskOp::Meta { meta },
-                        },
-                    );
-                }
+                Output::MetaWrite { io, meta } => self.meta_op(i, io, DiskOp::Meta { meta }),
                 Output::DiskWrite {
                     io,
                     offset,
@@ -106,7 +94,7 @@ impl VolumeSim {
                     );
                 }
                 Output::MeasureRoom => self.measure_room(i),
-                Output::Grow { io, meta } => self.grow(i, io, meta),
+                Output::Grow { io, meta } => self.meta_op(i, io, DiskOp::Grow { meta }),
                 Output::Disconnect { peer } => self.drop_connection(i, usize::from(peer)),
                 Output::Complete { req, result } => self.completed(i, req, result.is_ok()),
                 Output::Event(e) => self.event(i, e),

@@ -26,7 +26,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::time::Duration;
 
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tandem_core::Timestamp;
 use tandem_volumes::{Channel, Message, Metadata, PeerConfig, Protocol, Volume, VolumeConfig};
@@ -245,6 +245,21 @@ impl VolumeSim {
     /// The volume of node `i` (none while crashed).
     pub fn volume(&self, i: usize) -> Option<&Volume> {
         self.nodes[i].vol.as_ref()
+    }
+
+    /// Schedules metadata operation `op` of node `i` (a write or a grow)
+    /// after the metadata latency.
+    fn meta_op(&mut self, i: usize, io: tandem_volumes::IoId, op: DiskOp) {
+        let (lo, hi) = self.meta_latency_us;
+        let at = self.now + Duration::from_micros(self.rng.random_range(lo..hi));
+        let life = self.nodes[i].life;
+        let ev = Ev::Disk {
+            node: i,
+            life,
+            io,
+            op,
+        };
+        self.schedule(at, ev);
     }
 
     /// The volume of node `i`, mutably, for operator commands (outputs are

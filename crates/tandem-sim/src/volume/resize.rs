@@ -1,11 +1,11 @@
 //! `resize` in the simulation: the operator grows nodes' backing disks,
 //! then runs resize; the simulated driver measures and grows as the
-//! daemon's does (a grow is a metadata write that may be refused when the
-//! disk is too small).
+//! daemon's does (a grow is a metadata operation, `VolumeSim::meta_op`,
+//! refused when the disk is too small).
 
-use tandem_volumes::{IoId, Metadata, VolumeError};
+use tandem_volumes::VolumeError;
 
-use super::{DiskOp, Ev, VolumeSim};
+use super::VolumeSim;
 
 impl VolumeSim {
     /// The operator grows node `i`'s backing disk to `size` bytes; the
@@ -33,21 +33,5 @@ impl VolumeSim {
         if let Some(v) = self.nodes[i].vol.as_mut() {
             v.room_measured(now, room);
         }
-    }
-
-    pub(super) fn grow(&mut self, i: usize, io: IoId, meta: Box<Metadata>) {
-        let (lo, hi) = self.meta_latency_us;
-        let at = self.now
-            + std::time::Duration::from_micros(rand::Rng::random_range(&mut self.rng, lo..hi));
-        let life = self.nodes[i].life;
-        self.schedule(
-            at,
-            Ev::Disk {
-                node: i,
-                life,
-                io,
-                op: DiskOp::Grow { meta },
-            },
-        );
     }
 }

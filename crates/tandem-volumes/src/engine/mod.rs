@@ -495,17 +495,23 @@ impl Volume {
 
     /// Writes the metadata durably; writes submitted meanwhile wait.
     fn write_meta(&mut self) {
-        let io = self.io();
+        let io = self.meta_io(Purpose::Meta);
         if std::mem::take(&mut self.marks_dirty) {
             self.marks_saving.insert(io);
         }
-        self.meta_inflight.insert(io, ());
-        self.counters.meta_writes += 1;
-        self.disk_queue.note(io, Purpose::Meta);
         self.out.push_back(Output::MetaWrite {
             io,
             meta: Box::new(self.meta.clone()),
         });
+    }
+
+    /// A metadata operation's id: application writes wait behind it.
+    fn meta_io(&mut self, purpose: Purpose) -> IoId {
+        let io = self.io();
+        self.meta_inflight.insert(io, ());
+        self.counters.meta_writes += 1;
+        self.disk_queue.note(io, purpose);
+        io
     }
 
     /// A fresh generation identifier (deterministic from the seed).

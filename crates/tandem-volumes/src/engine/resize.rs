@@ -211,11 +211,16 @@ impl Volume {
     }
 
     pub(super) fn on_resize(&mut self, i: usize, size: u64, source: u8, clean: bool) {
-        if size <= self.meta.size {
-            return;
-        }
-        if matches!(self.resizing.round, Some(Round::Growing { .. })) {
-            return;
+        if size <= self.meta.size || matches!(self.resizing.round, Some(Round::Growing { .. })) {
+            // Grown already (a catch-up came first), or busy growing: the
+            // source hears this node's size and goes on, or gives up.
+            let node = self.peers[i].cfg.node;
+            return self.send(
+                node,
+                Message::Resized {
+                    size: self.meta.size,
+                },
+            );
         }
         if self.resizing.round.is_some() {
             let who = self.peers[i].cfg.name.clone();
@@ -312,11 +317,7 @@ impl Volume {
                 p.bitmap.set_range(from, size - from);
             }
         }
-        let io = self.io();
-        // Application writes wait behind it, as behind a metadata write.
-        self.meta_inflight.insert(io, ());
-        self.counters.meta_writes += 1;
-        self.disk_queue.note(io, Purpose::Grow);
+        let io = self.meta_io(Purpose::Grow);
         self.out.push_back(Output::Grow {
             io,
             meta: Box::new(self.meta.clone()),
