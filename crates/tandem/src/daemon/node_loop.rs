@@ -24,6 +24,9 @@ pub const WAKE: Token = Token(usize::MAX);
 /// How often the status snapshot is refreshed when nothing happens.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
+/// How soon a snapshot whose lock was held is tried again.
+const PUBLISH_RETRY: Duration = Duration::from_millis(1);
+
 /// What the node loop shares with the control thread.
 #[derive(Debug, Default)]
 pub struct Shared {
@@ -219,10 +222,20 @@ impl NodeLoop {
         }
     }
 
-    fn publish(&self, now: Timestamp) {
+    /// Publishes the status snapshot unless a reader holds its lock:
+    /// this real-time thread never waits for a normal-priority one, which
+    /// CPU load may keep off the processor while it holds the lock (a
+    /// priority inversion). Returns whether it was published; if not, the
+    /// loop tries again within a millisecond.
+    fn publish(&self, now: Timestamp) -> bool {
         let snap = self.brain.status(now);
-        if let Ok(mut guard) = self.shared.snapshot.lock() {
-            *guard = Some((snap, Instant::now()));
+        match self.shared.snapshot.try_lock() {
+            Ok(mut guard) => {
+                *guard = Some((snap, Instant::now()));
+                true
+            }
+            Err(std::sync::TryLockError::WouldBlock) => false,
+            Err(std::sync::TryLockError::Poisoned(_)) => true,
         }
     }
 
@@ -237,12 +250,16 @@ impl NodeLoop {
         let mut events = Events::with_capacity(64);
         let mut buf = vec![0u8; 2048];
         let mut last_publish: Option<Instant> = None;
+        // A snapshot to publish that found its lock held.
+        let mut publish_pending = false;
         let mut stopping: Option<Instant> = None;
         // Links whose socket may still hold datagrams: the poller is
         // edge-triggered, so a socket left unread must be read again
         // without waiting for a new event.
         let mut backlog = vec![false; self.links.len()];
-        let mut meter = super::loop_meter::LoopMeter::new(self.brain.config().timing.keepalive * 2);
+        // Half the brain's stall threshold (two keepalives): a stall it
+        // reports may be split over two of the meter's phases.
+        let mut meter = super::loop_meter::LoopMeter::new(self.brain.config().timing.keepalive);
         loop {
             while let Ok(input) = self.inputs.try_recv() {
                 self.handle(input, &mut stopping);
@@ -252,7 +269,7 @@ impl NodeLoop {
                 && (self.brain.has_left() || since.elapsed() > self.shutdown_limit)
             {
                 self.flush();
-                self.publish(self.now());
+                let _ = self.publish(self.now());
                 if let Some(k) = &self.kernel_lease {
                     k.remove();
                 }
@@ -269,9 +286,14 @@ impl NodeLoop {
             // unleased address is refused by the lease rules).
             self.sync_lease();
             let reported = self.flush();
-            if reported || last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY) {
-                self.publish(now);
-                last_publish = Some(Instant::now());
+            if reported
+                || publish_pending
+                || last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY)
+            {
+                publish_pending = !self.publish(now);
+                if !publish_pending {
+                    last_publish = Some(Instant::now());
+                }
             }
             if let Some(w) = &mut self.watchdog {
                 w.pet();
@@ -285,6 +307,9 @@ impl NodeLoop {
             }
             if backlog.iter().any(|b| *b) {
                 wait = Some(Duration::ZERO);
+            }
+            if publish_pending {
+                wait = Some(wait.map_or(PUBLISH_RETRY, |w| w.min(PUBLISH_RETRY)));
             }
             meter.before_wait(wait);
             let polled = self.poll.poll(&mut events, wait);
@@ -333,8 +358,10 @@ impl NodeLoop {
             // The lease a datagram renewed reaches the kernel in `flush`
             // (`Output::Lease` comes first).
             if changed && self.flush() {
-                self.publish(self.now());
-                last_publish = Some(Instant::now());
+                publish_pending = !self.publish(self.now());
+                if !publish_pending {
+                    last_publish = Some(Instant::now());
+                }
             }
         }
     }
