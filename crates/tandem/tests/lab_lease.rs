@@ -229,7 +229,7 @@ fn at_fast_timings_cpu_load_neither_lapses_the_lease_nor_releases() {
             !(realtime && stalls.iter().any(|s| (s.ended_s - t).abs() < 0.15))
         })
         .collect();
-    eprintln!("machine-wide stalls seen by the probe (real-time: {realtime}): {stalls:?}");
+    eprintln!("vCPU stalls seen by the per-CPU probe (real-time: {realtime}): {stalls:?}");
     // The daemon's own account of its late turns (loop_meter.rs).
     for l in log.lines().filter(|l| l.contains("node loop late")) {
         eprintln!("n1: {l}");
