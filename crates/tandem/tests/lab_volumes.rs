@@ -209,20 +209,7 @@ impl Rig {
     /// that just closed are still completing (what the refusal asks).
     #[track_caller]
     fn demote(&self, i: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let o = self.vol(i, &["secondary", "r0"]);
-            if o.status.success() {
-                return;
-            }
-            assert!(
-                text(&o).contains("still in flight") && Instant::now() < deadline,
-                "n{}: secondary: {}",
-                i + 1,
-                text(&o)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.retried(i, "secondary", "still in flight");
     }
 
     /// `primary` on node `i`, retried while its copy is briefly not up to
@@ -231,21 +218,28 @@ impl Rig {
     /// dead primary's last (unacknowledged) writes resyncs them first.
     #[track_caller]
     fn promote(&self, i: usize) {
+        self.retried(i, "primary", "refusing to become primary");
+    }
+
+    /// `tandem volume ROLE r0` on node `i`, polled (with a deadline) while
+    /// it is refused for the transient reason `while_says`.
+    #[track_caller]
+    fn retried(&self, i: usize, role: &str, while_says: &str) {
         let deadline = Instant::now() + WAIT;
         loop {
-            let o = self.vol(i, &["primary", "r0"]);
+            let o = self.vol(i, &[role, "r0"]);
             if o.status.success() {
                 return;
             }
             assert!(
-                text(&o).contains("refusing to become primary") && Instant::now() < deadline,
-                "n{}: primary: {}\nevents:\n{}",
+                text(&o).contains(while_says) && Instant::now() < deadline,
+                "n{}: {role}: {}\nevents:\n{}",
                 i + 1,
                 text(&o),
                 self.events(i)
             );
-            eprintln!("n{}: primary refused, retrying: {}", i + 1, text(&o).trim());
-            std::thread::sleep(Duration::from_millis(50));
+            eprintln!("n{}: {role} refused, retrying: {}", i + 1, text(&o).trim());
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -121,7 +121,16 @@ impl Volume {
             return;
         };
         let (node, size) = (*node, *size);
-        if room / 4096 * 4096 >= size && self.resizing.round.is_none() {
+        if self.resizing.round.is_some() {
+            // A resize runs here: this connection is tried again after it.
+            self.resizing.catch_up = None;
+            if let Some(i) = self.peer_index(node) {
+                self.out.push_back(Output::Disconnect { peer: node });
+                self.lose(i);
+            }
+            return;
+        }
+        if room / 4096 * 4096 >= size {
             // Grown without marks: the bigger side marked the area for us.
             return self.resize_to(size, node, true);
         }

@@ -250,7 +250,8 @@ impl NodeLoop {
         let mut events = Events::with_capacity(64);
         let mut buf = vec![0u8; 2048];
         let mut last_publish: Option<Instant> = None;
-        // A snapshot to publish that found its lock held.
+        // A snapshot to publish: something was reported, or its lock was
+        // held at the last try.
         let mut publish_pending = false;
         let mut stopping: Option<Instant> = None;
         // Links whose socket may still hold datagrams: the poller is
@@ -357,11 +358,9 @@ impl NodeLoop {
             }
             // The lease a datagram renewed reaches the kernel in `flush`
             // (`Output::Lease` comes first).
+            // Published at the top of the next turn, which follows at once.
             if changed && self.flush() {
-                publish_pending = !self.publish(self.now());
-                if !publish_pending {
-                    last_publish = Some(Instant::now());
-                }
+                publish_pending = true;
             }
         }
     }

@@ -278,18 +278,16 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
     let (mut store, _) =
         store::MetaStore::open(&disk_path, &v.meta, peers, v.al_extents, Some(locator))?;
     let meta = store.load(name)?;
-    let (size, room) = (meta.size, store.room());
+    let (size, room, capacity) = (meta.size, store.room(), store.capacity());
     anyhow::ensure!(
         size <= room,
-        "volume {name}: the metadata says {size} bytes but {} holds {room} for data: the backing disk shrank; grow it back to at least {} bytes",
-        disk_path.display(),
-        size + (store.capacity().saturating_sub(room))
+        "volume {name}: the metadata says {size} bytes but {} holds only {room} for data: the backing disk shrank (volumes never shrink); grow it back to its former size",
+        disk_path.display()
     );
-    if store.capacity() > size {
+    if capacity > size {
         tracing::info!(
-            "volume {name}: {} could hold {} bytes: `tandem volume resize {name}` on a node with every peer connected grows the volume",
-            disk_path.display(),
-            store.capacity()
+            "volume {name}: {} could hold {capacity} bytes: `tandem volume resize {name}` on a node with every peer connected grows the volume",
+            disk_path.display()
         );
     }
     let secret = tandem_config::keyfile::read_key(&config.key_file)

@@ -361,14 +361,23 @@ mod tests {
         );
     }
 
+    /// Creates or resizes the file at `p` to `len` bytes (what the
+    /// operator's `truncate -s` does).
+    fn resize_file(p: &Path, len: u64) {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(p)
+            .and_then(|f| f.set_len(len))
+            .expect("resize the file");
+    }
+
     #[test]
     fn a_disk_grown_while_down_is_found_through_the_locator_and_grown_into() {
         let dir = tempfile::tempdir().expect("dir");
         let (disk, locator) = (dir.path().join("d.img"), dir.path().join("r0.meta-at"));
-        File::create(&disk)
-            .expect("create")
-            .set_len(4 << 20)
-            .expect("size");
+        resize_file(&disk, 4 << 20);
         let open = || {
             MetaStore::open(&disk, &MetaPlace::Internal, 1, 16, Some(locator.clone()))
                 .expect("open")
@@ -377,12 +386,7 @@ mod tests {
         let mut m = Metadata::create(data, 0, &[1], 16);
         st.create(&m).expect("create");
         // The operator grows the disk; the volume restarts before a resize.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&disk)
-            .expect("open disk")
-            .set_len(8 << 20)
-            .expect("grow");
+        resize_file(&disk, 8 << 20);
         let (mut st, _) = open();
         assert_eq!(st.load("r0").expect("found through the locator").size, data);
         assert_eq!(st.room(), data, "data may not reach into the region");
@@ -397,20 +401,12 @@ mod tests {
         assert_eq!(st.room(), capacity);
         // Without a locator the grown disk's region is not found: the
         // error says how to recover.
-        File::create(dir.path().join("e.img"))
-            .expect("create")
-            .set_len(4 << 20)
-            .expect("size");
         let e = dir.path().join("e.img");
+        resize_file(&e, 4 << 20);
         let (mut st, data) = MetaStore::open(&e, &MetaPlace::Internal, 1, 16, None).expect("open");
         st.create(&Metadata::create(data, 0, &[1], 16))
             .expect("create");
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&e)
-            .expect("open")
-            .set_len(8 << 20)
-            .expect("grow");
+        resize_file(&e, 8 << 20);
         let (mut st, _) = MetaStore::open(&e, &MetaPlace::Internal, 1, 16, None).expect("open");
         let err = st.load("r0").expect_err("not found").to_string();
         assert!(err.contains("shrink the disk back"), "{err}");
@@ -420,20 +416,12 @@ mod tests {
     fn a_disk_grown_by_less_than_the_region_holds_no_more() {
         let dir = tempfile::tempdir().expect("dir");
         let disk = dir.path().join("d.img");
-        File::create(&disk)
-            .expect("create")
-            .set_len(4 << 20)
-            .expect("size");
+        resize_file(&disk, 4 << 20);
         let (mut st, data) =
             MetaStore::open(&disk, &MetaPlace::Internal, 1, 16, None).expect("open");
         st.create(&Metadata::create(data, 0, &[1], 16))
             .expect("create");
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&disk)
-            .expect("open")
-            .set_len((4 << 20) + 4096)
-            .expect("grow");
+        resize_file(&disk, (4 << 20) + 4096);
         assert_eq!(st.capacity(), data, "the new region would overlap the old");
     }
 }
