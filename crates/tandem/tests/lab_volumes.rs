@@ -35,15 +35,15 @@ struct Rig {
     lab: Lab,
     nodes: Vec<Node>,
     _dir: tempfile::TempDir,
+    /// Loop devices the drill made (detached at drop, if still there).
+    loops: std::sync::Mutex<Vec<String>>,
     /// The drills run one at a time (see [`SERIAL`]).
     _one: std::sync::MutexGuard<'static, ()>,
 }
 
-/// One drill at a time. Run side by side with the other drills (the
-/// harness's default) or under another lab test's load, the resize drill
-/// found two of ext4's metadata blocks (0 and 15) different on the two
-/// nodes after everything was acknowledged, 4 times in about 50 runs; run
-/// alone, 0 in 46. Not explained yet (docs/volumes.md "Limits").
+/// One drill at a time: each moves hundreds of MB through FUSE, loop and
+/// both backing files on two vCPUs, and their timing-sensitive steps (a
+/// cut link, a power-off mid-write) are steadier alone.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn text(o: &Output) -> String {
@@ -133,6 +133,7 @@ impl Rig {
             lab,
             nodes,
             _dir: dir,
+            loops: std::sync::Mutex::new(Vec::new()),
             _one: one,
         }
     }
@@ -154,10 +155,13 @@ impl Rig {
     fn ext4_with_a_file(&self, i: usize) -> String {
         let m = self.mountpoint();
         let dev = self.loop_device(i);
-        sh(&format!("mkfs.ext4 -q {dev} && mount {dev} {m}"));
-        sh(&format!("head -c 6000000 /dev/urandom > {m}/data && sync"));
-        let sum = sh(&format!("sha256sum < {m}/data"));
-        sh(&format!("umount {m} && losetup -d {dev}"));
+        self.on(i, &format!("mkfs.ext4 -q {dev} && mount {dev} {m}"));
+        self.on(
+            i,
+            &format!("head -c 6000000 /dev/urandom > {m}/data && sync"),
+        );
+        let sum = self.on(i, &format!("sha256sum < {m}/data"));
+        self.unmount(i, &m, &dev);
         sum
     }
 
@@ -167,15 +171,14 @@ impl Rig {
     fn same_file(&self, i: usize, sum: &str) {
         let m = self.mountpoint();
         let dev = self.loop_device(i);
-        sh(&format!("fsck.ext4 -fn {dev}"));
-        sh(&format!("mount {dev} {m}"));
+        self.on(i, &format!("fsck.ext4 -fn {dev} && mount {dev} {m}"));
         assert_eq!(
-            sh(&format!("sha256sum < {m}/data")),
+            self.on(i, &format!("sha256sum < {m}/data")),
             sum,
             "the file differs on n{}",
             i + 1
         );
-        sh(&format!("umount {m} && losetup -d {dev}"));
+        self.unmount(i, &m, &dev);
     }
 
     fn mountpoint(&self) -> String {
@@ -328,10 +331,8 @@ impl Rig {
         t
     }
 
-    /// A loop device (direct I/O, 4 KiB sectors) on node `i`'s FUSE file.
-    /// The export is mounted in the volume process's mount namespace
-    /// (`ip netns exec` gives each process its own), so losetup runs there.
-    fn loop_device(&self, i: usize) -> String {
+    /// The pid of node `i`'s volume process.
+    fn volume_pid(&self, i: usize) -> String {
         let n = &self.nodes[i];
         let pgrep = Command::new("pgrep")
             .args([
@@ -340,28 +341,52 @@ impl Rig {
             ])
             .output()
             .expect("pgrep");
-        let pid = String::from_utf8_lossy(&pgrep.stdout)
+        String::from_utf8_lossy(&pgrep.stdout)
             .split_whitespace()
             .next()
             .map(str::to_string)
-            .unwrap_or_else(|| panic!("no volume process on n{}", i + 1));
+            .unwrap_or_else(|| panic!("no volume process on n{}", i + 1))
+    }
+
+    /// Runs `cmd` with sh in node `i`'s volume process's mount namespace
+    /// (`ip netns exec` gives each process its own): the FUSE export is
+    /// mounted there, and so are the loop devices' file systems. Mounted
+    /// in the test's own namespace instead, an ext4 is copied into every
+    /// namespace another lab test's `ip netns exec` creates meanwhile and
+    /// lives on there after `umount` here: its last superblock writes then
+    /// come late (and `e2fsck` finds the device in use).
+    fn on(&self, i: usize, cmd: &str) -> String {
         let o = Command::new("nsenter")
-            .args([
-                "-t",
-                &pid,
-                "-m",
-                "losetup",
-                "--find",
-                "--show",
-                "--direct-io=on",
-                "--sector-size",
-                "4096",
-            ])
-            .arg(n.export.join("r0"))
+            .args(["-t", &self.volume_pid(i), "-m", "sh", "-c", cmd])
             .output()
-            .expect("losetup");
-        assert!(o.status.success(), "losetup on n{}: {}", i + 1, text(&o));
+            .expect("nsenter");
+        assert!(o.status.success(), "n{}: `{cmd}`: {}", i + 1, text(&o));
         String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// A loop device (direct I/O, 4 KiB sectors) on node `i`'s FUSE file,
+    /// detached when the rig is dropped if the drill did not.
+    fn loop_device(&self, i: usize) -> String {
+        let file = self.nodes[i].export.join("r0");
+        let dev = self.on(
+            i,
+            &format!(
+                "losetup --find --show --direct-io=on --sector-size 4096 {}",
+                file.display()
+            ),
+        );
+        if let Ok(mut l) = self.loops.lock() {
+            l.push(dev.clone());
+        }
+        dev
+    }
+
+    /// Unmounts `m` on node `i` and detaches loop device `dev`.
+    fn unmount(&self, i: usize, m: &str, dev: &str) {
+        self.on(i, &format!("umount {m} && losetup -d {dev}"));
+        if let Ok(mut l) = self.loops.lock() {
+            l.retain(|d| d != dev);
+        }
     }
 
     /// The data regions of every backing disk are identical.
@@ -406,6 +431,12 @@ impl Drop for Rig {
         for i in 0..self.nodes.len() {
             let _ = self.vol(i, &["secondary", "r0"]);
             let _ = self.vol(i, &["down", "r0"]);
+        }
+        // A drill that failed half-way leaves its loop devices attached
+        // (to a dead export once the volume process is gone).
+        let loops = self.loops.lock().map(|l| l.clone()).unwrap_or_default();
+        for dev in loops {
+            let _ = Command::new("losetup").args(["-d", &dev]).output();
         }
     }
 }
@@ -734,8 +765,8 @@ fn resize_grows_both_copies_online_and_ext4_follows() {
         text(&o)
     );
     let (m, dev) = (rig.mountpoint(), rig.loop_device(0));
-    sh(&format!("mkfs.ext4 -q {dev} && mount {dev} {m}"));
-    sh(&format!("head -c 6000000 /dev/urandom > {m}/a && sync"));
+    rig.on(0, &format!("mkfs.ext4 -q {dev} && mount {dev} {m}"));
+    rig.on(0, &format!("head -c 6000000 /dev/urandom > {m}/a && sync"));
     for n in &rig.nodes {
         std::fs::OpenOptions::new()
             .write(true)
@@ -755,9 +786,9 @@ fn resize_grows_both_copies_online_and_ext4_follows() {
     }
     let after = rig.status(0)["size"].as_u64().expect("size");
     // The loop device takes the new size at once, ext4 mounted.
-    sh(&format!("losetup -c {dev}"));
+    rig.on(0, &format!("losetup -c {dev}"));
     assert_eq!(
-        sh(&format!("blockdev --getsize64 {dev}")),
+        rig.on(0, &format!("blockdev --getsize64 {dev}")),
         after.to_string()
     );
     rig.in_sync(0);
@@ -771,22 +802,23 @@ fn resize_grows_both_copies_online_and_ext4_follows() {
     // The file system is grown unmounted: online resize2fs needs
     // CAP_SYS_RESOURCE, which this lab's containers lack. 90 MB more than
     // the old volume held lands beyond its old end.
-    sh(&format!(
-        "umount {m} && e2fsck -fp {dev} && resize2fs {dev} && mount {dev} {m}"
-    ));
-    sh(&format!("head -c 90000000 /dev/urandom > {m}/b && sync"));
-    let sums = sh(&format!("cd {m} && sha256sum a b"));
-    sh(&format!("umount {m} && losetup -d {dev}"));
+    rig.on(
+        0,
+        &format!("umount {m} && e2fsck -fp {dev} && resize2fs {dev} && mount {dev} {m}"),
+    );
+    rig.on(0, &format!("head -c 90000000 /dev/urandom > {m}/b && sync"));
+    let sums = rig.on(0, &format!("cd {m} && sha256sum a b"));
+    rig.unmount(0, &m, &dev);
     rig.in_sync(0);
     rig.identical();
     rig.demote(0);
     rig.ok(1, &["primary", "r0"]);
     let dev = rig.loop_device(1);
-    sh(&format!("fsck.ext4 -fn {dev} && mount {dev} {m}"));
+    rig.on(1, &format!("fsck.ext4 -fn {dev} && mount {dev} {m}"));
     assert_eq!(
-        sh(&format!("cd {m} && sha256sum a b")),
+        rig.on(1, &format!("cd {m} && sha256sum a b")),
         sums,
         "the files differ on n2"
     );
-    sh(&format!("umount {m} && losetup -d {dev}"));
+    rig.unmount(1, &m, &dev);
 }
