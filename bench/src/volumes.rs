@@ -125,9 +125,12 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// n1's disk in `dir`, n2's in `peer_dir` (the same, or a second
+    /// device).
     fn new(
         exe: &Path,
         dir: &Path,
+        peer_dir: &Path,
         size_mib: u64,
         protocol: &str,
         csums: bool,
@@ -140,7 +143,7 @@ impl Cluster {
         for n in ["n1", "n2"] {
             let state = dir.join(format!("state-{n}"));
             std::fs::create_dir_all(&state)?;
-            let disk = dir.join(format!("{n}.img"));
+            let disk = if n == "n1" { dir } else { peer_dir }.join(format!("{n}.img"));
             let _ = std::fs::remove_file(&disk);
             sh(&format!(
                 "fallocate -l {}M {}",
@@ -150,9 +153,10 @@ impl Cluster {
             std::fs::write(
                 dir.join(format!("{n}.toml")),
                 format!(
-                    "state_dir = \"{s}\"\nsocket = \"{s}/ctl.sock\"\n{head}[[volume]]\nname = \"r0\"\nprotocol = \"{protocol}\"\ncsums = {csums}\nexport = \"{s}/export\"\n[volume.on.n1]\naddress = \"198.18.{SUBNET}.11\"\ndisk = \"{d}/n1.img\"\n[volume.on.n2]\naddress = \"198.18.{SUBNET}.12\"\ndisk = \"{d}/n2.img\"\n",
+                    "state_dir = \"{s}\"\nsocket = \"{s}/ctl.sock\"\n{head}[[volume]]\nname = \"r0\"\nprotocol = \"{protocol}\"\ncsums = {csums}\nexport = \"{s}/export\"\n[volume.on.n1]\naddress = \"198.18.{SUBNET}.11\"\ndisk = \"{d}/n1.img\"\n[volume.on.n2]\naddress = \"198.18.{SUBNET}.12\"\ndisk = \"{p}/n2.img\"\n",
                     s = state.display(),
                     d = dir.display(),
+                    p = peer_dir.display(),
                     head = tandem_lab::netns::two_node_config("bvol", SUBNET).replace(
                         "key_file = \"authkey\"",
                         &format!("key_file = \"{}\"", key.display())
@@ -379,14 +383,14 @@ fn main() -> anyhow::Result<()> {
             "--only" => {
                 only = Some(
                     args.next()
-                        .context("--only standalone,C,B,A")?
+                        .context("--only standalone,C,B,A,C-peer-tmpfs")?
                         .split(',')
                         .map(str::to_string)
                         .collect(),
                 )
             }
             other => bail!(
-                "unknown argument {other}; usage: volumes [--seconds S] [--size-mib M] [--only standalone,C,B,A]"
+                "unknown argument {other}; usage: volumes [--seconds S] [--size-mib M] [--only standalone,C,B,A,C-peer-tmpfs]"
             ),
         }
     }
@@ -419,7 +423,7 @@ fn main() -> anyhow::Result<()> {
         if !wanted {
             continue;
         }
-        let c = Cluster::new(&exe, dir.path(), size_mib, protocol, false)?;
+        let c = Cluster::new(&exe, dir.path(), dir.path(), size_mib, protocol, false)?;
         c.up()?;
         let l = c.loop_device()?;
         if protocol == "C" && want("standalone") {
@@ -443,13 +447,38 @@ fn main() -> anyhow::Result<()> {
         c.down();
         drop(c);
     }
+    // Protocol C with the peer's copy on a second device: a tmpfs stands
+    // in for it (faster than any disk, so an upper bound). On this VM both
+    // nodes otherwise share one virtual disk, which writes and flushes
+    // every replicated byte twice.
+    if want("C-peer-tmpfs") {
+        let peer = dir.path().join("peer");
+        std::fs::create_dir_all(&peer)?;
+        sh(&format!(
+            "mount -t tmpfs -o size={}M tandem-bvol-peer {}",
+            size_mib + 64,
+            peer.display()
+        ))?;
+        let run = || -> anyhow::Result<Row> {
+            let c = Cluster::new(&exe, dir.path(), &peer, size_mib, "C", false)?;
+            c.up()?;
+            let l = c.loop_device()?;
+            let r = row("tandem C, peer on tmpfs", &l, seconds, size_mib);
+            let _ = sh(&format!("losetup -d {l}"));
+            c.down();
+            r
+        };
+        let r = run();
+        let _ = sh(&format!("umount {}", peer.display()));
+        fio_rows.push(r?);
+    }
     if !full {
         return Ok(());
     }
     // Checksum-based resync (`csums = true`): the same full resync of a
     // copy that is in fact identical moves digests, not data.
     {
-        let c = Cluster::new(&exe, dir.path(), size_mib, "C", true)?;
+        let c = Cluster::new(&exe, dir.path(), dir.path(), size_mib, "C", true)?;
         c.up()?;
         let before = c.status("n1")["ns"].as_u64().unwrap_or(0);
         let t0 = Instant::now();

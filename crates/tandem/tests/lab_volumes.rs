@@ -37,6 +37,8 @@ struct Rig {
     _dir: tempfile::TempDir,
     /// Loop devices the drill made (detached at drop, if still there).
     loops: std::sync::Mutex<Vec<String>>,
+    /// Where each node's file systems are mounted.
+    mounts: Mounts,
     /// The drills run one at a time (see [`SERIAL`]).
     _one: std::sync::MutexGuard<'static, ()>,
 }
@@ -134,6 +136,7 @@ impl Rig {
             nodes,
             _dir: dir,
             loops: std::sync::Mutex::new(Vec::new()),
+            mounts: Mounts::new(names.len()),
             _one: one,
         }
     }
@@ -348,16 +351,12 @@ impl Rig {
             .unwrap_or_else(|| panic!("no volume process on n{}", i + 1))
     }
 
-    /// Runs `cmd` with sh in node `i`'s volume process's mount namespace
-    /// (`ip netns exec` gives each process its own): the FUSE export is
-    /// mounted there, and so are the loop devices' file systems. Mounted
-    /// in the test's own namespace instead, an ext4 is copied into every
-    /// namespace another lab test's `ip netns exec` creates meanwhile and
-    /// lives on there after `umount` here: its last superblock writes then
-    /// come late (and `e2fsck` finds the device in use).
+    /// Runs `cmd` with sh in node `i`'s mount namespace for file systems
+    /// (see [`Mounts`]).
     fn on(&self, i: usize, cmd: &str) -> String {
+        let pid = self.mounts.pid(i);
         let o = Command::new("nsenter")
-            .args(["-t", &self.volume_pid(i), "-m", "sh", "-c", cmd])
+            .args(["-t", &pid, "-m", "sh", "-c", cmd])
             .output()
             .expect("nsenter");
         assert!(o.status.success(), "n{}: `{cmd}`: {}", i + 1, text(&o));
@@ -365,16 +364,26 @@ impl Rig {
     }
 
     /// A loop device (direct I/O, 4 KiB sectors) on node `i`'s FUSE file,
-    /// detached when the rig is dropped if the drill did not.
+    /// detached when the rig is dropped if the drill did not. The export
+    /// is mounted in the volume process's mount namespace (`ip netns exec`
+    /// gives each process its own), so losetup runs there.
     fn loop_device(&self, i: usize) -> String {
         let file = self.nodes[i].export.join("r0");
-        let dev = self.on(
-            i,
-            &format!(
-                "losetup --find --show --direct-io=on --sector-size 4096 {}",
-                file.display()
-            ),
-        );
+        let o = Command::new("nsenter")
+            .args([
+                "-t",
+                &self.volume_pid(i),
+                "-m",
+                "losetup",
+                "--find",
+                "--show",
+            ])
+            .args(["--direct-io=on", "--sector-size", "4096"])
+            .arg(&file)
+            .output()
+            .expect("losetup");
+        assert!(o.status.success(), "losetup on n{}: {}", i + 1, text(&o));
+        let dev = String::from_utf8_lossy(&o.stdout).trim().to_string();
         if let Ok(mut l) = self.loops.lock() {
             l.push(dev.clone());
         }
@@ -426,8 +435,54 @@ impl Rig {
     }
 }
 
+/// A mount namespace per node for the drills' file systems, held by a
+/// `sleep`. Mounted in the test's own namespace, an ext4 would be copied
+/// into every namespace another lab test's `ip netns exec` creates
+/// meanwhile and live on there after `umount` here (its last superblock
+/// writes arriving late, `e2fsck` finding the device in use). Mounted in
+/// the volume process's namespace, a drill failing with the file system
+/// still mounted would deadlock that process's exit: as the last member of
+/// the namespace it unmounts the file system, whose final writes need its
+/// own FUSE export. A namespace of its own is torn down first, at drop,
+/// while the volume processes still serve.
+struct Mounts(Vec<std::process::Child>);
+
+impl Mounts {
+    fn new(nodes: usize) -> Self {
+        Self(
+            (0..nodes)
+                .map(|_| {
+                    Command::new("unshare")
+                        .args(["--mount", "--propagation", "private", "sleep", "infinity"])
+                        .spawn()
+                        .expect("unshare (util-linux)")
+                })
+                .collect(),
+        )
+    }
+
+    fn pid(&self, i: usize) -> String {
+        self.0[i].id().to_string()
+    }
+}
+
+impl Drop for Mounts {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 impl Drop for Rig {
     fn drop(&mut self) {
+        // File systems a failed drill left mounted go first, while the
+        // exports under them still answer.
+        for c in &mut self.mounts.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         for i in 0..self.nodes.len() {
             let _ = self.vol(i, &["secondary", "r0"]);
             let _ = self.vol(i, &["down", "r0"]);
@@ -808,6 +863,17 @@ fn resize_grows_both_copies_online_and_ext4_follows() {
     );
     rig.on(0, &format!("head -c 90000000 /dev/urandom > {m}/b && sync"));
     let sums = rig.on(0, &format!("cd {m} && sha256sum a b"));
+    // Held open (ext4 mounted on the loop device): not demoted, and told
+    // who holds it (DRBD's "Device is held open by someone").
+    let held = rig.vol(0, &["secondary", "r0"]);
+    assert!(
+        !held.status.success()
+            && text(&held).contains("still open for writing")
+            && text(&held).contains(&format!("{dev} attached to it")),
+        "secondary while mounted: {}",
+        text(&held)
+    );
+    assert_eq!(rig.status(0)["role"], "Primary");
     rig.unmount(0, &m, &dev);
     rig.in_sync(0);
     rig.identical();

@@ -42,6 +42,23 @@ impl Checker<'_> {
         );
         self.out.push(d);
     }
+    /// `raw` parsed by `parse`; on failure, an error at its place saying
+    /// `msg(text, why)`, with `hint`.
+    pub(crate) fn parsed<T, E>(
+        &mut self,
+        raw: &Spanned<String>,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+        msg: impl FnOnce(&str, E) -> String,
+        hint: &str,
+    ) -> Option<T> {
+        match parse(raw.get_ref()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.error(raw.span().start, msg(raw.get_ref(), e), Some(hint.into()));
+                None
+            }
+        }
+    }
     pub(crate) fn time(
         &mut self,
         v: &Option<Spanned<RawTime>>,

@@ -18,16 +18,13 @@ pub(super) fn parse_controller(
     name: &str,
     v: &RawVolume,
 ) -> Option<ControllerConfig> {
-    let mut duration = |key: &str, raw: &Spanned<String>| match parse_duration(raw.get_ref()) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            c.error(
-                raw.span().start,
-                format!("volume `{name}`: {key}: {e}"),
-                Some("write a duration such as \"2s\" or \"10ms\"".into()),
-            );
-            None
-        }
+    let mut duration = |key: &str, raw: &Spanned<String>| {
+        c.parsed(
+            raw,
+            parse_duration,
+            |_, e| format!("volume `{name}`: {key}: {e}"),
+            "write a duration such as \"2s\" or \"10ms\"",
+        )
     };
     let plan_ahead = v
         .c_plan_ahead
@@ -38,15 +35,12 @@ pub(super) fn parse_controller(
         .as_ref()
         .and_then(|d| duration("c_delay_target", d));
     let mut size = |key: &str, raw: &Spanned<String>| {
-        let parsed = parse_rate(raw.get_ref());
-        if parsed.is_none() {
-            c.error(
-                raw.span().start,
-                format!("volume `{name}`: {key}: `{}` is not a size", raw.get_ref()),
-                Some("write KiB, or with a suffix: \"256K\", \"100M\"".into()),
-            );
-        }
-        parsed
+        c.parsed(
+            raw,
+            |t| parse_rate(t).ok_or(()),
+            |t, ()| format!("volume `{name}`: {key}: `{t}` is not a size"),
+            "write KiB, or with a suffix: \"256K\", \"100M\"",
+        )
     };
     let fill_target_kib = v
         .c_fill_target

@@ -712,4 +712,12 @@ fn the_dynamic_resync_controller_is_configured_by_drbds_c_keys() {
     assert!(all.contains("c_plan_ahead"), "{all}");
     assert!(all.contains("`fast` is not a size"), "{all}");
     assert!(d.iter().all(|d| d.line > 0), "{all}");
+    let d = errors(&vol("nbd = \"nowhere\"\n"));
+    let all: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+    let all = all.join("\n");
+    assert!(
+        all.contains("nbd `nowhere` is neither unix:PATH nor HOST:PORT")
+            && all.contains("unix:/run/tandem/r0.nbd"),
+        "{all}"
+    );
 }

@@ -313,34 +313,20 @@ pub(super) fn build_volumes(
             Some(p) => MetaPlace::External(base.join(p)),
         };
         let nbd = v.nbd.as_ref().and_then(|n| {
-            let parsed = parse_nbd(n.get_ref(), base);
-            if parsed.is_none() {
-                c.error(
-                    n.span().start,
-                    format!(
-                        "volume `{name}`: nbd `{}` is neither unix:PATH nor HOST:PORT",
-                        n.get_ref()
-                    ),
-                    Some(
-                        "write e.g. nbd = \"unix:/run/tandem/r0.nbd\" or \"127.0.0.1:10809\""
-                            .into(),
-                    ),
-                );
-            }
-            parsed
+            c.parsed(
+                n,
+                |t| parse_nbd(t, base).ok_or(()),
+                |t, ()| format!("volume `{name}`: nbd `{t}` is neither unix:PATH nor HOST:PORT"),
+                "write e.g. nbd = \"unix:/run/tandem/r0.nbd\" or \"127.0.0.1:10809\"",
+            )
         });
         let mut rate = |key: &str, raw: Option<&Spanned<String>>| {
-            raw.and_then(|r| {
-                let parsed = parse_rate(r.get_ref());
-                if parsed.is_none() {
-                    c.error(
-                        r.span().start,
-                        format!("{key}: `{}` is not a rate", r.get_ref()),
-                        Some("write KiB per second, or with a suffix: \"40M\" is 40 MiB/s (as DRBD's resync-rate)".into()),
-                    );
-                }
-                parsed
-            })
+            c.parsed(
+                raw?,
+                |t| parse_rate(t).ok_or(()),
+                |t, ()| format!("{key}: `{t}` is not a rate"),
+                "write KiB per second, or with a suffix: \"40M\" is 40 MiB/s (as DRBD's resync-rate)",
+            )
         };
         let resync_rate_kib = rate("resync_rate", v.resync_rate.as_ref());
         let resync_min_rate_kib = rate("resync_min_rate", v.resync_min_rate.as_ref());

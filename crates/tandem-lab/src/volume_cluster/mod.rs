@@ -471,7 +471,7 @@ impl Drop for VolumeCluster {
         // Kill every process of the nodes (their mounts go with their
         // namespaces, their FUSE connections are aborted), then detach the
         // loop devices left on the dead exports (whose path then reads
-        // "/r0", the mount being gone).
+        // "/r0" or "/r1", the mount being gone).
         for i in 0..2 {
             if self.cluster.pid(i).is_some() {
                 let _ = self.power_off(i);
@@ -490,7 +490,10 @@ impl Drop for VolumeCluster {
                 .filter_map(|l| {
                     let mut f = l.split_whitespace();
                     let (dev, back) = (f.next()?, f.next()?);
-                    (back == "/r0" || back.starts_with(&mine) || back == "/run/tandem/export/r0")
+                    (back == "/r0"
+                        || back == "/r1"
+                        || back.starts_with(&mine)
+                        || back == "/run/tandem/export/r0")
                         .then(|| dev.to_string())
                 })
                 .collect();

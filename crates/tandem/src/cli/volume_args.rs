@@ -36,7 +36,11 @@ pub enum VolumeAction {
         #[arg(long)]
         force: bool,
     },
-    /// Become secondary: the export becomes read-only here.
+    /// Become secondary: the export becomes read-only here. Refused while
+    /// the exported file is open for writing (unmount the file system and
+    /// `losetup -d` its loop device first, in every mount namespace), like
+    /// DRBD's "Device is held open by someone"; waits up to 2 s for a loop
+    /// device just detached to let go.
     Secondary {
         /// Volume name.
         name: String,

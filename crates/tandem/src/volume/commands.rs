@@ -10,8 +10,12 @@ impl Runner {
     /// the strength of it: a crash in between must not leave this copy
     /// UpToDate on disk).
     pub(super) fn answer_control(&mut self, cmd: control::Command, reply: Sender<control::Answer>) {
-        if let control::Command::Resize { assume_clean } = cmd {
-            return self.resize_command(assume_clean, reply);
+        match cmd {
+            control::Command::Resize { assume_clean } => {
+                return self.resize_command(assume_clean, reply);
+            }
+            control::Command::Secondary => return self.demote_command(reply),
+            _ => {}
         }
         let durable_first = matches!(cmd, control::Command::Outdate);
         let answer = self.command(cmd);

@@ -23,6 +23,8 @@ use fuser::{
 use super::Input;
 
 const FILE: INodeNo = INodeNo(2);
+/// The handle of an open with write access.
+const WRITER: FileHandle = FileHandle(1);
 const TTL: Duration = Duration::from_secs(1);
 const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
 const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
@@ -69,17 +71,26 @@ pub struct VolumeFs {
     name: String,
     /// Bytes exported; a resize raises it.
     size: Size,
+    /// Openers with write access (`secondary` waits for them).
+    openers: super::demote::Openers,
     inbox: Mutex<Sender<Input>>,
     uid: u32,
     gid: u32,
 }
 
 impl VolumeFs {
-    /// The export of volume `name` of `size` bytes.
-    pub fn new(name: &str, size: Size, inbox: Sender<Input>) -> Self {
+    /// The export of volume `name` of `size` bytes; `openers` counts the
+    /// opens with write access.
+    pub fn new(
+        name: &str,
+        size: Size,
+        openers: super::demote::Openers,
+        inbox: Sender<Input>,
+    ) -> Self {
         Self {
             name: name.to_string(),
             size,
+            openers,
             inbox: Mutex::new(inbox),
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
@@ -147,12 +158,38 @@ impl Filesystem for VolumeFs {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        if ino == FILE {
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if ino != FILE {
+            return reply.error(Errno::EISDIR);
+        }
+        // The handle says whether this open counts as a writer.
+        if flags.0 & libc::O_ACCMODE == libc::O_RDONLY {
             reply.opened(FileHandle(0), FopenFlags::empty());
         } else {
-            reply.error(Errno::EISDIR);
+            self.openers
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            reply.opened(WRITER, FopenFlags::empty());
         }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        if fh == WRITER {
+            let _ = self.openers.fetch_update(
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+                |n| n.checked_sub(1),
+            );
+        }
+        reply.ok();
     }
 
     fn read(
@@ -275,6 +312,7 @@ pub fn mount(
     dir: &std::path::Path,
     name: &str,
     size: Size,
+    openers: super::demote::Openers,
     inbox: Sender<Input>,
 ) -> anyhow::Result<fuser::BackgroundSession> {
     std::fs::create_dir_all(dir)?;
@@ -289,7 +327,7 @@ pub fn mount(
         fuser::MountOption::Subtype("tandem".into()),
     ];
     cfg.n_threads = Some(4);
-    let fs = VolumeFs::new(name, size, inbox);
+    let fs = VolumeFs::new(name, size, openers, inbox);
     let s = fuser::spawn_mount(fs, dir, &cfg)
         .map_err(|e| anyhow::anyhow!("mount the FUSE export at {}: {e}", dir.display()))?;
     Ok(s)

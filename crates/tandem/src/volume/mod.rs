@@ -16,6 +16,7 @@
 pub mod accept_gate;
 mod commands;
 pub mod control;
+mod demote;
 pub mod fuse;
 pub mod handlers;
 pub mod io;
@@ -206,6 +207,8 @@ struct Runner {
     parked: Vec<(Sender<control::Answer>, control::Answer)>,
     /// Resizes (`resize`).
     grower: resize::Grower,
+    /// A `secondary` waiting for the export's openers.
+    demotion: demote::Demotion,
 }
 
 fn protocol(p: ReplicationProtocol) -> Protocol {
@@ -352,8 +355,15 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
     }
     // The FUSE export: kept mounted until the volume goes down.
     let fuse_size: fuse::Size = Arc::new(size.into());
+    let openers: demote::Openers = Arc::default();
     let fuse_session = match &v.export {
-        Some(dir) => Some(fuse::mount(dir, name, fuse_size.clone(), inbox.clone())?),
+        Some(dir) => Some(fuse::mount(
+            dir,
+            name,
+            fuse_size.clone(),
+            openers.clone(),
+            inbox.clone(),
+        )?),
         None => None,
     };
     // Userspace storage under a loop device: never throttled as a writer
@@ -399,6 +409,10 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
         handlers: handlers::Handlers::new(&v, local, socket.clone()),
         lapsed_refusals: 0,
         grower: resize::Grower::new(fuse_session.is_some().then_some(fuse_size)),
+        demotion: demote::Demotion::new(
+            fuse_session.is_some().then_some(openers),
+            v.export.as_ref().map(|e| e.join(name)),
+        ),
     };
     tracing::info!(
         "volume {name}: attached {} ({size} bytes)",
@@ -435,7 +449,7 @@ impl Runner {
                 let left = self.lease_until.saturating_sub(lease::mono_now());
                 wait = wait.min(Duration::from_nanos(left));
             }
-            if self.lapsed_since.is_some() || !self.held.is_empty() {
+            if self.lapsed_since.is_some() || !self.held.is_empty() || self.demotion.pending() {
                 wait = wait.min(Duration::from_millis(5));
             }
             match inputs.recv_timeout(wait) {
@@ -450,6 +464,7 @@ impl Runner {
             self.check_lease();
             self.flush(wants);
             self.release_parked();
+            self.retry_demotion();
         }
     }
 
