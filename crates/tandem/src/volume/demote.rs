@@ -52,9 +52,9 @@ impl Demotion {
 }
 
 impl Runner {
-    /// `secondary`: demoted now if nothing holds the export open for
-    /// writing, else answered once the openers let go, or refused after
-    /// [`GRACE`]. Returns the command unanswered when not primary.
+    /// `secondary`: answered at once when not primary or when nothing
+    /// holds the export open for writing; else once the openers let go,
+    /// or with a refusal after [`GRACE`].
     pub(super) fn demote_command(&mut self, reply: Sender<control::Answer>) {
         if self.vol.role() != tandem_volumes::Role::Primary || self.demotion.held() == 0 {
             let answer = self.command(control::Command::Secondary);
