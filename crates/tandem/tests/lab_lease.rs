@@ -125,21 +125,58 @@ fn log_of(w: &WebCluster, i: usize) -> String {
     std::fs::read_to_string(&w.cluster.nodes[i].log).unwrap_or_default()
 }
 
-/// Whether a window's failed requests are none, or a handful all within
-/// one 100 ms instant: with the lease element there throughout (checked
-/// separately on n1), that is the client (or the VM's vCPU) not scheduled,
-/// seen once in CI (4 at 25.7 s); a lapsing lease fails requests every
-/// time it lapses, not once.
-fn quiet(failed: usize, first: &[String]) -> bool {
-    let times: Vec<u64> = first
+/// Failures this close together belong to one burst, and a burst lasts
+/// at most this long.
+const BURST_MS: f64 = 150.0;
+
+/// Whether a window's failed requests form at most `most` brief bursts:
+/// the probe sends every 10 ms with a 100 ms timeout, so a client or web
+/// server not scheduled for a moment fails the few probes in flight at
+/// once (seen in CI: 4 at 25.7 s; 4 at 5.96 s and 2 at 19.97 s under
+/// stress-ng). An outage fails a probe every 10 ms for as long as it lasts:
+/// one burst longer than [`BURST_MS`]. With the lease element there
+/// throughout (checked separately on n1), brief bursts are the client,
+/// not the lease; a lapsing lease fails requests every time it lapses.
+fn brief_bursts(failed: usize, first: &[String], most: usize) -> bool {
+    if failed > first.len() {
+        // More than were kept: no brief burst.
+        return false;
+    }
+    let mut times: Vec<f64> = first
         .iter()
         .filter_map(|f| f.split(" ms").next()?.parse().ok())
         .collect();
-    let one_instant = match (times.iter().min(), times.iter().max()) {
-        (Some(a), Some(b)) => b - a <= 100,
-        _ => true,
+    times.sort_by(f64::total_cmp);
+    let (mut bursts, mut start, mut last) = (0, f64::MIN, f64::MIN);
+    for t in times {
+        if t - last > BURST_MS {
+            bursts += 1;
+            start = t;
+        } else if t - start > BURST_MS {
+            return false;
+        }
+        last = t;
+    }
+    bursts <= most
+}
+
+#[test]
+fn brief_bursts_tell_a_starved_client_from_an_outage() {
+    let at = |ms: &[u32]| -> Vec<String> {
+        ms.iter()
+            .map(|m| format!("{m} ms: connect: connection timed out"))
+            .collect()
     };
-    failed == 0 || (failed <= 5 && one_instant)
+    // CI, 2026-12-01: the probe starved twice under stress-ng.
+    let ci = at(&[5964, 5964, 5967, 5977, 19966, 19966]);
+    assert!(brief_bursts(6, &ci, 3));
+    assert!(!brief_bursts(6, &ci, 1));
+    // An outage of 300 ms: one failure every 10 ms, one long burst.
+    let outage: Vec<u32> = (0..30).map(|i| 1000 + 10 * i).collect();
+    assert!(!brief_bursts(30, &at(&outage), 3));
+    // More failures than were kept are never brief.
+    assert!(!brief_bursts(60, &ci, 3));
+    assert!(brief_bursts(0, &[], 0));
 }
 
 #[test]
@@ -163,7 +200,7 @@ fn at_fast_timings_no_connection_fails_before_or_after_a_failover() {
         missing.len()
     );
     assert!(
-        quiet(failed, &first),
+        brief_bursts(failed, &first, 1),
         "steady state on n1: {by:?}, failures {first:?}"
     );
     assert!(by.iter().all(|(n, _)| n == "n1"), "{by:?}");
@@ -185,7 +222,7 @@ fn at_fast_timings_no_connection_fails_before_or_after_a_failover() {
         missing.len()
     );
     assert!(
-        quiet(failed, &first),
+        brief_bursts(failed, &first, 1),
         "steady state on n2: {by:?}, failures {first:?}"
     );
     assert!(by.iter().all(|(n, _)| n == "n2"), "{by:?}");
@@ -242,7 +279,7 @@ fn at_fast_timings_cpu_load_neither_lapses_the_lease_nor_releases() {
     // The kernel's lease element, sampled every 20 ms, is always there
     // while the daemon runs. (Connection failures alone cannot tell a lapse
     // from a client that stress-ng starved past its 100 ms timeout: a
-    // handful is tolerated.) A machine-wide stall longer than what the
+    // few brief bursts are tolerated.) A machine-wide stall longer than what the
     // lease has left at worst (about 10 ms at this preset) rightly lets it
     // lapse — nothing ran, and a peer could declare this node dead 25 ms
     // after its last heartbeat — so a missing sample taken within 150 ms of
@@ -267,7 +304,10 @@ fn at_fast_timings_cpu_load_neither_lapses_the_lease_nor_releases() {
         "lease element missing in {} of {samples} samples with no machine-wide stall then: {unexplained:?} (stalls: {stalls:?})",
         unexplained.len()
     );
-    assert!(failed <= 5, "under load: {failed} failed: {first:?}");
+    assert!(
+        brief_bursts(failed, &first, 3),
+        "under load: {failed} failed, more than three brief bursts: {first:?}"
+    );
     // Frozen under the same load: its VIP goes silent, n2 takes over, and
     // the client never hears n1 after n2.
     let t = w.probe_now_ms();
