@@ -511,6 +511,18 @@ fn the_workshop_steps_resync_and_verify_on_two_nodes() {
     rig.wait(1, "connected", |s| {
         s["peers"][0]["connection"] == "Connected"
     });
+    // The volume process's memory is locked (replication.md §3.4).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", rig.volume_pid(0)))
+        .expect("volume process status");
+    let locked_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        locked_kib > 0,
+        "volume process memory not locked:\n{status}"
+    );
     // A secondary that is not up to date refuses promotion without force.
     let refused = rig.vol(0, &["primary", "r0"]);
     assert!(!refused.status.success() && text(&refused).contains("--force"));

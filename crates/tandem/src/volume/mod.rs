@@ -373,6 +373,16 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
             "volume {name}: PR_SET_IO_FLUSHER refused ({e}); memory pressure could stall the export"
         );
     }
+    // Its memory stays resident (replication.md §3.4): a fault needing IO
+    // under memory pressure could wait for the very export it serves.
+    // Locked as first touched, so the FUSE threads' request buffers cost
+    // only what they use.
+    use rustix::mm::MlockAllFlags as Mcl;
+    if let Err(e) = rustix::mm::mlockall(Mcl::CURRENT | Mcl::FUTURE | Mcl::ONFAULT) {
+        tracing::warn!(
+            "volume {name}: memory not locked ({e}); memory pressure could stall the export"
+        );
+    }
     let info = control::Info {
         device: v.export.as_ref().map(|e| e.join(name)),
         nbd: v.nbd.as_ref().map(|n| match n {
