@@ -129,6 +129,16 @@ fn log_of(w: &WebCluster, i: usize) -> String {
 /// at most this long.
 const BURST_MS: f64 = 150.0;
 
+/// Brief bursts tolerated in a steady-state window at the fast preset,
+/// with the lease element present in every sample: its deadtime sits at
+/// the floor, where a lost or late heartbeat may leave the addresses
+/// silent for a few milliseconds (`min_deadtime` in tandem-config) — too
+/// short for the 20 ms sampler, long enough to drop the
+/// SYNs then in flight. Seen in CI: two bursts (2 and 1 failures) in 30 s
+/// on the surviving node. A lease lapsing at every heartbeat makes a burst
+/// every few tens of milliseconds: far more than this.
+const STEADY_BURSTS: usize = 3;
+
 /// Whether a window's failed requests form at most `most` brief bursts:
 /// the probe sends every 10 ms with a 100 ms timeout, so a client or web
 /// server not scheduled for a moment fails the few probes in flight at
@@ -171,6 +181,9 @@ fn brief_bursts_tell_a_starved_client_from_an_outage() {
     let ci = at(&[5964, 5964, 5967, 5977, 19966, 19966]);
     assert!(brief_bursts(6, &ci, 3));
     assert!(!brief_bursts(6, &ci, 1));
+    // CI, 2026-12-01: the surviving node at the fast preset, no load.
+    let steady = at(&[47621, 47621, 54751]);
+    assert!(brief_bursts(3, &steady, STEADY_BURSTS));
     // An outage of 300 ms: one failure every 10 ms, one long burst.
     let outage: Vec<u32> = (0..30).map(|i| 1000 + 10 * i).collect();
     assert!(!brief_bursts(30, &at(&outage), 3));
@@ -200,7 +213,7 @@ fn at_fast_timings_no_connection_fails_before_or_after_a_failover() {
         missing.len()
     );
     assert!(
-        brief_bursts(failed, &first, 1),
+        brief_bursts(failed, &first, STEADY_BURSTS),
         "steady state on n1: {by:?}, failures {first:?}"
     );
     assert!(by.iter().all(|(n, _)| n == "n1"), "{by:?}");
@@ -222,7 +235,7 @@ fn at_fast_timings_no_connection_fails_before_or_after_a_failover() {
         missing.len()
     );
     assert!(
-        brief_bursts(failed, &first, 1),
+        brief_bursts(failed, &first, STEADY_BURSTS),
         "steady state on n2: {by:?}, failures {first:?}"
     );
     assert!(by.iter().all(|(n, _)| n == "n2"), "{by:?}");
