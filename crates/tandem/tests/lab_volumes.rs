@@ -436,7 +436,8 @@ impl Rig {
 }
 
 /// A mount namespace per node for the drills' file systems, held by a
-/// `sleep`. Mounted in the test's own namespace, an ext4 would be copied
+/// `sleep` (util-linux's `unshare` and `setpriv`). Mounted in the test's
+/// own namespace, an ext4 would be copied
 /// into every namespace another lab test's `ip netns exec` creates
 /// meanwhile and live on there after `umount` here (its last superblock
 /// writes arriving late, `e2fsck` finding the device in use). Mounted in
@@ -452,8 +453,11 @@ impl Mounts {
         Self(
             (0..nodes)
                 .map(|_| {
+                    // Killed with the thread that made it, should the test
+                    // die without dropping the rig.
                     Command::new("unshare")
-                        .args(["--mount", "--propagation", "private", "sleep", "infinity"])
+                        .args(["--mount", "--propagation", "private"])
+                        .args(["setpriv", "--pdeathsig", "KILL", "sleep", "infinity"])
                         .spawn()
                         .expect("unshare (util-linux)")
                 })
@@ -464,14 +468,20 @@ impl Mounts {
     fn pid(&self, i: usize) -> String {
         self.0[i].id().to_string()
     }
-}
 
-impl Drop for Mounts {
-    fn drop(&mut self) {
+    /// Ends the namespaces (their file systems unmounted on the way).
+    fn end(&mut self) {
         for c in &mut self.0 {
             let _ = c.kill();
             let _ = c.wait();
         }
+        self.0.clear();
+    }
+}
+
+impl Drop for Mounts {
+    fn drop(&mut self) {
+        self.end();
     }
 }
 
@@ -479,10 +489,7 @@ impl Drop for Rig {
     fn drop(&mut self) {
         // File systems a failed drill left mounted go first, while the
         // exports under them still answer.
-        for c in &mut self.mounts.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.mounts.end();
         for i in 0..self.nodes.len() {
             let _ = self.vol(i, &["secondary", "r0"]);
             let _ = self.vol(i, &["down", "r0"]);

@@ -383,8 +383,9 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
             "volume {name}: memory not locked ({e}); memory pressure could stall the export"
         );
     }
+    let device = v.export.as_ref().map(|e| e.join(name));
     let info = control::Info {
-        device: v.export.as_ref().map(|e| e.join(name)),
+        device: device.clone(),
         nbd: v.nbd.as_ref().map(|n| match n {
             tandem_config::NbdListen::Unix(p) => format!("unix:{}", p.display()),
             tandem_config::NbdListen::Tcp(a) => a.to_string(),
@@ -419,10 +420,7 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
         handlers: handlers::Handlers::new(&v, local, socket.clone()),
         lapsed_refusals: 0,
         grower: resize::Grower::new(fuse_session.is_some().then_some(fuse_size)),
-        demotion: demote::Demotion::new(
-            fuse_session.is_some().then_some(openers),
-            v.export.as_ref().map(|e| e.join(name)),
-        ),
+        demotion: demote::Demotion::new(fuse_session.is_some().then_some(openers), device),
     };
     tracing::info!(
         "volume {name}: attached {} ({size} bytes)",
