@@ -2,13 +2,17 @@
 //! metrics derive from them.
 //!
 //! The heartbeat thread hands each event to an [`EventSink`], which never
-//! blocks: a bounded channel, with drops counted when it is full. A thread
-//! of its own (`tandem-events`) numbers the events and keeps the last
-//! [`CAPACITY`] of them in an [`EventLog`].
+//! blocks or waits: a queue of its own (one producer, so a send is a few
+//! atomic steps that never wait for another thread, unlike a bounded
+//! channel's, which spins while the reader finishes a read), with at most
+//! [`QUEUE`] events waiting and drops counted beyond. A thread of its own
+//! (`tandem-events`) numbers the events and keeps the last [`CAPACITY`]
+//! of them in an [`EventLog`]; other producers get sinks of their own
+//! ([`EventLog::sink`]).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -21,8 +25,8 @@ use tandem_core::Event;
 /// Events kept for the API and console.
 pub const CAPACITY: usize = 500;
 
-/// Events waiting between the heartbeat thread and the log.
-const QUEUE: usize = 4096;
+/// Most events waiting between one sink and the log.
+pub const QUEUE: usize = 4096;
 
 /// One event as the API serves it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,22 +145,28 @@ impl std::fmt::Debug for EventLog {
     }
 }
 
-/// The heartbeat thread's end: hands events over without blocking.
-#[derive(Clone, Debug)]
+/// One producer's end (the heartbeat thread's, the operator's): hands
+/// events over without ever blocking or waiting. Not `Clone`: a queue
+/// with two producers could make one wait for the other.
+#[derive(Debug)]
 pub struct EventSink {
-    tx: SyncSender<(SystemTime, Event)>,
+    tx: Sender<(SystemTime, Event)>,
+    /// Events sent and not yet taken by the log's thread.
+    queued: Arc<AtomicUsize>,
     dropped: Arc<AtomicU64>,
 }
 
 impl EventSink {
-    /// Queues `event`; when the queue is full the event is dropped and
-    /// counted, never waited for.
+    /// Queues `event`; when [`QUEUE`] events already wait, it is dropped
+    /// and counted, never waited for.
     pub fn send(&self, event: Event) {
-        match self.tx.try_send((SystemTime::now(), event)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        if self.queued.load(Ordering::Relaxed) >= QUEUE {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send((SystemTime::now(), event)).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -169,17 +179,31 @@ impl EventLog {
         node: &str,
         agents: std::collections::BTreeMap<String, String>,
     ) -> std::io::Result<(EventSink, Arc<EventLog>)> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let log = Arc::new(Self::new(node, agents));
+        let sink = log.sink()?;
+        Ok((sink, log))
+    }
+
+    /// Another producer's sink, drained into this log by a thread of its
+    /// own.
+    pub fn sink(self: &Arc<Self>) -> std::io::Result<EventSink> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         let sink = EventSink {
             tx,
-            dropped: log.dropped.clone(),
+            queued: queued.clone(),
+            dropped: self.dropped.clone(),
         };
-        let feed = log.clone();
+        let feed = self.clone();
         std::thread::Builder::new()
             .name("tandem-events".into())
-            .spawn(move || feed.drain(rx))?;
-        Ok((sink, log))
+            .spawn(move || {
+                while let Ok((at, event)) = rx.recv() {
+                    queued.fetch_sub(1, Ordering::Relaxed);
+                    feed.record(at, &event);
+                }
+            })?;
+        Ok(sink)
     }
 
     /// A log fed by hand with [`EventLog::record`] (tests, tools).
@@ -202,12 +226,6 @@ impl EventLog {
             s.push(tx);
         }
         rx
-    }
-
-    fn drain(&self, rx: Receiver<(SystemTime, Event)>) {
-        while let Ok((at, event)) = rx.recv() {
-            self.record(at, &event);
-        }
     }
 
     /// Numbers and keeps `event`, and counts it in the metrics.
@@ -373,14 +391,31 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_and_counts_instead_of_blocking() {
-        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+        let (tx, rx) = std::sync::mpsc::channel();
         let sink = EventSink {
             tx,
+            queued: Arc::new(AtomicUsize::new(0)),
             dropped: Arc::new(AtomicU64::new(0)),
         };
-        for _ in 0..3 {
+        for _ in 0..QUEUE + 2 {
             sink.send(Event::Witness { reachable: true });
         }
         assert_eq!(sink.dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(rx.try_iter().count(), QUEUE);
+    }
+
+    #[test]
+    fn every_sink_feeds_the_one_log() {
+        let log = Arc::new(EventLog::new("n1", Default::default()));
+        let (a, b) = (log.sink().unwrap(), log.sink().unwrap());
+        a.send(Event::Witness { reachable: true });
+        b.send(Event::Witness { reachable: false });
+        a.send(Event::Witness { reachable: false });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while log.since(0, 10).len() < 3 {
+            assert!(std::time::Instant::now() < deadline, "events not recorded");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(log.dropped(), 0);
     }
 }

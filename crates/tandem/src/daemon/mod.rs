@@ -394,7 +394,7 @@ fn run_loaded(opts: &Options, loaded: tandem_config::Loaded, source: &Path) -> a
     let history = config.state_dir.join("history");
     tandem_api::history::start(&history, &events)
         .with_context(|| format!("keep the event history in {}", history.display()))?;
-    let op_events = event_sink.clone();
+    let op_events = events.sink().context("start the operator's event queue")?;
     let node_shared = shared.clone();
     let node_thread = std::thread::Builder::new()
         .name("tandem-node".into())

@@ -7,7 +7,6 @@
 //! agent, disk or API work ever runs here.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,7 @@ use tandem_agents::Executor;
 use tandem_core::{Brain, Event, MembershipStatus, Output, Timestamp};
 use tandem_links::LinkSocket;
 
-use super::inbox::Input;
+use super::inbox::{Input, Inputs};
 
 /// Token of the waker an [`Input`] rings.
 pub const WAKE: Token = Token(usize::MAX);
@@ -24,8 +23,9 @@ pub const WAKE: Token = Token(usize::MAX);
 /// How often the status snapshot is refreshed when nothing happens.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
-/// How soon a snapshot whose lock was held is tried again.
-const PUBLISH_RETRY: Duration = Duration::from_millis(1);
+/// How soon a snapshot whose lock was held, or the input queue a sender
+/// held, is tried again.
+const RETRY: Duration = Duration::from_millis(1);
 
 /// What the node loop shares with the control thread.
 #[derive(Debug, Default)]
@@ -56,7 +56,7 @@ pub struct NodeLoop {
     pub epoch: Instant,
     /// Everything the workers, the control thread and the signal thread
     /// report.
-    pub inputs: Receiver<Input>,
+    pub inputs: Inputs,
     /// Where snapshots go.
     pub shared: Arc<Shared>,
     /// Runs agent operations (on its own threads).
@@ -262,8 +262,18 @@ impl NodeLoop {
         // reports may be split over two of the meter's phases.
         let mut meter = super::loop_meter::LoopMeter::new(self.brain.config().timing.keepalive);
         loop {
-            while let Ok(input) = self.inputs.try_recv() {
-                self.handle(input, &mut stopping);
+            // Inputs a sender was still queueing (held the queue): taken
+            // after a short sleep that lets it finish (inbox.rs).
+            let mut inputs_held = false;
+            loop {
+                match self.inputs.take() {
+                    Ok(Some(input)) => self.handle(input, &mut stopping),
+                    Ok(None) => break,
+                    Err(super::inbox::Busy) => {
+                        inputs_held = true;
+                        break;
+                    }
+                }
             }
             let now = self.now();
             if let Some(since) = stopping
@@ -306,11 +316,14 @@ impl NodeLoop {
             if let Some(w) = &self.watchdog {
                 wait = Some(wait.map_or(w.due_in(), |d| d.min(w.due_in())));
             }
-            if backlog.iter().any(|b| *b) {
-                wait = Some(Duration::ZERO);
+            if publish_pending || inputs_held {
+                wait = Some(wait.map_or(RETRY, |w| w.min(RETRY)));
             }
-            if publish_pending {
-                wait = Some(wait.map_or(PUBLISH_RETRY, |w| w.min(PUBLISH_RETRY)));
+            // Unread datagrams: turn again at once — unless a sender holds
+            // the input queue, which may need this CPU to finish: the
+            // datagrams wait a millisecond in the socket then.
+            if backlog.iter().any(|b| *b) && !inputs_held {
+                wait = Some(Duration::ZERO);
             }
             meter.before_wait(wait);
             let polled = self.poll.poll(&mut events, wait);
