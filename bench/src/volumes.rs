@@ -383,14 +383,14 @@ fn main() -> anyhow::Result<()> {
             "--only" => {
                 only = Some(
                     args.next()
-                        .context("--only standalone,C,B,A,C-peer-tmpfs")?
+                        .context("--only standalone,C,B,A,C-peer-tmpfs,resync")?
                         .split(',')
                         .map(str::to_string)
                         .collect(),
                 )
             }
             other => bail!(
-                "unknown argument {other}; usage: volumes [--seconds S] [--size-mib M] [--only standalone,C,B,A,C-peer-tmpfs]"
+                "unknown argument {other}; usage: volumes [--seconds S] [--size-mib M] [--only standalone,C,B,A,C-peer-tmpfs,resync]"
             ),
         }
     }
@@ -398,6 +398,8 @@ fn main() -> anyhow::Result<()> {
     // and keeps the results file as it is (a partial run is for profiling).
     let full = only.is_none();
     let want = |v: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == v));
+    // `--only resync`: the resync rows and rsync's, without fio.
+    let want_resync = full || want("resync");
     tandem_lab::netns::require_root()?;
     let exe = common::tandem_exe()?;
     let dir = tempfile::Builder::new()
@@ -419,7 +421,7 @@ fn main() -> anyhow::Result<()> {
     // tandem: standalone, then A, B, C.
     let mut resync = Vec::new();
     for protocol in ["C", "B", "A"] {
-        let wanted = want(protocol) || (protocol == "C" && want("standalone"));
+        let wanted = want(protocol) || (protocol == "C" && (want("standalone") || want_resync));
         if !wanted {
             continue;
         }
@@ -440,7 +442,7 @@ fn main() -> anyhow::Result<()> {
                 size_mib,
             )?);
         }
-        if protocol == "C" && full {
+        if protocol == "C" && want_resync {
             resync_rows(&c, &l, size_mib, &mut resync)?;
         }
         let _ = sh(&format!("losetup -d {l}"));
@@ -472,8 +474,12 @@ fn main() -> anyhow::Result<()> {
         let _ = sh(&format!("umount {}", peer.display()));
         fio_rows.push(r?);
     }
-    if !full {
+    if !want_resync {
         return Ok(());
+    }
+    if !full {
+        // rsync's rows copy the baseline rows' file.
+        sh(&format!("fallocate -l {size_mib}M {d}/plain.img"))?;
     }
     // Checksum-based resync (`csums = true`): the same full resync of a
     // copy that is in fact identical moves digests, not data.
@@ -516,6 +522,9 @@ fn main() -> anyhow::Result<()> {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
         record(&mut resync, "rsync", what, mib as f64, took, literal / 1024);
+    }
+    if !full {
+        return Ok(());
     }
     let path = common::write_results(
         "volumes",

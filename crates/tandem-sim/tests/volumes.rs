@@ -858,6 +858,34 @@ fn resync_duration(s: &VolumeSim) -> Option<Duration> {
     Some(at("resync finished")?.since(at("resync started, sending")?))
 }
 
+/// A full sync moves runs of blocks, not one request per 4 KiB block:
+/// 16 MiB (4096 blocks) in about 64 requests of 256 KiB, each written
+/// durably on the target once — and the copies still converge.
+#[test]
+fn a_full_resync_moves_runs_of_blocks() {
+    let mut s = VolumeSim::new_with(11, 2, 64 * SIZE, Protocol::C, |c| {
+        c.ping_interval = ms(200);
+        c.ping_timeout = ms(500);
+        c.resync_window = 1024;
+    });
+    s.run_for(ms(20));
+    s.app.stopped = true;
+    assert!(s.promote(0, true));
+    assert!(
+        s.converge(Duration::from_secs(20)),
+        "{}",
+        fail(11, &s, "full sync")
+    );
+    let blocks = 64 * SIZE / tandem_volumes::bitmap::BLOCK;
+    let runs = blocks.div_ceil(tandem_volumes::RESYNC_RUN);
+    assert!(
+        s.resync_requests <= runs + runs / 4,
+        "{} requests for {blocks} blocks (runs of {}: {runs})",
+        s.resync_requests,
+        tandem_volumes::RESYNC_RUN
+    );
+}
+
 #[test]
 fn a_resync_rate_limit_paces_the_resync() {
     // 256 KiB at 64 KiB/s: about 4 s (less the first burst); unlimited,

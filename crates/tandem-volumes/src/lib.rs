@@ -42,3 +42,6 @@ pub use status::VolumeStatus;
 
 /// The digest online verify compares (xxh3-64).
 pub use engine::digest;
+
+/// Most blocks one resync request carries (256 KiB).
+pub use engine::RESYNC_RUN;

@@ -132,29 +132,36 @@ pub enum Message {
         /// Sequence number.
         seq: u64,
     },
-    /// Resync: the source's copy of a block.
+    /// Resync: the source's copy of a run of blocks.
     ResyncData {
-        /// Block number.
+        /// First block number.
         block: u64,
-        /// Its 4 KiB (shorter at the end of the volume).
+        /// The run: whole 4 KiB blocks, at most
+        /// [`RESYNC_RUN`](crate::RESYNC_RUN) of them (the last shorter at
+        /// the end of the volume).
         data: Bytes,
     },
-    /// Resync with checksums: the digest of the source's copy of a block.
+    /// Resync with checksums: the digest of the source's copy of a run.
     ResyncDigest {
-        /// Block number.
+        /// First block number.
         block: u64,
+        /// Blocks in the run.
+        blocks: u64,
         /// Its digest.
         digest: u64,
     },
-    /// Resync with checksums: the target's copy differs; send the block.
+    /// Resync with checksums: the target's copy of the run starting at
+    /// `block` differs; send it.
     ResyncWant {
-        /// Block number.
+        /// First block number.
         block: u64,
     },
-    /// Resync: the target wrote a block (or found it equal).
+    /// Resync: the target wrote a run (or found it equal).
     ResyncAck {
-        /// Block number.
+        /// First block number.
         block: u64,
+        /// Blocks in the run.
+        blocks: u64,
     },
     /// Resync finished: the source's generations to adopt.
     ResyncDone {

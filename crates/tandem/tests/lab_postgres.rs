@@ -34,9 +34,21 @@ fn rig(prefix: &str, subnet: u8) -> Rig {
 
 /// Every acknowledged row is in the table; every row in it was sent.
 fn check_rows(rig: &Rig, l: &Ledger, when: &str) -> usize {
-    let rows = rig
-        .psql("select v from t order by v", Duration::from_secs(5))
-        .expect("select through the VIP");
+    // Polled: one select may meet the address just moved (seen once in a
+    // local run, not reproduced in seven); a lasting failure still fails.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut failed = 0;
+    let rows = loop {
+        match rig.psql("select v from t order by v", Duration::from_secs(5)) {
+            Some(rows) => break rows,
+            None if Instant::now() < deadline => failed += 1,
+            None => panic!("{when}: no select through the VIP succeeded in 20 s"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    if failed > 0 {
+        println!("{when}: {failed} select(s) through the VIP failed before one answered");
+    }
     let present: std::collections::BTreeSet<i64> =
         rows.lines().filter_map(|x| x.parse().ok()).collect();
     let l = l.lock().expect("ledger");

@@ -129,6 +129,8 @@ pub struct VolumeSim {
     pub link_kib_s: Option<u64>,
     /// When each direction's wire is free again (with a bandwidth).
     wires: BTreeMap<(usize, usize), Timestamp>,
+    /// Resync requests sent (`ResyncData` messages), all nodes.
+    pub resync_requests: u64,
 }
 
 /// What happens when the trapped message arrives.
@@ -229,6 +231,7 @@ impl VolumeSim {
             meta_latency_us: (200, 1000),
             trap: None,
             link_kib_s: None,
+            resync_requests: 0,
             wires: BTreeMap::new(),
         };
         for i in 0..n {
@@ -464,6 +467,9 @@ impl VolumeSim {
     fn channel_delay(&mut self, from: usize, to: usize, msg: &Message) -> Timestamp {
         let ch = msg.channel();
         // Headers, plus the data a write or resync block carries.
+        if matches!(msg, Message::ResyncData { .. }) {
+            self.resync_requests += 1;
+        }
         let bytes = 64
             + match msg {
                 Message::Write { data, .. } | Message::ResyncData { data, .. } => data.len() as u64,

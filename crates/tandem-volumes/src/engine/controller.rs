@@ -60,26 +60,35 @@ impl Controller {
     }
 
     /// Runs the step if due at `now` (`in_flight_kib` sent and not
-    /// acknowledged). If `kib` more may be read in this step, takes them
-    /// from the budget and returns their share of the interval (the step's
-    /// budget goes out evenly, not in one burst).
+    /// acknowledged). If anything more may be read in this step, takes up
+    /// to `kib` (whole 4 KiB blocks, at least one) from the budget and
+    /// returns how much, with its share of the interval (the step's budget
+    /// goes out evenly, not in one burst).
     pub(super) fn take(
         &mut self,
         cfg: &ControllerConfig,
         now: Timestamp,
         in_flight_kib: u64,
         kib: u64,
-    ) -> Option<Duration> {
+    ) -> Option<(u64, Duration)> {
         if self.next_step.is_none_or(|t| now >= t) {
             self.step(cfg, now, in_flight_kib);
         }
         if self.budget_kib <= 0 {
             return None;
         }
+        // At most what is left of the step's budget and an eighth of the
+        // step (a step's budget goes out in pieces spread over it, so one
+        // big request never queues a step's worth at once), in whole
+        // blocks, one at least.
+        let left = u64::try_from(self.budget_kib).unwrap_or(0) / 4 * 4;
+        let piece = u64::try_from(self.step_kib / 8).unwrap_or(0) / 4 * 4;
+        let kib = kib.min(left).min(piece).max(4.min(kib));
         self.budget_kib -= kib as i64;
         let share = kib as u128 * INTERVAL.as_nanos() / self.step_kib.max(1) as u128;
-        Some(Duration::from_nanos(
-            u64::try_from(share).unwrap_or(u64::MAX),
+        Some((
+            kib,
+            Duration::from_nanos(u64::try_from(share).unwrap_or(u64::MAX)),
         ))
     }
 

@@ -59,11 +59,11 @@ impl Volume {
                 } else if let Some(b) = p.resync_reads.remove(&io) {
                     let data = result.map(Option::unwrap_or_default);
                     self.resync_read_done(i, b, data);
-                } else if let Some(b) = p.resync_writes.remove(&io) {
-                    self.resync_write_done(i, b, unit);
-                } else if let Some((b, theirs)) = p.resync_compares.remove(&io) {
+                } else if let Some((b, n)) = p.resync_writes.remove(&io) {
+                    self.resync_write_done(i, b, n, unit);
+                } else if let Some((b, n, theirs)) = p.resync_compares.remove(&io) {
                     let data = result.map(Option::unwrap_or_default);
-                    self.resync_compare_done(i, b, theirs, data);
+                    self.resync_compare_done(i, (b, n), theirs, data);
                 } else if let Some((b, theirs)) = p.verify_reads.remove(&io) {
                     let data = result.map(Option::unwrap_or_default);
                     self.verify_read_done(i, b, theirs, data);
@@ -93,8 +93,12 @@ impl Volume {
             Message::BarrierAck { epoch } => self.on_barrier_ack(i, epoch),
             Message::RecvAck { seq } | Message::WriteAck { seq } => self.on_ack(i, seq),
             Message::ResyncData { block, data } => self.on_resync_data(i, block, data),
-            Message::ResyncAck { block } => self.on_resync_ack(i, block),
-            Message::ResyncDigest { block, digest } => self.on_resync_digest(i, block, digest),
+            Message::ResyncAck { block, blocks } => self.on_resync_ack(i, block, blocks),
+            Message::ResyncDigest {
+                block,
+                blocks,
+                digest,
+            } => self.on_resync_digest(i, block, blocks, digest),
             Message::ResyncWant { block } => self.on_resync_want(i, block),
             Message::ResyncDone { gens } => self.on_resync_done(i, gens),
             Message::State { role, disk } => {

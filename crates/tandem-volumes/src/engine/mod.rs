@@ -44,7 +44,7 @@ use peer::Peer;
 use write::{AppFlush, AppWrite};
 
 pub use controller::ControllerConfig;
-pub use resync::digest;
+pub use resync::{RESYNC_RUN, digest};
 
 /// A peer of this volume.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,16 +108,18 @@ pub struct VolumeConfig {
 }
 
 impl VolumeConfig {
-    /// A volume with DRBD's defaults: epochs of at most 2048 writes, 64
-    /// resync blocks in flight, a ping every 10 s answered within 0.5 s
-    /// (after 1 s of silence from a peer that owes acknowledgements).
+    /// A volume with DRBD's defaults: epochs of at most 2048 writes, 4 MiB
+    /// of resync in flight (1024 blocks, in runs of up to 256 KiB; DRBD's
+    /// `max-buffers` allows 8 MiB), a ping every 10 s answered within
+    /// 0.5 s (after 1 s of silence from a peer that owes
+    /// acknowledgements).
     pub fn new(name: &str, node: u8, peers: Vec<PeerConfig>, uuid_seed: u64) -> Self {
         Self {
             name: name.to_string(),
             node,
             peers,
             max_epoch_writes: 2048,
-            resync_window: 64,
+            resync_window: 1024,
             ping_interval: Duration::from_secs(10),
             ping_timeout: Duration::from_millis(500),
             stall_ping_after: Duration::from_secs(1),

@@ -20,7 +20,7 @@ pub(super) struct Received {
     pub(super) ack_on_write: bool,
 }
 
-/// A resync block in flight on the source.
+/// A resync run (of [`Inflight::blocks`] blocks) in flight on the source.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Inflight {
     /// An application write overlapped it after it was read: the data
@@ -31,6 +31,8 @@ pub(super) struct Inflight {
     /// With checksums: the block read, kept while its digest travels (sent
     /// only if the target's copy differs).
     pub(super) data: Option<bytes::Bytes>,
+    /// Blocks in the run.
+    pub(super) blocks: u64,
 }
 
 /// Per-peer state.
@@ -88,6 +90,8 @@ pub(super) struct Peer {
     pub(super) resync_total: u64,
     pub(super) resync_cursor: u64,
     pub(super) resync_inflight: BTreeMap<u64, Inflight>,
+    /// Blocks in those runs, all together.
+    pub(super) resync_inflight_blocks: u64,
     pub(super) resync_moved: u64,
     /// Blocks found equal by checksum (nothing sent).
     pub(super) resync_equal: u64,
@@ -102,9 +106,9 @@ pub(super) struct Peer {
     pub(super) resync_done_sent: bool,
     /// Disk reads (source) and writes (target) of resync blocks.
     pub(super) resync_reads: BTreeMap<IoId, u64>,
-    pub(super) resync_writes: BTreeMap<IoId, u64>,
+    pub(super) resync_writes: BTreeMap<IoId, (u64, u64)>,
     /// Target reads to compare with the source's digest: block, digest.
-    pub(super) resync_compares: BTreeMap<IoId, (u64, u64)>,
+    pub(super) resync_compares: BTreeMap<IoId, (u64, u64, u64)>,
     // Verify.
     pub(super) verify_cursor: Option<u64>,
     pub(super) verify_inflight: u32,
@@ -116,6 +120,39 @@ pub(super) struct Peer {
 }
 
 impl Peer {
+    /// The resync run of `blocks` blocks from `b` goes in flight.
+    pub(super) fn resync_launch(&mut self, b: u64, blocks: u64) {
+        let f = Inflight {
+            blocks,
+            ..Inflight::default()
+        };
+        if let Some(old) = self.resync_inflight.insert(b, f) {
+            self.resync_inflight_blocks -= old.blocks;
+        }
+        self.resync_inflight_blocks += blocks;
+    }
+
+    /// The resync run from `b` is no longer in flight.
+    pub(super) fn resync_land(&mut self, b: u64) -> Option<Inflight> {
+        let f = self.resync_inflight.remove(&b)?;
+        self.resync_inflight_blocks -= f.blocks;
+        Some(f)
+    }
+
+    /// The resync runs in flight that overlap blocks `first..=last`.
+    pub(super) fn resync_runs_over(
+        &mut self,
+        first: u64,
+        last: u64,
+    ) -> impl Iterator<Item = &mut Inflight> {
+        // No run is longer than RESYNC_RUN blocks.
+        let from = first.saturating_sub(super::resync::RESYNC_RUN - 1);
+        self.resync_inflight
+            .range_mut(from..=last)
+            .filter(move |(b, f)| **b + f.blocks > first)
+            .map(|(_, f)| f)
+    }
+
     pub(super) fn new(cfg: PeerConfig) -> Self {
         Self {
             cfg,
@@ -149,6 +186,7 @@ impl Peer {
             resync_total: 0,
             resync_cursor: 0,
             resync_inflight: BTreeMap::new(),
+            resync_inflight_blocks: 0,
             resync_moved: 0,
             resync_equal: 0,
             resync_next: Timestamp::ZERO,
@@ -284,6 +322,7 @@ impl Peer {
         self.resync_total = 0;
         self.resync_cursor = 0;
         self.resync_inflight.clear();
+        self.resync_inflight_blocks = 0;
         self.resync_moved = 0;
         self.resync_equal = 0;
         self.resync_paced = false;

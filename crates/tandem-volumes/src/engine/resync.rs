@@ -1,9 +1,10 @@
 //! Resync and online verify. The sync source walks its bitmap for the
-//! target, reads each set block (after any overlapping write), sends it,
-//! and clears the bit when the target acknowledges; at most
-//! `resync_window` blocks are in flight. An application write into a
-//! block whose read is under way makes that read stale: it is not sent,
-//! and the block is read again. When the bitmap is empty the source sends
+//! target, reads each run of set blocks (up to [`RESYNC_RUN`], after any
+//! overlapping write), sends it, and clears the bits when the target
+//! acknowledges — which it does once the run is durable, one write and one
+//! flush for the run; at most `resync_window` blocks are in flight. An
+//! application write into a run whose read is under way makes that read
+//! stale: it is not sent, and the run is read again. When the bitmap is empty the source sends
 //! its generations, which the target adopts. An interrupted resync
 //! resumes from the bits still set.
 //!
@@ -16,7 +17,6 @@ use tandem_core::Timestamp;
 
 use super::Volume;
 use super::disk::Purpose;
-use super::peer::Inflight;
 use crate::bitmap::BLOCK;
 use crate::event::VolumeEvent;
 use crate::gi::{Generations, NEW_BM_OFFSET};
@@ -27,6 +27,12 @@ use crate::state::{DiskState, ReplState};
 /// How far ahead of its pace a rate-limited resync may read: blocks go in
 /// bursts of this much time's worth, not one wake-up per block.
 pub(super) const RATE_BURST: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Most blocks one resync request carries (256 KiB): one read, one
+/// message, one durable write on the target and one acknowledgement for
+/// all of them (a 4 KiB request each made a full resync of 1 GiB take
+/// 14 s, most of it in the target's flushes).
+pub const RESYNC_RUN: u64 = 64;
 
 /// Blocks in flight at most under the dynamic controller (16 MiB).
 const MAX_CONTROLLED_WINDOW: u32 = 4096;
@@ -41,7 +47,13 @@ pub fn digest(data: &[u8]) -> u64 {
 
 impl Volume {
     fn block_len(&self, b: u64) -> u64 {
-        BLOCK.min(self.meta.size.saturating_sub(b * BLOCK))
+        self.run_len(b, 1)
+    }
+
+    /// Bytes in the run of `n` blocks from `b` (the last block may be
+    /// short at the end of the volume).
+    fn run_len(&self, b: u64, n: u64) -> u64 {
+        (n * BLOCK).min(self.meta.size.saturating_sub(b * BLOCK))
     }
 
     /// The resync's rate now (KiB/s): its minimum while the application
@@ -116,7 +128,11 @@ impl Volume {
             Some(_) => self.cfg.resync_window.max(MAX_CONTROLLED_WINDOW),
             None => self.cfg.resync_window.max(1),
         };
-        while (self.peers[i].resync_inflight.len() as u32) < window {
+        loop {
+            let in_flight = self.peers[i].resync_inflight_blocks;
+            if in_flight >= u64::from(window) {
+                break;
+            }
             let pace = self.resync_pace();
             let paced = pace.is_some() || self.cfg.controller.is_some();
             let mut spacing = std::time::Duration::ZERO;
@@ -124,14 +140,27 @@ impl Volume {
                 self.peers[i].resync_paced = true;
                 break;
             }
+            let Some((b, mut n)) = self.next_resync_run(i, u64::from(window) - in_flight) else {
+                break;
+            };
+            if let Some(rate) = pace {
+                // A run no longer than the pace's burst.
+                let burst = rate * RATE_BURST.as_millis() as u64 / 1000 / (BLOCK / 1024);
+                n = n.min(burst.max(1));
+            }
             if let Some(cc) = self.cfg.controller {
                 let now = self.now;
                 let p = &mut self.peers[i];
-                let in_flight = p.resync_inflight.len() as u64 * (BLOCK / 1024);
-                match p.ctl.take(&cc, now, in_flight, BLOCK / 1024) {
+                match p
+                    .ctl
+                    .take(&cc, now, in_flight * (BLOCK / 1024), n * (BLOCK / 1024))
+                {
                     // Spread over the step like a rate (below, with a
                     // minimum rate's pace if slower).
-                    Some(share) => spacing = share,
+                    Some((kib, share)) => {
+                        n = (kib / (BLOCK / 1024)).clamp(1, n);
+                        spacing = share;
+                    }
                     None => {
                         // Wait for the next step (the pacing timer wakes it).
                         p.resync_paced = true;
@@ -140,34 +169,20 @@ impl Volume {
                     }
                 }
             }
-            let Some(m) = self.meta.peer(node) else {
-                return;
-            };
-            let p = &self.peers[i];
-            let mut from = p.resync_cursor;
-            let next = loop {
-                match m.bitmap.next_set(from) {
-                    Some(b) if p.resync_inflight.contains_key(&b) => from = b + 1,
-                    x => break x,
-                }
-            };
-            let Some(b) = next else {
-                break;
-            };
-            let len = self.block_len(b);
+            let len = self.run_len(b, n);
             let io = self.io();
             let now = self.now;
             let p = &mut self.peers[i];
             if let Some(rate) = pace {
-                // This block's share of a second at `rate` KiB/s.
+                // This run's share of a second at `rate` KiB/s.
                 let ns = len.saturating_mul(1_000_000_000) / rate.saturating_mul(1024);
                 spacing = spacing.max(std::time::Duration::from_nanos(ns));
             }
             if paced {
                 p.resync_next = p.resync_next.max(now) + spacing;
             }
-            p.resync_cursor = b + 1;
-            p.resync_inflight.insert(b, Inflight::default());
+            p.resync_cursor = b + n;
+            p.resync_launch(b, n);
             p.resync_reads.insert(io, b);
             self.disk_queue.note(io, Purpose::Peer(node));
             self.counters.dr += len / 1024;
@@ -185,6 +200,44 @@ impl Volume {
         }
     }
 
+    /// The next run to resync from the cursor: its first block and length
+    /// (at most `most` and [`RESYNC_RUN`] blocks, one with checksums), all
+    /// set in the bitmap and none in flight.
+    fn next_resync_run(&self, i: usize, most: u64) -> Option<(u64, u64)> {
+        let p = &self.peers[i];
+        let m = self.meta.peer(p.cfg.node)?;
+        // The end of the run in flight that covers `b`, if any.
+        let covered = |b: u64| {
+            p.resync_inflight
+                .range(..=b)
+                .next_back()
+                .map(|(s, f)| s + f.blocks.max(1))
+                .filter(|end| *end > b)
+        };
+        let mut from = p.resync_cursor;
+        let b = loop {
+            let b = m.bitmap.next_set(from)?;
+            match covered(b) {
+                Some(end) => from = end,
+                None => break b,
+            }
+        };
+        let next_in_flight = p
+            .resync_inflight
+            .range(b..)
+            .next()
+            .map_or(u64::MAX, |(s, _)| *s);
+        // With checksums a block each: a digest is compared per block, so
+        // one differing block moves 4 KiB, not its run.
+        let run = if self.cfg.csums { 1 } else { RESYNC_RUN };
+        let limit = most.min(run).min(m.bitmap.blocks() - b).max(1);
+        let mut n = 1;
+        while n < limit && b + n < next_in_flight && m.bitmap.get(b + n) {
+            n += 1;
+        }
+        Some((b, n))
+    }
+
     pub(super) fn resync_read_done(&mut self, i: usize, b: u64, data: Result<Bytes, String>) {
         let node = self.peers[i].cfg.node;
         let Some(stale) = self.peers[i].resync_inflight.get(&b).map(|f| f.stale) else {
@@ -197,10 +250,15 @@ impl Volume {
                     x.sent = true;
                     x.data = Some(data);
                 }
+                let blocks = self.peers[i]
+                    .resync_inflight
+                    .get(&b)
+                    .map_or(1, |f| f.blocks);
                 self.send(
                     node,
                     Message::ResyncDigest {
                         block: b,
+                        blocks,
                         digest: d,
                     },
                 );
@@ -214,32 +272,42 @@ impl Volume {
             _ => {
                 // Stale or unreadable: read it again later.
                 let p = &mut self.peers[i];
-                p.resync_inflight.remove(&b);
+                p.resync_land(b);
                 p.resync_cursor = p.resync_cursor.min(b);
                 self.pump_resync(i);
             }
         }
     }
 
-    pub(super) fn on_resync_ack(&mut self, i: usize, b: u64) {
+    pub(super) fn on_resync_ack(&mut self, i: usize, b: u64, blocks: u64) {
         let node = self.peers[i].cfg.node;
-        let Some(f) = self.peers[i].resync_inflight.remove(&b) else {
+        // Only the run sent, as sent: anything else is not ours to clear.
+        if self.peers[i]
+            .resync_inflight
+            .get(&b)
+            .is_none_or(|f| f.blocks != blocks)
+        {
+            return;
+        }
+        let Some(f) = self.peers[i].resync_land(b) else {
             return;
         };
-        self.peers[i].ctl.acked(BLOCK / 1024);
+        self.peers[i].ctl.acked(f.blocks * (BLOCK / 1024));
         if !f.stale
             && let Some(m) = self.meta.peer_mut(node)
         {
-            m.bitmap.clear(b);
+            for k in b..b + f.blocks {
+                m.bitmap.clear(k);
+            }
         }
         if f.stale {
             let p = &mut self.peers[i];
             p.resync_cursor = p.resync_cursor.min(b);
         } else if f.data.is_some() {
             // Acknowledged on its digest alone: the copies were equal.
-            self.peers[i].resync_equal += 1;
+            self.peers[i].resync_equal += f.blocks;
         } else {
-            self.peers[i].resync_moved += 1;
+            self.peers[i].resync_moved += f.blocks;
         }
         self.pump_resync(i);
     }
@@ -255,7 +323,7 @@ impl Volume {
             Some(data) if !f.stale => self.send(node, Message::ResyncData { block: b, data }),
             _ => {
                 let p = &mut self.peers[i];
-                p.resync_inflight.remove(&b);
+                p.resync_land(b);
                 p.resync_cursor = p.resync_cursor.min(b);
                 self.pump_resync(i);
             }
@@ -361,64 +429,94 @@ impl Volume {
 
     pub(super) fn on_resync_data(&mut self, i: usize, b: u64, data: Bytes) {
         let node = self.peers[i].cfg.node;
-        if b >= self.meta.peer(node).map_or(0, |m| m.bitmap.blocks()) {
+        let blocks = self.meta.peer(node).map_or(0, |m| m.bitmap.blocks());
+        let n = (data.len() as u64).div_ceil(BLOCK);
+        // A run of whole blocks inside the volume, as the source sends.
+        if n == 0
+            || n > RESYNC_RUN
+            || b.saturating_add(n) > blocks
+            || self.run_len(b, n) != data.len() as u64
+        {
             self.out.push_back(Output::Disconnect { peer: node });
             return self.lose(i);
         }
         let io = self.io();
-        self.peers[i].resync_writes.insert(io, b);
+        self.peers[i].resync_writes.insert(io, (b, n));
         self.disk_queue.note(io, Purpose::Peer(node));
         self.counters.dw += data.len() as u64 / 1024;
         self.track_resync_write(node, b * BLOCK, data.len() as u64);
-        // Durable before it is acknowledged: the source clears its bit on
-        // the acknowledgement, so a crash here must not lose the block.
+        // Durable before it is acknowledged: the source clears its bits on
+        // the acknowledgement, so a crash here must not lose the run.
         self.disk_queue
             .write(io, b * BLOCK, data, true, &mut self.out);
     }
 
-    pub(super) fn resync_write_done(&mut self, i: usize, b: u64, result: Result<(), String>) {
+    pub(super) fn resync_write_done(
+        &mut self,
+        i: usize,
+        b: u64,
+        n: u64,
+        result: Result<(), String>,
+    ) {
         let node = self.peers[i].cfg.node;
         if result.is_err() {
             self.out.push_back(Output::Disconnect { peer: node });
             return self.lose(i);
         }
         if let Some(m) = self.meta.peer_mut(node) {
-            m.bitmap.clear(b);
+            for k in b..b + n {
+                m.bitmap.clear(k);
+            }
         }
-        self.peers[i].resync_moved += 1;
-        self.send(node, Message::ResyncAck { block: b });
+        self.peers[i].resync_moved += n;
+        self.send(
+            node,
+            Message::ResyncAck {
+                block: b,
+                blocks: n,
+            },
+        );
     }
 
-    /// Checksums: the source's digest of block `b`; this copy's is
-    /// compared once read.
-    pub(super) fn on_resync_digest(&mut self, i: usize, b: u64, theirs: u64) {
+    /// Checksums: the source's digest of the run of `n` blocks from `b`;
+    /// this copy's is compared once read.
+    pub(super) fn on_resync_digest(&mut self, i: usize, b: u64, n: u64, theirs: u64) {
         let node = self.peers[i].cfg.node;
-        if b >= self.meta.peer(node).map_or(0, |m| m.bitmap.blocks()) {
+        let blocks = self.meta.peer(node).map_or(0, |m| m.bitmap.blocks());
+        if n == 0 || n > RESYNC_RUN || b.saturating_add(n) > blocks {
             self.out.push_back(Output::Disconnect { peer: node });
             return self.lose(i);
         }
-        let (io, len) = (self.io(), self.block_len(b));
-        self.peers[i].resync_compares.insert(io, (b, theirs));
+        let (io, len) = (self.io(), self.run_len(b, n));
+        self.peers[i].resync_compares.insert(io, (b, n, theirs));
         self.disk_queue.note(io, Purpose::Peer(node));
         self.disk_queue.read(io, b * BLOCK, len, &mut self.out);
     }
 
-    /// Checksums: this copy of `b` is read; equal to the source's, it is
-    /// in sync (nothing more travels), otherwise the block is asked for.
+    /// Checksums: this copy of the run is read; equal to the source's, it
+    /// is in sync (nothing more travels), otherwise the run is asked for.
     pub(super) fn resync_compare_done(
         &mut self,
         i: usize,
-        b: u64,
+        (b, n): (u64, u64),
         theirs: u64,
         data: Result<Bytes, String>,
     ) {
         let node = self.peers[i].cfg.node;
         if data.is_ok_and(|d| digest(&d) == theirs) {
             if let Some(m) = self.meta.peer_mut(node) {
-                m.bitmap.clear(b);
+                for k in b..b + n {
+                    m.bitmap.clear(k);
+                }
             }
-            self.peers[i].resync_equal += 1;
-            self.send(node, Message::ResyncAck { block: b });
+            self.peers[i].resync_equal += n;
+            self.send(
+                node,
+                Message::ResyncAck {
+                    block: b,
+                    blocks: n,
+                },
+            );
         } else {
             self.send(node, Message::ResyncWant { block: b });
         }

@@ -208,9 +208,9 @@ impl Volume {
                 .entry(epoch)
                 .or_default()
                 .push((b.offset, len));
-            for (blk, f) in p.resync_inflight.iter_mut() {
-                let r = (blk * crate::bitmap::BLOCK, crate::bitmap::BLOCK);
-                if r.0 < b.offset + len && b.offset < r.0 + r.1 {
+            let blocks = crate::bitmap::blocks_of(b.offset, len);
+            if !blocks.is_empty() {
+                for f in p.resync_runs_over(blocks.start, blocks.end - 1) {
                     f.stale = true;
                 }
             }
