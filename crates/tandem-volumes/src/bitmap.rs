@@ -69,6 +69,13 @@ impl Bitmap {
         }
     }
 
+    /// Clears the `n` blocks from `b`.
+    pub fn clear_run(&mut self, b: u64, n: u64) {
+        for k in b..b.saturating_add(n) {
+            self.clear(k);
+        }
+    }
+
     /// Sets every block touched by `len` bytes at `offset`.
     pub fn set_range(&mut self, offset: u64, len: u64) {
         for b in blocks_of(offset, len) {

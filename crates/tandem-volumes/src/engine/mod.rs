@@ -24,6 +24,7 @@ mod resize;
 mod resync;
 mod suspend;
 mod three_nodes;
+mod verify;
 mod write;
 
 use std::collections::{BTreeMap, VecDeque};
