@@ -116,6 +116,16 @@ fn stress() -> anyhow::Result<Child> {
         .context("run stress-ng (apt-get install stress-ng)")
 }
 
+/// Stops stress-ng with SIGTERM, so it stops its workers and waits for
+/// them (SIGKILL leaves them loading the machine for seconds more, into
+/// the next row).
+fn stop_stress(c: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &c.id().to_string()])
+        .status();
+    let _ = c.wait();
+}
+
 fn health(
     exe: &Path,
     name: &str,
@@ -157,8 +167,7 @@ fn health(
             std::thread::sleep(Duration::from_millis(20));
         }
         if let Some(c) = s.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
+            stop_stress(c);
         }
         let to = w.probe_now_ms() - 150.0;
         let (requests, errors, from_n2) = client_window(&w, from, to);
@@ -292,8 +301,7 @@ fn keepalived_health(exe: &Path, subnet: u8, seconds: u64) -> anyhow::Result<Vec
             let from = w.probe_now_ms();
             std::thread::sleep(Duration::from_secs(seconds));
             if let Some(c) = s.as_mut() {
-                let _ = c.kill();
-                let _ = c.wait();
+                stop_stress(c);
             }
             let (requests, errors, from_n2) = client_window(&w, from, w.probe_now_ms() - 150.0);
             eprintln!("  keepalived, {load}: {errors} failed, {from_n2} from n2");

@@ -6,7 +6,11 @@
 //! and after a failover (also while an operator lists the lease set every
 //! 20 ms), and with every CPU loaded by stress-ng; a frozen
 //! daemon still goes silent and the survivor takes over with no dual
-//! answers. Needs root, busybox, nftables and stress-ng.
+//! answers. A machine-wide stall (the hypervisor taking a vCPU, seen by a
+//! `SCHED_FIFO` 99 probe on every CPU) explains a lapse, a release or a
+//! failed request during it: at a 25 ms deadtime nothing can ride out a
+//! 50 ms stall, and releasing is then right. Needs root, busybox, nftables
+//! and stress-ng.
 #![allow(clippy::unwrap_used)] // test helpers panic on failure by design
 
 use std::process::Command;
@@ -48,11 +52,23 @@ fn lab(prefix: &str, subnet: u8) -> WebCluster {
     w
 }
 
+/// What the client saw in a window.
+struct Window {
+    /// Answers by node.
+    by: Vec<(String, usize)>,
+    /// Failed requests.
+    failed: usize,
+    /// The first failures (`"{ms} ms: {error}"`), connects first.
+    first: Vec<String>,
+    /// The client's clock (ms) at a second of the day: (second, ms).
+    origin: (f64, f64),
+}
+
 /// Lets the client probe for `d` (a measurement window, not a wait for a
-/// condition), then returns what it saw in that window: (answers by node,
-/// failed requests, first failures).
-fn window(w: &WebCluster, d: Duration) -> (Vec<(String, usize)>, usize, Vec<String>) {
+/// condition), then returns what it saw in that window.
+fn window(w: &WebCluster, d: Duration) -> Window {
     let from = w.probe_now_ms();
+    let origin = (tandem_lab::stall::second_of_day(), from);
     let end = Instant::now() + d;
     while Instant::now() < end {
         std::thread::sleep(Duration::from_millis(200));
@@ -82,7 +98,89 @@ fn window(w: &WebCluster, d: Duration) -> (Vec<(String, usize)>, usize, Vec<Stri
     // Every connect failure, then the first others.
     failed.sort_by_key(|f| !f.contains("connect"));
     failed.truncate(50);
-    (by, n, failed)
+    Window {
+        by,
+        failed: n,
+        first: failed,
+        origin,
+    }
+}
+
+/// What the per-CPU stall probe (`tandem_lab::stall`) saw meanwhile.
+struct Machine {
+    realtime: bool,
+    stalls: Vec<tandem_lab::stall::Stall>,
+}
+
+impl Machine {
+    /// Whether a whole vCPU stalled (the hypervisor took it: the probe,
+    /// at `SCHED_FIFO` 99, saw a gap of 10 ms or more) ending within
+    /// 150 ms of `from..to` (seconds of the day). Nothing ran then, so a
+    /// lease at the fast preset (about 10 ms left at worst) rightly
+    /// lapses, the daemon rightly releases what it cannot prove, and the
+    /// requests in flight fail: explained, not the daemon's doing. A node
+    /// loop that spins or blocks is not seen by the probe.
+    fn stalled_near(&self, from: f64, to: f64) -> bool {
+        self.realtime
+            && self.stalls.iter().any(|s| {
+                s.gap >= Duration::from_millis(10)
+                    && s.ended_s > from - 0.15
+                    && s.ended_s < to + 0.15
+            })
+    }
+
+    /// Whether a window's failures, less those a machine-wide stall
+    /// explains, form at most `most` brief bursts ([`brief_bursts`]).
+    fn brief_bursts(&self, w: &Window, most: usize) -> bool {
+        let unexplained: Vec<String> = w
+            .first
+            .iter()
+            .filter(|f| {
+                let ms: f64 = f
+                    .split(" ms")
+                    .next()
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(0.0);
+                let at = w.origin.0 + (ms - w.origin.1) / 1000.0;
+                !self.stalled_near(at, at)
+            })
+            .cloned()
+            .collect();
+        let explained = w.first.len() - unexplained.len();
+        brief_bursts(w.failed - explained, &unexplained, most)
+    }
+
+    /// The lapsed samples no machine-wide stall explains.
+    fn unexplained_gaps(&self, missing: &[(f64, f64)]) -> Vec<(f64, f64)> {
+        missing
+            .iter()
+            .filter(|(from, to)| !self.stalled_near(*from, *to))
+            .copied()
+            .collect()
+    }
+
+    /// The log's releases for a lease lost while frozen that no
+    /// machine-wide stall explains.
+    fn unexplained_releases<'a>(&self, log: &'a str) -> Vec<&'a str> {
+        log.lines()
+            .filter(|l| l.contains("past this node's lease"))
+            .filter(|l| {
+                let t = tandem_lab::stall::log_second_of_day(l).unwrap_or(-1.0);
+                !self.stalled_near(t, t)
+            })
+            .collect()
+    }
+}
+
+/// Starts the stall probe; [`stop_probe`] ends it.
+fn start_probe() -> tandem_lab::stall::Probe {
+    tandem_lab::stall::Probe::start(Duration::from_millis(15))
+}
+
+fn stop_probe(p: tandem_lab::stall::Probe) -> Machine {
+    let (realtime, stalls) = p.stop();
+    eprintln!("vCPU stalls seen by the per-CPU probe (real-time: {realtime}): {stalls:?}");
+    Machine { realtime, stalls }
 }
 
 /// Samples the lease set in `netns` every 20 ms until the returned flag is
@@ -213,32 +311,123 @@ fn brief_bursts_tell_a_starved_client_from_an_outage() {
     assert!(brief_bursts(0, &[], 0));
 }
 
+/// Local run, 2026-12-01 (a noisy host: the probe saw 50–230 ms stalls):
+/// five bursts under load, four of them during stalls.
+#[test]
+fn a_machine_wide_stall_explains_what_fails_during_it_and_nothing_else() {
+    let stall = |ended_s: f64, ms: u64| tandem_lab::stall::Stall {
+        cpu: 0,
+        ended_s,
+        gap: Duration::from_millis(ms),
+    };
+    // The client's 0 ms is 1000.0 s of the day.
+    let failures = |ms: &[u32]| Window {
+        by: vec![],
+        failed: ms.len(),
+        first: ms
+            .iter()
+            .map(|m| format!("{m} ms: connect: connection timed out"))
+            .collect(),
+        origin: (1000.0, 0.0),
+    };
+    let w = failures(&[3949, 3951, 3960, 7021, 49619, 54778, 59237, 59282]);
+    let noisy = Machine {
+        realtime: true,
+        stalls: vec![
+            stall(1003.95, 123),
+            stall(1049.62, 52),
+            stall(1054.78, 92),
+            stall(1059.25, 48),
+        ],
+    };
+    // Four bursts explained; the one at 7021 ms is not.
+    assert!(noisy.brief_bursts(&w, 1));
+    assert!(!noisy.brief_bursts(&w, 0));
+    // Without the stalls, five bursts.
+    let quiet = Machine {
+        realtime: true,
+        stalls: vec![],
+    };
+    assert!(!quiet.brief_bursts(&w, 3));
+    // A probe that could not run real-time explains nothing.
+    let blind = Machine {
+        realtime: false,
+        stalls: noisy.stalls.clone(),
+    };
+    assert!(!blind.brief_bursts(&w, 3));
+    // Short gaps (under 10 ms) explain nothing either.
+    let short = Machine {
+        realtime: true,
+        stalls: vec![stall(1003.95, 9)],
+    };
+    assert!(!short.stalled_near(1003.9, 1003.9));
+    // Lapsed samples and releases: the same rule.
+    assert_eq!(
+        noisy.unexplained_gaps(&[(1049.6, 1049.62), (1020.0, 1020.02)]),
+        vec![(1020.0, 1020.02)]
+    );
+    let log = "2026-12-01T00:17:34.780000Z  WARN Frozen for 41 ms past this node's lease\n2026-12-01T00:20:00.000000Z  WARN Frozen for 41 ms past this node's lease";
+    assert_eq!(noisy.unexplained_releases(log).len(), 1);
+}
+
+static TRIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[test]
+fn a_drill_the_machine_stalled_once_runs_again() {
+    fn stalls_once() -> Result<(), String> {
+        match TRIES.fetch_add(1, Ordering::SeqCst) {
+            0 => Err("stalled".into()),
+            _ => Ok(()),
+        }
+    }
+    again_if_the_machine_stalled("a drill", stalls_once);
+    assert_eq!(TRIES.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+#[should_panic(expected = "stalled past the deadtime in every attempt")]
+fn a_drill_the_machine_always_stalls_fails() {
+    again_if_the_machine_stalled("a drill", || Err("stalled".into()));
+}
+
 #[test]
 fn at_fast_timings_no_connection_fails_before_or_after_a_failover() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    again_if_the_machine_stalled("the failover drill", failover_drill);
+}
+
+fn failover_drill() -> Result<(), String> {
     let mut w = lab("tlse", 77);
     // An operator's listing of the lease set every 20 ms runs meanwhile
     // (refreshing by delete-and-add once raced with it), and says whether
     // the element was ever missing.
+    let probe = start_probe();
     let (stop, sampled) = lease_sampler(w.lab.hosts[0].netns.clone(), "tandem_lab77".into());
-    let (by, failed, first) = window(&w, Duration::from_secs(30));
+    let first = window(&w, Duration::from_secs(30));
     stop.store(true, Ordering::Relaxed);
     let (listed, missing) = sampled.join().unwrap();
+    let machine = stop_probe(probe);
+    machine.no_failover_unless_stalled(&w, &first.by, "n1")?;
+    assert!(
+        first.by.iter().map(|(_, c)| c).sum::<usize>() > 2000,
+        "{:?}",
+        first.by
+    );
     assert!(
         listed > 100,
         "the lister listed the set only {listed} times"
     );
     assert!(
-        isolated_gaps(&missing),
+        isolated_gaps(&machine.unexplained_gaps(&missing)),
         "lease element missing in {} of {listed} listings: {missing:?}",
         missing.len()
     );
     assert!(
-        brief_bursts(failed, &first, STEADY_BURSTS),
-        "steady state on n1: {by:?}, failures {first:?}"
+        machine.brief_bursts(&first, STEADY_BURSTS),
+        "steady state on n1: {:?}, failures {:?}",
+        first.by,
+        first.first
     );
-    assert!(by.iter().all(|(n, _)| n == "n1"), "{by:?}");
-    assert!(by.iter().map(|(_, c)| c).sum::<usize>() > 2000, "{by:?}");
 
     let t = w.probe_now_ms();
     w.power_off(0).unwrap();
@@ -246,25 +435,101 @@ fn at_fast_timings_no_connection_fails_before_or_after_a_failover() {
     let o = outage(&w.samples(), t, "n1", "n2").unwrap();
     eprintln!("power-off outage at the fast preset: {o:?}");
     // Alone, n2's lease counts from its own heartbeats: sampled too.
+    let probe = start_probe();
     let (stop, sampled) = lease_sampler(w.lab.hosts[1].netns.clone(), "tandem_lab77".into());
-    let (by, failed, first) = window(&w, Duration::from_secs(30));
+    let second = window(&w, Duration::from_secs(30));
     stop.store(true, Ordering::Relaxed);
     let (listed, missing) = sampled.join().unwrap();
+    let machine = stop_probe(probe);
     assert!(
-        listed > 100 && isolated_gaps(&missing),
+        listed > 100 && isolated_gaps(&machine.unexplained_gaps(&missing)),
         "n2's lease element missing in {} of {listed} listings: {missing:?}",
         missing.len()
     );
     assert!(
-        brief_bursts(failed, &first, STEADY_BURSTS),
-        "steady state on n2: {by:?}, failures {first:?}"
+        machine.brief_bursts(&second, STEADY_BURSTS),
+        "steady state on n2: {:?}, failures {:?}",
+        second.by,
+        second.first
     );
-    assert!(by.iter().all(|(n, _)| n == "n2"), "{by:?}");
+    assert!(second.by.iter().all(|(n, _)| n == "n2"), "{:?}", second.by);
     let log = log_of(&w, 1);
+    let released = machine.unexplained_releases(&log);
     assert!(
-        !log.contains("past this node's lease"),
-        "n2 released:\n{log}"
+        released.is_empty(),
+        "n2 released without a machine-wide stall: {released:?}\n{log}"
     );
+    Ok(())
+}
+
+/// Drills at the fast preset cannot ride out a machine-wide stall longer
+/// than their 25 ms deadtime: a peer then rightly takes over. Such a run
+/// says nothing about the daemon, so the drill runs once more; a second
+/// stalled run fails (the machine is too noisy to judge: said, not
+/// passed).
+fn again_if_the_machine_stalled(name: &str, drill: fn() -> Result<(), String>) {
+    let mut stalled = Vec::new();
+    for attempt in 1..=2 {
+        match drill() {
+            Ok(()) => return,
+            Err(why) => {
+                eprintln!("{name}, attempt {attempt}: {why}; again");
+                stalled.push(why);
+            }
+        }
+    }
+    panic!("{name}: the machine stalled past the deadtime in every attempt: {stalled:?}");
+}
+
+impl Machine {
+    /// `Err` when the window's answers came from another node than
+    /// `holder` because a machine-wide stall let a peer take over (every
+    /// takeover logged by the other node followed a stall); panics when
+    /// one did not.
+    fn no_failover_unless_stalled(
+        &self,
+        w: &WebCluster,
+        by: &[(String, usize)],
+        holder: &str,
+    ) -> Result<(), String> {
+        if by.iter().all(|(n, _)| n == holder) {
+            return Ok(());
+        }
+        let other = usize::from(holder == "n1");
+        let log = log_of(w, other);
+        let takeovers: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("Taking over resource group"))
+            .collect();
+        let unexplained: Vec<&&str> = takeovers
+            .iter()
+            .filter(|l| {
+                let t = tandem_lab::stall::log_second_of_day(l).unwrap_or(-1.0);
+                !self.stalled_near(t, t)
+            })
+            .collect();
+        assert!(
+            !takeovers.is_empty() && unexplained.is_empty(),
+            "failed over without a machine-wide stall: {by:?}, takeovers {unexplained:?} (stalls: {:?})\n{}",
+            self.stalls,
+            warnings(w)
+        );
+        Err(format!(
+            "failed over during a machine-wide stall ({takeovers:?}; stalls {:?})",
+            self.stalls
+        ))
+    }
+}
+
+/// Both daemons' warnings, for a failure's message.
+fn warnings(w: &WebCluster) -> String {
+    let mut out = String::new();
+    for i in 0..2 {
+        for l in log_of(w, i).lines().filter(|l| l.contains("WARN")) {
+            out.push_str(&format!("n{}: {l}\n", i + 1));
+        }
+    }
+    out
 }
 
 #[test]
@@ -274,33 +539,45 @@ fn at_fast_timings_cpu_load_neither_lapses_the_lease_nor_releases() {
         Command::new("stress-ng").arg("--version").output().is_ok(),
         "this drill needs stress-ng (apt-get install stress-ng)"
     );
+    again_if_the_machine_stalled("the load drill", load_drill);
+}
+
+/// stress-ng on every CPU until dropped.
+struct Stress(std::process::Child);
+
+impl Drop for Stress {
+    /// SIGTERM, not SIGKILL: stress-ng then stops its workers and waits
+    /// for them. Killed outright, its orphaned workers loaded the machine
+    /// for seconds more — into the next drill, which then saw a failover
+    /// in its steady state (twice in a row).
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn load_drill() -> Result<(), String> {
     let w = lab("tlss", 78);
-    let mut stress = Command::new("stress-ng")
-        .args(["--cpu", "2", "--io", "1", "--vm", "1", "--vm-bytes", "128M"])
-        .args(["--timeout", "75s", "--quiet"])
-        .spawn()
-        .unwrap();
+    let stress = Stress(
+        Command::new("stress-ng")
+            .args(["--cpu", "2", "--io", "1", "--vm", "1", "--vm-bytes", "128M"])
+            .args(["--timeout", "75s", "--quiet"])
+            .spawn()
+            .unwrap(),
+    );
     let (stop, sampled) = lease_sampler(w.lab.hosts[0].netns.clone(), "tandem_lab78".into());
-    let probe = tandem_lab::stall::Probe::start(Duration::from_millis(15));
-    let (by, failed, first) = window(&w, Duration::from_secs(60));
+    let probe = start_probe();
+    let win = window(&w, Duration::from_secs(60));
     stop.store(true, Ordering::Relaxed);
-    let (realtime, stalls) = probe.stop();
+    let machine = stop_probe(probe);
     let (samples, missing) = sampled.join().unwrap();
     let log = log_of(&w, 0);
     // While the daemon runs, its lease never lapses and it never releases
-    // — unless the whole VM stalled then: a SCHED_FIFO 99 probe saw a gap
-    // ending within 150 ms of the release (the hypervisor took the vCPU;
-    // the daemon then rightly gives up a lease it cannot prove). Seen once
+    // — unless the whole VM stalled then (`Machine::stalled_near`). Seen
     // in CI: a 40 ms stall at the fast preset.
-    let unexplained: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("past this node's lease"))
-        .filter(|l| {
-            let t = tandem_lab::stall::log_second_of_day(l).unwrap_or(-1.0);
-            !(realtime && stalls.iter().any(|s| (s.ended_s - t).abs() < 0.15))
-        })
-        .collect();
-    eprintln!("vCPU stalls seen by the per-CPU probe (real-time: {realtime}): {stalls:?}");
+    let unexplained = machine.unexplained_releases(&log);
     // The daemon's own account of its late turns (loop_meter.rs).
     for l in log.lines().filter(|l| l.contains("node loop late")) {
         eprintln!("n1: {l}");
@@ -309,39 +586,28 @@ fn at_fast_timings_cpu_load_neither_lapses_the_lease_nor_releases() {
         unexplained.is_empty(),
         "n1 released under load without a machine-wide stall: {unexplained:?}\n{log}"
     );
-    assert!(by.iter().all(|(n, _)| n == "n1"), "failed over: {by:?}");
+    machine.no_failover_unless_stalled(&w, &win.by, "n1")?;
     // The kernel's lease element, sampled every 20 ms, is always there
-    // while the daemon runs. (Connection failures alone cannot tell a lapse
-    // from a client that stress-ng starved past its 100 ms timeout: a
-    // few brief bursts are tolerated.) A machine-wide stall longer than what the
-    // lease has left at worst (about 10 ms at this preset) rightly lets it
-    // lapse — nothing ran, and a peer could declare this node dead 25 ms
-    // after its last heartbeat — so a missing sample taken within 150 ms of
-    // such a stall is explained. Seen once in CI: a 21.5 ms stall.
+    // while the daemon runs, but for a lapse a machine-wide stall explains
+    // (seen once in CI: a 21.5 ms stall). (Connection failures alone
+    // cannot tell a lapse from a client that stress-ng starved past its
+    // 100 ms timeout: a few brief bursts are tolerated.)
     assert!(
         samples > 500,
         "the lease set was sampled only {samples} times"
     );
-    let unexplained: Vec<&(f64, f64)> = missing
-        .iter()
-        .filter(|(from, to)| {
-            !(realtime
-                && stalls.iter().any(|s| {
-                    s.gap >= Duration::from_millis(10)
-                        && s.ended_s > from - 0.15
-                        && s.ended_s < to + 0.15
-                }))
-        })
-        .collect();
-    let unexplained: Vec<(f64, f64)> = unexplained.into_iter().copied().collect();
+    let unexplained = machine.unexplained_gaps(&missing);
     assert!(
         isolated_gaps(&unexplained),
-        "lease element missing in {} of {samples} samples with no machine-wide stall then: {unexplained:?} (stalls: {stalls:?})",
-        unexplained.len()
+        "lease element missing in {} of {samples} samples with no machine-wide stall then: {unexplained:?} (stalls: {:?})",
+        unexplained.len(),
+        machine.stalls
     );
     assert!(
-        brief_bursts(failed, &first, 3),
-        "under load: {failed} failed, more than three brief bursts: {first:?}"
+        machine.brief_bursts(&win, 3),
+        "under load: {} failed, more than three brief bursts: {:?}",
+        win.failed,
+        win.first
     );
     // Frozen under the same load: its VIP goes silent, n2 takes over, and
     // the client never hears n1 after n2.
@@ -351,7 +617,7 @@ fn at_fast_timings_cpu_load_neither_lapses_the_lease_nor_releases() {
     let o = outage(&w.samples(), t, "n1", "n2").unwrap();
     eprintln!("freeze under load at the fast preset: {o:?}");
     assert_eq!(o.dual_answers, 0, "{o:?}");
-    let _ = stress.kill();
-    let _ = stress.wait();
+    drop(stress);
     w.cluster.signal(0, libc::SIGCONT).unwrap();
+    Ok(())
 }
