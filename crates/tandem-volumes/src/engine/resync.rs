@@ -426,11 +426,12 @@ impl Volume {
         let node = self.peers[i].cfg.node;
         let blocks = self.meta.peer(node).map_or(0, |m| m.bitmap.blocks());
         let n = (data.len() as u64).div_ceil(BLOCK);
-        // A run of whole blocks inside the volume, as the source sends.
+        // A run of at most RESYNC_RUN blocks inside this copy (its last
+        // block may be short where the source's copy ends).
         if n == 0
             || n > RESYNC_RUN
             || b.saturating_add(n) > blocks
-            || self.run_len(b, n) != data.len() as u64
+            || (b * BLOCK).saturating_add(data.len() as u64) > self.meta.size
         {
             self.out.push_back(Output::Disconnect { peer: node });
             return self.lose(i);
