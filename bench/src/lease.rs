@@ -107,25 +107,6 @@ fn lease_present(netns: &str, table: &str) -> anyhow::Result<bool> {
     Ok(String::from_utf8_lossy(&out.stdout).contains("expires"))
 }
 
-fn stress() -> anyhow::Result<Child> {
-    Command::new("stress-ng")
-        .args(["--cpu", "2", "--io", "1", "--vm", "1", "--vm-bytes", "128M"])
-        .args(["--quiet"])
-        .stdout(Stdio::null())
-        .spawn()
-        .context("run stress-ng (apt-get install stress-ng)")
-}
-
-/// Stops stress-ng with SIGTERM, so it stops its workers and waits for
-/// them (SIGKILL leaves them loading the machine for seconds more, into
-/// the next row).
-fn stop_stress(c: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &c.id().to_string()])
-        .status();
-    let _ = c.wait();
-}
-
 fn health(
     exe: &Path,
     name: &str,
@@ -145,10 +126,12 @@ fn health(
     let netns = w.lab.hosts[0].netns.clone();
     let mut out = Vec::new();
     for load in ["idle", "stress-ng --cpu 2 --io 1 --vm 1"] {
-        let mut s = if load == "idle" {
+        let s = if load == "idle" {
             None
         } else {
-            Some(stress()?)
+            Some(tandem_lab::stress::Stress::start(Duration::from_secs(
+                seconds + 60,
+            ))?)
         };
         let log_before = std::fs::read_to_string(&w.cluster.nodes[0].log)?
             .matches("past this node's lease")
@@ -166,9 +149,7 @@ fn health(
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        if let Some(c) = s.as_mut() {
-            stop_stress(c);
-        }
+        drop(s);
         let to = w.probe_now_ms() - 150.0;
         let (requests, errors, from_n2) = client_window(&w, from, to);
         let first: Vec<String> = w
@@ -293,16 +274,16 @@ fn keepalived_health(exe: &Path, subnet: u8, seconds: u64) -> anyhow::Result<Vec
         w.wait_served_by("n1", 50, WAIT)?;
         let mut out = Vec::new();
         for load in ["idle", "stress-ng --cpu 2 --io 1 --vm 1"] {
-            let mut s = if load == "idle" {
+            let s = if load == "idle" {
                 None
             } else {
-                Some(stress()?)
+                Some(tandem_lab::stress::Stress::start(Duration::from_secs(
+                    seconds + 60,
+                ))?)
             };
             let from = w.probe_now_ms();
             std::thread::sleep(Duration::from_secs(seconds));
-            if let Some(c) = s.as_mut() {
-                stop_stress(c);
-            }
+            drop(s);
             let (requests, errors, from_n2) = client_window(&w, from, w.probe_now_ms() - 150.0);
             eprintln!("  keepalived, {load}: {errors} failed, {from_n2} from n2");
             out.push(Health {

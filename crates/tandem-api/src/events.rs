@@ -228,10 +228,14 @@ impl EventLog {
         rx
     }
 
-    /// Numbers and keeps `event`, and counts it in the metrics.
+    /// Numbers and keeps `event`, and counts it in the metrics. Numbering,
+    /// delivery to subscribers and keeping happen under one lock, so
+    /// events recorded by several sinks' threads reach every reader in
+    /// the order of their numbers.
     pub fn record(&self, at: SystemTime, event: &Event) {
         self.count(event);
         let subject = event.subject();
+        let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let record = EventRecord {
             seq,
@@ -246,17 +250,15 @@ impl EventLog {
             group: subject.group.map(str::to_string),
             resource: subject.resource.map(str::to_string),
         };
-        if let Ok(mut subs) = self.subscribers.lock() {
-            subs.retain(|tx| {
-                tx.send(Numbered {
-                    seq,
-                    at,
-                    event: event.clone(),
-                    record: record.clone(),
-                })
-                .is_ok()
-            });
-        }
+        subs.retain(|tx| {
+            tx.send(Numbered {
+                seq,
+                at,
+                event: event.clone(),
+                record: record.clone(),
+            })
+            .is_ok()
+        });
         if let Ok(mut recent) = self.recent.lock() {
             if recent.len() == CAPACITY {
                 recent.pop_front();
@@ -402,6 +404,34 @@ mod tests {
         }
         assert_eq!(sink.dropped.load(Ordering::Relaxed), 2);
         assert_eq!(rx.try_iter().count(), QUEUE);
+    }
+
+    #[test]
+    fn two_sinks_reach_a_subscriber_in_the_order_of_their_numbers() {
+        let log = Arc::new(EventLog::new("n1", Default::default()));
+        let rx = log.subscribe();
+        let (a, b) = (log.sink().unwrap(), log.sink().unwrap());
+        let n = 3000;
+        let feed = |s: EventSink| {
+            std::thread::spawn(move || {
+                for i in 0..n {
+                    s.send(Event::Witness {
+                        reachable: i % 2 == 0,
+                    });
+                }
+            })
+        };
+        let (ta, tb) = (feed(a), feed(b));
+        ta.join().unwrap();
+        tb.join().unwrap();
+        let mut last = 0;
+        for _ in 0..2 * n {
+            let e = rx.recv_timeout(Duration::from_secs(10)).expect("an event");
+            assert!(e.seq > last, "{} after {last}", e.seq);
+            last = e.seq;
+        }
+        let kept: Vec<u64> = log.since(0, CAPACITY).iter().map(|r| r.seq).collect();
+        assert!(kept.windows(2).all(|w| w[0] < w[1]), "{kept:?}");
     }
 
     #[test]

@@ -22,4 +22,5 @@ pub mod netns;
 pub mod pg_client;
 pub mod poll;
 pub mod stall;
+pub mod stress;
 pub mod volume_cluster;

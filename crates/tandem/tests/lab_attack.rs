@@ -5,7 +5,7 @@
 //! it can, while the client probes the VIP every 10 ms. Nothing may
 //! happen: no failover, no false death, no daemon restart; every kind of
 //! rejected packet is counted by reason in status, and timers stay on
-//! time (within 20 ms). (The figures at 60 s:
+//! time (within 20 ms of any stall of the whole VM). (The figures at 60 s:
 //! `bench/run.sh attack`, bench/README.md.) Needs root.
 
 use std::time::Duration;
@@ -17,6 +17,10 @@ const EXE: &str = env!("CARGO_BIN_EXE_tandem");
 
 #[test]
 fn forged_replayed_malformed_and_flooded_heartbeats_change_nothing() {
+    // A stall of the whole VM (the hypervisor taking a vCPU; seen on this
+    // machine up to 230 ms) makes timers late too: the per-CPU real-time
+    // probe measures it, and it does not count against the daemon.
+    let probe = tandem_lab::stall::Probe::start(Duration::from_millis(15));
     let mut w = WebCluster::new(
         EXE.as_ref(),
         &WebOptions {
@@ -31,6 +35,12 @@ fn forged_replayed_malformed_and_flooded_heartbeats_change_nothing() {
     w.start_probe().unwrap();
     w.wait_served_by("n1", 5, Duration::from_secs(30)).unwrap();
     let r = drill(&mut w, 694, Duration::from_secs(15)).unwrap();
+    let (realtime, stalls) = probe.stop();
+    let machine_ms = stalls
+        .iter()
+        .filter(|_| realtime)
+        .map(|s| s.gap.as_secs_f64() * 1000.0)
+        .fold(0.0, f64::max);
     println!("{r:#?}");
     assert!(
         r.flood.datagrams > 10_000,
@@ -41,13 +51,14 @@ fn forged_replayed_malformed_and_flooded_heartbeats_change_nothing() {
     assert_eq!(r.deaths_logged, 0, "a node was declared dead: {r:#?}");
     assert!(r.same_processes, "a daemon restarted: {r:#?}");
     // The node loop outruns the flood: its timers are never late by more
-    // than a few milliseconds. (A real-time node loop that waited on a
-    // preempted sender of its input queue was late by 30 to 960 ms in half
-    // of the runs: inbox.rs.)
+    // than a few milliseconds beyond the longest machine-wide stall. (A
+    // real-time node loop that waited on a preempted sender of its input
+    // queue was late by 30 to 960 ms in half of the runs, which the probe,
+    // preempting it, does not see: inbox.rs.)
     for (i, late) in r.lateness_ms.iter().enumerate() {
         assert!(
-            *late <= 20.0,
-            "n{}'s timers were late by {late} ms: {r:#?}",
+            *late <= 20.0 + machine_ms,
+            "n{}'s timers were late by {late} ms (machine-wide stalls: {stalls:?}): {r:#?}",
             i + 1
         );
     }

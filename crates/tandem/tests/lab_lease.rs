@@ -136,11 +136,7 @@ impl Machine {
             .first
             .iter()
             .filter(|f| {
-                let ms: f64 = f
-                    .split(" ms")
-                    .next()
-                    .and_then(|t| t.parse().ok())
-                    .unwrap_or(0.0);
+                let ms = failure_ms(f).unwrap_or(0.0);
                 let at = w.origin.0 + (ms - w.origin.1) / 1000.0;
                 !self.stalled_near(at, at)
             })
@@ -157,6 +153,44 @@ impl Machine {
             .filter(|(from, to)| !self.stalled_near(*from, *to))
             .copied()
             .collect()
+    }
+
+    /// `Err` when the window's answers came from another node than
+    /// `holder` because a machine-wide stall let a peer take over (every
+    /// takeover logged by the other node followed a stall); panics when
+    /// one did not.
+    fn no_failover_unless_stalled(
+        &self,
+        w: &WebCluster,
+        by: &[(String, usize)],
+        holder: &str,
+    ) -> Result<(), String> {
+        if by.iter().all(|(n, _)| n == holder) {
+            return Ok(());
+        }
+        let other = usize::from(holder == "n1");
+        let log = log_of(w, other);
+        let takeovers: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("Taking over resource group"))
+            .collect();
+        let unexplained: Vec<&&str> = takeovers
+            .iter()
+            .filter(|l| {
+                let t = tandem_lab::stall::log_second_of_day(l).unwrap_or(-1.0);
+                !self.stalled_near(t, t)
+            })
+            .collect();
+        assert!(
+            !takeovers.is_empty() && unexplained.is_empty(),
+            "failed over without a machine-wide stall: {by:?}, takeovers {unexplained:?} (stalls: {:?})\n{}",
+            self.stalls,
+            warnings(w)
+        );
+        Err(format!(
+            "failed over during a machine-wide stall ({takeovers:?}; stalls {:?})",
+            self.stalls
+        ))
     }
 
     /// The log's releases for a lease lost while frozen that no
@@ -238,6 +272,12 @@ fn isolated_gaps(missing: &[(f64, f64)]) -> bool {
     at.len() <= 2 && at.windows(2).all(|w| w[1] - w[0] > 0.1)
 }
 
+/// When a failure (`"{ms} ms: {error}"`, [`Window::first`]) happened, in
+/// the client's milliseconds.
+fn failure_ms(f: &str) -> Option<f64> {
+    f.split(" ms").next()?.parse().ok()
+}
+
 /// Failures this close together belong to one burst, and a burst lasts
 /// at most this long.
 const BURST_MS: f64 = 150.0;
@@ -265,10 +305,7 @@ fn brief_bursts(failed: usize, first: &[String], most: usize) -> bool {
         // More than were kept: no brief burst.
         return false;
     }
-    let mut times: Vec<f64> = first
-        .iter()
-        .filter_map(|f| f.split(" ms").next()?.parse().ok())
-        .collect();
+    let mut times: Vec<f64> = first.iter().filter_map(|f| failure_ms(f)).collect();
     times.sort_by(f64::total_cmp);
     let (mut bursts, mut start, mut last) = (0, f64::MIN, f64::MIN);
     for t in times {
@@ -481,46 +518,6 @@ fn again_if_the_machine_stalled(name: &str, drill: fn() -> Result<(), String>) {
     panic!("{name}: the machine stalled past the deadtime in every attempt: {stalled:?}");
 }
 
-impl Machine {
-    /// `Err` when the window's answers came from another node than
-    /// `holder` because a machine-wide stall let a peer take over (every
-    /// takeover logged by the other node followed a stall); panics when
-    /// one did not.
-    fn no_failover_unless_stalled(
-        &self,
-        w: &WebCluster,
-        by: &[(String, usize)],
-        holder: &str,
-    ) -> Result<(), String> {
-        if by.iter().all(|(n, _)| n == holder) {
-            return Ok(());
-        }
-        let other = usize::from(holder == "n1");
-        let log = log_of(w, other);
-        let takeovers: Vec<&str> = log
-            .lines()
-            .filter(|l| l.contains("Taking over resource group"))
-            .collect();
-        let unexplained: Vec<&&str> = takeovers
-            .iter()
-            .filter(|l| {
-                let t = tandem_lab::stall::log_second_of_day(l).unwrap_or(-1.0);
-                !self.stalled_near(t, t)
-            })
-            .collect();
-        assert!(
-            !takeovers.is_empty() && unexplained.is_empty(),
-            "failed over without a machine-wide stall: {by:?}, takeovers {unexplained:?} (stalls: {:?})\n{}",
-            self.stalls,
-            warnings(w)
-        );
-        Err(format!(
-            "failed over during a machine-wide stall ({takeovers:?}; stalls {:?})",
-            self.stalls
-        ))
-    }
-}
-
 /// Both daemons' warnings, for a failure's message.
 fn warnings(w: &WebCluster) -> String {
     let mut out = String::new();
@@ -542,31 +539,9 @@ fn at_fast_timings_cpu_load_neither_lapses_the_lease_nor_releases() {
     again_if_the_machine_stalled("the load drill", load_drill);
 }
 
-/// stress-ng on every CPU until dropped.
-struct Stress(std::process::Child);
-
-impl Drop for Stress {
-    /// SIGTERM, not SIGKILL: stress-ng then stops its workers and waits
-    /// for them. Killed outright, its orphaned workers loaded the machine
-    /// for seconds more — into the next drill, which then saw a failover
-    /// in its steady state (twice in a row).
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
 fn load_drill() -> Result<(), String> {
     let w = lab("tlss", 78);
-    let stress = Stress(
-        Command::new("stress-ng")
-            .args(["--cpu", "2", "--io", "1", "--vm", "1", "--vm-bytes", "128M"])
-            .args(["--timeout", "75s", "--quiet"])
-            .spawn()
-            .unwrap(),
-    );
+    let stress = tandem_lab::stress::Stress::start(Duration::from_secs(75)).unwrap();
     let (stop, sampled) = lease_sampler(w.lab.hosts[0].netns.clone(), "tandem_lab78".into());
     let probe = start_probe();
     let win = window(&w, Duration::from_secs(60));

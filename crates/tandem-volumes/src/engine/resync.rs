@@ -1,10 +1,10 @@
-//! Resync. The sync source walks its bitmap for the
-//! target, reads each run of set blocks (up to [`RESYNC_RUN`], after any
-//! overlapping write), sends it, and clears the bits when the target
-//! acknowledges — which it does once the run is durable, one write and one
-//! flush for the run; at most `resync_window` blocks are in flight. An
-//! application write into a run whose read is under way makes that read
-//! stale: it is not sent, and the run is read again. When the bitmap is empty the source sends
+//! Resync. The sync source walks its bitmap for the target, reads each
+//! run of set blocks (up to [`RESYNC_RUN`], after any overlapping write),
+//! sends it, and clears the bits when the target acknowledges — which it
+//! does once the run is durable, one write and one flush for the run; at
+//! most `resync_window` blocks are in flight. An application write into a
+//! run whose read is under way makes that read stale: it is not sent, and
+//! the run is read again. When the bitmap is empty the source sends
 //! its generations, which the target adopts. An interrupted resync
 //! resumes from the bits still set.
 

@@ -17,13 +17,13 @@
 //! and tries again.
 
 use std::collections::VecDeque;
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, TryLockError};
 
 use tandem_core::{Command, CommandError, OpResult, ResourceKey};
 
 use super::fence::FenceError;
 use super::witness::Answer;
-use std::sync::mpsc::Sender;
 
 /// Something for the node loop.
 #[derive(Debug)]
