@@ -40,6 +40,10 @@ struct Row {
     qd1_fsync_p50_us: f64,
     qd1_fsync_p99_us: f64,
     qd1_iops: f64,
+    /// CPU time of the serving processes (both nodes' volume processes;
+    /// qemu-nbd and nbdfuse) per MiB of the sequential job; none for the
+    /// kernel-only rows.
+    seq_cpu_ms_per_mib: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -81,8 +85,37 @@ fn fio(target: &str, job: &str, seconds: u64, size_mib: u64) -> anyhow::Result<s
     Ok(serde_json::from_str(&out[start..])?)
 }
 
-fn row(variant: &str, target: &str, seconds: u64, size_mib: u64) -> anyhow::Result<Row> {
+/// CPU seconds (user and system, every thread) `pids` used so far.
+fn cpu_seconds(pids: &[u32]) -> f64 {
+    let tick = sh("getconf CLK_TCK")
+        .ok()
+        .and_then(|t| t.parse::<f64>().ok())
+        .unwrap_or(100.0);
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the command's closing parenthesis: utime and
+            // stime are the 12th and 13th.
+            let rest = stat.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+        })
+        .sum::<f64>()
+        / tick
+}
+
+/// fio's jobs on `target`; `pids` serve it (their CPU time is measured
+/// during the sequential job, ramp included, at its average rate).
+fn row(
+    variant: &str,
+    target: &str,
+    seconds: u64,
+    size_mib: u64,
+    pids: &[u32],
+) -> anyhow::Result<Row> {
+    let (cpu0, t0) = (cpu_seconds(pids), Instant::now());
     let seq = fio(target, "seq", seconds, size_mib)?;
+    let (cpu, wall) = (cpu_seconds(pids) - cpu0, t0.elapsed().as_secs_f64());
     let qd1 = fio(target, "qd1", seconds, size_mib)?;
     let w = &seq["jobs"][0]["write"];
     let mib_s = w["bw_bytes"].as_f64().unwrap_or(0.0) / (1 << 20) as f64;
@@ -100,13 +133,20 @@ fn row(variant: &str, target: &str, seconds: u64, size_mib: u64) -> anyhow::Resu
     let r = Row {
         variant: variant.to_string(),
         seq_write_mib_s: mib_s,
+        seq_cpu_ms_per_mib: (!pids.is_empty() && mib_s > 0.0).then(|| cpu / wall / mib_s * 1000.0),
         qd1_fsync_p50_us: w50 + s50,
         qd1_fsync_p99_us: w99 + s99,
         qd1_iops: q["write"]["iops"].as_f64().unwrap_or(0.0),
     };
     println!(
-        "{:<28} {:>10.1} {:>12.0} {:>12.0} {:>9.0}",
-        r.variant, r.seq_write_mib_s, r.qd1_fsync_p50_us, r.qd1_fsync_p99_us, r.qd1_iops
+        "{:<28} {:>10.1} {:>12.0} {:>12.0} {:>9.0} {:>11}",
+        r.variant,
+        r.seq_write_mib_s,
+        r.qd1_fsync_p50_us,
+        r.qd1_fsync_p99_us,
+        r.qd1_iops,
+        r.seq_cpu_ms_per_mib
+            .map_or("-".to_string(), |c| format!("{c:.2}"))
     );
     Ok(r)
 }
@@ -209,16 +249,28 @@ impl Cluster {
     /// losetup on n1's FUSE file, inside the volume process's mount
     /// namespace.
     fn loop_device(&self) -> anyhow::Result<String> {
-        // Anchored on the program, so the shell running pgrep (whose
-        // command line holds the pattern too) never matches.
-        let pid = sh(&format!(
-            "pgrep -f '^[^ ]*tandem volume run r0 --config {}/n1.toml' | head -1",
-            self.dir.display()
-        ))?;
+        let pid = self.pid("n1")?;
         sh(&format!(
             "nsenter -t {pid} -m losetup --find --show --direct-io=on --sector-size 4096 {}/state-n1/export/r0",
             self.dir.display()
         ))
+    }
+
+    /// The volume process of node `n`.
+    fn pid(&self, n: &str) -> anyhow::Result<u32> {
+        // Anchored on the program, so the shell running pgrep (whose
+        // command line holds the pattern too) never matches.
+        let pid = sh(&format!(
+            "pgrep -f '^[^ ]*tandem volume run r0 --config {}/{n}.toml' | head -1",
+            self.dir.display()
+        ))?;
+        pid.parse()
+            .with_context(|| format!("no volume process for {n} (pgrep said `{pid}`)"))
+    }
+
+    /// Both nodes' volume processes.
+    fn pids(&self) -> anyhow::Result<Vec<u32>> {
+        Ok(vec![self.pid("n1")?, self.pid("n2")?])
     }
 
     fn up(&self) -> anyhow::Result<()> {
@@ -276,9 +328,10 @@ fn baseline_rows(
         &format!("{d}/plain.img"),
         seconds,
         size_mib,
+        &[],
     )?);
     let l = loop_on(&format!("{d}/plain.img"))?;
-    fio_rows.push(row("loop on a file", &l, seconds, size_mib)?);
+    fio_rows.push(row("loop on a file", &l, seconds, size_mib, &[])?);
     sh(&format!("losetup -d {l}"))?;
     // qemu-nbd + nbdfuse + loop.
     std::fs::create_dir_all(format!("{d}/nbdfuse"))?;
@@ -313,7 +366,13 @@ fn baseline_rows(
         std::thread::sleep(Duration::from_millis(20));
     }
     let l = loop_on(&format!("{d}/nbdfuse/disk"))?;
-    fio_rows.push(row("qemu-nbd+nbdfuse+loop", &l, seconds, size_mib)?);
+    fio_rows.push(row(
+        "qemu-nbd+nbdfuse+loop",
+        &l,
+        seconds,
+        size_mib,
+        &[qemu.id(), fuse.id()],
+    )?);
     let _ = sh(&format!("losetup -d {l}"));
     let _ = sh(&format!(
         "fusermount3 -u {d}/nbdfuse || umount -l {d}/nbdfuse"
@@ -411,8 +470,8 @@ fn main() -> anyhow::Result<()> {
         sh(&format!("df -h --output=source,fstype {d} | tail -1")).unwrap_or_default()
     );
     println!(
-        "{:<28} {:>10} {:>12} {:>12} {:>9}",
-        "variant", "seq MiB/s", "QD1 p50 µs", "QD1 p99 µs", "QD1 IOPS"
+        "{:<28} {:>10} {:>12} {:>12} {:>9} {:>11}",
+        "variant", "seq MiB/s", "QD1 p50 µs", "QD1 p99 µs", "QD1 IOPS", "CPU ms/MiB"
     );
     let mut fio_rows = Vec::new();
     if full {
@@ -430,7 +489,7 @@ fn main() -> anyhow::Result<()> {
         let l = c.loop_device()?;
         if protocol == "C" && want("standalone") {
             c.vol("n1", "disconnect r0")?;
-            fio_rows.push(row("tandem standalone", &l, seconds, size_mib)?);
+            fio_rows.push(row("tandem standalone", &l, seconds, size_mib, &c.pids()?)?);
             c.vol("n1", "connect r0")?;
             c.wait_in_sync("n1", Duration::from_secs(600))?;
         }
@@ -440,6 +499,7 @@ fn main() -> anyhow::Result<()> {
                 &l,
                 seconds,
                 size_mib,
+                &c.pids()?,
             )?);
         }
         if protocol == "C" && want_resync {
@@ -465,7 +525,7 @@ fn main() -> anyhow::Result<()> {
             let c = Cluster::new(&exe, dir.path(), &peer, size_mib, "C", false)?;
             c.up()?;
             let l = c.loop_device()?;
-            let r = row("tandem C, peer on tmpfs", &l, seconds, size_mib);
+            let r = row("tandem C, peer on tmpfs", &l, seconds, size_mib, &c.pids()?);
             let _ = sh(&format!("losetup -d {l}"));
             c.down();
             r

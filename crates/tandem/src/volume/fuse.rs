@@ -13,7 +13,6 @@ use std::sync::Mutex;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, INodeNo, LockOwner, OpenFlags,
     ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request,
@@ -143,6 +142,18 @@ impl VolumeFs {
 }
 
 impl Filesystem for VolumeFs {
+    fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        // Direct I/O submitted asynchronously (loop's aio) reaches us as
+        // concurrent requests rather than one after the other.
+        if let Err(e) = config.add_capabilities(fuser::InitFlags::FUSE_ASYNC_DIO) {
+            tracing::warn!(
+                "volume {}: the kernel lacks FUSE async direct I/O ({e:?}): writes through loop are serial",
+                self.name
+            );
+        }
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         if parent == INodeNo::ROOT && name.to_str() == Some(self.name.as_str()) {
             reply.entry(&TTL, &self.attr(FILE), fuser::Generation(0));
@@ -232,7 +243,7 @@ impl Filesystem for VolumeFs {
         let fua = flags.0 & (libc::O_SYNC | libc::O_DSYNC) != 0;
         let op = Op::Write {
             offset,
-            data: Bytes::copy_from_slice(data),
+            data: super::direct::aligned_copy(data),
             fua,
         };
         self.submit(op, Reply::Write(reply, n));

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use tandem_volumes::Metadata;
 
 use super::Input;
+use super::direct::Direct;
 use super::nbd;
 use super::store::MetaStore;
 
@@ -78,11 +79,13 @@ impl DiskPool {
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let bound: Bound = Arc::new(size.into());
+        let direct = Arc::new(Direct::open(path));
         for _ in 0..WORKERS {
             let (file, rx, inbox, bound) = (file.clone(), rx.clone(), inbox.clone(), bound.clone());
+            let direct = direct.clone();
             std::thread::Builder::new()
                 .name("tandem-vol-disk".into())
-                .spawn(move || worker(&file, &bound, &rx, &inbox))?;
+                .spawn(move || worker(&file, &direct, &bound, &rx, &inbox))?;
         }
         let (meta, mrx) = std::sync::mpsc::channel::<MetaJob>();
         std::thread::Builder::new()
@@ -162,7 +165,15 @@ impl DiskPool {
     }
 }
 
-fn worker(file: &File, bound: &Bound, rx: &Mutex<Receiver<Job>>, inbox: &Sender<Input>) {
+fn worker(
+    file: &File,
+    direct: &Direct,
+    bound: &Bound,
+    rx: &Mutex<Receiver<Job>>,
+    inbox: &Sender<Input>,
+) {
+    // Where unaligned buffers are copied for direct writes.
+    let mut scratch = Vec::new();
     loop {
         let job = match rx.lock() {
             Ok(r) => r.recv(),
@@ -180,7 +191,8 @@ fn worker(file: &File, bound: &Bound, rx: &Mutex<Receiver<Job>>, inbox: &Sender<
                 let r = if offset + data.len() as u64 > size {
                     Err("write past the data region".to_string())
                 } else {
-                    file.write_all_at(&data, offset)
+                    direct
+                        .write_at(file, &mut scratch, &data, offset)
                         .and_then(|()| if fua { file.sync_data() } else { Ok(()) })
                         .map(|()| None)
                         .map_err(|e| e.to_string())

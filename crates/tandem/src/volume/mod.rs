@@ -7,16 +7,20 @@
 //! threads of their own and report through the same channel.
 //!
 //! Modules: [`store`] (metadata slots on disk), [`io`] (disk workers and
-//! the NBD listeners), [`net`] (authenticated replication connections),
+//! the NBD listeners), [`direct`] (writes that bypass the page cache),
+//! [`net`] (authenticated replication connections) and [`codec`] (their
+//! messages, bulk data never copied),
 //! `links` (dialing, pairing, reader/writer threads), [`nbd`] and
 //! [`fuse`] (the exports), `requests` (application requests split and
 //! answered), [`control`] and `commands` (the control socket and what it
 //! does).
 
 pub mod accept_gate;
+pub mod codec;
 mod commands;
 pub mod control;
 mod demote;
+pub mod direct;
 pub mod fuse;
 pub mod handlers;
 pub mod io;

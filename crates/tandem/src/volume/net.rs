@@ -13,13 +13,16 @@
 //! MiB on this kind of machine and capped protocol C at a fifth of the
 //! disk's throughput; BLAKE3 is several times faster).
 
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tandem_volumes::{Channel, Message};
+
+use super::codec;
 /// Bytes of a frame's MAC.
 pub const MAC_LEN: usize = 32;
 
@@ -61,6 +64,10 @@ impl Key {
 
 /// Largest frame accepted (a 32 MiB write plus headers).
 const MAX_FRAME: u32 = 40 << 20;
+
+/// Bytes of each connection's send and receive buffers: small messages
+/// are gathered in them, bulk data of this size or more bypasses them.
+const BUFFER: usize = 64 << 10;
 const HELLO_TAG: &[u8] = b"tandem volume hello v1";
 
 /// Why a connection failed.
@@ -236,14 +243,14 @@ impl Conn {
         let w = self.stream.try_clone()?;
         Ok((
             FrameWriter {
-                out: BufWriter::with_capacity(1 << 20, w),
+                out: BufWriter::with_capacity(BUFFER, w),
                 key: key.clone(),
                 session: self.session,
                 dir: u8::from(self.dialer),
                 counter: 0,
             },
             FrameReader {
-                inp: BufReader::with_capacity(1 << 20, self.stream),
+                inp: BufReader::with_capacity(BUFFER, self.stream),
                 key,
                 session: self.session,
                 dir: u8::from(!self.dialer),
@@ -282,14 +289,14 @@ impl FrameWriter {
     }
 
     fn write(&mut self, m: &Message) -> Result<(), NetError> {
-        let payload = postcard::to_allocvec(m).map_err(|_| NetError::Protocol("encode"))?;
+        let parts = codec::encode(m).map_err(|_| NetError::Protocol("encode"))?;
         self.counter += 1;
         let s = FrameSigner {
             key: &self.key,
             session: &self.session,
             dir: self.dir,
         };
-        s.write(&mut self.out, self.counter, &payload)?;
+        s.write_parts(&mut self.out, self.counter, &parts)?;
         Ok(())
     }
 }
@@ -318,6 +325,66 @@ impl FrameSigner<'_> {
         out.write_all(payload)?;
         out.write_all(&tag)
     }
+
+    /// Writes frame number `counter` carrying `parts`, the same bytes as
+    /// [`FrameSigner::write`] of the parts joined. Bulk data of
+    /// [`BUFFER`] bytes or more goes to the socket at once, straight from
+    /// its buffer (the peer starts on it while later frames are prepared).
+    pub fn write_parts<W: Write>(
+        &self,
+        out: &mut BufWriter<W>,
+        counter: u64,
+        parts: &codec::Parts,
+    ) -> std::io::Result<()> {
+        let c = counter.to_be_bytes();
+        let bulk = parts.bulk.as_deref().unwrap_or(&[]);
+        let tag = self.key.sign_parts(&[
+            self.session,
+            &[self.dir],
+            &c,
+            &parts.head,
+            bulk,
+            &parts.tail,
+        ]);
+        let len = u32::try_from(parts.len()).map_err(std::io::Error::other)?;
+        if bulk.len() < BUFFER {
+            for p in [
+                &len.to_be_bytes()[..],
+                &c,
+                &parts.head,
+                bulk,
+                &parts.tail,
+                &tag,
+            ] {
+                out.write_all(p)?;
+            }
+            return Ok(());
+        }
+        let mut pre = Vec::with_capacity(12 + parts.head.len());
+        pre.extend_from_slice(&len.to_be_bytes());
+        pre.extend_from_slice(&c);
+        pre.extend_from_slice(&parts.head);
+        let mut post = parts.tail.clone();
+        post.extend_from_slice(&tag);
+        out.flush()?;
+        write_all_vectored(
+            out.get_mut(),
+            &mut [IoSlice::new(&pre), IoSlice::new(bulk), IoSlice::new(&post)],
+        )
+    }
+}
+
+/// Writes every byte of `bufs` (std's `write_all_vectored` is unstable).
+fn write_all_vectored(w: &mut impl Write, mut bufs: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Reads authenticated frames.
@@ -355,8 +422,17 @@ impl<R: Read> FrameReader<R> {
         if c != self.counter + 1 {
             return Err(NetError::Protocol("frame out of sequence"));
         }
-        let mut payload = vec![0u8; len as usize];
-        self.inp.read_exact(&mut payload)?;
+        // Read past the reader's buffer when large (see [`BUFFER`]), then
+        // kept: a write's data is a slice of it.
+        // (read into spare capacity: never zeroed first).
+        let mut payload = Vec::with_capacity(len as usize);
+        (&mut self.inp)
+            .take(u64::from(len))
+            .read_to_end(&mut payload)?;
+        if payload.len() != len as usize {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+        let payload = Bytes::from(payload);
         let mut tag = [0u8; MAC_LEN];
         self.inp.read_exact(&mut tag)?;
         if !self
@@ -366,7 +442,7 @@ impl<R: Read> FrameReader<R> {
             return Err(NetError::Auth);
         }
         self.counter = c;
-        postcard::from_bytes(&payload).map_err(|_| NetError::Protocol("undecodable message"))
+        codec::decode(&payload).map_err(|_| NetError::Protocol("undecodable message"))
     }
 }
 
