@@ -44,6 +44,9 @@ pub struct App {
     pub inflight: Vec<u64>,
     /// Per sector: writers that may have landed.
     pub maybe: Vec<BTreeSet<u64>>,
+    /// Per sector: every writer ever acknowledged there (and 0, the
+    /// sector never written).
+    acked_ever: Vec<BTreeSet<u64>>,
     /// Outstanding requests.
     pub outstanding: BTreeMap<u64, Req>,
     /// Per node, per sector: the writer a completed flush made durable
@@ -73,6 +76,7 @@ impl App {
             flushed: vec![0; n],
             inflight: vec![0; n],
             maybe: vec![BTreeSet::new(); n],
+            acked_ever: vec![BTreeSet::from([0]); n],
             ..Self::default()
         }
     }
@@ -85,6 +89,7 @@ impl App {
         self.flushed.resize(n, 0);
         self.inflight.resize(n, 0);
         self.maybe.resize(n, BTreeSet::from([u64::MAX]));
+        self.acked_ever.resize(n, BTreeSet::from([0]));
         for f in self.floor.values_mut() {
             f.resize(n, 0);
         }
@@ -144,6 +149,7 @@ impl App {
                 for s in Self::sectors(offset, len) {
                     self.inflight[s] = 0;
                     if ok {
+                        self.acked_ever[s].insert(writer);
                         self.last_acked[s] = writer;
                         self.maybe[s].clear();
                     } else {
@@ -169,6 +175,18 @@ impl App {
                     None
                 }
             }
+        }
+    }
+
+    /// Protocol A: a write of these bytes was acknowledged once written
+    /// locally and sent, and was still on its way to the peers when the
+    /// primary crashed. It is lost with it (DRBD's protocol A too): the
+    /// survivors may hold any write acknowledged there before, until the
+    /// sector is written again.
+    pub fn lost_on_the_wire(&mut self, offset: u64, len: u64) {
+        for s in Self::sectors(offset, len) {
+            let earlier = self.acked_ever[s].clone();
+            self.maybe[s].extend(earlier);
         }
     }
 

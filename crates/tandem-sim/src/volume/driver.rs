@@ -414,6 +414,11 @@ impl VolumeSim {
     /// secondary in sync is checked for every acknowledged write.
     pub fn crash(&mut self, i: usize) {
         let was_primary = self.app.primary == Some(i);
+        if was_primary && self.protocol == tandem_volumes::Protocol::A {
+            for (offset, len) in self.writes_on_the_wire(i) {
+                self.app.lost_on_the_wire(offset, len);
+            }
+        }
         if was_primary && self.protocol == tandem_volumes::Protocol::C {
             for q in 0..self.nodes.len() {
                 let in_sync = self.in_sync_peers(i).iter().any(|(x, _)| *x == q);

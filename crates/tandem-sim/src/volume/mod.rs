@@ -330,6 +330,22 @@ impl VolumeSim {
         (a.min(b), a.max(b))
     }
 
+    /// The byte ranges of node `i`'s application writes still on their
+    /// way to a peer.
+    fn writes_on_the_wire(&self, i: usize) -> Vec<(u64, u64)> {
+        self.events
+            .values()
+            .filter_map(|ev| match ev {
+                Ev::Deliver {
+                    from,
+                    msg: tandem_volumes::Message::Write { offset, data, .. },
+                    ..
+                } if *from == i => Some((*offset, data.len() as u64)),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn schedule(&mut self, at: Timestamp, ev: Ev) {
         self.order += 1;
         self.events.insert(self.order, ev);

@@ -185,11 +185,6 @@ impl Volume {
         self.next_write += 1;
         let epoch = self.epoch;
         self.epoch_writes += 1;
-        let io = self.io();
-        self.disk_queue.note(io, Purpose::AppWrite(id));
-        self.disk_queue
-            .write(io, b.offset, b.data.clone(), b.fua, &mut self.out);
-        self.counters.dw += len / 1024;
         let mut waiting = BTreeSet::new();
         let replicas = self.replicating_nodes();
         for i in 0..self.peers.len() {
@@ -232,6 +227,13 @@ impl Volume {
                 },
             );
         }
+        // The local write after the peers' messages: the round trip to a
+        // peer is the longer path, so it starts first.
+        let io = self.io();
+        self.disk_queue.note(io, Purpose::AppWrite(id));
+        self.disk_queue
+            .write(io, b.offset, b.data.clone(), b.fua, &mut self.out);
+        self.counters.dw += len / 1024;
         self.writes.insert(
             id,
             AppWrite {
@@ -292,10 +294,12 @@ impl Volume {
             Some(e) => Err(IoError::Disk(e)),
             None => Ok(None),
         };
-        self.acknowledge(w.req, result);
+        // The barrier before the answer: an fsync that follows the write
+        // finds the peers already flushing.
         if w.epoch == self.epoch && self.epoch_writes > 0 {
             self.close_epoch();
         }
+        self.acknowledge(w.req, result);
     }
 
     pub(super) fn app_write_done(&mut self, id: u64, result: Result<(), String>) {
