@@ -105,6 +105,15 @@ pub fn aligned_copy(data: &[u8]) -> Bytes {
     Bytes::from(v).slice(start..start + data.len())
 }
 
+/// `len` bytes read from `r` into an [`ALIGN`]ed buffer (an NBD write's
+/// payload: written directly without a second copy).
+pub fn aligned_read(r: &mut impl std::io::Read, len: usize) -> std::io::Result<Bytes> {
+    let mut v = Vec::new();
+    r.read_exact(aligned_room(&mut v, len))?;
+    let start = v.as_ptr().align_offset(ALIGN);
+    Ok(Bytes::from(v).slice(start..start + len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +127,19 @@ mod tests {
             assert_eq!(&c[..], &data[..]);
             assert_eq!(c.as_ptr() as usize % ALIGN, 0, "len {len}");
         }
+    }
+
+    #[test]
+    fn an_aligned_read_is_aligned_and_whole() {
+        let data: Vec<u8> = (0..20_000).map(|i| (i % 249) as u8).collect();
+        let mut r = std::io::Cursor::new(data.clone());
+        let got = aligned_read(&mut r, 12_288).expect("read");
+        assert_eq!(&got[..], &data[..12_288]);
+        assert_eq!(got.as_ptr() as usize % ALIGN, 0);
+        assert!(
+            aligned_read(&mut r, 12_288).is_err(),
+            "short input is an error"
+        );
     }
 
     #[test]

@@ -241,15 +241,10 @@ where
                 len: u64::from(len),
             },
             CMD_WRITE if len <= MAX_PAYLOAD => {
-                let mut data = vec![0u8; len as usize];
-                if r.read_exact(&mut data).is_err() {
+                let Ok(data) = super::direct::aligned_read(&mut r, len as usize) else {
                     break;
-                }
-                Request::Write {
-                    offset,
-                    data: Bytes::from(data),
-                    fua,
-                }
+                };
+                Request::Write { offset, data, fua }
             }
             CMD_FLUSH => Request::Flush,
             CMD_TRIM | CMD_WRITE_ZEROES if len <= MAX_PAYLOAD => Request::Zero {
