@@ -99,10 +99,14 @@ fn aligned_room(scratch: &mut Vec<u8>, len: usize) -> &mut [u8] {
 /// A copy of `data` at an [`ALIGN`]ed address, so that a direct write of
 /// it needs no second copy.
 pub fn aligned_copy(data: &[u8]) -> Bytes {
-    let mut v = Vec::new();
-    aligned_room(&mut v, data.len()).copy_from_slice(data);
-    let start = v.as_ptr().align_offset(ALIGN);
-    Bytes::from(v).slice(start..start + data.len())
+    // Room for the data at an aligned address, never zeroed first (one
+    // pass over the data, not two); the capacity is never exceeded, so
+    // the buffer does not move.
+    let mut v: Vec<u8> = Vec::with_capacity(data.len() + ALIGN);
+    let start = v.as_ptr().align_offset(ALIGN).min(ALIGN);
+    v.resize(start, 0);
+    v.extend_from_slice(data);
+    Bytes::from(v).slice(start..)
 }
 
 /// `len` bytes read from `r` into an [`ALIGN`]ed buffer (an NBD write's
