@@ -422,9 +422,8 @@ impl<R: Read> FrameReader<R> {
         if c != self.counter + 1 {
             return Err(NetError::Protocol("frame out of sequence"));
         }
-        // Read past the reader's buffer when large (see [`BUFFER`]), then
-        // kept: a write's data is a slice of it.
-        // (read into spare capacity: never zeroed first).
+        // Read into spare capacity (never zeroed first), and kept whole: a
+        // write's data is a slice of it.
         let mut payload = Vec::with_capacity(len as usize);
         (&mut self.inp)
             .take(u64::from(len))
