@@ -99,6 +99,29 @@ pub fn encode(m: &Message) -> Result<Parts, postcard::Error> {
     })
 }
 
+/// Bytes of a payload's start that always hold a bulk message's head
+/// (variant, three u64 and a length, each at most a 10-byte varint).
+pub const HEAD_MAX: usize = 48;
+
+/// Where the bulk data starts in a payload that begins with `prefix` (at
+/// most [`HEAD_MAX`] bytes of it), if the message carries bulk data: the
+/// receiver reads the rest of the payload so that the data lands on a
+/// page boundary, and the peer's disk write needs no copy.
+pub fn bulk_start(prefix: &[u8]) -> Option<usize> {
+    let v = variants();
+    let (index, rest) = postcard::take_from_bytes::<u32>(prefix).ok()?;
+    let rest = if index == v.write {
+        postcard::take_from_bytes::<(u64, u64, u64, u64)>(rest)
+            .ok()?
+            .1
+    } else if index == v.resync_data {
+        postcard::take_from_bytes::<(u64, u64)>(rest).ok()?.1
+    } else {
+        return None;
+    };
+    Some(prefix.len() - rest.len())
+}
+
 /// Decodes a payload as `postcard::from_bytes` would, the bulk data of a
 /// write or resync run a slice of `payload` rather than a copy.
 pub fn decode(payload: &Bytes) -> Result<Message, postcard::Error> {
@@ -194,6 +217,18 @@ mod tests {
         };
         let inside = payload.as_ptr_range();
         assert!(inside.contains(&data.as_ptr()), "the data was copied");
+    }
+
+    #[test]
+    fn the_bulk_start_is_found_from_the_head_alone() {
+        for m in samples() {
+            let p = encode(&m).expect("parts");
+            let whole = postcard::to_allocvec(&m).expect("encode");
+            let prefix = &whole[..whole.len().min(HEAD_MAX)];
+            let want = p.bulk.is_some().then_some(p.head.len());
+            assert_eq!(bulk_start(prefix), want, "{m:?}");
+        }
+        assert_eq!(bulk_start(&[]), None);
     }
 
     #[test]
