@@ -6,13 +6,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tandem_volumes::VolumeStatus;
 
 use super::Input;
+use super::inbox::Inbox;
 
 /// An operator command for a running volume.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,7 +137,7 @@ pub fn socket_path(state_dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Serves the control socket: each request goes to the engine thread.
-pub fn serve(path: &Path, inbox: Sender<Input>) -> anyhow::Result<()> {
+pub fn serve(path: &Path, inbox: Inbox) -> anyhow::Result<()> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d)?;
     }
@@ -163,7 +163,7 @@ pub fn serve(path: &Path, inbox: Sender<Input>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn answer(s: UnixStream, inbox: &Sender<Input>) {
+fn answer(s: UnixStream, inbox: &Inbox) {
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let mut line = String::new();
     if BufReader::new(&s)

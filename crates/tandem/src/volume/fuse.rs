@@ -9,8 +9,6 @@
 //! travel with the request through the volume's one input channel.
 
 use std::ffi::OsStr;
-use std::sync::Mutex;
-use std::sync::mpsc::Sender;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
@@ -20,6 +18,7 @@ use fuser::{
 };
 
 use super::Input;
+use super::inbox::Inbox;
 
 const FILE: INodeNo = INodeNo(2);
 /// The handle of an open with write access.
@@ -72,7 +71,7 @@ pub struct VolumeFs {
     size: Size,
     /// Openers with write access (`secondary` waits for them).
     openers: super::demote::Openers,
-    inbox: Mutex<Sender<Input>>,
+    inbox: Inbox,
     uid: u32,
     gid: u32,
 }
@@ -80,17 +79,12 @@ pub struct VolumeFs {
 impl VolumeFs {
     /// The export of volume `name` of `size` bytes; `openers` counts the
     /// opens with write access.
-    pub fn new(
-        name: &str,
-        size: Size,
-        openers: super::demote::Openers,
-        inbox: Sender<Input>,
-    ) -> Self {
+    pub fn new(name: &str, size: Size, openers: super::demote::Openers, inbox: Inbox) -> Self {
         Self {
             name: name.to_string(),
             size,
             openers,
-            inbox: Mutex::new(inbox),
+            inbox,
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
         }
@@ -126,17 +120,10 @@ impl VolumeFs {
     }
 
     fn submit(&self, op: Op, reply: Reply) {
-        let sent = self
-            .inbox
-            .lock()
-            .ok()
-            .map(|tx| tx.send(Input::Fuse { op, reply }));
-        match sent {
-            Some(Ok(())) => {}
-            Some(Err(std::sync::mpsc::SendError(Input::Fuse { reply, .. }))) => {
-                reply.error(Errno::EIO)
-            }
-            _ => {}
+        if let Err(std::sync::mpsc::SendError(Input::Fuse { reply, .. })) =
+            self.inbox.send(Input::Fuse { op, reply })
+        {
+            reply.error(Errno::EIO);
         }
     }
 }
@@ -324,7 +311,7 @@ pub fn mount(
     name: &str,
     size: Size,
     openers: super::demote::Openers,
-    inbox: Sender<Input>,
+    inbox: Inbox,
 ) -> anyhow::Result<fuser::BackgroundSession> {
     std::fs::create_dir_all(dir)?;
     // A stale mount from a crashed run: unmount it first.

@@ -14,6 +14,7 @@ use tandem_volumes::Metadata;
 
 use super::Input;
 use super::direct::Direct;
+use super::inbox::Inbox;
 use super::nbd;
 use super::store::MetaStore;
 
@@ -67,7 +68,7 @@ impl DiskPool {
         path: &Path,
         size: u64,
         mut store: MetaStore,
-        inbox: Sender<Input>,
+        inbox: Inbox,
     ) -> anyhow::Result<Self> {
         let file = Arc::new(
             OpenOptions::new()
@@ -165,13 +166,7 @@ impl DiskPool {
     }
 }
 
-fn worker(
-    file: &File,
-    direct: &Direct,
-    bound: &Bound,
-    rx: &Mutex<Receiver<Job>>,
-    inbox: &Sender<Input>,
-) {
+fn worker(file: &File, direct: &Direct, bound: &Bound, rx: &Mutex<Receiver<Job>>, inbox: &Inbox) {
     // Where unaligned buffers are copied for direct writes.
     let mut scratch = Vec::new();
     loop {
@@ -220,7 +215,7 @@ fn worker(
 
 /// The owner side of the NBD export: requests go to the engine thread.
 struct Sink {
-    inbox: Sender<Input>,
+    inbox: Inbox,
     describe: Arc<Mutex<(u64, bool)>>,
 }
 
@@ -241,7 +236,7 @@ pub type Describe = Arc<Mutex<(u64, bool)>>;
 pub fn serve_nbd(
     at: &tandem_config::NbdListen,
     name: &str,
-    inbox: Sender<Input>,
+    inbox: Inbox,
     describe: Describe,
 ) -> anyhow::Result<()> {
     let next = Arc::new(std::sync::atomic::AtomicU64::new(1));
@@ -280,7 +275,7 @@ pub fn serve_nbd(
 fn spawn_client<S>(
     s: S,
     name: &str,
-    inbox: &Sender<Input>,
+    inbox: &Inbox,
     describe: &Describe,
     next: &std::sync::atomic::AtomicU64,
 ) where

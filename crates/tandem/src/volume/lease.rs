@@ -10,9 +10,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Sender;
 
 use super::Input;
+use super::inbox::Inbox;
 
 /// Marks a lease datagram (and its format version).
 const MAGIC: u32 = 0x544c_5631; // "TLV1"
@@ -48,7 +48,7 @@ fn decode(b: &[u8]) -> Option<u64> {
 
 /// Binds the lease socket and forwards each lease to the engine thread.
 /// Malformed datagrams are counted in the log, never acted on.
-pub fn serve(path: &Path, inbox: Sender<Input>) -> anyhow::Result<()> {
+pub fn serve(path: &Path, inbox: Inbox) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(path);
     let s = UnixDatagram::bind(path)
         .map_err(|e| anyhow::anyhow!("lease socket {}: {e}", path.display()))?;

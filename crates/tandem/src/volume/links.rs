@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
 
+use super::inbox::Inbox;
 use super::net::Key;
 
 use super::{Input, Link, Runner, net};
@@ -57,7 +58,7 @@ pub(super) fn net_dialer(
 }
 
 /// Pairs each peer's data and meta connections.
-pub(super) fn pair_connections(found: Receiver<(net::Hello, net::Conn)>, inbox: &Sender<Input>) {
+pub(super) fn pair_connections(found: Receiver<(net::Hello, net::Conn)>, inbox: &Inbox) {
     let mut half: BTreeMap<u8, (bool, net::Conn)> = BTreeMap::new();
     while let Ok((h, c)) = found.recv() {
         match half.remove(&h.from) {

@@ -23,6 +23,7 @@ mod demote;
 pub mod direct;
 pub mod fuse;
 pub mod handlers;
+pub mod inbox;
 pub mod io;
 pub mod launch;
 pub mod lease;
@@ -38,6 +39,8 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
+
+use inbox::Inbox;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -174,7 +177,7 @@ enum Origin {
 struct Runner {
     vol: Volume,
     epoch: Instant,
-    inbox: Sender<Input>,
+    inbox: Inbox,
     disk: io::DiskPool,
     key: Arc<net::Key>,
     links: BTreeMap<u8, Link>,
@@ -300,7 +303,7 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
     let secret = tandem_config::keyfile::read_key(&config.key_file)
         .with_context(|| format!("volume {name}: the cluster key"))?;
     let key = Arc::new(net::Key::new(&secret));
-    let (inbox, inputs) = std::sync::mpsc::channel::<Input>();
+    let (inbox, timer) = inbox::inbox();
     let disk = io::DiskPool::start(&disk_path, size, store, inbox.clone())?;
     // Replication listener and dialers.
     let listen = v.nodes[me as usize].address;
@@ -314,7 +317,7 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
             .name("tandem-vol-listen".into())
             .spawn(move || net::accept_loop(listener, name, me, key, tx))?;
     }
-    let wants: Arc<std::sync::Mutex<BTreeMap<u8, bool>>> = Arc::default();
+    let wants: inbox::Wants = Arc::default();
     for (i, n) in v.nodes.iter().enumerate() {
         if i as u8 > me {
             let (name, key, tx, wants) = (
@@ -431,7 +434,10 @@ pub fn run(config: &Config, name: &str, local: &str) -> anyhow::Result<()> {
         disk_path.display()
     );
     r.flush(&wants);
-    r.run(&inputs, &wants);
+    let mut r = timer
+        .run(inbox::Core { runner: r, wants })
+        .with_context(|| format!("volume {name}: the engine failed"))?
+        .runner;
     // The last metadata (a demotion's) reaches the disk before we exit.
     r.disk.finish(Duration::from_secs(5));
     if let Some(w) = r.down_written.take() {
@@ -448,39 +454,7 @@ impl Runner {
         Timestamp::from_nanos(u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 
-    fn run(&mut self, inputs: &Receiver<Input>, wants: &std::sync::Mutex<BTreeMap<u8, bool>>) {
-        while !self.stop {
-            let mut wait = self
-                .vol
-                .poll_timeout()
-                .map_or(Duration::from_millis(200), |t| {
-                    Duration::from_nanos(t.as_nanos().saturating_sub(self.now().as_nanos()))
-                        .min(Duration::from_millis(200))
-                });
-            if self.managed && self.lapsed_since.is_none() {
-                let left = self.lease_until.saturating_sub(lease::mono_now());
-                wait = wait.min(Duration::from_nanos(left));
-            }
-            if self.lapsed_since.is_some() || !self.held.is_empty() || self.demotion.pending() {
-                wait = wait.min(Duration::from_millis(5));
-            }
-            match inputs.recv_timeout(wait) {
-                Ok(input) => self.handle(input),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-            }
-            let now = self.now();
-            if self.vol.poll_timeout().is_some_and(|t| t <= now) {
-                self.vol.handle_timeout(now);
-            }
-            self.check_lease();
-            self.flush(wants);
-            self.release_parked();
-            self.retry_demotion();
-        }
-    }
-
-    fn handle(&mut self, input: Input) {
+    pub(super) fn handle(&mut self, input: Input) {
         let now = self.now();
         match input {
             Input::DiskDone { io, result } => self.vol.disk_done(now, io, result),
