@@ -136,7 +136,7 @@ pub fn socket_path(state_dir: &Path, name: &str) -> PathBuf {
     state_dir.join("volumes").join(format!("{name}.sock"))
 }
 
-/// Serves the control socket: each request goes to the engine thread.
+/// Serves the control socket: each request goes to the engine's inbox.
 pub fn serve(path: &Path, inbox: Inbox) -> anyhow::Result<()> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d)?;

@@ -5,8 +5,8 @@
 //! zero range: how loop passes discards) a replicated zeroing. Writes on a
 //! secondary fail with EROFS.
 //!
-//! Requests are answered from the engine thread: fuser's reply objects
-//! travel with the request through the volume's one input channel.
+//! Requests are answered by whichever thread runs the engine: fuser's
+//! reply objects travel with the request through the volume's inbox.
 
 use std::ffi::OsStr;
 use std::time::{Duration, SystemTime};

@@ -213,7 +213,7 @@ fn worker(file: &File, direct: &Direct, bound: &Bound, rx: &Mutex<Receiver<Job>>
     }
 }
 
-/// The owner side of the NBD export: requests go to the engine thread.
+/// The owner side of the NBD export: requests go to the engine's inbox.
 struct Sink {
     inbox: Inbox,
     describe: Arc<Mutex<(u64, bool)>>,

@@ -173,7 +173,7 @@ enum Origin {
     Fuse(fuse::Reply),
 }
 
-/// The engine thread's state.
+/// The engine and its IO (run by whichever thread holds the inbox).
 struct Runner {
     vol: Volume,
     epoch: Instant,
