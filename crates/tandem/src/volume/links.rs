@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::inbox::Inbox;
 use super::net::Key;
 
-use super::{Input, Link, Runner, net};
+use super::{Input, Link, Runner, net, outbox};
 
 /// Dials `peer` whenever the engine wants a connection to it.
 pub(super) fn net_dialer(
@@ -96,11 +96,11 @@ impl Runner {
             let Ok((w, mut r)) = c.split(self.key.clone()) else {
                 return;
             };
-            let (tx, rx) = std::sync::mpsc::channel();
-            senders.push(tx);
+            let (outbox, writer) = outbox::outbox(w);
+            senders.push(outbox);
             let _ = std::thread::Builder::new()
                 .name("tandem-vol-send".into())
-                .spawn(move || w.run(rx));
+                .spawn(move || writer.run());
             let inbox = self.inbox.clone();
             let _ = std::thread::Builder::new()
                 .name("tandem-vol-recv".into())

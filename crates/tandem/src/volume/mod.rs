@@ -30,6 +30,7 @@ pub mod lease;
 mod links;
 pub mod nbd;
 pub mod net;
+pub mod outbox;
 pub mod requests;
 mod resize;
 pub mod store;
@@ -140,8 +141,8 @@ pub enum Input {
 /// A peer's live connection.
 struct Link {
     generation: u64,
-    data: Sender<Message>,
-    meta: Sender<Message>,
+    data: outbox::Outbox,
+    meta: outbox::Outbox,
     handles: Vec<std::net::TcpStream>,
 }
 

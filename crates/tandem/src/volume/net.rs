@@ -16,7 +16,7 @@
 use std::io::{BufReader, BufWriter, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -82,6 +82,9 @@ pub enum NetError {
     /// The peer sent something that is not a frame.
     #[error("protocol error: {0}")]
     Protocol(&'static str),
+    /// The connection's writer has ended.
+    #[error("connection closed")]
+    Closed,
 }
 
 /// The identity a connection opens with.
@@ -260,35 +263,18 @@ impl Conn {
     }
 }
 
-/// Writes authenticated frames.
+/// Writes authenticated frames (driven by `volume/outbox.rs`).
 pub struct FrameWriter {
-    out: BufWriter<TcpStream>,
-    key: Arc<Key>,
-    session: [u8; 32],
-    dir: u8,
-    counter: u64,
+    pub(super) out: BufWriter<TcpStream>,
+    pub(super) key: Arc<Key>,
+    pub(super) session: [u8; 32],
+    pub(super) dir: u8,
+    pub(super) counter: u64,
 }
 
 impl FrameWriter {
-    /// Sends every message from `rx` until it closes or the socket fails;
-    /// flushes whenever the queue is empty.
-    pub fn run(mut self, rx: Receiver<Message>) {
-        while let Ok(m) = rx.recv() {
-            if self.write(&m).is_err() {
-                return;
-            }
-            while let Ok(m) = rx.try_recv() {
-                if self.write(&m).is_err() {
-                    return;
-                }
-            }
-            if self.out.flush().is_err() {
-                return;
-            }
-        }
-    }
-
-    fn write(&mut self, m: &Message) -> Result<(), NetError> {
+    /// Writes `m` as the next frame (buffered: flush `out` after).
+    pub(super) fn write(&mut self, m: &Message) -> Result<(), NetError> {
         let parts = codec::encode(m).map_err(|_| NetError::Protocol("encode"))?;
         self.counter += 1;
         let s = FrameSigner {
@@ -535,10 +521,10 @@ mod tests {
         });
         let c = Conn::dial(addr, "r0", 0, true, &key).expect("dial");
         let (w, _r) = c.split(key.clone()).expect("split");
-        let (tx, rx) = std::sync::mpsc::channel();
-        tx.send(Message::Barrier { epoch: 7 }).expect("send");
-        drop(tx);
-        w.run(rx);
+        let (outbox, writer) = super::super::outbox::outbox(w);
+        outbox.send(Message::Barrier { epoch: 7 }).expect("send");
+        drop(outbox);
+        writer.run();
         assert_eq!(t.join().expect("join"), Message::Barrier { epoch: 7 });
 
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
