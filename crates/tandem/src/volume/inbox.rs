@@ -324,6 +324,15 @@ mod tests {
         }
     }
 
+    /// Polls `done` until it holds, failing with `what` after 20 s.
+    fn poll_until(done: impl Fn() -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::yield_now();
+        }
+    }
+
     fn log(wait: Duration) -> (Log, Arc<AtomicU64>) {
         let ticks = Arc::new(AtomicU64::new(0));
         let log = Log {
@@ -363,17 +372,12 @@ mod tests {
         }
         // Nobody sends now and the engine thread sleeps: everything must
         // have been handled already, none left queued.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while handled.load(Ordering::SeqCst) < SENDERS * EACH {
-            assert!(Instant::now() < deadline, "an input was left queued");
-            std::thread::yield_now();
-        }
+        poll_until(
+            || handled.load(Ordering::SeqCst) >= SENDERS * EACH,
+            "an input was left queued",
+        );
         inbox.send((0, u64::MAX)).expect("running");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !engine.is_finished() {
-            assert!(Instant::now() < deadline, "the stop was left queued");
-            std::thread::yield_now();
-        }
+        poll_until(|| engine.is_finished(), "the stop was left queued");
         let log = engine.join().expect("engine").expect("not poisoned");
         assert_eq!(log.seen.len() as u64, SENDERS * EACH);
         let mut next = vec![0u64; SENDERS as usize];
@@ -396,11 +400,10 @@ mod tests {
         let (inbox, timer) = inbox::<Log>();
         let (engine, ticks) = log(Duration::from_millis(1));
         let engine = std::thread::spawn(move || timer.run(engine));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while ticks.load(Ordering::SeqCst) < 20 {
-            assert!(Instant::now() < deadline, "the engine thread never ticked");
-            std::thread::yield_now();
-        }
+        poll_until(
+            || ticks.load(Ordering::SeqCst) >= 20,
+            "the engine thread never ticked",
+        );
         inbox.send((0, u64::MAX)).expect("running");
         let log = engine.join().expect("engine").expect("not poisoned");
         assert!(log.stop);
@@ -422,11 +425,10 @@ mod tests {
         // holder (almost always this thread, else the engine thread's
         // look after letting go) handles input (1, 0), then stops in
         // `wait`, holding the engine, past its last look at the queue.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while ticks.load(Ordering::SeqCst) == 0 || inbox.shared.running.try_lock().is_err() {
-            assert!(Instant::now() < deadline, "the engine thread never started");
-            std::thread::yield_now();
-        }
+        poll_until(
+            || ticks.load(Ordering::SeqCst) > 0 && inbox.shared.running.try_lock().is_ok(),
+            "the engine thread never started",
+        );
         let holder = {
             let inbox = inbox.clone();
             std::thread::spawn(move || inbox.send((1, 0)).expect("running"))
@@ -439,11 +441,10 @@ mod tests {
         assert_eq!(handled.load(Ordering::SeqCst), 1);
         go.send(()).expect("holder waiting");
         holder.join().expect("holder");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while handled.load(Ordering::SeqCst) < 2 {
-            assert!(Instant::now() < deadline, "the input was left queued");
-            std::thread::yield_now();
-        }
+        poll_until(
+            || handled.load(Ordering::SeqCst) >= 2,
+            "the input was left queued",
+        );
         inbox.send((0, u64::MAX)).expect("running");
         let log = engine.join().expect("engine").expect("not poisoned");
         assert_eq!(log.seen, vec![(1, 0), (2, 0)]);
